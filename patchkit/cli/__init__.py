@@ -1,0 +1,12 @@
+"""The command line: a thin click layer over patchkit's modules.
+
+Each area registers its commands in its own module; importing them here wires
+them into the ``patchkit`` group.
+"""
+
+from patchkit.cli.base import cli, main
+
+__all__ = ["cli", "main"]
+
+# Command modules register themselves on import.
+from patchkit.cli import build_cmds, guest_cmds, mail_cmds, series_cmds, test_cmds  # noqa: E402,F401

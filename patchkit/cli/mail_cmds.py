@@ -1,0 +1,3 @@
+"""`patchkit` commands: mail."""
+
+from patchkit.cli.base import cli  # noqa: F401

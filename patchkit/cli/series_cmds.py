@@ -1,0 +1,3 @@
+"""`patchkit` commands: series."""
+
+from patchkit.cli.base import cli  # noqa: F401

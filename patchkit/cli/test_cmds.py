@@ -1,0 +1,3 @@
+"""`patchkit` commands: test."""
+
+from patchkit.cli.base import cli  # noqa: F401

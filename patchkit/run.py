@@ -1,0 +1,126 @@
+"""The only place patchkit starts subprocesses.
+
+Every command is logged, gets stdin from /dev/null, and is always waited for:
+on any exception (including KeyboardInterrupt) the child is terminated, then killed.
+Failures become a PatchkitError carrying the command and the tail of its output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from patchkit.errors import PatchkitError
+
+log = logging.getLogger("patchkit.run")
+
+StrPath = str | os.PathLike[str]
+
+
+class CommandError(PatchkitError):
+    """A command exited non-zero."""
+
+    def __init__(self, argv: Sequence[StrPath], returncode: int, output: str) -> None:
+        self.argv = [str(a) for a in argv]
+        self.returncode = returncode
+        self.output = output
+        tail = "\n".join(output.rstrip().splitlines()[-20:])
+        message = f"command failed with exit status {returncode}: {shlex.join(self.argv)}"
+        if tail:
+            message += "\n" + tail
+        super().__init__(message)
+
+
+def run(
+    argv: Sequence[StrPath],
+    *,
+    cwd: StrPath | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` to completion, capturing stdout and stderr (merged into stdout).
+
+    ``env`` entries are added to the current environment. Raises CommandError when
+    ``check`` and the command fails, PatchkitError when the program does not exist.
+    """
+    argv = [str(a) for a in argv]
+    log.debug("run: %s (cwd=%s)", shlex.join(argv), cwd or ".")
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    except FileNotFoundError as exc:
+        raise PatchkitError(f"program not found: {argv[0]}", hint="run the README's set-up commands") from exc
+    with proc:
+        try:
+            out, _ = proc.communicate(input=input, timeout=timeout)
+        except BaseException:
+            _stop(proc)
+            raise
+    result = subprocess.CompletedProcess(argv, proc.returncode, out, None)
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, out.decode("utf-8", "replace"))
+    return result
+
+
+def run_logged(
+    argv: Sequence[StrPath],
+    logfile: Path,
+    *,
+    cwd: StrPath | None = None,
+    env: Mapping[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> int:
+    """Run ``argv`` streaming its merged output to ``logfile`` (and ``on_line``); return the exit status."""
+    argv = [str(a) for a in argv]
+    log.debug("run: %s (cwd=%s, log=%s)", shlex.join(argv), cwd or ".", logfile)
+    full_env = {**os.environ, **env} if env else None
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "w", encoding="utf-8", errors="replace") as sink:
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            )
+        except FileNotFoundError as exc:
+            raise PatchkitError(f"program not found: {argv[0]}", hint="run the README's set-up commands") from exc
+        with proc:
+            try:
+                _pump(proc.stdout, sink, on_line)
+                proc.wait()
+            except BaseException:
+                _stop(proc)
+                raise
+    return proc.returncode
+
+
+def _pump(stream: IO[str] | None, sink: IO[str], on_line: Callable[[str], None] | None) -> None:
+    assert stream is not None
+    for line in stream:
+        sink.write(line)
+        if on_line is not None:
+            on_line(line.rstrip("\n"))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate, then kill, and always reap ``proc``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

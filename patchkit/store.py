@@ -1,0 +1,192 @@
+"""patchkit's cache directory: where inputs, trees, builds, images and results live.
+
+The location is ``$PATCHKIT_CACHE``, else ``$XDG_CACHE_HOME/patchkit``, else
+``~/.cache/patchkit``. Nothing in it is project content; nothing in the repository
+points into it.
+
+Layout::
+
+    upstream/<name>.git      bare mirror of a pinned upstream (patchkit vendor)
+    trees/<name>/            the work tree the series is applied in (patchkit apply)
+    builds/<key>/            build logs and checked ROMs, keyed by tree content + settings
+    inputs/                  imported third-party media (FreeDOS kernel/shell, Debian .debs)
+    images/<kind>-<hash>/    guest base images, keyed by content (never written after creation)
+    runs/<id>/               per-run artifacts of `patchkit test`
+    results.sqlite           test results keyed by revision, ROM, image, QEMU, accelerator
+    mail/<series>/journal    send-email journals
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The cache root (not created)."""
+    if env := os.environ.get("PATCHKIT_CACHE"):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "patchkit"
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` via a temporary file and os.replace (never a half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def build_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``final``; move it into place on success.
+
+    On failure the half-built directory is removed, so ``final`` either exists
+    complete or not at all.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """What a test result is about: change any of these and the result no longer applies."""
+
+    series: str
+    revision: str  # content hash of the series revision (Series.revision_hash()), or "reference"
+    rom_sha256: str  # "" for --reference runs (SeaBIOS boots the disk)
+    guest: str  # freedos | debian | probe | ...
+    image_sha256: str
+    qemu_version: str
+    accel: str  # the accelerator that actually ran: kvm | tcg
+
+
+@dataclass
+class TestResult:
+    """One recorded `patchkit test` outcome."""
+
+    key: ResultKey
+    passed: bool
+    reason: str
+    run_dir: str
+    timings: dict[str, float] = field(default_factory=dict)
+    rom_size: int = 0
+    version: int = 0  # series version number the revision was tested as
+    created: float = field(default_factory=time.time)
+
+
+class Results:
+    """The results database (sqlite, in the cache)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or cache_dir() / "results.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path)
+        self._db.execute(
+            """CREATE TABLE IF NOT EXISTS results (
+                series TEXT, revision TEXT, rom_sha256 TEXT, guest TEXT, image_sha256 TEXT,
+                qemu_version TEXT, accel TEXT, passed INTEGER, reason TEXT, run_dir TEXT,
+                timings TEXT, rom_size INTEGER, version INTEGER, created REAL)"""
+        )
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Results":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def record(self, result: TestResult) -> None:
+        k = result.key
+        with self._db:
+            self._db.execute(
+                "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (k.series, k.revision, k.rom_sha256, k.guest, k.image_sha256, k.qemu_version,
+                 k.accel, int(result.passed), result.reason, result.run_dir,
+                 json.dumps(result.timings), result.rom_size, result.version, result.created),
+            )
+
+    def for_revision(self, series: str, revision: str) -> list[TestResult]:
+        """All results for one series revision, newest first."""
+        rows = self._db.execute(
+            "SELECT * FROM results WHERE series=? AND revision=? ORDER BY created DESC",
+            (series, revision),
+        ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def for_series(self, series: str) -> list[TestResult]:
+        """All results for a series, newest first."""
+        rows = self._db.execute(
+            "SELECT * FROM results WHERE series=? ORDER BY created DESC", (series,)
+        ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def latest_by_guest(self, series: str, revision: str) -> dict[str, TestResult]:
+        """The newest result per guest for one revision."""
+        latest: dict[str, TestResult] = {}
+        for r in self.for_revision(series, revision):
+            latest.setdefault(r.key.guest, r)
+        return latest
+
+    @staticmethod
+    def _row(row: tuple) -> TestResult:
+        key = ResultKey(*row[:7])
+        return TestResult(
+            key=key, passed=bool(row[7]), reason=row[8], run_dir=row[9],
+            timings=json.loads(row[10]), rom_size=row[11], version=row[12], created=row[13],
+        )
+
+
+def result_to_json(result: TestResult) -> dict:
+    """A JSON-ready dict of a result."""
+    return asdict(result)
