@@ -1,0 +1,133 @@
+"""The guest interface `patchkit test` boots, and the registry of guest kinds.
+
+A guest is a cached, content-keyed base disk image (``images/<name>-<key>/disk.img``,
+read-only once built) plus the knowledge to make a throwaway run disk carrying a
+per-run token, to recognise its serial markers, and to check afterwards what it
+wrote to the run disk.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import re
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from patchkit.errors import MissingInputError, PatchkitError
+from patchkit.run import run
+from patchkit.store import atomic_write, build_dir, cache_dir, file_lock, sha256_file
+
+GUEST_NAMES = ("freedos", "debian", "probe")
+
+Progress = Callable[[str], None]
+
+DISK_NAME = "disk.img"
+TOKEN_RE = re.compile(r"[A-Za-z0-9-]{1,40}")
+
+
+def quiet(_message: str) -> None:
+    """A progress callback that shows nothing."""
+
+
+class Guest(abc.ABC):
+    """One kind of guest: its base image, run disks, markers and result checks."""
+
+    name: str
+    default_timeout: float  # overall seconds for one boot under TCG, generous
+    failure_markers: tuple[str, ...] = ("PATCHKIT-FAIL",)
+    build_command: str  # the patchkit command that makes the base image
+
+    @abc.abstractmethod
+    def image_key(self) -> str:
+        """Content key of the image's inputs and recipe; MissingInputError if inputs are absent."""
+
+    @abc.abstractmethod
+    def _build_image(self, out: Path, progress: Progress) -> None:
+        """Write the base image to ``out`` (a fresh file path in a temporary directory)."""
+
+    @abc.abstractmethod
+    def _inject_token(self, disk: Path, token: str) -> None:
+        """Put ``token`` where the guest reads it, on the writable run disk ``disk``."""
+
+    @abc.abstractmethod
+    def verify_disk(self, disk: Path, token: str) -> list[str]:
+        """Host-side checks of what the guest wrote to the run disk; [] means OK."""
+
+    def image_dir(self) -> Path:
+        """Where this guest's base image lives (exists only once built)."""
+        return cache_dir() / "images" / f"{self.name}-{self.image_key()}"
+
+    def base_image(self) -> Path:
+        """The cached base image; MissingInputError naming the build command if absent."""
+        image = self.image_dir() / DISK_NAME
+        if not image.is_file():
+            raise MissingInputError(
+                f"the {self.name} guest image is not built ({image} missing)",
+                hint=f"run `{self.build_command}`",
+            )
+        return image
+
+    def build(self, progress: Progress = quiet) -> Path:
+        """Build the base image unless it is cached; return its path."""
+        final = self.image_dir()
+        with file_lock(cache_dir() / "images" / f".{self.name}.lock"):
+            if (final / DISK_NAME).is_file():
+                return final / DISK_NAME
+            with build_dir(final) as tmp:
+                image = tmp / DISK_NAME
+                self._build_image(image, progress)
+                atomic_write(tmp / f"{DISK_NAME}.sha256", sha256_file(image) + "\n")
+                image.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        progress(f"{self.name}: image ready in {final}")
+        return final / DISK_NAME
+
+    def image_sha256(self) -> str:
+        """Content hash of the base image (recorded at build time)."""
+        image = self.base_image()
+        recorded = image.parent / f"{DISK_NAME}.sha256"
+        if recorded.is_file():
+            return recorded.read_text().strip()
+        return sha256_file(image)
+
+    def make_run_disk(self, run_dir: Path, token: str) -> Path:
+        """A writable copy of the base image in ``run_dir`` with ``token`` injected."""
+        check_token(token)
+        base = self.base_image()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        disk = run_dir / f"{self.name}.img"
+        if disk.exists():
+            disk.chmod(0o644)
+            disk.unlink()
+        run(["cp", "--reflink=auto", base, disk])
+        os.chmod(disk, 0o644)
+        self._inject_token(disk, token)
+        return disk
+
+    def success_marker(self, token: str) -> str:
+        """What the guest prints on serial when every check passed."""
+        return f"PATCHKIT-PASS {token}"
+
+
+def check_token(token: str) -> None:
+    """Tokens go into DOS batch files and boot sectors: keep them short and plain."""
+    if not TOKEN_RE.fullmatch(token):
+        raise PatchkitError(f"invalid run token {token!r}: use 1-40 letters, digits or '-'")
+
+
+def get_guest(name: str) -> Guest:
+    """The guest called ``name``; PatchkitError listing the known guests otherwise."""
+    if name == "debian":
+        from patchkit.guests.debian import DebianGuest
+
+        return DebianGuest()
+    if name == "freedos":
+        from patchkit.guests.freedos import FreedosGuest
+
+        return FreedosGuest()
+    if name == "probe":
+        from patchkit.guests.probe import ProbeGuest
+
+        return ProbeGuest()
+    raise PatchkitError(f"unknown guest {name!r}: known guests are {', '.join(GUEST_NAMES)}")
