@@ -1,0 +1,54 @@
+"""Shared by the guest tests: boot a run disk with SeaBIOS natively under TCG, return the serial log.
+
+The guests power QEMU off themselves; patchkit.run's timeout kills and reaps QEMU
+when one does not, so no QEMU outlives a test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from patchkit.guests.base import Guest
+from patchkit.run import run
+
+
+@dataclass
+class Boot:
+    """What one native boot produced."""
+
+    log: str
+    timed_out: bool
+    seconds: float
+
+
+def boot_native(disk: Path, timeout: float) -> Boot:
+    """Boot ``disk`` as virtio-blk at 00:04.0 with SeaBIOS (no option ROM), serial to a file."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    serial = disk.with_suffix(".serial.log")
+    argv = [
+        "qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-machine", "pc,graphics=off",
+        "-display", "none", "-monitor", "none", "-serial", f"file:{serial}", "-no-reboot",
+        "-drive", f"if=none,id=d0,file={disk},format=raw",
+        "-device", "virtio-blk-pci,drive=d0,addr=04.0,bootindex=0",
+    ]
+    started = time.monotonic()
+    timed_out = False
+    try:
+        run(argv, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    seconds = time.monotonic() - started
+    log = serial.read_text(errors="replace") if serial.exists() else ""
+    return Boot(log, timed_out, seconds)
+
+
+def passed(guest: Guest, boot: Boot, token: str) -> bool:
+    """The marker check `patchkit test` makes: success marker seen, no failure marker."""
+    return guest.success_marker(token) in boot.log and not any(m in boot.log for m in guest.failure_markers)
