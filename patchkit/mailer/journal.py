@@ -1,0 +1,126 @@
+"""The send-email journal: what the SMTP server accepted, one JSON object per line.
+
+One file per series version, ``<cache>/mail/<series>/v<N>.journal``. A send starts
+with a ``start`` record that fixes every Message-ID of the series, then gets one
+``accepted`` record per message the server took, and ends with ``done`` once the
+revision is frozen. A ``failed`` record notes why a send stopped. Every record is
+one ``write`` of one line on an ``O_APPEND`` descriptor followed by ``fsync``, so a
+crash leaves whole lines only; a torn last line (power loss) is ignored on read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from patchkit.errors import MailError
+from patchkit.store import cache_dir, file_lock
+
+
+def journal_path(series: str, version: int) -> Path:
+    """Where the journal of ``series`` version ``version`` lives."""
+    return cache_dir() / "mail" / series / f"v{version}.journal"
+
+
+@dataclass
+class SendState:
+    """One send attempt as read back from the journal (the records after its ``start``)."""
+
+    revision: str
+    message_ids: list[str]
+    subjects: list[str]
+    forced_reason: str | None
+    started: float
+    accepted: dict[str, list[str]] = field(default_factory=dict)  # Message-ID -> recipients
+    done: bool = False
+
+    @property
+    def pending(self) -> list[str]:
+        """Message-IDs not yet accepted, in sending order."""
+        return [m for m in self.message_ids if m not in self.accepted]
+
+
+class Journal:
+    """Append-only JSON-lines log of one series version's sends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def for_version(cls, series: str, version: int) -> "Journal":
+        return cls(journal_path(series, version))
+
+    @contextmanager
+    def locked(self) -> Iterator["Journal"]:
+        """Hold the journal's lock: one send of a series version at a time."""
+        with file_lock(self.path.with_suffix(".lock")):
+            yield self
+
+    def append(self, record: dict) -> None:
+        """Durably append one record (adds ``time``)."""
+        line = json.dumps({**record, "time": time.time()}, sort_keys=True) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            data = line.encode("utf-8")
+            if os.write(fd, data) != len(data):
+                raise MailError(f"short write to the send journal {self.path}", hint="check free disk space")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def records(self) -> list[dict]:
+        """All whole records, oldest first."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line: the write it belonged to never completed
+        return out
+
+    def start(self, revision: str, message_ids: list[str], subjects: list[str], forced_reason: str | None) -> None:
+        self.append({"event": "start", "revision": revision, "message_ids": message_ids,
+                     "subjects": subjects, "forced_reason": forced_reason})
+
+    def accepted(self, message_id: str, recipients: list[str]) -> None:
+        self.append({"event": "accepted", "message_id": message_id, "recipients": recipients})
+
+    def failed(self, message_id: str | None, error: str) -> None:
+        self.append({"event": "failed", "message_id": message_id, "error": error})
+
+    def done(self, tag: str) -> None:
+        self.append({"event": "done", "tag": tag})
+
+    def last_send(self) -> SendState | None:
+        """The most recent send attempt, or None if nothing was ever started."""
+        state: SendState | None = None
+        for rec in self.records():
+            event = rec.get("event")
+            if event == "start":
+                state = SendState(rec["revision"], rec["message_ids"], rec["subjects"],
+                                  rec.get("forced_reason"), rec["time"])
+            elif state is None:
+                continue
+            elif event == "accepted":
+                state.accepted[rec["message_id"]] = rec["recipients"]
+            elif event == "done":
+                state.done = True
+        return state
+
+    def sent_revisions(self) -> set[str]:
+        """Revisions of which a send completed."""
+        done, current = set(), None
+        for rec in self.records():
+            if rec.get("event") == "start":
+                current = rec["revision"]
+            elif rec.get("event") == "done" and current:
+                done.add(current)
+        return done

@@ -1,0 +1,231 @@
+"""SMTP settings (read like git send-email's) and a connection that sends one message at a time.
+
+Settings come from, in order of precedence: command-line options, environment
+(``PATCHKIT_SMTP_SERVER``, ``_PORT``, ``_ENCRYPTION``, ``_USER``, ``_PASS``, ``_CA``,
+``PATCHKIT_FROM``), then git config of the project repository and the global config
+(``sendemail.smtpServer``, ``smtpServerPort``, ``smtpEncryption`` tls|ssl,
+``smtpUser``, ``smtpPass``, ``smtpSslCertPath``, ``sendemail.from``, else
+``user.name``/``user.email``). Certificates are always verified. The password is
+never printed, logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import formataddr, parseaddr
+from pathlib import Path
+
+from patchkit.errors import MailError
+from patchkit.run import run
+
+ENCRYPTIONS = ("", "tls", "ssl")
+DEFAULT_PORTS = {"": 25, "tls": 587, "ssl": 465}
+
+# setting name -> (environment variable, git config key)
+_SOURCES = {
+    "server": ("PATCHKIT_SMTP_SERVER", "sendemail.smtpServer"),
+    "port": ("PATCHKIT_SMTP_PORT", "sendemail.smtpServerPort"),
+    "encryption": ("PATCHKIT_SMTP_ENCRYPTION", "sendemail.smtpEncryption"),
+    "user": ("PATCHKIT_SMTP_USER", "sendemail.smtpUser"),
+    "password": ("PATCHKIT_SMTP_PASS", "sendemail.smtpPass"),
+    "ca": ("PATCHKIT_SMTP_CA", "sendemail.smtpSslCertPath"),
+    "sender": ("PATCHKIT_FROM", "sendemail.from"),
+}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to send. ``password`` is kept out of repr()."""
+
+    server: str
+    port: int
+    encryption: str = ""  # "" (plain), "tls" (STARTTLS) or "ssl" (implicit TLS)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca: Path | None = None  # CA file or directory to trust instead of the system store
+    timeout: float = 60.0
+
+    def describe(self) -> str:
+        """A one-line, secret-free description."""
+        how = {"": "plain", "tls": "STARTTLS", "ssl": "TLS"}[self.encryption]
+        auth = f", AUTH as {self.user}" if self.user else ""
+        return f"{self.server}:{self.port} ({how}{auth})"
+
+
+def git_config(project: Path, key: str) -> str | None:
+    """``git config --get KEY`` as seen from ``project`` (repository, global, system), or None."""
+    proc = run(["git", "config", "--get", key], cwd=project, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", "replace").rstrip("\n")
+
+
+def _lookup(name: str, project: Path, options: Mapping[str, str | None], environ: Mapping[str, str]) -> str | None:
+    if options.get(name):
+        return options[name]
+    env, key = _SOURCES[name]
+    if environ.get(env):
+        return environ[env]
+    return git_config(project, key)
+
+
+def read_settings(project: Path, options: Mapping[str, str | None], environ: Mapping[str, str]) -> SmtpSettings:
+    """Resolve the SMTP settings: ``options`` (keys as in _SOURCES) over ``environ`` over git config."""
+    server = _lookup("server", project, options, environ)
+    if not server:
+        raise MailError("no SMTP server configured",
+                        hint="pass --smtp-server, set PATCHKIT_SMTP_SERVER, or `git config sendemail.smtpServer HOST`")
+    if server.startswith("/"):
+        raise MailError(f"sendemail.smtpServer is a program ({server}); patchkit only talks SMTP",
+                        hint="pass --smtp-server HOST")
+    encryption = (_lookup("encryption", project, options, environ) or "").lower()
+    if encryption == "none":
+        encryption = ""
+    if encryption not in ENCRYPTIONS:
+        raise MailError(f"unknown SMTP encryption {encryption!r}", hint="use tls (STARTTLS) or ssl (implicit TLS)")
+    port_text = _lookup("port", project, options, environ)
+    try:
+        port = int(port_text) if port_text else DEFAULT_PORTS[encryption]
+    except ValueError:
+        raise MailError(f"SMTP port is not a number: {port_text!r}", hint="pass --smtp-port N") from None
+    user = _lookup("user", project, options, environ)
+    password = _lookup("password", project, options, environ)
+    if user and not password:
+        raise MailError(f"SMTP user {user} has no password",
+                        hint="set PATCHKIT_SMTP_PASS (or `git config sendemail.smtpPass`)")
+    ca = _lookup("ca", project, options, environ)
+    return SmtpSettings(server, port, encryption, user or None, password or None, Path(ca) if ca else None)
+
+
+def read_sender(project: Path, options: Mapping[str, str | None], environ: Mapping[str, str]) -> str:
+    """The sender identity ("Name <addr>"): --from, PATCHKIT_FROM, sendemail.from, else user.name/user.email."""
+    sender = _lookup("sender", project, options, environ)
+    if not sender:
+        name, email = git_config(project, "user.name"), git_config(project, "user.email")
+        if email:
+            sender = formataddr((name or "", email))
+    if not sender or "@" not in parseaddr(sender)[1]:
+        raise MailError("no sender address", hint="pass --from 'Name <addr>' or `git config user.email ADDR`")
+    return sender
+
+
+class RecipientsRefused(MailError):
+    """The server refused some recipients of a message; nothing of it was delivered."""
+
+    def __init__(self, refused: dict[str, tuple[int, bytes]]) -> None:
+        self.refused = refused
+        detail = "; ".join(f"{r}: {code} {msg.decode('utf-8', 'replace')}" for r, (code, msg) in refused.items())
+        super().__init__(f"the SMTP server refused recipient(s): {detail}",
+                         hint="fix the address (--to/--cc or the manifest) and run again with --resume")
+
+
+class SmtpConnection:
+    """One authenticated SMTP session; a context manager that always closes the socket."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._smtp: smtplib.SMTP | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ca = self.settings.ca
+        if ca is None:
+            return ssl.create_default_context()
+        if ca.is_dir():
+            return ssl.create_default_context(capath=str(ca))
+        if not ca.is_file():
+            raise MailError(f"SMTP CA certificate file not found: {ca}", hint="fix --smtp-ca / sendemail.smtpSslCertPath")
+        return ssl.create_default_context(cafile=str(ca))
+
+    def __enter__(self) -> "SmtpConnection":
+        s = self.settings
+        try:
+            if s.encryption == "ssl":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.server, s.port, timeout=s.timeout, context=self._tls_context())
+            else:
+                smtp = smtplib.SMTP(s.server, s.port, timeout=s.timeout)
+            self._smtp = smtp
+            smtp.ehlo()
+            if s.encryption == "tls":
+                if not smtp.has_extn("starttls"):
+                    raise MailError(f"{s.describe()} does not offer STARTTLS", hint="check --smtp-encryption")
+                smtp.starttls(context=self._tls_context())
+                smtp.ehlo()
+            if s.user:
+                smtp.login(s.user, s.password or "")
+        except BaseException as exc:
+            self.close()
+            raise _mail_error(exc, s) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._smtp is None:
+            return
+        smtp, self._smtp = self._smtp, None
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        """Deliver one message (``data`` with CRLF line ends) to all ``recipients`` or to none.
+
+        Raises RecipientsRefused when any recipient is refused (the transaction is
+        reset, so nothing is delivered), MailError for any other failure.
+        """
+        smtp = self._smtp
+        assert smtp is not None, "send() outside the connection context"
+        try:
+            options = ["BODY=8BITMIME"] if _is_8bit(data) and smtp.has_extn("8bitmime") else []
+            code, resp = smtp.mail(envelope_from, options)
+            if code != 250:
+                raise MailError(f"the SMTP server refused sender {envelope_from}: {code} {resp.decode('utf-8', 'replace')}",
+                                hint="check --from / sendemail.from")
+            refused = {}
+            for rcpt in recipients:
+                code, resp = smtp.rcpt(rcpt)
+                if code not in (250, 251):
+                    refused[rcpt] = (code, resp)
+            if refused:
+                smtp.rset()
+                raise RecipientsRefused(refused)
+            smtp.data(data)
+        except MailError:
+            raise
+        except BaseException as exc:
+            raise _mail_error(exc, self.settings) from None
+
+
+def _is_8bit(data: bytes) -> bool:
+    return any(b > 127 for b in data)
+
+
+def _mail_error(exc: BaseException, s: SmtpSettings) -> BaseException:
+    """A MailError for ``exc`` that names the server but never the password."""
+    where = s.describe()
+    if isinstance(exc, (MailError, KeyboardInterrupt)):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return MailError(f"TLS certificate of {where} failed verification: {exc.verify_message}",
+                         hint="pass --smtp-ca FILE (or sendemail.smtpSslCertPath) to trust its CA")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return MailError(f"{where} rejected the login: {exc.smtp_code}",
+                         hint="check the SMTP user and password (PATCHKIT_SMTP_PASS / sendemail.smtpPass)")
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return MailError(f"{where}: {exc}", hint="the server may require STARTTLS before AUTH: --smtp-encryption tls")
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return MailError(f"{where} closed the connection: {exc}",
+                         hint="run again with --resume to send the messages not yet accepted")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return MailError(f"{where} answered {exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}",
+                         hint="run again with --resume once the server accepts mail")
+    if isinstance(exc, (socket.timeout, ConnectionError, OSError)):
+        return MailError(f"cannot talk to {where}: {exc}",
+                         hint="check --smtp-server/--smtp-port, then run again (with --resume if a send was interrupted)")
+    return exc
