@@ -1,0 +1,484 @@
+"""The git side: the work tree, applying a series as commits, refresh, patch-id, range-diff.
+
+The only module that uses gitpython. Commits are built in a temporary index
+(``git apply --cached --3way``, ``write-tree``, ``commit-tree``) without touching
+the work tree; only when every patch has applied is the branch created and checked
+out. A failure therefore leaves branch, HEAD, index and files exactly as they were.
+
+Commits carry the patch's author, date and message; the committer is patchkit's
+fixed identity with the author date, so applying the same series to the same base
+always gives the same commit ids.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import git
+import unidiff
+
+from patchkit.errors import ApplyError, DirtyTreeError, SeriesError, UpstreamError
+from patchkit.series.io import find_series, load_version, save_series, unsafe_path
+from patchkit.series.model import Patch, Series, parse_patch, patch_filename
+from patchkit.store import build_dir, cache_dir, file_lock
+from patchkit.upstream import Pin, load_pin, mirror_path
+
+Progress = Callable[[str], None]
+IDENTITY_NAME = "patchkit"
+IDENTITY_EMAIL = "patchkit@localhost"
+# Keep the user's git configuration (diff.noprefix, format.*, hooks) out of our results.
+_GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+_STATE = "patchkit-applied.json"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """Where a series was applied: the tree, its branch, the base, the new commits, merged patches."""
+
+    tree: Path
+    branch: str
+    base: str
+    commits: list[str]
+    merged: list[str]
+
+
+@dataclass(frozen=True)
+class AppliedState:
+    """What `patchkit apply` last put on a branch (read back by refresh and status)."""
+
+    branch: str
+    base: str
+    version: int
+    commits: list[str]
+    patches: list[str]
+    head: str | None  # the branch's current head (None when the branch is gone)
+
+
+def branch_name(series: str, version: int) -> str:
+    """``patchkit/<series>/v<N>``."""
+    return f"patchkit/{series}/v{version}"
+
+
+def tree_dir(name: str) -> Path:
+    """``trees/<name>/`` in the cache (may not exist)."""
+    return cache_dir() / "trees" / name
+
+
+def work_tree(pin: Pin, name: str | None = None) -> Path:
+    """The work tree ``trees/<name>/`` (default: the pin's name): cloned from the mirror, or refreshed."""
+    mirror = mirror_path(pin)
+    path = tree_dir(name or pin.name)
+    with file_lock(path.parent / f".{path.name}.lock"):
+        if (path / ".git").is_dir():
+            repo = _repo(path)
+            _git(repo, "remote", "set-url", "origin", str(mirror))
+            _git(repo, "fetch", "--quiet", "--prune", "--tags", "origin")
+            return path
+        with build_dir(path) as tmp:
+            _git(None, "clone", "--quiet", str(mirror), str(tmp))
+    return path
+
+
+def apply_series(
+    project: Path,
+    series: Series | str | None,
+    *,
+    version: int | None = None,
+    upto: int | None = None,
+    onto: str | None = None,
+    progress: Progress | None = None,
+) -> ApplyResult:
+    """Put ``series`` (a Series, or its name; None = the only one) on ``patchkit/<series>/v<N>``.
+
+    ``version`` picks a frozen version, ``upto`` applies only the first K patches,
+    ``onto`` applies on another upstream revision than the series base (a drift
+    check: patches already upstream are reported in ``merged`` and skipped).
+    """
+    say = progress or (lambda _msg: None)
+    current = series if isinstance(series, Series) else find_series(project, series)
+    s = load_version(current, version) if version is not None else current
+    patches = _first(s.patches, upto)
+    pin = _pin_for(project, s)
+    path = work_tree(pin, s.name)
+    repo = _repo(path)
+    with file_lock(path.parent / f".{path.name}.lock"):
+        _require_clean(repo, path)
+        base = _resolve(repo, onto or s.base)
+        upstream_ids = _upstream_patch_ids(repo, _resolve(repo, s.base), base) if onto else {}
+        say(f"applying {len(patches)} patch(es) of {s.name} v{s.version} onto {base[:12]}")
+        commits, merged = _build(repo, base, patches, upstream_ids, say)
+        branch = branch_name(s.name, s.version)
+        head = commits[-1] if commits else base
+        _git(repo, "checkout", "--quiet", "-B", branch, head)
+        _save_state(repo, branch, base, s.version, commits, [p.filename for p in patches if p.filename not in merged])
+    say(f"{branch} at {head[:12]} in {path}")
+    return ApplyResult(tree=path, branch=branch, base=base, commits=commits, merged=merged)
+
+
+def build_commits(repo_path: Path, base: str, patches: list[Patch]) -> list[str]:
+    """Commit ``patches`` on ``base`` in ``repo_path`` without touching its work tree; return the ids."""
+    repo = _repo(repo_path)
+    commits, _ = _build(repo, _resolve(repo, base), patches, {}, lambda _m: None)
+    return commits
+
+
+def refresh_series(project: Path, series: Series | str | None, progress: Progress | None = None) -> list[str]:
+    """Capture the commits on the series' current branch back into its patch files.
+
+    Commits patchkit made and nobody changed keep their patch file byte for byte;
+    amended commits whose diff is unchanged keep the old diff text. Returns the
+    names of the patch files that were written or removed.
+    """
+    say = progress or (lambda _msg: None)
+    s = series if isinstance(series, Series) else find_series(project, series)
+    path = tree_dir(s.name)
+    branch = branch_name(s.name, s.version)
+    if not (path / ".git").is_dir():
+        raise ApplyError(f"no work tree for series '{s.name}' ({path})", hint=f"run `patchkit apply {s.name}` first")
+    repo = _repo(path)
+    state = read_state(path, branch)
+    if state is None or state.head is None:
+        raise ApplyError(f"branch {branch} was not made by `patchkit apply` in {path}",
+                         hint=f"run `patchkit apply {s.name}` first")
+    _require_clean(repo, path)
+    shas = _git(repo, "rev-list", "--reverse", "--topo-order", f"{state.base}..{state.head}").split()
+    for sha in shas:
+        if len(_git(repo, "rev-list", "--parents", "-n1", sha).split()) > 2:
+            raise ApplyError(f"{branch} has a merge commit {sha[:12]}", hint="a series is a straight line of commits: rebase it")
+    known = dict(zip(state.commits, state.patches))
+    by_name = {p.filename: p for p in s.patches}
+    by_id = {patch_id(repo.working_tree_dir, p.diff): p for p in s.patches}
+    new: list[Patch] = []
+    for number, sha in enumerate(shas, 1):
+        old = by_name.get(known.get(sha, ""))
+        if old is None:
+            old = _patch_from_commit(repo, sha, by_id)
+        name = old.filename if old.filename.startswith(f"{number:04d}-") and old.filename in by_name \
+            and by_name[old.filename].subject == old.subject else patch_filename(number, old.subject)
+        new.append(replace(old, filename=name))
+    before = {p.filename: p.render() for p in s.patches}
+    changed = sorted({p.filename for p in new if before.get(p.filename) != p.render()}
+                     | (set(before) - {p.filename for p in new}))
+    save_series(replace(s, patches=new))
+    _save_state(repo, branch, state.base, s.version, shas, [p.filename for p in new])
+    say(f"{len(changed)} patch file(s) changed" if changed else "series unchanged")
+    return changed
+
+
+def read_state(tree: Path, branch: str) -> AppliedState | None:
+    """What `patchkit apply` recorded for ``branch`` in ``tree`` (None if nothing)."""
+    state_file = tree / ".git" / _STATE
+    if not state_file.is_file():
+        return None
+    entry = json.loads(state_file.read_text(encoding="utf-8")).get(branch)
+    if entry is None:
+        return None
+    repo = _repo(tree)
+    try:
+        head = repo.commit(f"refs/heads/{branch}").hexsha
+    except (git.BadName, ValueError):
+        head = None
+    return AppliedState(branch=branch, base=entry["base"], version=entry["version"],
+                        commits=entry["commits"], patches=entry["patches"], head=head)
+
+
+def current_branch(tree: Path) -> tuple[str | None, str]:
+    """The branch checked out in ``tree`` (None when detached) and HEAD's commit."""
+    repo = _repo(tree)
+    head = repo.head.commit.hexsha
+    return (None if repo.head.is_detached else repo.active_branch.name), head
+
+
+def patch_id(repo_path: str | Path | None, diff: str) -> str:
+    """``git patch-id --stable`` of a diff ('' when the diff has no changes)."""
+    with tempfile.NamedTemporaryFile("wb", suffix=".diff") as f:
+        f.write(diff.encode("utf-8"))
+        f.flush()
+        with open(f.name, "rb") as stream:
+            out = git.Git(str(repo_path) if repo_path else None).patch_id("--stable", istream=stream, env=_GIT_ENV)
+    return out.split()[0] if out.strip() else ""
+
+
+def range_diff(project: Path, series: Series | str | None, version_a: int, version_b: int) -> str:
+    """``git range-diff`` between two versions, each applied on the series base in a temp branch."""
+    current = series if isinstance(series, Series) else find_series(project, series)
+    a, b = load_version(current, version_a), load_version(current, version_b)
+    pin = _pin_for(project, current)
+    path = work_tree(pin, current.name)
+    repo = _repo(path)
+    with file_lock(path.parent / f".{path.name}.lock"):
+        ends = []
+        for v in (a, b):
+            base = _resolve(repo, v.base)
+            commits = _build(repo, base, v.patches, {}, lambda _m: None)[0]
+            ref = f"refs/patchkit/range-diff/v{v.version}"
+            _git(repo, "update-ref", ref, commits[-1] if commits else base)
+            ends.append((base, ref))
+        try:
+            return _git(repo, "range-diff", "--no-color", f"{ends[0][0]}..{ends[0][1]}", f"{ends[1][0]}..{ends[1][1]}")
+        finally:
+            for _, ref in ends:
+                _git(repo, "update-ref", "-d", ref)
+
+
+def export_tree(repo: Path, rev: str, dest: Path) -> None:
+    """Write the files of commit ``rev`` of ``repo`` into ``dest`` (created; modes and symlinks kept)."""
+    r = _repo(repo)
+    dest.mkdir(parents=True, exist_ok=True)
+    with _temp_index() as env:
+        _git(r, "read-tree", _resolve(r, rev), env=env)
+        _git(r, "checkout-index", "--all", "--force", f"--prefix={dest.resolve()}/", env=env)
+
+
+def tag(repo: Path, name: str, rev: str, message: str) -> None:
+    """Create annotated tag ``name`` at ``rev`` (no-op if it already points there; error otherwise)."""
+    r = _repo(repo)
+    target = _resolve(r, rev)
+    try:
+        existing = r.commit(f"refs/tags/{name}").hexsha
+    except (git.BadName, ValueError):
+        existing = None
+    if existing == target:
+        return
+    if existing is not None:
+        raise ApplyError(f"tag {name} already exists at {existing[:12]}, not {target[:12]}",
+                         hint="a sent version's tag never moves: start a new version")
+    env = _identity_env(f"{int(time.time())} +0000")
+    _git(r, "tag", "-a", "-m", message, name, target, env=env)
+
+
+# --- internals -------------------------------------------------------------------
+
+
+def _build(repo: git.Repo, base: str, patches: list[Patch], upstream_ids: dict[str, str],
+           say: Progress) -> tuple[list[str], list[str]]:
+    """Commit each patch on top of the last in a temp index; return (commits, merged patch names)."""
+    commits: list[str] = []
+    merged: list[str] = []
+    parent = base
+    with _temp_index() as env, tempfile.TemporaryDirectory(prefix="patchkit-apply-") as tmp:
+        _git(repo, "read-tree", parent, env=env)
+        for n, patch in enumerate(patches, 1):
+            diff_file = Path(tmp) / f"{n:04d}.diff"
+            diff_file.write_text(patch.diff, encoding="utf-8")
+            _check_paths(repo, parent, patch)
+            pid = patch_id(repo.working_tree_dir, patch.diff)
+            if pid in upstream_ids:
+                say(f"  {patch.filename}: already upstream as {upstream_ids[pid][:12]} (merged, skipped)")
+                merged.append(patch.filename)
+                continue
+            applied = _try(repo, "apply", "--cached", "--3way", "--whitespace=nowarn", str(diff_file), env=env)
+            if not applied.ok:
+                _git(repo, "read-tree", parent, env=env)  # drop conflict stages
+                if _try(repo, "apply", "--cached", "--reverse", "--check", str(diff_file), env=env).ok:
+                    say(f"  {patch.filename}: already upstream (reverse-applies; merged, skipped)")
+                    merged.append(patch.filename)
+                    continue
+                raise ApplyError(_conflict_report(repo, parent, patch, applied.output),
+                                 hint="the tree was left as it was; rebase the patch (edit it, or apply --upto and fix by hand)")
+            tree = _git(repo, "write-tree", env=env)
+            msg_file = Path(tmp) / f"{n:04d}.msg"
+            msg_file.write_text(patch.commit_message, encoding="utf-8")
+            parent = _git(repo, "commit-tree", tree, "-p", parent, "-F", str(msg_file),
+                          env={**env, **_identity_env(_git_date(patch), patch)})
+            commits.append(parent)
+            say(f"  {patch.filename}: {parent[:12]} {patch.subject}")
+    return commits, merged
+
+
+def _check_paths(repo: git.Repo, parent: str, patch: Patch) -> None:
+    """Refuse paths outside the tree, including through a symlink present in ``parent``."""
+    paths = set()
+    for pf in unidiff.PatchSet(patch.diff):
+        for p in (pf.source_file, pf.target_file):
+            if p and p != "/dev/null":
+                paths.add(p[2:] if p[:2] in ("a/", "b/") else p)
+    for p in sorted(paths):
+        problem = unsafe_path(p)
+        if problem:
+            raise SeriesError(f"{patch.filename}: patch touches {p!r}, {problem}")
+        parts = p.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        if not prefixes:
+            continue
+        listing = _git(repo, "ls-tree", parent, "--", *prefixes)
+        for line in listing.splitlines():
+            mode, _, rest = line.partition(" ")
+            if mode == "120000":
+                link = rest.split("\t", 1)[1]
+                raise SeriesError(f"{patch.filename}: patch touches {p!r} through the symlink {link!r} in the tree",
+                                  hint="a patch may only change files inside the tree; change the symlink's target path instead")
+
+
+def _conflict_report(repo: git.Repo, parent: str, patch: Patch, git_output: str) -> str:
+    """Name the patch, the file, the hunk and the upstream lines that differ."""
+    head = f"patch {patch.filename} ({patch.subject}) does not apply on {parent[:12]}"
+    for pf in unidiff.PatchSet(patch.diff):
+        if pf.is_added_file:
+            if _try(repo, "cat-file", "-e", f"{parent}:{pf.path}").ok:
+                return f"{head}:\n  {pf.path}: the patch creates it but it already exists upstream"
+            continue
+        source = pf.source_file[2:] if pf.source_file.startswith("a/") else pf.source_file
+        shown = _try(repo, "show", f"{parent}:{source}")
+        if not shown.ok:
+            return f"{head}:\n  {source}: the file does not exist upstream"
+        upstream = shown.output.split("\n")
+        for number, hunk in enumerate(pf, 1):
+            expected = [line.value.rstrip("\n") for line in hunk if line.is_context or line.is_removed]
+            if _find(upstream, expected) is not None:
+                continue
+            start = max(hunk.source_start - 1, 0)
+            actual = upstream[start:start + len(expected)]
+            compared = difflib.unified_diff(expected, actual, "patch expects", f"upstream {source}", lineterm="", n=1)
+            detail = "\n".join(f"    {line}" for line in list(compared)[2:])
+            return (f"{head}:\n  {source}: hunk {number} of {len(pf)} "
+                    f"(@@ -{hunk.source_start},{hunk.source_length} +{hunk.target_start},{hunk.target_length} @@) "
+                    f"does not match upstream lines {start + 1}-{start + len(expected)}:\n{detail}")
+    return f"{head}:\n{git_output.strip()}"
+
+
+def _find(lines: list[str], block: list[str]) -> int | None:
+    if not block:
+        return 0
+    for i in range(len(lines) - len(block) + 1):
+        if lines[i:i + len(block)] == block:
+            return i
+    return None
+
+
+def _upstream_patch_ids(repo: git.Repo, base: str, onto: str) -> dict[str, str]:
+    """patch-id -> commit for the upstream commits between the series base and ``onto``."""
+    if base == onto:
+        return {}
+    start = _git(repo, "merge-base", base, onto)
+    log = repo.git.log("-p", "--no-merges", "--no-color", "--format=commit %H", f"{start}..{onto}",
+                       env=_GIT_ENV, stdout_as_string=False, strip_newline_in_stdout=False)
+    if not log.strip():
+        return {}
+    with tempfile.NamedTemporaryFile("wb", suffix=".log") as f:
+        f.write(log)
+        f.flush()
+        with open(f.name, "rb") as stream:
+            out = repo.git.patch_id("--stable", istream=stream, env=_GIT_ENV)
+    ids = {}
+    for line in out.splitlines():
+        pid, commit = line.split()
+        ids[pid] = commit
+    return ids
+
+
+def _patch_from_commit(repo: git.Repo, sha: str, by_id: dict[str, Patch]) -> Patch:
+    """A Patch for a commit (reusing an existing patch's diff text when the change is the same)."""
+    text = repo.git.format_patch("-1", "--stdout", "--no-signature", "-k", "--no-renames",
+                                 "--encoding=UTF-8", sha, env=_GIT_ENV, strip_newline_in_stdout=False)
+    patch = parse_patch(text, patch_filename(1, repo.commit(sha).summary), source=f"commit {sha[:12]}")
+    old = by_id.get(patch_id(repo.working_tree_dir, patch.diff))
+    if old is not None:
+        patch = replace(patch, diff=old.diff)
+    return patch
+
+
+def _git_date(patch: Patch) -> str:
+    """The patch's Date header as git's internal date format (seconds + offset)."""
+    try:
+        when = parsedate_to_datetime(patch.date)
+    except (TypeError, ValueError) as exc:
+        raise SeriesError(f"{patch.filename}: Date header is not an RFC 2822 date: {patch.date!r}") from exc
+    offset = when.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{int(when.timestamp())} {sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+
+
+def _identity_env(date: str, patch: Patch | None = None) -> dict[str, str]:
+    env = {"GIT_COMMITTER_NAME": IDENTITY_NAME, "GIT_COMMITTER_EMAIL": IDENTITY_EMAIL, "GIT_COMMITTER_DATE": date}
+    if patch is not None:
+        env |= {"GIT_AUTHOR_NAME": patch.author_name, "GIT_AUTHOR_EMAIL": patch.author_email, "GIT_AUTHOR_DATE": date}
+    return env
+
+
+def _require_clean(repo: git.Repo, path: Path) -> None:
+    if repo.is_dirty(index=True, working_tree=True, untracked_files=False):
+        changed = _git(repo, "status", "--porcelain", "--untracked-files=no")
+        raise DirtyTreeError(f"the work tree {path} has uncommitted changes:\n{changed}",
+                             hint="commit them (then `patchkit refresh`) or discard them; patchkit never overwrites them")
+
+
+def _resolve(repo: git.Repo, rev: str) -> str:
+    result = _try(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if not result.ok:
+        raise UpstreamError(f"revision {rev} is not in the upstream mirror",
+                            hint="check the revision, or re-run `patchkit vendor` to update the mirror")
+    return result.output.strip()
+
+
+def _pin_for(project: Path, s: Series) -> Pin:
+    pin = load_pin(project)
+    if s.upstream != pin.name:
+        raise SeriesError(f"series '{s.name}' targets upstream '{s.upstream}' but gpxe-tree/pin.toml pins '{pin.name}'")
+    return pin
+
+
+def _first(patches: list[Patch], upto: int | None) -> list[Patch]:
+    if upto is None:
+        return list(patches)
+    if not 0 <= upto <= len(patches):
+        raise SeriesError(f"--upto {upto}: the series has {len(patches)} patch(es)")
+    return patches[:upto]
+
+
+def _save_state(repo: git.Repo, branch: str, base: str, version: int, commits: list[str], patches: list[str]) -> None:
+    state_file = Path(repo.git_dir) / _STATE
+    data = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+    data[branch] = {"base": base, "version": version, "commits": commits, "patches": patches}
+    state_file.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+
+
+@contextmanager
+def _temp_index() -> Iterator[dict[str, str]]:
+    """An environment pointing git at a throwaway index file."""
+    d = tempfile.mkdtemp(prefix="patchkit-index-")
+    try:
+        yield {"GIT_INDEX_FILE": str(Path(d) / "index")}
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _repo(path: Path | str) -> git.Repo:
+    try:
+        return git.Repo(path)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise UpstreamError(f"{path} is not a git repository", hint="run `patchkit apply` to (re)create the work tree") from exc
+
+
+def _git(repo: git.Repo | None, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run a git command (in ``repo``), returning its stdout without the final newline."""
+    g = repo.git if repo is not None else git.Git()
+    try:
+        return g.execute(["git", *args], env={**_GIT_ENV, **(env or {})})
+    except git.GitCommandError as exc:
+        raise ApplyError(f"git {' '.join(args[:2])} failed: {exc.stderr.strip() or exc}") from exc
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    output: str
+
+
+def _try(repo: git.Repo, *args: str, env: dict[str, str] | None = None) -> _Outcome:
+    """Run a git command that may fail; return whether it did and its output."""
+    status, out, err = repo.git.execute(["git", *args], env={**_GIT_ENV, **(env or {})},
+                                        with_extended_output=True, with_exceptions=False,
+                                        strip_newline_in_stdout=False)
+    return _Outcome(status == 0, out if status == 0 else (err or out))

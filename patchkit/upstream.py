@@ -1,0 +1,141 @@
+"""The pinned upstream (``gpxe-tree/pin.toml``) and its import into the cache.
+
+``patchkit vendor`` clones the pin's URL (or a local mirror given with ``--from``)
+as a bare mirror ``upstream/<name>.git`` in the cache. The clone is built in a
+temporary directory and moved into place only once the pinned commit is verified,
+so a failed or interrupted import leaves the previous mirror (or nothing) behind.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from patchkit.errors import MissingInputError, UpstreamError
+from patchkit.run import run, run_logged
+from patchkit.store import build_dir, cache_dir, file_lock
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Pin:
+    """An upstream pinned by URL and commit, with its build and ROM settings."""
+
+    name: str
+    url: str
+    commit: str
+    latest: str | None = None
+    build: dict[str, Any] = field(default_factory=dict)
+    rom: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VendorReport:
+    """What ``vendor`` found: the mirror and whether the drift-check commit is there."""
+
+    path: Path
+    commit: str
+    latest_present: bool
+
+
+def pin_file(project: Path) -> Path:
+    """``<project>/gpxe-tree/pin.toml``."""
+    return project / "gpxe-tree" / "pin.toml"
+
+
+def load_pin(project: Path) -> Pin:
+    """Read and check the pin."""
+    path = pin_file(project)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UpstreamError(f"{path} does not exist", hint="run patchkit from the project root or pass -C PROJECT") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UpstreamError(f"{path}: {exc}", hint="fix the TOML syntax at that line") from exc
+    for key in ("name", "url", "commit"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise UpstreamError(f"{path}: missing or empty string '{key}'")
+    return Pin(name=data["name"], url=data["url"], commit=data["commit"], latest=data.get("latest"),
+               build=dict(data.get("build", {})), rom=dict(data.get("rom", {})))
+
+
+def mirror_dir(pin: Pin) -> Path:
+    """Where the mirror of ``pin`` lives in the cache (may not exist)."""
+    return cache_dir() / "upstream" / f"{pin.name}.git"
+
+
+def mirror_path(pin: Pin) -> Path:
+    """The imported mirror of ``pin``; MissingInputError when it has not been imported."""
+    path = mirror_dir(pin)
+    if not (path / "HEAD").is_file():
+        raise MissingInputError(
+            f"the {pin.name} upstream is not imported ({path} is missing): run `patchkit vendor`",
+            hint="`patchkit vendor` clones the pinned URL; `patchkit vendor --from PATH` imports a local mirror offline",
+        )
+    return path
+
+
+def vendor(pin: Pin, source: str | None = None, progress: Progress | None = None) -> Path:
+    """Import ``pin``'s upstream from ``source`` (default: the pin URL) into the cache.
+
+    Verifies the pinned commit; re-running re-imports and re-validates. Returns the
+    mirror's path. Raises UpstreamError when the source cannot be reached or lacks
+    the pinned commit (the previous mirror, if any, is kept).
+    """
+    return vendor_report(pin, source, progress).path
+
+
+def vendor_report(pin: Pin, source: str | None = None, progress: Progress | None = None) -> VendorReport:
+    """``vendor``, also telling whether the pin's ``latest`` commit is present."""
+    say = progress or (lambda _msg: None)
+    src = source or pin.url
+    if source is not None and "://" not in source and not source.startswith("git@"):
+        local = Path(source).expanduser()
+        if not local.exists():
+            raise UpstreamError(f"cannot reach upstream source {source}: no such directory",
+                                hint="pass --from the path of a local git mirror of the upstream")
+        src = str(local.resolve())
+    final = mirror_dir(pin)
+    with file_lock(final.parent / f".{pin.name}.lock"):
+        with build_dir(final) as tmp:
+            say(f"cloning {src}")
+            target = tmp / "mirror.git"
+            log = tmp / "clone.log"
+            status = run_logged(["git", "clone", "--mirror", "--progress", src, target], log,
+                                env={"GIT_TERMINAL_PROMPT": "0"}, on_line=lambda line: say(_last_segment(line)))
+            if status != 0:
+                tail = _tail(log)
+                raise UpstreamError(f"cannot reach upstream source {src}: git clone failed\n{tail}",
+                                    hint="check the URL and the network, or pass --from PATH to a local mirror")
+            if not _has_commit(target, pin.commit):
+                raise UpstreamError(f"{src} does not contain the pinned commit {pin.commit}",
+                                    hint="point --from at a mirror of the pinned upstream, or fix gpxe-tree/pin.toml")
+            latest_present = bool(pin.latest) and _has_commit(target, pin.latest or "")
+            # Move the clone's contents up so the final directory is the bare repository itself.
+            for entry in target.iterdir():
+                entry.rename(tmp / entry.name)
+            target.rmdir()
+            log.unlink()
+    say(f"pinned commit {pin.commit} verified in {final}")
+    if pin.latest:
+        say(f"latest commit {pin.latest} " + ("present" if latest_present else "NOT present (no drift check possible)"))
+    return VendorReport(path=final, commit=pin.commit, latest_present=latest_present)
+
+
+def _has_commit(repo: Path, rev: str) -> bool:
+    return run(["git", "-C", repo, "cat-file", "-e", f"{rev}^{{commit}}"], check=False).returncode == 0
+
+
+def _last_segment(line: str) -> str:
+    """Git progress rewrites a line with CR; keep what would be visible."""
+    parts = [p for p in line.split("\r") if p.strip()]
+    return parts[-1].strip() if parts else ""
+
+
+def _tail(log: Path, lines: int = 5) -> str:
+    text = log.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+    return "\n".join([t for t in text.splitlines() if t.strip()][-lines:])
