@@ -1,0 +1,266 @@
+"""Building the firmware: make in a tree, checked ROMs, reuse by content, ``--each-patch``.
+
+A build is keyed by what decides its output: the content of the tree's build
+directory (files git would track there, ignored build outputs excluded), the make
+arguments, the target and the toolchain version. ``builds/<key>/`` in the cache holds
+``build.log`` always and, after a successful build, the checked ROM and
+``manifest.json`` (written last: a build with a manifest is complete). A key with a
+complete build is reused without running make.
+
+gPXE does not rebuild when EXTRA_CFLAGS or other settings change, so each tree
+records the settings it was last built with (``<build dir>/bin/.patchkit-build.json``)
+and is cleaned (``make clean``) before a build with different ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from patchkit.errors import BuildError
+from patchkit.rom import check_rom, ids_for_target
+from patchkit.run import run, run_logged
+from patchkit.store import atomic_write, cache_dir, file_lock, sha256_file
+from patchkit.upstream import Pin
+
+Progress = Callable[[str], None]
+
+PROGRESS_EVERY = 50  # report every this many compiled objects
+TREE_STATE = ".patchkit-build.json"  # in <build dir>/bin/: settings and key of the last build
+_WARNING = re.compile(r"^(?P<file>[^\s:]+):(?:\d+:)?(?:\d+:)?\s*warning:\s*(?P<message>.*)$")
+_ERROR = re.compile(r"^[^\s:]+:\d+(?::\d+)?:\s*(?:fatal )?error:")
+_LINK_ERROR = re.compile(r"undefined (?:reference|symbol)|\*\*\* ")
+_TMP_OUTPUT = re.compile(r"bin/[\w.-]+\.tmp\b")
+
+
+@dataclass(frozen=True)
+class BuiltRom:
+    """A checked ROM in the build cache and how it came to be."""
+
+    path: Path
+    sha256: str
+    size: int
+    log: Path
+    reused: bool
+    warnings: list[str]  # `warning:` lines of the build log (a partial set for incremental builds)
+    target: str = ""
+    key: str = ""
+    seconds: float = 0.0  # time spent in make (0 when reused)
+    full: bool = False  # built from a clean tree: the log holds every warning of the tree
+
+
+def build_settings(pin: Pin, extra_make_args: Sequence[str] = ()) -> list[str]:
+    """The make arguments for a build: the pin's, then ``extra_make_args``."""
+    return [str(a) for a in pin.build.get("make_args", [])] + [str(a) for a in extra_make_args]
+
+
+@functools.cache
+def toolchain_version() -> str:
+    """The first lines of ``gcc --version`` and ``ld --version``: a new toolchain is a new build."""
+    lines = []
+    for tool in ("gcc", "ld"):
+        out = run([tool, "--version"]).stdout.decode("utf-8", "replace")
+        lines.append(out.splitlines()[0] if out else tool)
+    return " / ".join(lines)
+
+
+def tree_digest(build_root: Path) -> str:
+    """SHA-256 over the files git would track in ``build_root`` (build outputs are ignored).
+
+    The file list comes from git's ignore rules (the tree's own .gitignore files), so
+    the tree need not be a git repository (an exported tree works too).
+    """
+    with tempfile.TemporaryDirectory(prefix="patchkit-digest-") as tmp:
+        run(["git", "init", "-q", tmp])
+        out = run(["git", f"--git-dir={tmp}/.git", f"--work-tree={build_root}", "ls-files", "-z",
+                   "--others", "--exclude-standard"], cwd=build_root).stdout
+    h = hashlib.sha256()
+    for name in sorted(n for n in out.decode("utf-8", "surrogateescape").split("\0") if n):
+        path = build_root / name
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(b"x" if os.access(path, os.X_OK) else b"-")
+        h.update(path.read_bytes() if not path.is_symlink() else os.readlink(path).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def build_key(digest: str, make_args: Sequence[str], target: str) -> str:
+    """The cache key of a build of tree content ``digest``."""
+    record = {"tree": digest, "make_args": list(make_args), "target": target, "toolchain": toolchain_version()}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _embedded_digests(make_args: Sequence[str]) -> list[str]:
+    """Content hashes of files named by EMBEDDED_IMAGE= (their content is part of the ROM)."""
+    digests = []
+    for arg in make_args:
+        if arg.startswith("EMBEDDED_IMAGE="):
+            for name in arg.split("=", 1)[1].split(","):
+                path = Path(name)
+                if not path.is_file():
+                    raise BuildError(f"embedded image {path} does not exist", hint="pass an absolute path to a #!gpxe script")
+                digests.append(sha256_file(path))
+    return digests
+
+
+def build_rom(
+    tree: Path,
+    pin: Pin,
+    target: str | None = None,
+    *,
+    extra_make_args: Sequence[str] = (),
+    progress: Progress | None = None,
+    reuse: bool = True,
+) -> BuiltRom:
+    """Build ``target`` (default: the pin's) in ``tree`` and return the checked ROM in the cache.
+
+    A build with the same key is reused without running make unless ``reuse`` is
+    false. Raises BuildError with the compiler's error lines and the log's path when
+    make fails, or when the ROM fails its checks.
+    """
+    say = progress or (lambda _msg: None)
+    target = target or str(pin.build["target"])
+    src = tree / str(pin.build.get("directory", "."))
+    if not (src / "Makefile").is_file():
+        raise BuildError(f"no Makefile in {src}", hint="point --tree at a gPXE checkout (`patchkit apply` makes one)")
+    make_args = build_settings(pin, extra_make_args)
+    settings = {"make_args": make_args, "embedded": _embedded_digests(make_args), "toolchain": toolchain_version()}
+    with file_lock(src / "bin" / ".patchkit-build.lock"):
+        key = build_key(tree_digest(src), make_args + settings["embedded"], target)
+        out_dir = cache_dir() / "builds" / key
+        with file_lock(cache_dir() / "builds" / f".{key}.lock"):
+            if reuse and (cached := load_build(out_dir)) is not None:
+                say(f"reusing build {key[:12]} of {target} (tree content and settings unchanged)")
+                return cached
+            return _make(src, pin, target, key, out_dir, settings, say)
+
+
+def load_build(out_dir: Path) -> BuiltRom | None:
+    """The complete build in ``out_dir``, or None when it is missing, partial or altered."""
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    rom = out_dir / manifest["rom"]
+    if not rom.is_file() or sha256_file(rom) != manifest["sha256"]:
+        return None
+    log = out_dir / "build.log"
+    return BuiltRom(path=rom, sha256=manifest["sha256"], size=manifest["size"], log=log, reused=True,
+                    warnings=warning_lines(_read(log)), target=manifest["target"], key=out_dir.name,
+                    seconds=0.0, full=manifest["full"])
+
+
+def _make(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: dict, say: Progress) -> BuiltRom:
+    """Run make for ``target`` in ``src`` (cleaning first if the settings changed) and store the ROM."""
+    state_file = src / "bin" / TREE_STATE
+    state = _read_json(state_file)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / "build.log"
+    if state.get("settings") != settings:
+        say("make clean (the tree was last built with other settings)" if state else "make clean (no record of how this tree was built)")
+        status = run_logged(["make", "clean"], log, cwd=src)
+        if status != 0:
+            raise BuildError(f"make clean failed in {src}; the log is {log}", hint="remove the tree and apply again")
+    full = not any((src / "bin").glob("*.o"))
+    atomic_write(state_file, json.dumps({"settings": settings, "key": None}))
+    jobs = os.cpu_count() or 1
+    say(f"make -j{jobs} {target} in {src}" + (" (clean tree)" if full else " (incremental)"))
+    counter = _Counter(say)
+    start = time.monotonic()
+    status = run_logged(["make", f"-j{jobs}", *settings["make_args"], target], log, cwd=src, on_line=counter)
+    seconds = time.monotonic() - start
+    text = _read(log)
+    if status != 0:
+        raise BuildError(failure_message(text, log, target), hint="fix the code at the lines shown (the full log has the context)")
+    built = src / target
+    ids = ids_for_target(target) or (int(pin.rom["vendor"]), int(pin.rom["device"]))
+    check_rom(built, *ids)
+    rom = out_dir / Path(target).name
+    tmp = out_dir / f".{rom.name}.tmp"
+    shutil.copyfile(built, tmp)
+    os.replace(tmp, rom)
+    sha = sha256_file(rom)
+    manifest = {"target": target, "rom": rom.name, "sha256": sha, "size": rom.stat().st_size,
+                "full": full, "seconds": round(seconds, 2), **settings}
+    atomic_write(out_dir / "manifest.json", json.dumps(manifest, indent=2))
+    atomic_write(state_file, json.dumps({"settings": settings, "key": key}))
+    say(f"built {target} in {seconds:.1f} s ({counter.count} objects compiled)")
+    return BuiltRom(path=rom, sha256=sha, size=manifest["size"], log=log, reused=False,
+                    warnings=warning_lines(text), target=target, key=key, seconds=seconds, full=full)
+
+
+class _Counter:
+    """Counts objects compiled from make's ``[BUILD]`` lines and reports every few."""
+
+    def __init__(self, say: Progress) -> None:
+        self.say = say
+        self.count = 0
+
+    def __call__(self, line: str) -> None:
+        if line.lstrip().startswith("[BUILD]"):
+            self.count += 1
+            if self.count % PROGRESS_EVERY == 0:
+                self.say(f"compiled {self.count} objects")
+        elif line.lstrip().startswith("[LD]"):
+            self.say(f"linking ({self.count} objects compiled)")
+
+
+def failure_message(text: str, log: Path, target: str, patch: str | None = None) -> str:
+    """What a failed build says: the error lines (file:line), the patch, the log."""
+    lines = text.splitlines()
+    errors = [line for line in lines if _ERROR.match(line)]
+    if not errors:
+        errors = [line for line in lines if _LINK_ERROR.search(line)] or lines[-10:]
+    where = f" after {patch}" if patch else ""
+    shown = "\n".join(f"  {line}" for line in errors[:20])
+    more = f"\n  ... {len(errors) - 20} more" if len(errors) > 20 else ""
+    return f"{target} does not build{where}:\n{shown}{more}\nfull log: {log}"
+
+
+def warning_lines(text: str) -> list[str]:
+    """The ``warning:`` lines of a build log, in order."""
+    return [line for line in text.splitlines() if "warning:" in line]
+
+
+def normalise_warning(line: str) -> tuple[str, str]:
+    """(file, message) of a warning line: line and column dropped, temporary link outputs unnamed."""
+    line = _TMP_OUTPUT.sub("bin/<output>.tmp", line.strip())
+    m = _WARNING.match(line)
+    if m is None:
+        return ("", line)
+    return (m.group("file"), m.group("message"))
+
+
+def new_warnings(lines: Iterable[str], known: set[tuple[str, str]]) -> list[str]:
+    """The warning ``lines`` whose (file, message) is not in ``known``, each once."""
+    found: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for line in lines:
+        norm = normalise_warning(line)
+        if norm not in known and norm not in seen:
+            seen.add(norm)
+            found.append(line)
+    return found
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
