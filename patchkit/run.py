@@ -7,11 +7,12 @@ Failures become a PatchkitError carrying the command and the tail of its output.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -105,6 +106,29 @@ def run_logged(
                 _stop(proc)
                 raise
     return proc.returncode
+
+
+@contextlib.contextmanager
+def spawned(
+    argv: Sequence[StrPath], *, stderr_file: Path, cwd: StrPath | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``argv`` in the background (stdout piped, stderr to ``stderr_file``) and yield it.
+
+    However the block is left (including KeyboardInterrupt), the child is
+    terminated, then killed, and always reaped. Callers may stop it more politely first.
+    """
+    argv = [str(a) for a in argv]
+    log.debug("spawn: %s (cwd=%s)", shlex.join(argv), cwd or ".")
+    with open(stderr_file, "wb") as err:
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        except FileNotFoundError as exc:
+            raise PatchkitError(f"program not found: {argv[0]}", hint="run the README's set-up commands") from exc
+    with proc:
+        try:
+            yield proc
+        finally:
+            _stop(proc)
 
 
 def _pump(stream: IO[str] | None, sink: IO[str], on_line: Callable[[str], None] | None) -> None:

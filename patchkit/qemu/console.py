@@ -1,0 +1,202 @@
+"""A machine's serial console: raw log, rendered screen, and pattern waits.
+
+Markers are matched as substrings of the serial stream with its terminal escape
+sequences taken out (SeaBIOS's screen mirror sprinkles cursor moves into text, even
+mid-word), one character per byte. serial.log keeps the raw bytes. The screen is
+rendered with pyte (80x25) for people; when the guest clears it, the rendered
+screen is kept first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO, Literal
+
+import pyte
+
+COLUMNS, LINES = 80, 25
+
+# ESC [ params intermediates final | ESC ( or ) charset | ESC + one character (e.g. ESC c).
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[0-9A-Za-z=<>@\\\]^_`|~])")
+# An escape sequence cut off at the end of a chunk.
+_ESCAPE_START = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[()])?\Z")
+
+Outcome = Literal["match", "timeout", "stall", "eof", "aborted"]
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How a wait ended: the pattern that matched (and where its match ends), or why none did."""
+
+    outcome: Outcome
+    pattern: str | None = None
+    end: int = 0  # offset just after the match in Console.text
+    reason: str = ""
+
+    @property
+    def matched(self) -> bool:
+        return self.outcome == "match"
+
+
+class _Screen(pyte.Screen):
+    """A pyte screen that keeps a copy of its text before every full clear."""
+
+    def __init__(self, columns: int, lines: int) -> None:
+        self.snapshots: list[str] = []
+        super().__init__(columns, lines)
+
+    def text(self) -> str:
+        return "\n".join(line.rstrip() for line in self.display).rstrip("\n")
+
+    def _keep(self) -> None:
+        text = self.text()
+        if text.strip() and (not self.snapshots or self.snapshots[-1] != text):
+            self.snapshots.append(text)
+
+    def erase_in_display(self, how: int = 0, *args: object, **kwargs: object) -> None:
+        # ESC[2J / ESC[3J clear everything; ESC[H ESC[J clears from the top-left corner.
+        if how in (2, 3) or (how == 0 and self.cursor.x == 0 and self.cursor.y == 0):
+            self._keep()
+        super().erase_in_display(how, *args, **kwargs)
+
+    def reset(self) -> None:
+        if hasattr(self, "mode"):  # pyte's __init__ resets before the screen exists
+            self._keep()
+        super().reset()
+
+
+class Console:
+    """Everything one machine printed on its serial port, as it arrives."""
+
+    def __init__(self, log_path: Path | None = None) -> None:
+        self._chunks: list[str] = []
+        self._text = ""
+        self._cut = ""  # the start of an escape sequence the next chunk completes
+        self._screen = _Screen(COLUMNS, LINES)
+        self._stream = pyte.Stream(self._screen)
+        self._log: IO[bytes] | None = open(log_path, "wb") if log_path else None
+        self._changed = asyncio.Event()
+        self._abort_reason = ""
+        self.eof = False
+        self.last_output = time.monotonic()
+
+    @property
+    def text(self) -> str:
+        """The serial stream so far without escape sequences, one character per byte (latin-1)."""
+        if self._chunks:
+            self._text += "".join(self._chunks)
+            self._chunks.clear()
+        return self._text
+
+    def feed(self, data: bytes) -> None:
+        """Take ``data`` from the serial port: log it, render it, wake waiters."""
+        if self._log:
+            self._log.write(data)
+            self._log.flush()
+        text = self._cut + data.decode("latin-1")
+        cut = _ESCAPE_START.search(text)
+        self._cut = text[cut.start():] if cut else ""
+        self._chunks.append(_ESCAPE.sub("", text[:cut.start()] if cut else text))
+        # BIOS and DOS text is code page 437; it is ASCII below 0x80, like Linux's output.
+        self._stream.feed(data.decode("cp437"))
+        self.last_output = time.monotonic()
+        self._changed.set()
+
+    def close(self) -> None:
+        """The port is closed (QEMU exited): waits end with ``eof``."""
+        self.eof = True
+        if self._log:
+            self._log.close()
+            self._log = None
+        self._changed.set()
+
+    def abort(self, reason: str) -> None:
+        """End current and future waits with ``aborted`` and ``reason`` (e.g. the VM stopped)."""
+        self._abort_reason = reason
+        self._changed.set()
+
+    def screen(self) -> str:
+        """The rendered 80x25 screen now."""
+        return self._screen.text()
+
+    def screens(self) -> list[str]:
+        """Every screen kept before a clear, then the current one."""
+        current = self.screen()
+        kept = self._screen.snapshots
+        return kept + [current] if current.strip() and (not kept or kept[-1] != current) else list(kept)
+
+    def lines_between(self, start: int, end: int) -> list[str]:
+        """The non-empty text lines printed between two offsets, rendered without escape codes."""
+        scratch = _Screen(COLUMNS, 200)
+        pyte.Stream(scratch).feed(self.text[start:end].replace("\r\n", "\n").replace("\n", "\r\n"))
+        return [line.strip() for line in scratch.text().splitlines() if line.strip()]
+
+    async def read_from(self, pipe: BinaryIO) -> None:
+        """Feed everything read from ``pipe`` until it closes, then close."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        try:
+            while chunk := await reader.read(65536):
+                self.feed(chunk)
+        finally:
+            transport.close()
+            self.close()
+
+    async def wait_for(
+        self,
+        patterns: Sequence[str],
+        *,
+        timeout: float,
+        stall_timeout: float | None = None,
+        since: int = 0,
+    ) -> Wait:
+        """Wait until one of ``patterns`` appears at or after offset ``since``.
+
+        Ends with ``timeout`` after ``timeout`` seconds, ``stall`` when nothing was
+        printed for ``stall_timeout`` seconds during the wait, ``eof`` when the port
+        closed, ``aborted`` after abort(). When several patterns match, the earliest wins.
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        longest = max((len(p) for p in patterns), default=1)
+        scan_from = since
+        while True:
+            text = self.text
+            found = _earliest(text, patterns, scan_from)
+            if found:
+                return Wait("match", pattern=found[1], end=found[0] + len(found[1]))
+            scan_from = max(since, len(text) - longest + 1)
+            if self._abort_reason:
+                return Wait("aborted", reason=self._abort_reason)
+            if self.eof:
+                return Wait("eof", reason="the serial port closed (QEMU exited)")
+            now = time.monotonic()
+            if now >= deadline:
+                return Wait("timeout", reason=f"nothing matched {list(patterns)} within {timeout:g} s")
+            wake = deadline
+            if stall_timeout is not None:
+                quiet_since = max(self.last_output, start)
+                if now - quiet_since >= stall_timeout:
+                    return Wait("stall", reason=f"no serial output for {stall_timeout:g} s")
+                wake = min(wake, quiet_since + stall_timeout)
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=max(wake - now, 0.001))
+            except TimeoutError:
+                pass
+
+
+def _earliest(text: str, patterns: Sequence[str], start: int) -> tuple[int, str] | None:
+    """(offset, pattern) of the first occurrence of any pattern at or after ``start``."""
+    best: tuple[int, str] | None = None
+    for pattern in patterns:
+        at = text.find(pattern, start)
+        if at >= 0 and (best is None or at < best[0]):
+            best = (at, pattern)
+    return best

@@ -1,0 +1,184 @@
+"""A running QEMU under QMP control, with its serial console.
+
+``async with Machine(spec, run_dir) as m:`` starts QEMU in ``run_dir`` (command
+line in qemu-cmdline.txt, stderr in qemu-stderr.log, serial in serial.log), connects
+QMP and reads the console. Leaving the block always stops QEMU: QMP ``quit``,
+then SIGTERM, then SIGKILL, and the process is reaped, also on ^C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from qemu.qmp import QMPClient, Runstate
+from qemu.qmp.error import QMPError
+
+from patchkit.errors import BootError
+from patchkit.qemu.cmdline import QMP_SOCKET, MachineSpec, qemu_argv
+from patchkit.qemu.console import Console
+from patchkit.run import run, spawned
+from patchkit.store import atomic_write
+
+CONNECT_TIMEOUT = 10.0
+QUIT_TIMEOUT = 5.0
+KEY_HOLD_MS = 30
+
+# Characters gPXE commands need, as QEMU key codes (qcodes).
+_SHIFTED = {":": "semicolon", "_": "minus", "+": "equal", '"': "apostrophe", "?": "slash", "|": "backslash"}
+_PLAIN = {" ": "spc", "-": "minus", ".": "dot", "/": "slash", "=": "equal", ",": "comma", ";": "semicolon",
+          "'": "apostrophe", "\\": "backslash", "\n": "ret"}
+
+
+def qemu_version(qemu: str = "qemu-system-x86_64") -> str:
+    """The version QEMU reports (e.g. "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)")."""
+    first = run([qemu, "--version"]).stdout.decode("utf-8", "replace").splitlines()[0]
+    return first.removeprefix("QEMU emulator version ").strip()
+
+
+def keys_for(char: str) -> list[str]:
+    """The qcodes pressed together to type ``char`` on a US keyboard."""
+    if char.isascii() and (char.isdigit() or char.islower()):
+        return [char]
+    if char.isascii() and char.isupper():
+        return ["shift", char.lower()]
+    if char in _PLAIN:
+        return [_PLAIN[char]]
+    if char in _SHIFTED:
+        return ["shift", _SHIFTED[char]]
+    raise BootError(f"cannot type {char!r} into the guest")
+
+
+class Machine:
+    """One QEMU process for ``spec``, its QMP connection and its serial console."""
+
+    def __init__(self, spec: MachineSpec, run_dir: Path) -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self.console = Console(run_dir / "serial.log")
+        self.started = 0.0  # time.monotonic() when QEMU was started
+        self._qmp = QMPClient("patchkit")
+        self._stack = contextlib.ExitStack()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Machine:
+        argv = qemu_argv(self.spec)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.run_dir / "qemu-cmdline.txt", shlex.join(argv) + "\n")
+        try:
+            self.started = time.monotonic()
+            self._proc = self._stack.enter_context(
+                spawned(argv, stderr_file=self.run_dir / "qemu-stderr.log", cwd=self.run_dir))
+            assert self._proc.stdout is not None
+            self._reader = asyncio.create_task(self.console.read_from(self._proc.stdout))
+            await self._connect()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._stop()
+
+    def elapsed(self) -> float:
+        """Seconds since QEMU was started."""
+        return time.monotonic() - self.started
+
+    def running(self) -> bool:
+        """Whether the QEMU process is still alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    async def status(self) -> str:
+        """QMP query-status: "running", "paused", "shutdown", "internal-error", ..."""
+        reply = await self._qmp.execute("query-status")
+        assert isinstance(reply, dict)
+        return str(reply["status"])
+
+    async def screendump(self, path: Path) -> bool:
+        """Save the VGA screen as PNG; False if QEMU could not (e.g. it already exited)."""
+        if not self.running():
+            return False
+        try:
+            await asyncio.wait_for(self._qmp.execute("screendump", {"filename": str(path), "format": "png"}), 10)
+        except (QMPError, OSError, TimeoutError):
+            return False
+        return path.is_file()
+
+    async def send_key(self, *qcodes: str) -> None:
+        """Press ``qcodes`` together, then release them (e.g. send_key("ctrl", "b"))."""
+        keys = [{"type": "qcode", "data": q} for q in qcodes]
+        await self._qmp.execute("send-key", {"keys": keys, "hold-time": KEY_HOLD_MS})
+
+    async def type_text(self, text: str) -> None:
+        """Type ``text`` key by key ("\\n" is Enter). QEMU queues and paces the keys."""
+        for char in text:
+            await self.send_key(*keys_for(char))
+
+    async def _connect(self) -> None:
+        """Connect QMP, retrying while QEMU creates the socket."""
+        path = self.run_dir / QMP_SOCKET
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            if not self.running():
+                raise BootError(f"QEMU exited at start-up:\n{self._stderr_tail()}",
+                                hint=f"the command line is in {self.run_dir / 'qemu-cmdline.txt'}")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                _connect_unix(sock, path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise BootError(f"QEMU's QMP socket {path} did not appear within {CONNECT_TIMEOUT:g} s") from None
+                await asyncio.sleep(0.02)
+                continue
+            await self._qmp.connect(sock)
+            return
+
+    async def _stop(self) -> None:
+        """QMP quit and wait a little; then the process helper terminates, kills and reaps."""
+        try:
+            if self.running() and self._qmp.runstate == Runstate.RUNNING:
+                with contextlib.suppress(QMPError, OSError, TimeoutError, EOFError):
+                    await asyncio.wait_for(self._qmp.execute("quit"), QUIT_TIMEOUT)
+                deadline = time.monotonic() + QUIT_TIMEOUT
+                while self.running() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+            with contextlib.suppress(QMPError, OSError, EOFError):
+                await self._qmp.disconnect()
+            if self._reader is not None and not self.running():
+                # QEMU is gone: the console reads what is left, up to end of file.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._reader), 2)
+        finally:
+            self._stack.close()
+            if self._reader is not None and not self._reader.done():
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reader
+            self.console.close()
+
+    def _stderr_tail(self) -> str:
+        log = self.run_dir / "qemu-stderr.log"
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        return "\n".join(text.strip().splitlines()[-10:]) or "(no output)"
+
+
+def _connect_unix(sock: socket.socket, path: Path) -> None:
+    """Connect to a UNIX socket, through /proc/self/fd when the path is too long for sun_path."""
+    if len(os.fsencode(path)) < 100:
+        sock.connect(str(path))
+        return
+    dir_fd = os.open(path.parent, os.O_PATH)
+    try:
+        sock.connect(f"/proc/self/fd/{dir_fd}/{path.name}")
+    finally:
+        os.close(dir_fd)
