@@ -61,6 +61,9 @@ class AppliedState:
     version: int
     commits: list[str]
     patches: list[str]
+    revision: str  # Series.revision_hash() of the series version applied from
+    upto: int  # how many of its patches were applied
+    onto: bool  # applied on another revision than the series base (a drift check)
     head: str | None  # the branch's current head (None when the branch is gone)
 
 
@@ -120,7 +123,10 @@ def apply_series(
         branch = branch_name(s.name, s.version)
         head = commits[-1] if commits else base
         _git(repo, "checkout", "--quiet", "-B", branch, head)
-        _save_state(repo, branch, base, s.version, commits, [p.filename for p in patches if p.filename not in merged])
+        _save_state(repo, branch, {
+            "base": base, "version": s.version, "commits": commits, "revision": s.revision_hash(),
+            "patches": [p.filename for p in patches if p.filename not in merged],
+            "upto": len(patches), "onto": bool(onto)})
     say(f"{branch} at {head[:12]} in {path}")
     return ApplyResult(tree=path, branch=branch, base=base, commits=commits, merged=merged)
 
@@ -150,6 +156,9 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
     if state is None or state.head is None:
         raise ApplyError(f"branch {branch} was not made by `patchkit apply` in {path}",
                          hint=f"run `patchkit apply {s.name}` first")
+    if state.onto:
+        raise ApplyError(f"{branch} was applied --onto another revision than the series base",
+                         hint=f"run `patchkit apply {s.name}` (without --onto) before editing and refreshing")
     _require_clean(repo, path)
     shas = _git(repo, "rev-list", "--reverse", "--topo-order", f"{state.base}..{state.head}").split()
     for sha in shas:
@@ -166,11 +175,18 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
         name = old.filename if old.filename.startswith(f"{number:04d}-") and old.filename in by_name \
             and by_name[old.filename].subject == old.subject else patch_filename(number, old.subject)
         new.append(replace(old, filename=name))
+    captured = len(new)
+    for number, rest in enumerate(s.patches[state.upto:], captured + 1):
+        keep = rest.filename.startswith(f"{number:04d}-")
+        new.append(rest if keep else rest.with_filename(number))
     before = {p.filename: p.render() for p in s.patches}
     changed = sorted({p.filename for p in new if before.get(p.filename) != p.render()}
                      | (set(before) - {p.filename for p in new}))
-    save_series(replace(s, patches=new))
-    _save_state(repo, branch, state.base, s.version, shas, [p.filename for p in new])
+    refreshed = replace(s, patches=new)
+    save_series(refreshed)
+    _save_state(repo, branch, {
+        "base": state.base, "version": s.version, "commits": shas, "revision": refreshed.revision_hash(),
+        "patches": [p.filename for p in new[:captured]], "upto": captured, "onto": False})
     say(f"{len(changed)} patch file(s) changed" if changed else "series unchanged")
     return changed
 
@@ -189,7 +205,8 @@ def read_state(tree: Path, branch: str) -> AppliedState | None:
     except (git.BadName, ValueError):
         head = None
     return AppliedState(branch=branch, base=entry["base"], version=entry["version"],
-                        commits=entry["commits"], patches=entry["patches"], head=head)
+                        commits=entry["commits"], patches=entry["patches"], revision=entry["revision"],
+                        upto=entry["upto"], onto=entry["onto"], head=head)
 
 
 def current_branch(tree: Path) -> tuple[str | None, str]:
@@ -437,10 +454,11 @@ def _first(patches: list[Patch], upto: int | None) -> list[Patch]:
     return patches[:upto]
 
 
-def _save_state(repo: git.Repo, branch: str, base: str, version: int, commits: list[str], patches: list[str]) -> None:
+def _save_state(repo: git.Repo, branch: str, entry: dict[str, object]) -> None:
+    """Record what is on ``branch`` (base, version, commits, patch files, revision, upto, onto)."""
     state_file = Path(repo.git_dir) / _STATE
     data = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
-    data[branch] = {"base": base, "version": version, "commits": commits, "patches": patches}
+    data[branch] = entry
     state_file.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
 
 

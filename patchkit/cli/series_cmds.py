@@ -1,3 +1,202 @@
-"""`patchkit` commands: series."""
+"""`patchkit` commands for the series: vendor, apply, refresh, status, version new, range-diff."""
 
-from patchkit.cli.base import cli  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import unidiff
+
+from patchkit import gitrepo, upstream
+from patchkit.cli.base import cli
+from patchkit.errors import PatchkitError, SeriesError
+from patchkit.series.io import available_versions, find_series, list_series, new_version
+from patchkit.series.model import Patch, Series
+from patchkit.store import Results
+
+
+def _progress(message: str) -> None:
+    if message:
+        click.echo(message, err=True)
+
+
+def _version_number(value: str | None) -> int | None:
+    """``v2`` or ``2`` -> 2."""
+    if value is None:
+        return None
+    text = value[1:] if value[:1] in ("v", "V") else value
+    if not text.isdigit():
+        raise SeriesError(f"not a version: {value!r}", hint="write versions as vN, e.g. v2")
+    return int(text)
+
+
+@cli.command("vendor")
+@click.option("--from", "source", metavar="URL|PATH", help="Import from this URL or local mirror instead of the pin's URL.")
+@click.pass_obj
+def vendor_cmd(project: Path, source: str | None) -> None:
+    """Import the pinned upstream into the cache (re-run to update and re-validate)."""
+    pin = upstream.load_pin(project)
+    report = upstream.vendor_report(pin, source, _progress)
+    click.echo(f"{pin.name}: {report.path} (pinned {pin.commit[:12]} verified"
+               + (f"; latest {pin.latest[:12]} {'present' if report.latest_present else 'missing'}" if pin.latest else "")
+               + ")")
+
+
+@cli.command("apply")
+@click.argument("series", required=False)
+@click.option("--version", "version", metavar="vN", help="Apply a frozen version instead of the current one.")
+@click.option("--upto", type=int, metavar="K", help="Apply only the first K patches.")
+@click.option("--onto", metavar="REV", help="Apply onto this upstream revision (drift check) instead of the base.")
+@click.pass_obj
+def apply_cmd(project: Path, series: str | None, version: str | None, upto: int | None, onto: str | None) -> None:
+    """Apply SERIES as commits on branch patchkit/<series>/v<N> in the cache's work tree."""
+    result = gitrepo.apply_series(project, series, version=_version_number(version), upto=upto, onto=onto,
+                                  progress=_progress)
+    click.echo(f"{result.branch}: {len(result.commits)} commit(s) on {result.base[:12]} in {result.tree}")
+    for name in result.merged:
+        click.echo(f"already upstream (merged, skipped): {name}")
+
+
+@cli.command("refresh")
+@click.argument("series", required=False)
+@click.pass_obj
+def refresh_cmd(project: Path, series: str | None) -> None:
+    """Write the commits on the series branch back into series/<name>/patches/."""
+    changed = gitrepo.refresh_series(project, series, progress=_progress)
+    if not changed:
+        click.echo("no change")
+    for name in changed:
+        click.echo(f"updated {name}")
+
+
+@cli.command("status")
+@click.argument("series", required=False)
+@click.pass_obj
+def status_cmd(project: Path, series: str | None) -> None:
+    """Show each series: version, patches, where it is applied, and test results per guest."""
+    names = [series] if series else list_series(project)
+    if not names:
+        click.echo("no series (series/<name>/series.toml)")
+    with Results() as results:
+        for i, name in enumerate(names):
+            if i:
+                click.echo("")
+            try:
+                s = find_series(project, name)
+            except SeriesError as exc:
+                if series:
+                    raise
+                click.echo(f"{name}: INVALID: {exc}")
+                continue
+            for line in status_lines(s, results):
+                click.echo(line)
+
+
+def status_lines(s: Series, results: Results) -> list[str]:
+    """The status report of one series, as lines."""
+    revision = s.revision_hash()
+    lines = [f"{s.name}  v{s.version}  revision {revision[:12]}  base {s.base[:12]} ({s.upstream})"]
+    versions = []
+    for n in available_versions(s):
+        info = s.version_info(n)
+        mark = " current" if n == s.version else ""
+        sent = f" sent {info.sent}" if info and info.sent else ""
+        versions.append(f"v{n}{mark}{sent}")
+    lines.append("  versions: " + ", ".join(versions))
+    if s.cover_title:
+        lines.append(f"  cover: {s.cover_title}")
+    for n, patch in enumerate(s.patches, 1):
+        lines.append(f"  {n}. {patch.subject}")
+        lines.append(f"     {diffstat(patch)}")
+    lines.append("  " + _applied_line(s, revision))
+    lines.extend("  " + line for line in _matrix(s, results, revision))
+    return lines
+
+
+def diffstat(patch: Patch) -> str:
+    """``N file(s), +A -R: path (+a -r), ...``."""
+    files = unidiff.PatchSet(patch.diff)
+    parts = [f"{f.path} (+{f.added} -{f.removed})" for f in files]
+    added = sum(f.added for f in files)
+    removed = sum(f.removed for f in files)
+    return f"{len(files)} file(s), +{added} -{removed}: " + ", ".join(parts)
+
+
+def _applied_line(s: Series, revision: str) -> str:
+    tree = gitrepo.tree_dir(s.name)
+    branch = gitrepo.branch_name(s.name, s.version)
+    if not (tree / ".git").is_dir():
+        return f"applied: no (run `patchkit apply {s.name}`)"
+    state = gitrepo.read_state(tree, branch)
+    if state is None or state.head is None:
+        return f"applied: not on {branch} (run `patchkit apply {s.name}`)"
+    checked_out, _ = gitrepo.current_branch(tree)
+    where = f"{branch} at {state.head[:12]} in {tree}" + (" (checked out)" if checked_out == branch else "")
+    if state.onto:
+        note = f"drift check onto {state.base[:12]}"
+    elif state.head != (state.commits[-1] if state.commits else state.base):
+        note = "branch has new commits: run `patchkit refresh`"
+    elif state.revision != revision:
+        note = "series files changed since: run `patchkit apply`"
+    elif state.upto < len(s.patches):
+        note = f"first {state.upto} of {len(s.patches)} patches"
+    else:
+        note = "up to date"
+    return f"applied: {where} [{note}]"
+
+
+def _matrix(s: Series, results: Results, current: str) -> list[str]:
+    """Revision x guest table from the results database, newest revision first."""
+    revisions: list[tuple[str, int]] = []
+    for r in results.for_series(s.name):
+        if r.key.revision not in [rev for rev, _ in revisions]:
+            revisions.append((r.key.revision, r.version))
+    if not revisions:
+        return ["results: none (run `patchkit test`)"]
+    guests = list(s.guests)
+    for rev, _ in revisions:
+        for guest in results.latest_by_guest(s.name, rev):
+            if guest not in guests:
+                guests.append(guest)
+    width = max(8, *(len(g) for g in guests))
+    out = ["results:", "  " + "revision".ljust(22) + "".join(g.ljust(width + 2) for g in guests)]
+    for rev, version in revisions:
+        latest = results.latest_by_guest(s.name, rev)
+        label = f"{rev[:12]} v{version}" + (" *" if rev == current else "")
+        cells = []
+        for g in guests:
+            r = latest.get(g)
+            cells.append(("-" if r is None else "pass" if r.passed else "FAIL").ljust(width + 2))
+        out.append("  " + label.ljust(22) + "".join(cells))
+    out.append("  (* = the current revision)")
+    return out
+
+
+@cli.group("version")
+def version_group() -> None:
+    """Manage series versions."""
+
+
+@version_group.command("new")
+@click.argument("series", required=False)
+@click.option("--changelog", required=True, metavar="TEXT", help="What changed in the new version.")
+@click.pass_obj
+def version_new_cmd(project: Path, series: str | None, changelog: str) -> None:
+    """Freeze the current version into versions/vN/ and start vN+1."""
+    s = find_series(project, series)
+    updated = new_version(s, changelog)
+    click.echo(f"{s.name}: froze v{s.version} in versions/v{s.version}/; now editing v{updated.version}")
+
+
+@cli.command("range-diff")
+@click.argument("version_a", metavar="vA")
+@click.argument("version_b", metavar="vB")
+@click.argument("series", required=False)
+@click.pass_obj
+def range_diff_cmd(project: Path, version_a: str, version_b: str, series: str | None) -> None:
+    """Show `git range-diff` between two versions of SERIES."""
+    a, b = _version_number(version_a), _version_number(version_b)
+    if a is None or b is None:
+        raise PatchkitError("range-diff needs two versions")
+    click.echo(gitrepo.range_diff(project, series, a, b), nl=False)
+    click.echo("")
