@@ -15,9 +15,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope as SmtpEnvelope, LoginPassword, Session, SMTP
 
+from patchkit.mailer.send import SendOptions
 from patchkit.run import run
-from patchkit.series.io import save_series
+from patchkit.series.io import find_series, save_series
 from patchkit.series.model import Series, VersionInfo, parse_patch
+from patchkit.store import Results, ResultKey, TestResult
 
 SENDER = "Jane Doe <jane@example.org>"
 AUTHOR_2 = ("Zoë Ünïcode", "zoe@example.net")
@@ -96,6 +98,56 @@ def make_series(project: Path, applied: FixtureApplied, *, version: int = 2, nam
 @pytest.fixture
 def fixture_repo(tmp_path: Path) -> FixtureApplied:
     return make_repo(tmp_path / "tree")
+
+
+ROM_SHA = "ab" * 32
+
+
+@dataclass
+class MailProject:
+    """A project whose upstream mirror (in the isolated cache) and series come from the fixture repo."""
+
+    project: Path
+    upstream: FixtureApplied
+    name: str = "demo"
+
+    def series(self) -> Series:
+        return find_series(self.project, self.name)
+
+    def record(self, guests: list[str] | None = None, *, passed: bool = True, rom: str = ROM_SHA) -> None:
+        """Store a result per guest for the current revision, as `patchkit test` would."""
+        s = self.series()
+        with Results() as results:
+            for guest in guests if guests is not None else s.guests:
+                key = ResultKey(s.name, s.revision_hash(), rom, guest, "cd" * 32, "7.2.0", "tcg")
+                results.record(TestResult(key, passed, "marker seen" if passed else "no marker", "",
+                                          {"marker": 0.5}, 65536, s.version))
+
+
+@pytest.fixture
+def mail_project(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> MailProject:
+    """A fixture project: pin, mirror, series `demo` v2 with two patches; git config isolated."""
+    gitconfig = tmp_path / "gitconfig"
+    gitconfig.write_text("[user]\n\tname = Jane Doe\n\temail = jane@example.org\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var in ("PATCHKIT_SMTP_SERVER", "PATCHKIT_SMTP_PORT", "PATCHKIT_SMTP_ENCRYPTION", "PATCHKIT_SMTP_USER",
+                "PATCHKIT_SMTP_PASS", "PATCHKIT_SMTP_CA", "PATCHKIT_FROM"):
+        monkeypatch.delenv(var, raising=False)
+    upstream = make_repo(tmp_path / "upstream-src")
+    run(["git", "clone", "-q", "--bare", upstream.tree, isolated_cache / "upstream" / "fixture.git"])
+    project = tmp_path / "project"
+    (project / "gpxe-tree").mkdir(parents=True)
+    (project / "gpxe-tree" / "pin.toml").write_text(
+        f'name = "fixture"\nurl = "file:///nonexistent"\ncommit = "{upstream.base}"\n')
+    make_series(project, upstream, version=2)
+    return MailProject(project, upstream)
+
+
+def smtp_options(server: "Server", **kwargs: object) -> SendOptions:
+    """SendOptions pointing at a test server."""
+    smtp = {"server": "127.0.0.1", "port": str(server.port), **kwargs.pop("smtp", {})}  # type: ignore[dict-item]
+    return SendOptions(smtp=smtp, **kwargs)  # type: ignore[arg-type]
 
 
 # --- SMTP servers -------------------------------------------------------------------------

@@ -1,3 +1,65 @@
-"""`patchkit` commands: mail."""
+"""`patchkit send-email`: mail a tested series revision (or write it as an mbox)."""
 
-from patchkit.cli.base import cli  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from patchkit.cli.base import cli
+from patchkit.mailer.send import SendOptions, SendReport, send_email
+
+
+@cli.command("send-email")
+@click.argument("series", required=False)
+@click.option("--to", "to", multiple=True, help="Recipient (repeatable); replaces the manifest's `to`.")
+@click.option("--cc", "cc", multiple=True, help="Cc recipient (repeatable); replaces the manifest's `cc`.")
+@click.option("--subject-prefix", help="Subject prefix instead of the manifest's (default PATCH).")
+@click.option("--from", "sender", help="Sender 'Name <addr>' (default: sendemail.from, else user.name/user.email).")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent and to whom; send nothing.")
+@click.option("--mbox", type=click.Path(dir_okay=False, path_type=Path), help="Write the series to this mbox instead of sending.")
+@click.option("--force", is_flag=True, help="Send although the gate refuses (needs --reason).")
+@click.option("--reason", help="Why --force is justified; recorded in the journal and the cover letter.")
+@click.option("--resend", is_flag=True, help="Send a revision that was already sent again.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted send: only the messages not yet accepted.")
+@click.option("--smtp-server", help="SMTP host (sendemail.smtpServer, PATCHKIT_SMTP_SERVER).")
+@click.option("--smtp-port", help="SMTP port (sendemail.smtpServerPort, PATCHKIT_SMTP_PORT).")
+@click.option("--smtp-encryption", type=click.Choice(["tls", "ssl", "none"]),
+              help="tls = STARTTLS, ssl = implicit TLS (sendemail.smtpEncryption).")
+@click.option("--smtp-user", help="SMTP AUTH user (sendemail.smtpUser); the password comes from "
+              "PATCHKIT_SMTP_PASS or sendemail.smtpPass, never the command line.")
+@click.option("--smtp-ca", type=click.Path(exists=True, path_type=Path),
+              help="CA certificate(s) to trust for the server (sendemail.smtpSslCertPath).")
+@click.pass_obj
+def send_email_cmd(project: Path, series: str | None, to: tuple[str, ...], cc: tuple[str, ...],
+                   subject_prefix: str | None, sender: str | None, dry_run: bool, mbox: Path | None,
+                   force: bool, reason: str | None, resend: bool, resume: bool, smtp_server: str | None,
+                   smtp_port: str | None, smtp_encryption: str | None, smtp_user: str | None,
+                   smtp_ca: Path | None) -> None:
+    """Mail SERIES (default: the only one) as a threaded vN series with a cover letter."""
+    options = SendOptions(
+        to=list(to) or None, cc=list(cc) or None, subject_prefix=subject_prefix, sender=sender,
+        dry_run=dry_run, mbox=mbox, force=force, reason=reason, resend=resend, resume=resume,
+        smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
+              "user": smtp_user, "ca": str(smtp_ca) if smtp_ca else None},
+    )
+    report = send_email(project, series, options, progress=lambda msg: click.echo(msg, err=True))
+    if dry_run:
+        _show_dry_run(report)
+    elif mbox is None:
+        click.echo(f"sent {len(report.sent)} message(s) of {report.series} v{report.version} via {report.server}"
+                   + (f" ({len(report.skipped)} were already sent)" if report.skipped else ""))
+
+
+def _show_dry_run(report: SendReport) -> None:
+    env = report.envelope
+    click.echo(f"Dry run: {report.series} v{report.version} (revision {report.revision[:12]}), nothing sent.")
+    click.echo(f"From: {env.sender}")
+    click.echo(f"To: {', '.join(env.to) or '-'}")
+    click.echo(f"Cc: {', '.join(env.cc) or '-'}")
+    click.echo(f"Envelope recipients: {', '.join(env.recipients) or '-'}")
+    if report.gate.forced:
+        click.echo(f"Forced past: {'; '.join(report.gate.problems)} (reason: {report.gate.forced_reason})")
+    for mail in report.mails:
+        click.echo(f"\n{'=' * 72}")
+        click.echo(mail.as_bytes().decode("utf-8", "replace"), nl=False)

@@ -31,6 +31,8 @@ ZERO_SHA = "0" * 40
 # Header lines are not folded below RFC 5322's hard limit: git does not fold ASCII
 # subjects either, and Python's folding at 78 can break before the first word.
 POLICY = email.policy.SMTP.clone(max_line_length=998)
+# The user's git configuration (diff.noprefix, stat widths) must not change the mails.
+_GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 class Applied(Protocol):
@@ -153,13 +155,13 @@ def patch_body(message: str, stat: str, diff: str, signature: str) -> str:
 
 def diffstat(tree: Path, old: str, new: str) -> str:
     """git's mail diffstat and summary (``--stat=72 --summary``) between two commits."""
-    out = run(["git", "diff", f"--stat={MAIL_WRAP}", "--summary", old, new, "--"], cwd=tree).stdout
+    out = run(["git", "diff", f"--stat={MAIL_WRAP}", "--summary", old, new, "--"], cwd=tree, env=_GIT_ENV).stdout
     return out.decode("utf-8")
 
 
 def shortlog(tree: Path, base: str, tip: str) -> str:
     """git's shortlog of ``base..tip`` wrapped like format-patch's cover letter."""
-    out = run(["git", "shortlog", f"-w{MAIL_WRAP},2,4", f"{base}..{tip}", "--"], cwd=tree).stdout
+    out = run(["git", "shortlog", f"-w{MAIL_WRAP},2,4", f"{base}..{tip}", "--"], cwd=tree, env=_GIT_ENV).stdout
     return out.decode("utf-8")
 
 

@@ -1,0 +1,132 @@
+"""The send-email gate: what must hold before a series revision may be mailed, and the Tested section.
+
+A revision may go out when every guest in the manifest's ``guests`` passed on this
+exact revision with one and the same ROM, when it was not sent before (unless
+resending), and when it differs from the last sent version. ``--force`` with a
+reason overrides the test and no-change checks; the reason is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from patchkit.errors import MailError
+from patchkit.series.io import load_version
+from patchkit.series.model import Patch, Series
+from patchkit.store import TestResult
+
+_HUNK_NUMBERS = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
+# Keys `patchkit test` may use for the time from power-on to the guest's success marker.
+_BOOT_KEYS = ("marker", "boot_to_marker", "boot")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The outcome of the gate: problems found (empty = clear) and the override, if any."""
+
+    problems: list[str]
+    forced_reason: str | None
+
+    @property
+    def forced(self) -> bool:
+        return bool(self.problems) and self.forced_reason is not None
+
+
+def result_problems(series: Series, latest: dict[str, TestResult]) -> list[str]:
+    """Why the stored results do not clear this revision (``latest``: newest result per guest)."""
+    if not series.guests:
+        return [f"the manifest of {series.name} lists no guests to test"]
+    problems = []
+    for guest in series.guests:
+        result = latest.get(guest)
+        if result is None:
+            problems.append(f"{guest}: not tested on this revision")
+        elif not result.passed:
+            problems.append(f"{guest}: failed ({result.reason})")
+    roms = {r.key.rom_sha256 for g, r in latest.items() if g in series.guests and r.passed}
+    if len(roms) > 1:
+        problems.append("the guests passed with different ROMs (" + ", ".join(sorted(s[:12] for s in roms)) + ")")
+    return problems
+
+
+def last_sent_version(series: Series) -> int | None:
+    """The newest version before the current one that was mailed."""
+    sent = [v.number for v in series.versions if v.sent and v.number < series.version]
+    return max(sent, default=None)
+
+
+def patch_fingerprint(patch: Patch) -> str:
+    """A hash of what a range-diff compares: subject, message and diff, ignoring line numbers and blob ids."""
+    diff = []
+    for line in patch.diff.splitlines():
+        if line.startswith("index "):
+            continue
+        diff.append(_HUNK_NUMBERS.sub("@@", line))
+    text = "\n".join([patch.subject, patch.message, *diff])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def unchanged_since(series: Series) -> int | None:
+    """The last sent version when the current patches equal it (an empty range-diff), else None."""
+    last = last_sent_version(series)
+    if last is None:
+        return None
+    frozen = load_version(series, last)
+    if [patch_fingerprint(p) for p in frozen.patches] == [patch_fingerprint(p) for p in series.patches]:
+        return last
+    return None
+
+
+def check(series: Series, latest: dict[str, TestResult], *, already_sent: bool, resend: bool,
+          force: bool, reason: str | None) -> GateResult:
+    """Apply every rule; raise MailError listing what blocks the send (or return the forced result)."""
+    if force and not (reason and reason.strip()):
+        raise MailError("--force needs --reason TEXT", hint="say why the series may go out anyway; it is recorded")
+    if already_sent and not resend:
+        raise MailError(f"{series.name} v{series.version} was already sent",
+                        hint="pass --resend to send the same revision again, or start a new version")
+    problems = result_problems(series, latest)
+    same_as = unchanged_since(series)
+    if same_as is not None:
+        problems.append(f"v{series.version} has no changes against the sent v{same_as} (empty range-diff)")
+    if problems and not force:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise MailError(f"{series.name} v{series.version} may not be sent yet:\n{listing}",
+                        hint="run `patchkit test` for this revision, or pass --force --reason TEXT")
+    return GateResult(problems, reason.strip() if force and reason else None)
+
+
+def boot_seconds(result: TestResult) -> float | None:
+    """The time from power-on to the success marker, when the run recorded it."""
+    for key in _BOOT_KEYS:
+        if key in result.timings:
+            return float(result.timings[key])
+    return None
+
+
+def tested_section(series: Series, revision: str, latest: dict[str, TestResult], gate: GateResult) -> str:
+    """The cover letter's Tested section, from the stored results for this revision."""
+    rows = [("guest", "result", "accel", "boot to marker", "ROM")]
+    for guest in series.guests:
+        r = latest.get(guest)
+        if r is None:
+            rows.append((guest, "not tested", "-", "-", "-"))
+            continue
+        boot = boot_seconds(r)
+        rows.append((guest, "pass" if r.passed else "FAIL", r.key.accel,
+                     f"{boot:.1f} s" if boot is not None else "-",
+                     f"{r.rom_size} bytes, sha256 {r.key.rom_sha256[:12]}" if r.key.rom_sha256 else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = [f"Tested with `patchkit test` on this revision ({revision[:12]}):"]
+    for row in rows:
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    qemu = sorted({r.key.qemu_version for r in latest.values() if r.key.qemu_version})
+    if qemu:
+        lines.append(f"  (QEMU {', '.join(qemu)})")
+    if gate.forced:
+        lines.append("")
+        lines.append(f"Sent despite: {'; '.join(gate.problems)}.")
+        lines.append(f"Reason: {gate.forced_reason}")
+    return "\n".join(lines)

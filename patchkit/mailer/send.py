@@ -1,0 +1,204 @@
+"""`patchkit send-email`: gate, render, then write an mbox, show a dry run, or send and freeze.
+
+A real send fixes every Message-ID in the journal first, journals each message the
+server accepts, and once all are accepted freezes the revision: a tag
+``<series>-vN`` in the work tree and ``sent``/``tag`` in the manifest. ``resume``
+sends only the messages the journal has not seen accepted, with the same IDs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from email.utils import parseaddr
+from pathlib import Path
+
+from patchkit import gitrepo
+from patchkit.errors import MailError
+from patchkit.mailer.gate import GateResult, check, tested_section
+from patchkit.mailer.journal import Journal, SendState
+from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
+from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.series.io import find_series, save_series
+from patchkit.series.model import Series, VersionInfo
+from patchkit.store import Results
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SendOptions:
+    """What the command line can change; None means "from the manifest / configuration"."""
+
+    to: list[str] | None = None
+    cc: list[str] | None = None
+    subject_prefix: str | None = None
+    sender: str | None = None
+    dry_run: bool = False
+    mbox: Path | None = None
+    force: bool = False
+    reason: str | None = None
+    resend: bool = False
+    resume: bool = False
+    smtp: dict[str, str | None] = field(default_factory=dict)  # server, port, encryption, user, password, ca
+
+
+@dataclass
+class SendReport:
+    """What happened: the rendered mails, which were sent now, and the freeze."""
+
+    series: str
+    version: int
+    revision: str
+    envelope: Envelope
+    mails: list[Mail]
+    gate: GateResult
+    sent: list[str] = field(default_factory=list)  # Message-IDs accepted during this run
+    skipped: list[str] = field(default_factory=list)  # already accepted before (--resume)
+    tag: str | None = None
+    server: str | None = None
+
+
+def tag_name(series: Series) -> str:
+    """The tag that freezes a sent version: ``<series>-vN``."""
+    return f"{series.name}-v{series.version}"
+
+
+def send_email(project: Path, name: str | None, options: SendOptions, progress: Progress | None = None,
+               environ: Mapping[str, str] | None = None) -> SendReport:
+    """Run send-email for series ``name`` (None: the only series) of ``project``."""
+    say = progress or (lambda _msg: None)
+    env = os.environ if environ is None else environ
+    series = find_series(project, name)
+    revision = series.revision_hash()
+    journal = Journal.for_version(series.name, series.version)
+    sending = not options.dry_run and options.mbox is None
+    with journal.locked():
+        previous = journal.last_send()
+        if options.resume:
+            state = _resumable(series, revision, previous)
+            message_ids, gate = state.message_ids, GateResult([], state.forced_reason)
+            latest = _latest(series, revision)
+        else:
+            if sending and previous and not previous.done and previous.accepted:
+                raise MailError(f"an earlier send of {series.name} v{series.version} stopped after "
+                                f"{len(previous.accepted)} of {len(previous.message_ids)} messages",
+                                hint="pass --resume to send the rest with the same threading")
+            latest = _latest(series, revision)
+            gate = GateResult([], None)
+            if options.mbox is None:
+                gate = check(series, latest, already_sent=_already_sent(series, revision, journal),
+                             resend=options.resend, force=options.force, reason=options.reason)
+            message_ids = []
+        settings = read_settings(project, options.smtp, env) if sending else None
+        sender = _sender(project, series, options, env, required=sending)
+        if not message_ids:
+            message_ids = new_message_ids(series, sender)
+        envelope = Envelope(
+            sender=sender,
+            to=tuple(options.to if options.to is not None else series.to),
+            cc=tuple(options.cc if options.cc is not None else series.cc),
+            subject_prefix=options.subject_prefix or series.subject_prefix,
+        )
+        if sending and not envelope.recipients:
+            raise MailError("no recipients", hint="add `to` to the manifest or pass --to ADDR")
+        applied = gitrepo.apply_series(project, series, progress=say)
+        tested = tested_section(series, revision, latest, gate)
+        mails = render_series(series, applied, envelope, message_ids, tested)
+        report = SendReport(series.name, series.version, revision, envelope, mails, gate)
+        if options.mbox is not None:
+            write_mbox(options.mbox, mails)
+            say(f"wrote {len(mails)} messages to {options.mbox}")
+            return report
+        if options.dry_run:
+            return report
+        assert settings is not None
+        report.server = settings.describe()
+        if not options.resume:
+            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason)
+        _deliver(journal, settings, envelope, mails, report, say)
+        report.tag = _freeze(series, applied, mails[0].message_id)
+        journal.done(report.tag)
+        say(f"tagged {report.tag}; {series.name} v{series.version} is frozen")
+    return report
+
+
+def write_mbox(path: Path, mails: list[Mail]) -> None:
+    """Write ``mails`` as an mbox the way `git format-patch --stdout` does."""
+    with open(path, "wb") as f:
+        for mail in mails:
+            f.write(f"From {mail.commit} Mon Sep 17 00:00:00 2001\n".encode())
+            f.write(mail.as_bytes())
+
+
+def _resumable(series: Series, revision: str, state: SendState | None) -> SendState:
+    if state is None or state.done:
+        raise MailError(f"no interrupted send of {series.name} v{series.version} to resume",
+                        hint="run send-email without --resume")
+    if state.revision != revision:
+        raise MailError(f"{series.name} changed since the interrupted send of v{series.version} "
+                        f"(revision {state.revision[:12]}, now {revision[:12]})",
+                        hint="restore the sent patches, or start a new version")
+    return state
+
+
+def _already_sent(series: Series, revision: str, journal: Journal) -> bool:
+    info = series.version_info(series.version)
+    sent_revisions = journal.sent_revisions()
+    if info is not None and info.sent and sent_revisions and revision not in sent_revisions:
+        raise MailError(f"{series.name} v{series.version} was sent with other content than the current patches",
+                        hint="start a new version for the changes (a sent version never changes)")
+    return bool(info is not None and info.sent) or revision in sent_revisions
+
+
+def _latest(series: Series, revision: str) -> dict:
+    with Results() as results:
+        return results.latest_by_guest(series.name, revision)
+
+
+def _sender(project: Path, series: Series, options: SendOptions, env: Mapping[str, str], *, required: bool) -> str:
+    try:
+        return read_sender(project, {"sender": options.sender}, env)
+    except MailError:
+        if required or not series.patches:
+            raise
+        return series.patches[0].author  # an mbox or a dry run may come from the first author
+
+
+def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails: list[Mail],
+             report: SendReport, say: Progress) -> None:
+    state = journal.last_send()
+    assert state is not None
+    envelope_from = parseaddr(envelope.sender)[1]
+    recipients = envelope.recipients
+    total = len(mails)
+    say(f"connecting to {settings.describe()}")
+    with SmtpConnection(settings) as conn:
+        for mail in mails:
+            where = f"[{mail.index + 1}/{total}]"
+            if mail.message_id in state.accepted:
+                report.skipped.append(mail.message_id)
+                say(f"{where} already sent: {mail.subject}")
+                continue
+            try:
+                conn.send(envelope_from, recipients, mail.as_bytes("\r\n"))
+            except MailError as exc:
+                journal.failed(mail.message_id, exc.message)
+                raise
+            journal.accepted(mail.message_id, recipients)
+            report.sent.append(mail.message_id)
+            say(f"{where} sent {mail.message_id}: {mail.subject}")
+
+
+def _freeze(series: Series, applied: gitrepo.ApplyResult, cover_id: str) -> str:
+    name = tag_name(series)
+    tip = applied.commits[-1] if applied.commits else applied.base
+    gitrepo.tag(applied.tree, name, tip, f"{series.name} v{series.version} as mailed, cover {cover_id}")
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    info = series.version_info(series.version) or VersionInfo(series.version)
+    others = [v for v in series.versions if v.number != series.version]
+    series.versions = sorted([*others, replace(info, sent=now, tag=name)], key=lambda v: v.number)
+    save_series(series)
+    return name
