@@ -18,8 +18,8 @@ from patchkit.series.model import Patch, Series
 from patchkit.store import TestResult
 
 _HUNK_NUMBERS = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
-# Keys `patchkit test` may use for the time from power-on to the guest's success marker.
-_BOOT_KEYS = ("marker", "boot_to_marker", "boot")
+# The timing `patchkit test` records when the guest's success marker appears (s after start).
+_MARKER_TIMING = "success"
 
 
 @dataclass(frozen=True)
@@ -100,10 +100,8 @@ def check(series: Series, latest: dict[str, TestResult], *, already_sent: bool, 
 
 def boot_seconds(result: TestResult) -> float | None:
     """The time from power-on to the success marker, when the run recorded it."""
-    for key in _BOOT_KEYS:
-        if key in result.timings:
-            return float(result.timings[key])
-    return None
+    value = result.timings.get(_MARKER_TIMING)
+    return float(value) if value is not None else None
 
 
 def tested_section(series: Series, revision: str, latest: dict[str, TestResult], gate: GateResult) -> str:

@@ -1,0 +1,110 @@
+"""The send-email gate on real stored results and series files, through dry runs (nothing is sent)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from test_mail_fixtures import MailProject, Recorder, Server, mail_project, smtp_options  # noqa: F401
+
+from patchkit.errors import MailError
+from patchkit.mailer.journal import journal_path
+from patchkit.mailer.send import SendOptions, send_email
+from patchkit.series.io import new_version, save_series
+
+
+def dry(mp: MailProject, **kwargs: object):  # noqa: ANN201 - a SendReport
+    return send_email(mp.project, "demo", SendOptions(dry_run=True, **kwargs))  # type: ignore[arg-type]
+
+
+def test_untested_revision_is_refused_naming_each_guest(mail_project: MailProject) -> None:
+    with pytest.raises(MailError) as exc:
+        dry(mail_project)
+    assert "freedos: not tested on this revision" in str(exc.value)
+    assert "probe: not tested on this revision" in str(exc.value)
+    assert "patchkit test" in str(exc.value)
+
+
+def test_failed_guest_is_refused(mail_project: MailProject) -> None:
+    mail_project.record(["freedos"])
+    mail_project.record(["probe"], passed=False)
+    with pytest.raises(MailError, match=r"probe: failed \(no marker\)"):
+        dry(mail_project)
+
+
+def test_results_of_another_revision_do_not_count(mail_project: MailProject) -> None:
+    mail_project.record()
+    series = mail_project.series()
+    series.patches[0] = series.patches[0].__class__(**{**series.patches[0].__dict__, "message": "Changed."})
+    save_series(series)
+    with pytest.raises(MailError, match="freedos: not tested on this revision"):
+        dry(mail_project)
+
+
+def test_passes_with_different_roms_are_refused(mail_project: MailProject) -> None:
+    mail_project.record(["freedos"], rom="11" * 32)
+    mail_project.record(["probe"], rom="22" * 32)
+    with pytest.raises(MailError, match="different ROMs"):
+        dry(mail_project)
+
+
+def test_latest_result_wins(mail_project: MailProject) -> None:
+    mail_project.record(passed=False)
+    mail_project.record()
+    report = dry(mail_project)
+    assert not report.gate.problems
+
+
+def test_force_needs_a_reason_and_records_it(mail_project: MailProject) -> None:
+    mail_project.record(["freedos"])
+    with pytest.raises(MailError, match="--reason"):
+        dry(mail_project, force=True)
+    report = dry(mail_project, force=True, reason="probe guest broken on this host")
+    cover = report.mails[0].message.get_content()
+    assert re.search(r"^  probe +not tested", cover, re.M)
+    assert "Sent despite: probe: not tested on this revision." in cover
+    assert "Reason: probe guest broken on this host" in cover
+    with Server(Recorder()) as srv:
+        send_email(mail_project.project, "demo", smtp_options(srv, force=True, reason="probe guest broken"))
+    assert '"forced_reason": "probe guest broken"' in journal_path("demo", 2).read_text()
+
+
+def test_sent_revision_needs_resend(mail_project: MailProject) -> None:
+    mail_project.record()
+    with Server(Recorder()) as srv:
+        first = send_email(mail_project.project, "demo", smtp_options(srv))
+        with pytest.raises(MailError, match="already sent"):
+            send_email(mail_project.project, "demo", smtp_options(srv))
+        again = send_email(mail_project.project, "demo", smtp_options(srv, resend=True))
+    assert len(srv.recorder.messages) == 6
+    assert set(first.sent).isdisjoint(again.sent)  # a resend is a new thread
+    assert again.tag == "demo-v2"
+
+
+def test_new_version_without_changes_is_refused(mail_project: MailProject) -> None:
+    mail_project.record()
+    with Server(Recorder()) as srv:
+        send_email(mail_project.project, "demo", smtp_options(srv))
+    v3 = new_version(mail_project.series(), "- nothing really")
+    assert v3.version == 3
+    mail_project.record()
+    with pytest.raises(MailError, match="no changes against the sent v2"):
+        dry(mail_project)
+    # A changed commit message is a change (range-diff shows it).
+    p = v3.patches[1]
+    v3.patches[1] = p.__class__(**{**p.__dict__, "message": p.message.replace("déjà vu", "again")})
+    save_series(v3)
+    mail_project.record()
+    report = dry(mail_project)
+    assert report.mails[0].subject == "[PATCH v3 0/2] virtio-blk sanboot for gPXE"
+
+
+def test_dry_run_sends_nothing_and_writes_no_journal(mail_project: MailProject) -> None:
+    mail_project.record()
+    report = dry(mail_project, to=["other@example.org"], cc=[], subject_prefix="RFC PATCH")
+    assert report.envelope.recipients == ["other@example.org"]
+    assert [m.subject.split("]")[0] for m in report.mails] == ["[RFC PATCH v2 0/2", "[RFC PATCH v2 1/2",
+                                                                  "[RFC PATCH v2 2/2"]
+    assert not journal_path("demo", 2).exists()
+    assert mail_project.series().version_info(2).sent is None  # type: ignore[union-attr]
