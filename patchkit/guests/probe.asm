@@ -1,0 +1,943 @@
+; patchkit probe (586: uses RDTSC): a boot-sector program that tests the BIOS INT 13h services of the
+; boot drive and reports each check on COM1 ("PROBE ok NAME" / "PROBE FAIL NAME ...").
+;
+; Disk layout (defined by patchkit/guests/probe.py and passed in with -D):
+;   LBA 0                      this file's first 440 bytes (loader) + partition table
+;   LBA 1 .. PROG_SECTORS      the rest of this file, loaded to 0000:7E00
+;   LBA TOKEN_LBA              "PKTOKEN <token>\0" written by the host per run
+;   LBA RESULT_LBA             "PROBE-DONE <token> failures=<n>" written by the probe
+;   LBA DATA_LBA .. end        "stamped": dword i of sector L holds (L xor KEY) + (i << 24),
+;                              KEY = 0 as built
+;   LBA SCRATCH_LBA .. end     where the write checks write, with KEY = WRITE_KEY
+; TOTAL_SECTORS is the disk size in sectors.
+
+        cpu     586
+        bits    16
+        org     0x7C00
+
+%ifndef TOTAL_SECTORS
+%error "assemble with -DTOTAL_SECTORS=... -DTOKEN_LBA=... -DRESULT_LBA=... -DDATA_LBA=... -DSCRATCH_LBA=..."
+%endif
+
+WRITE_KEY       equ 0x5AA55AA5
+BUF_A           equ 0x1FF0          ; 1FF0:0000 = phys 0x1FF00: every transfer crosses 0x20000
+BUF_B           equ 0x3000          ; 3000:0000 = phys 0x30000: 64 KiB aligned
+BUF_S           equ 0x5000          ; one-sector buffer for the token and result
+TPUT_TICKS      equ 9               ; BIOS ticks (~0.5 s) per throughput sample
+COM1            equ 0x3F8
+
+; ---------------------------------------------------------------- stage 1 (MBR)
+start:
+        cli
+        xor     ax, ax
+        mov     ds, ax
+        mov     es, ax
+        mov     ss, ax
+        mov     sp, 0x7C00
+        sti
+        cld
+        mov     [drive], dl
+        mov     ax, 0x0200 + PROG_SECTORS   ; AH=02 read, AL=sectors
+        mov     cx, 0x0002                  ; cylinder 0, sector 2
+        xor     dh, dh
+        mov     bx, stage2
+        int     0x13
+        jc      .load_failed
+        jmp     main
+.load_failed:
+        mov     si, msg_load_failed
+        call    puts
+        jmp     acpi_poweroff
+
+%include "acpi-off.asm"
+
+; putc: write AL to COM1 (polling the transmit-holding-register-empty bit).
+putc:
+        push    dx
+        push    ax
+        mov     dx, COM1 + 5
+.wait:
+        in      al, dx
+        test    al, 0x20
+        jz      .wait
+        pop     ax
+        mov     dx, COM1
+        out     dx, al
+        pop     dx
+        ret
+
+; puts: write the zero-terminated string at DS:SI.
+puts:
+        push    ax
+.next:
+        lodsb
+        test    al, al
+        jz      .done
+        call    putc
+        jmp     .next
+.done:
+        pop     ax
+        ret
+
+msg_load_failed: db "PATCHKIT-FAIL probe loader: INT 13h AH=02 failed", 13, 10, 0
+drive:  db      0
+
+        times   440 - ($ - $$) db 0
+        times   512 - ($ - $$) db 0     ; the host writes the partition table here
+
+; ---------------------------------------------------------------- stage 2
+stage2:
+
+; put_dec: EAX as unsigned decimal.
+put_dec:
+        pushad
+        mov     ebx, 10
+        xor     cx, cx
+.divide:
+        xor     edx, edx
+        div     ebx
+        push    dx
+        inc     cx
+        test    eax, eax
+        jnz     .divide
+.emit:
+        pop     ax
+        add     al, '0'
+        call    putc
+        loop    .emit
+        popad
+        ret
+
+; put_hex: EAX as 0x%08x.
+put_hex:
+        pushad
+        mov     ebx, eax
+        mov     al, '0'
+        call    putc
+        mov     al, 'x'
+        call    putc
+        mov     cx, 8
+.digit:
+        rol     ebx, 4
+        mov     al, bl
+        and     al, 0x0F
+        add     al, '0'
+        cmp     al, '9'
+        jbe     .out
+        add     al, 'a' - '9' - 1
+.out:
+        call    putc
+        loop    .digit
+        popad
+        ret
+
+put_space:
+        push    ax
+        mov     al, ' '
+        call    putc
+        pop     ax
+        ret
+
+put_crlf:
+        push    ax
+        mov     al, 13
+        call    putc
+        mov     al, 10
+        call    putc
+        pop     ax
+        ret
+
+; name: SI = check name; [name_n] appended as "-N" when non-zero.
+put_name:
+        call    puts
+        cmp     dword [name_n], 0
+        je      .done
+        push    eax
+        mov     al, '-'
+        call    putc
+        mov     eax, [name_n]
+        call    put_dec
+        pop     eax
+.done:
+        ret
+
+; ok: "PROBE ok NAME".
+ok:
+        push    si
+        mov     si, s_ok
+        call    puts
+        pop     si
+        call    put_name
+        jmp     put_crlf
+
+; fail: "PROBE FAIL NAME DETAIL VALUE" (SI name, DI detail, EAX value); counts the failure.
+fail:
+        push    si
+        mov     si, s_fail
+        call    puts
+        pop     si
+        call    put_name
+        call    put_space
+        mov     si, di
+        call    puts
+        call    put_space
+        call    put_hex
+        call    put_crlf
+        inc     word [failures]
+        ret
+
+; ---------------------------------------------------------------- disk I/O
+; All I/O takes [io_op] (AH value), [io_lba], [io_count], [io_seg] (offset 0).
+; Returns CF and AH as the BIOS left them.
+
+ext_io:
+        push    si
+        push    dx
+        mov     word [dap], 16
+        mov     ax, [io_count]
+        mov     [dap + 2], ax
+        mov     word [dap + 4], 0
+        mov     ax, [io_seg]
+        mov     [dap + 6], ax
+        mov     eax, [io_lba]
+        mov     [dap + 8], eax
+        mov     dword [dap + 12], 0
+        mov     si, dap
+        mov     dl, [drive]
+        mov     ah, [io_op]
+        mov     al, 0
+        int     0x13
+        pop     dx
+        pop     si
+        ret
+
+; chs_io: converts [io_lba] with the geometry AH=08 reported.
+chs_io:
+        push    es
+        push    bx
+        push    cx
+        push    dx
+        mov     eax, [io_lba]
+        xor     edx, edx
+        movzx   ecx, word [spt]
+        div     ecx                     ; EAX = track, EDX = sector - 1
+        inc     dx
+        mov     cl, dl                  ; CL = sector
+        xor     edx, edx
+        movzx   ebx, word [heads]
+        div     ebx                     ; EAX = cylinder, EDX = head
+        mov     dh, dl
+        mov     ch, al
+        shl     ah, 6
+        or      cl, ah
+        mov     dl, [drive]
+        mov     ax, [io_seg]
+        mov     es, ax
+        xor     bx, bx
+        mov     ah, [io_op]
+        mov     al, [io_count]
+        int     0x13
+        pop     dx
+        pop     cx
+        pop     bx
+        pop     es
+        ret
+
+; check_buf: compare [io_count] sectors at [io_seg]:0 with the pattern for [io_lba].
+; CF set on mismatch, EAX = the first bad LBA.
+check_buf:
+        push    es
+        push    ebx
+        push    ecx
+        push    edi
+        mov     ax, [io_seg]
+        mov     es, ax
+        xor     di, di
+        mov     ebx, [io_lba]
+        mov     cx, [io_count]
+.sector:
+        push    cx
+        mov     eax, ebx
+        xor     eax, [pat_key]
+        mov     cx, 128
+.dword:
+        cmp     [es:di], eax
+        jne     .bad
+        add     di, 4
+        add     eax, 0x01000000
+        loop    .dword
+        pop     cx
+        inc     ebx
+        loop    .sector
+        clc
+        jmp     .done
+.bad:
+        pop     cx
+        mov     eax, ebx
+        stc
+.done:
+        pop     edi
+        pop     ecx
+        pop     ebx
+        pop     es
+        ret
+
+; fill_buf: write the pattern for [io_lba] .. into [io_seg]:0 ([io_count] sectors).
+fill_buf:
+        pushad
+        push    es
+        mov     ax, [io_seg]
+        mov     es, ax
+        xor     di, di
+        mov     ebx, [io_lba]
+        mov     cx, [io_count]
+.sector:
+        push    cx
+        mov     eax, ebx
+        xor     eax, [pat_key]
+        mov     cx, 128
+.dword:
+        stosd
+        add     eax, 0x01000000
+        loop    .dword
+        pop     cx
+        inc     ebx
+        loop    .sector
+        pop     es
+        popad
+        ret
+
+; clear_buf: zero 127 sectors at [io_seg]:0.
+clear_buf:
+        pushad
+        push    es
+        mov     ax, [io_seg]
+        mov     es, ax
+        xor     di, di
+        xor     eax, eax
+        mov     cx, 127 * 128
+        rep     stosd
+        pop     es
+        popad
+        ret
+
+; read_check: read with [io_op] (0x02 or 0x42) and compare with the pattern; report as SI.
+read_check:
+        call    clear_buf
+        cmp     byte [io_op], 0x42
+        je      .ext
+        call    chs_io
+        jmp     .done_io
+.ext:
+        call    ext_io
+.done_io:
+        jnc     .compare
+        movzx   eax, ah
+        mov     di, s_status
+        jmp     fail
+.compare:
+        call    check_buf
+        jnc     .good
+        mov     di, s_bad_lba
+        jmp     fail
+.good:
+        jmp     ok
+
+; write_check: fill [io_seg] with the written pattern, write with [io_op] (0x03 or 0x43),
+; read back into the other buffer with the matching read, compare; report as SI.
+write_check:
+        mov     dword [pat_key], WRITE_KEY
+        call    fill_buf
+        cmp     byte [io_op], 0x43
+        je      .ext
+        call    chs_io
+        jmp     .done_io
+.ext:
+        call    ext_io
+.done_io:
+        jnc     .read_back
+        movzx   eax, ah
+        mov     di, s_write_status
+        call    fail
+        jmp     .out
+.read_back:
+        sub     byte [io_op], 1         ; 03 -> 02, 43 -> 42
+        xor     word [io_seg], BUF_A ^ BUF_B
+        call    read_check
+.out:
+        mov     dword [pat_key], 0
+        ret
+
+; expect_error: do [io_op] I/O that must fail (CF set); report as SI.
+expect_error:
+        cmp     byte [io_op], 0x42
+        je      .ext
+        call    chs_io
+        jmp     .done_io
+.ext:
+        call    ext_io
+.done_io:
+        jc      .good
+        xor     eax, eax
+        mov     di, s_no_error
+        jmp     fail
+.good:
+        jmp     ok
+
+; ---------------------------------------------------------------- the checks
+main:
+        mov     si, s_hello
+        call    puts
+        movzx   eax, byte [drive]
+        call    put_hex
+        call    put_crlf
+
+        ; AH=41: extensions present, fixed-disk access subset.
+        mov     si, n_ah41
+        mov     ah, 0x41
+        mov     bx, 0x55AA
+        mov     dl, [drive]
+        int     0x13
+        jc      .ah41_bad
+        cmp     bx, 0xAA55
+        jne     .ah41_bad
+        test    cx, 1
+        jz      .ah41_bad
+        call    ok
+        jmp     .ah08
+.ah41_bad:
+        movzx   eax, ax
+        mov     di, s_status
+        call    fail
+
+.ah08:  ; AH=08: geometry.
+        mov     si, n_ah08
+        mov     ah, 0x08
+        mov     dl, [drive]
+        xor     di, di
+        mov     es, di
+        int     0x13
+        push    ds
+        pop     es
+        jnc     .ah08_ok
+        movzx   eax, ah
+        mov     di, s_status
+        call    fail
+        jmp     .fatal
+.ah08_ok:
+        movzx   ax, dh
+        inc     ax
+        mov     [heads], ax
+        mov     al, cl
+        and     ax, 0x3F
+        mov     [spt], ax
+        mov     al, cl
+        shl     ax, 2
+        mov     al, ch
+        and     ax, 0x3FF
+        inc     ax
+        mov     [cyls], ax
+        call    ok
+        mov     si, s_geometry
+        call    puts
+        movzx   eax, word [cyls]
+        call    put_dec
+        call    put_space
+        movzx   eax, word [heads]
+        call    put_dec
+        call    put_space
+        movzx   eax, word [spt]
+        call    put_dec
+        call    put_crlf
+
+        ; AH=48: drive parameters; the size must be the disk's.
+        mov     si, n_ah48
+        mov     word [edd], 0x1A
+        mov     ah, 0x48
+        mov     dl, [drive]
+        push    si
+        mov     si, edd
+        int     0x13
+        pop     si
+        jnc     .ah48_ok
+        movzx   eax, ah
+        mov     di, s_status
+        call    fail
+        jmp     .ah15
+.ah48_ok:
+        cmp     word [edd + 0x18], 512
+        je      .ah48_bps
+        movzx   eax, word [edd + 0x18]
+        mov     di, s_bytes_per_sector
+        call    fail
+        jmp     .ah15
+.ah48_bps:
+        call    ok
+        mov     si, n_size
+        mov     eax, [edd + 0x10]
+        cmp     dword [edd + 0x14], 0
+        jne     .size_bad
+        cmp     eax, TOTAL_SECTORS
+        jne     .size_bad
+        call    ok
+        jmp     .consistent
+.size_bad:
+        mov     di, s_sectors
+        call    fail
+        jmp     .ah15
+
+.consistent:
+        ; cylinders x heads x sectors must cover all but less than two cylinders of the disk
+        mov     si, n_geometry
+        movzx   eax, word [heads]
+        movzx   ebx, word [spt]
+        mul     ebx
+        mov     [cyl_sectors], eax
+        movzx   ebx, word [cyls]
+        mul     ebx                     ; EAX = CHS-addressable sectors
+        cmp     eax, TOTAL_SECTORS
+        ja      .geometry_bad
+        mov     ebx, eax
+        add     ebx, [cyl_sectors]
+        add     ebx, [cyl_sectors]
+        cmp     ebx, TOTAL_SECTORS
+        jbe     .geometry_bad
+        call    ok
+        jmp     .ah15
+.geometry_bad:
+        mov     di, s_chs_sectors
+        call    fail
+
+.ah15:  ; AH=15: a fixed disk with a plausible sector count.
+        mov     si, n_ah15
+        mov     ah, 0x15
+        mov     dl, [drive]
+        int     0x13
+        jc      .ah15_bad
+        cmp     ah, 3
+        jne     .ah15_bad
+        mov     ax, cx
+        shl     eax, 16
+        mov     ax, dx
+        test    eax, eax
+        jz      .ah15_count
+        cmp     eax, TOTAL_SECTORS
+        ja      .ah15_count
+        call    ok
+        jmp     .reads
+.ah15_bad:
+        movzx   eax, ax
+        mov     di, s_status
+        call    fail
+        jmp     .reads
+.ah15_count:
+        mov     di, s_sectors
+        call    fail
+
+.reads: ; AH=02 reads across a track and a cylinder boundary, and 127 sectors.
+        mov     byte [io_op], 0x02
+        mov     word [io_seg], BUF_A
+        mov     word [io_count], 6
+        movzx   eax, word [spt]
+        imul    eax, 5
+        sub     eax, 3
+        mov     [io_lba], eax
+        mov     si, n_chs_read_track
+        call    read_check
+        mov     eax, [cyl_sectors]
+        shl     eax, 1
+        sub     eax, 3
+        cmp     eax, SCRATCH_LBA - 6
+        ja      .unusable
+        mov     [io_lba], eax
+        mov     si, n_chs_read_cylinder
+        call    read_check
+        mov     word [io_count], 127
+        mov     dword [io_lba], DATA_LBA + 1000
+        mov     si, n_chs_read_127
+        call    read_check
+
+        ; AH=42 reads of 1, 8, 64 and 127 sectors into a buffer crossing 64 KiB.
+        mov     byte [io_op], 0x42
+        mov     bx, sizes
+.ext_read:
+        movzx   eax, word [bx]
+        test    eax, eax
+        jz      .ext_read_aligned
+        mov     [io_count], ax
+        mov     [name_n], eax
+        imul    eax, 37
+        add     eax, DATA_LBA + 3000
+        mov     [io_lba], eax
+        mov     si, n_ext_read
+        push    bx
+        call    read_check
+        pop     bx
+        add     bx, 2
+        jmp     .ext_read
+.ext_read_aligned:
+        mov     dword [name_n], 0
+        mov     word [io_seg], BUF_B
+        mov     word [io_count], 127
+        mov     dword [io_lba], DATA_LBA + 5000
+        mov     si, n_ext_read_aligned
+        call    read_check
+
+        ; the last sector reads; beyond it, reads fail instead of hanging or wrapping.
+        mov     word [io_count], 1
+        mov     dword [io_lba], TOTAL_SECTORS - 1
+        mov     si, n_last_sector
+        call    read_check
+        mov     word [io_seg], BUF_A
+        mov     dword [io_lba], TOTAL_SECTORS
+        mov     si, n_past_end
+        call    expect_error
+        mov     word [io_count], 2
+        mov     dword [io_lba], TOTAL_SECTORS - 1
+        mov     si, n_straddle_end
+        call    expect_error
+        mov     byte [io_op], 0x02
+        mov     word [io_count], 1
+        movzx   eax, word [cyls]
+        inc     eax                     ; AH=08 may hold back one (diagnostic) cylinder:
+        mul     dword [cyl_sectors]     ; one beyond that is past the end of the disk
+        mov     [io_lba], eax
+        mov     si, n_chs_past_end
+        call    expect_error
+
+        ; writes (scratch region), each read back and compared.
+        mov     word [io_seg], BUF_B
+        mov     byte [io_op], 0x03
+        mov     word [io_count], 6
+        movzx   eax, word [spt]
+        imul    eax, 5
+        add     eax, SCRATCH_LBA - 3
+        mov     [io_lba], eax
+        mov     si, n_chs_write_track
+        call    write_check
+        mov     word [io_seg], BUF_B
+        mov     byte [io_op], 0x03
+        mov     eax, [cyl_sectors]
+        shl     eax, 1
+        add     eax, SCRATCH_LBA - 3
+        cmp     eax, TOTAL_SECTORS - 6
+        ja      .unusable
+        mov     [io_lba], eax
+        mov     si, n_chs_write_cylinder
+        call    write_check
+
+        mov     bx, sizes
+.ext_write:
+        movzx   eax, word [bx]
+        test    eax, eax
+        jz      .throughput
+        mov     [io_count], ax
+        mov     [name_n], eax
+        mov     si, bx
+        sub     si, sizes
+        shl     si, 1
+        mov     eax, [ext_write_lba + si]
+        mov     [io_lba], eax
+        mov     byte [io_op], 0x43
+        mov     word [io_seg], BUF_A
+        mov     si, n_ext_write
+        push    bx
+        call    write_check
+        pop     bx
+        add     bx, 2
+        jmp     .ext_write
+
+.unusable:
+        mov     si, n_geometry
+        mov     di, s_unusable
+        call    fail
+        jmp     .fatal
+
+.throughput:
+        mov     dword [name_n], 0
+        call    throughput
+        jmp     finish
+
+.fatal:
+        jmp     finish
+
+; throughput: for each transfer size, count the sectors AH=42 reads in TPUT_TICKS ticks.
+throughput:
+        ; kilocycles of the TSC per BIOS tick, over 4 ticks
+        call    tick_edge
+        mov     esi, [fs:0x46C]
+        call    kcycles
+        mov     ebp, eax
+.calibrate:
+        mov     eax, [fs:0x46C]
+        sub     eax, esi
+        cmp     eax, 4
+        jb      .calibrate
+        call    kcycles
+        sub     eax, ebp
+        shr     eax, 2
+        mov     si, s_tsc
+        call    puts
+        call    put_dec
+        call    put_crlf
+
+        mov     byte [io_op], 0x42
+        mov     word [io_seg], BUF_B
+        mov     bx, sizes
+.size:
+        movzx   ecx, word [bx]
+        test    ecx, ecx
+        jz      .done
+        mov     [io_count], cx
+        mov     dword [io_lba], DATA_LBA
+        xor     edi, edi                ; sectors read
+        call    tick_edge
+        mov     esi, [fs:0x46C]
+        call    kcycles
+        mov     ebp, eax
+.read:
+        call    ext_io
+        jc      .error
+        add     edi, ecx
+        add     [io_lba], ecx
+        mov     eax, [io_lba]
+        add     eax, ecx
+        cmp     eax, SCRATCH_LBA
+        jb      .next
+        mov     dword [io_lba], DATA_LBA
+.next:
+        mov     eax, [fs:0x46C]
+        sub     eax, esi
+        cmp     eax, TPUT_TICKS
+        jb      .read
+        call    kcycles
+        sub     eax, ebp
+        mov     edx, eax
+        mov     eax, [fs:0x46C]
+        sub     eax, esi
+        push    si
+        mov     si, s_tput
+        call    puts
+        pop     si
+        push    eax
+        mov     eax, ecx
+        call    put_dec
+        call    put_space
+        mov     eax, edi
+        call    put_dec
+        call    put_space
+        pop     eax
+        call    put_dec
+        call    put_space
+        mov     eax, edx
+        call    put_dec
+        call    put_crlf
+        add     bx, 2
+        jmp     .size
+.error:
+        mov     [name_n], ecx
+        movzx   eax, ah
+        mov     si, n_tput
+        mov     di, s_status
+        call    fail
+        mov     dword [name_n], 0
+        add     bx, 2
+        jmp     .size
+.done:
+        ret
+
+; tick_edge: wait for the BIOS tick count at 0040:006C to change (FS = 0 on return).
+tick_edge:
+        push    eax
+        mov     ax, 0
+        mov     fs, ax
+        mov     eax, [fs:0x46C]
+.wait:
+        cmp     eax, [fs:0x46C]
+        je      .wait
+        pop     eax
+        ret
+
+; kcycles: EAX = TSC / 1024 (low 32 bits).
+kcycles:
+        push    edx
+        rdtsc
+        shrd    eax, edx, 10
+        pop     edx
+        ret
+
+;
+; finish: read the token, write the result sector, print the verdict, power off.
+; The token sector is read to BUF_S:0000; the result is built at BUF_S:0200.
+finish:
+        mov     byte [io_op], 0x42
+        mov     word [io_seg], BUF_S
+        mov     word [io_count], 1
+        mov     dword [io_lba], TOKEN_LBA
+        call    ext_io
+        jc      .no_token
+        mov     ax, BUF_S
+        mov     es, ax
+        xor     di, di
+        mov     si, s_token_tag
+        mov     cx, 8
+        repe    cmpsb
+        push    ds
+        pop     es
+        jne     .no_token
+
+        mov     ax, BUF_S
+        mov     es, ax
+        mov     di, 0x200
+        xor     al, al
+        mov     cx, 512
+        rep     stosb
+        mov     di, 0x200
+        mov     si, s_done
+        call    copy_str
+        push    ds
+        mov     ax, BUF_S
+        mov     ds, ax
+        mov     si, 8
+        call    copy_str
+        pop     ds
+        mov     si, s_failures
+        call    copy_str
+        movzx   eax, word [failures]
+        call    dec_str
+        push    ds
+        pop     es
+        mov     byte [io_op], 0x43
+        mov     word [io_seg], BUF_S + 0x20
+        mov     dword [io_lba], RESULT_LBA
+        call    ext_io
+        jnc     .verdict
+        mov     si, n_result
+        movzx   eax, ah
+        mov     di, s_write_status
+        call    fail
+.verdict:
+        cmp     dword [failures], 0
+        jne     .failed
+        mov     si, s_pass
+        call    puts
+        push    ds
+        mov     ax, BUF_S
+        mov     ds, ax
+        mov     si, 8
+        call    puts
+        pop     ds
+        call    put_crlf
+        jmp     acpi_poweroff
+.failed:
+        mov     si, s_fail_verdict
+        call    puts
+        movzx   eax, word [failures]
+        call    put_dec
+        mov     si, s_failures_tail
+        call    puts
+        jmp     acpi_poweroff
+.no_token:
+        mov     si, s_no_token
+        call    puts
+        jmp     acpi_poweroff
+
+; copy_str: copy the zero-terminated DS:SI to ES:DI (without the zero).
+copy_str:
+        lodsb
+        test    al, al
+        jz      .done
+        stosb
+        jmp     copy_str
+.done:
+        ret
+
+; dec_str: EAX in decimal to ES:DI.
+dec_str:
+        push    ebx
+        push    ecx
+        push    edx
+        mov     ebx, 10
+        xor     cx, cx
+.divide:
+        xor     edx, edx
+        div     ebx
+        push    dx
+        inc     cx
+        test    eax, eax
+        jnz     .divide
+.emit:
+        pop     ax
+        add     al, '0'
+        stosb
+        loop    .emit
+        pop     edx
+        pop     ecx
+        pop     ebx
+        ret
+
+; ---------------------------------------------------------------- data
+sizes:          dw 1, 8, 64, 127, 0
+ext_write_lba:  dd SCRATCH_LBA + 2200, SCRATCH_LBA + 2300, SCRATCH_LBA + 2400, SCRATCH_LBA + 2600
+
+s_hello:        db "PROBE start drive ", 0
+s_ok:           db "PROBE ok ", 0
+s_fail:         db "PROBE FAIL ", 0
+s_geometry:     db "PROBE geometry ", 0
+s_tsc:          db "PROBE tsc-kcycles-per-tick ", 0
+s_tput:         db "PROBE tput ", 0
+s_status:       db "status", 0
+s_write_status: db "write-status", 0
+s_bad_lba:      db "data-mismatch-at-lba", 0
+s_no_error:     db "no-error", 0
+s_bytes_per_sector: db "bytes-per-sector", 0
+s_sectors:      db "sectors", 0
+s_chs_sectors:  db "chs-sectors", 0
+s_unusable:     db "geometry-unusable-for-checks", 0
+s_no_token:     db "PATCHKIT-FAIL probe: no token sector (PKTOKEN) at its LBA", 13, 10, 0
+s_token_tag:    db "PKTOKEN "
+s_done:         db "PROBE-DONE ", 0
+s_failures:     db " failures=", 0
+s_pass:         db "PATCHKIT-PASS ", 0
+s_fail_verdict: db "PATCHKIT-FAIL probe: ", 0
+s_failures_tail: db " failures", 13, 10, 0
+
+n_ah41:         db "ah41-extensions", 0
+n_ah08:         db "ah08-geometry", 0
+n_ah48:         db "ah48-parameters", 0
+n_size:         db "ah48-size", 0
+n_geometry:     db "geometry-consistent", 0
+n_ah15:         db "ah15-type", 0
+n_chs_read_track: db "chs-read-track-boundary", 0
+n_chs_read_cylinder: db "chs-read-cylinder-boundary", 0
+n_chs_read_127: db "chs-read-127", 0
+n_ext_read:     db "ext-read-64k-boundary", 0
+n_ext_read_aligned: db "ext-read-aligned-127", 0
+n_last_sector:  db "last-sector", 0
+n_past_end:     db "read-past-end", 0
+n_straddle_end: db "read-straddling-end", 0
+n_chs_past_end: db "chs-read-past-end", 0
+n_chs_write_track: db "chs-write-track-boundary", 0
+n_chs_write_cylinder: db "chs-write-cylinder-boundary", 0
+n_ext_write:    db "ext-write-64k-boundary", 0
+n_tput:         db "throughput", 0
+n_result:       db "result-sector", 0
+
+        align   4
+failures:       dd 0
+name_n:         dd 0
+pat_key:        dd 0
+io_lba:         dd 0
+cyl_sectors:    dd 0
+io_count:       dw 0
+io_seg:         dw 0
+cyls:           dw 0
+heads:          dw 0
+spt:            dw 0
+io_op:          db 0
+        align   4
+dap:            times 16 db 0
+edd:            times 0x42 db 0
+
+prog_end:
+PROG_SECTORS    equ (prog_end - stage2 + 511) / 512

@@ -1,0 +1,153 @@
+"""The probe guest: patchkit's own boot-sector program testing the boot drive's INT 13h.
+
+probe.asm is assembled at image build time with this module's disk layout. Every
+data sector is stamped with its LBA so reads are checked; the write checks use a
+scratch region at the end of the disk. The probe reports each check on COM1, a
+throughput figure per transfer size, and writes a result sector the host checks.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from patchkit.guests import asm, disk
+from patchkit.guests.base import Guest, Progress
+
+RECIPE_VERSION = "1"
+CYLINDERS = 32
+TOTAL_SECTORS = CYLINDERS * disk.CYLINDER_SECTORS
+TOKEN_LBA = 60
+RESULT_LBA = 61
+DATA_LBA = disk.PARTITION_START
+SCRATCH_LBA = (CYLINDERS - 4) * disk.CYLINDER_SECTORS
+WRITE_KEY = 0x5AA55AA5
+WRITTEN_SECTORS = 6 + 6 + 1 + 8 + 64 + 127  # what probe.asm's write checks write
+TOKEN_TAG = b"PKTOKEN "
+BIOS_TICK_HZ = 1193182 / 65536
+
+_EVERY_DWORD = int.from_bytes(b"\x01\x00\x00\x00" * 128, "little")
+
+
+@functools.cache
+def _top_bytes(top: int) -> int:
+    """The top bytes of a sector's dwords, (top + i) mod 256, in place (other bytes zero)."""
+    return int.from_bytes(b"".join(bytes([0, 0, 0, (top + i) & 0xFF]) for i in range(128)), "little")
+
+
+def stamp(lba: int, key: int = 0) -> bytes:
+    """Sector ``lba``'s content as probe.asm checks it: dword i = ((lba xor key) + (i << 24)) mod 2**32."""
+    value = lba ^ key
+    return ((value & 0xFFFFFF) * _EVERY_DWORD + _top_bytes(value >> 24)).to_bytes(disk.SECTOR, "little")
+
+
+def defines() -> dict[str, int]:
+    """The layout constants probe.asm is assembled with."""
+    return {
+        "TOTAL_SECTORS": TOTAL_SECTORS, "TOKEN_LBA": TOKEN_LBA, "RESULT_LBA": RESULT_LBA,
+        "DATA_LBA": DATA_LBA, "SCRATCH_LBA": SCRATCH_LBA,
+    }
+
+
+@dataclass
+class ProbeReport:
+    """What a probe run printed: passed and failed checks, and read throughput per transfer size."""
+
+    checks: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    throughput_mb_s: dict[int, float] = field(default_factory=dict)
+    geometry: tuple[int, int, int] | None = None  # cylinders, heads, sectors from AH=08
+
+
+_LINE = re.compile(r"PROBE (ok|FAIL|tput|tsc-kcycles-per-tick|geometry) ?([^\r\n\x1b]*)")
+
+
+def parse_probe_log(text: str) -> ProbeReport:
+    """Parse the probe's serial output (escape codes and other lines are ignored)."""
+    report = ProbeReport()
+    kcycles_per_tick = 0
+    samples: list[tuple[int, int, int, int]] = []
+    for kind, rest in _LINE.findall(text):
+        fields = rest.split()
+        if kind == "ok" and fields:
+            report.checks.append(fields[0])
+        elif kind == "FAIL":
+            report.failures.append(rest.strip())
+        elif kind == "geometry" and len(fields) == 3 and all(f.isdigit() for f in fields):
+            report.geometry = (int(fields[0]), int(fields[1]), int(fields[2]))
+        elif kind == "tsc-kcycles-per-tick" and fields and fields[0].isdigit():
+            kcycles_per_tick = int(fields[0])
+        elif kind == "tput" and len(fields) >= 3 and all(f.isdigit() for f in fields):
+            size, sectors, ticks = (int(f) for f in fields[:3])
+            samples.append((size, sectors, ticks, int(fields[3]) if len(fields) > 3 else 0))
+    for size, sectors, ticks, kcycles in samples:
+        if kcycles_per_tick and kcycles:
+            seconds = kcycles / kcycles_per_tick / BIOS_TICK_HZ
+        else:
+            seconds = ticks / BIOS_TICK_HZ
+        if seconds > 0:
+            report.throughput_mb_s[size] = sectors * disk.SECTOR / seconds / 1e6
+    return report
+
+
+class ProbeGuest(Guest):
+    """A real-mode INT 13h conformance and throughput probe."""
+
+    name = "probe"
+    default_timeout = 120.0
+    failure_markers = ("PATCHKIT-FAIL", "PROBE FAIL")
+    build_command = "patchkit guest build probe"
+
+    def image_key(self) -> str:
+        h = hashlib.sha256(RECIPE_VERSION.encode() + b"\0" + repr(sorted(defines().items())).encode())
+        h.update(asm.sources_key("probe.asm").encode())
+        return h.hexdigest()[:16]
+
+    def _build_image(self, out: Path, progress: Progress) -> None:
+        with tempfile.TemporaryDirectory(prefix="patchkit-probe-") as tmp:
+            program = asm.assemble("probe.asm", Path(tmp) / "probe.bin", defines())
+        stage2 = program[disk.SECTOR:]
+        if len(stage2) > (TOKEN_LBA - 1) * disk.SECTOR:
+            raise ValueError(f"probe program is {len(program)} bytes: it would overlap the token sector")
+        progress("probe: writing the stamped disk")
+        disk.create(out, CYLINDERS)
+        disk.write_mbr(out, program[:440], disk.PART_DATA, DATA_LBA, TOTAL_SECTORS - DATA_LBA)
+        with open(out, "r+b") as f:
+            f.seek(disk.SECTOR)
+            f.write(stage2)
+            f.seek(DATA_LBA * disk.SECTOR)
+            f.write(b"".join(stamp(lba) for lba in range(DATA_LBA, TOTAL_SECTORS)))
+
+    def _inject_token(self, disk_path: Path, token: str) -> None:
+        sector = (TOKEN_TAG + token.encode()).ljust(disk.SECTOR, b"\0")
+        with open(disk_path, "r+b") as f:
+            f.seek(TOKEN_LBA * disk.SECTOR)
+            f.write(sector)
+
+    def verify_disk(self, disk_path: Path, token: str) -> list[str]:
+        problems = []
+        with open(disk_path, "rb") as f:
+            f.seek(RESULT_LBA * disk.SECTOR)
+            result = f.read(disk.SECTOR).rstrip(b"\0")
+            f.seek(DATA_LBA * disk.SECTOR)
+            data = f.read()
+        expected = f"PROBE-DONE {token} failures=0".encode()
+        if result != expected:
+            problems.append(f"result sector {RESULT_LBA} holds {result[:80]!r}, expected {expected!r}")
+        written = 0
+        for lba in range(DATA_LBA, TOTAL_SECTORS):
+            sector = data[(lba - DATA_LBA) * disk.SECTOR:(lba - DATA_LBA + 1) * disk.SECTOR]
+            if sector == stamp(lba):
+                continue
+            if lba >= SCRATCH_LBA and sector == stamp(lba, WRITE_KEY):
+                written += 1
+                continue
+            problems.append(f"sector {lba} holds neither its stamp nor the probe's written pattern")
+            break
+        if written != WRITTEN_SECTORS:
+            problems.append(f"{written} scratch sectors carry the written pattern, expected {WRITTEN_SECTORS}")
+        return problems
