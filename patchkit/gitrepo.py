@@ -304,6 +304,10 @@ def _build(repo: git.Repo, base: str, patches: list[Patch], upstream_ids: dict[s
                 raise ApplyError(_conflict_report(repo, parent, patch, applied.output),
                                  hint="the tree was left as it was; rebase the patch (edit it, or apply --upto and fix by hand)")
             tree = _git(repo, "write-tree", env=env)
+            if tree == _git(repo, "rev-parse", f"{parent}^{{tree}}"):
+                say(f"  {patch.filename}: already upstream (applies as no change; merged, skipped)")
+                merged.append(patch.filename)
+                continue
             msg_file = Path(tmp) / f"{n:04d}.msg"
             msg_file.write_text(patch.commit_message, encoding="utf-8")
             parent = _git(repo, "commit-tree", tree, "-p", parent, "-F", str(msg_file),
