@@ -52,3 +52,13 @@ def boot_native(disk: Path, timeout: float) -> Boot:
 def passed(guest: Guest, boot: Boot, token: str) -> bool:
     """The marker check `patchkit test` makes: success marker seen, no failure marker."""
     return guest.success_marker(token) in boot.log and not any(m in boot.log for m in guest.failure_markers)
+
+
+def freedos_imported() -> Path:
+    """The imported FreeDOS files in the user's real cache (read only), or skip."""
+    from conftest import REAL_CACHE
+
+    real = REAL_CACHE / "inputs" / "freedos"
+    if not (real / "KERNEL.SYS").is_file() or not (real / "COMMAND.COM").is_file():
+        pytest.skip(f"FreeDOS not imported ({real} missing): run `patchkit guest import freedos --media PATH`")
+    return real

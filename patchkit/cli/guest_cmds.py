@@ -1,3 +1,62 @@
-"""`patchkit` commands: guest."""
+"""`patchkit guest`: build, import and list the guest images `patchkit test` boots."""
 
-from patchkit.cli.base import cli  # noqa: F401
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from patchkit.cli.base import cli
+from patchkit.errors import PatchkitError
+from patchkit.guests import GUEST_NAMES, get_guest
+from patchkit.guests.freedos import import_media
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _build(name: str) -> None:
+    guest = get_guest(name)
+    start = time.monotonic()
+    image = guest.build(_progress)
+    click.echo(f"{name}: {image} (sha256 {guest.image_sha256()[:16]}…, {time.monotonic() - start:.1f} s)")
+
+
+@cli.group("guest")
+def guest_group() -> None:
+    """Guest images: build, import media, list."""
+
+
+@guest_group.command("build")
+@click.argument("names", nargs=-1, required=True, type=click.Choice([*GUEST_NAMES, "all"]))
+def build_cmd(names: tuple[str, ...]) -> None:
+    """Build the NAMES guest images (debian, probe; freedos once imported), or `all`."""
+    wanted = GUEST_NAMES if "all" in names else names
+    for name in wanted:
+        _build(name)
+
+
+@guest_group.command("import")
+@click.argument("name", type=click.Choice(["freedos"]))
+@click.option("--media", required=True, type=click.Path(path_type=Path),
+              help="A FreeDOS boot floppy or disk image (KERNEL.SYS and COMMAND.COM are taken from it).")
+def import_cmd(name: str, media: Path) -> None:
+    """Import third-party boot media for guest NAME, then build its image."""
+    import_media(media, _progress)
+    _build(name)
+
+
+@guest_group.command("list")
+def list_cmd() -> None:
+    """Show each guest's image, or the command that makes it."""
+    for name in GUEST_NAMES:
+        guest = get_guest(name)
+        try:
+            image = guest.base_image()
+        except PatchkitError as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            click.echo(f"{name:8} missing: {exc.message}{hint}")
+            continue
+        click.echo(f"{name:8} {image}  sha256 {guest.image_sha256()[:16]}…")
