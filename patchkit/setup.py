@@ -1,0 +1,65 @@
+"""`patchkit setup`: fill the cache with every input the project needs.
+
+Inputs patchkit can make or download from the package registries (the Debian and
+probe guests) must succeed. Third-party inputs that may be unreachable from this
+machine (the gPXE upstream, FreeDOS media) are imported when a source is given or
+reachable, and otherwise reported with the command that provides them: the tests
+that need them skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from patchkit.errors import PatchkitError
+from patchkit.guests import get_guest
+from patchkit.guests.freedos import import_media
+from patchkit.upstream import load_pin, mirror_dir, vendor_report
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SetupItem:
+    """One cache input and what setup did about it."""
+
+    name: str
+    ready: bool
+    detail: str
+
+
+def setup(project: Path, gpxe_from: str | None, freedos_media: Path | None, progress: Progress) -> list[SetupItem]:
+    """Import or build every input; raise only for inputs that should always be obtainable."""
+    items = [_gpxe(project, gpxe_from, progress)]
+    for name in ("debian", "probe"):
+        image = get_guest(name).build(progress)
+        items.append(SetupItem(f"{name} guest", True, str(image)))
+    items.append(_freedos(freedos_media, progress))
+    return items
+
+
+def _gpxe(project: Path, source: str | None, progress: Progress) -> SetupItem:
+    pin = load_pin(project)
+    if source is None and (mirror_dir(pin) / "HEAD").is_file():
+        return SetupItem("gPXE upstream", True, f"already imported: {mirror_dir(pin)}")
+    try:
+        report = vendor_report(pin, source, progress)
+    except PatchkitError as exc:
+        return SetupItem("gPXE upstream", False,
+                         f"{exc.message}; tests needing it skip. Provide it with `patchkit vendor --from PATH`")
+    return SetupItem("gPXE upstream", True, f"imported: {report.path}")
+
+
+def _freedos(media: Path | None, progress: Progress) -> SetupItem:
+    guest = get_guest("freedos")
+    if media is not None:
+        import_media(media, progress)
+    try:
+        image = guest.build(progress)
+    except PatchkitError as exc:
+        return SetupItem("freedos guest", False,
+                         f"{exc.message}; tests needing it skip. Provide it with "
+                         "`patchkit guest import freedos --media PATH` (any FreeDOS boot floppy)")
+    return SetupItem("freedos guest", True, str(image))
