@@ -19,7 +19,7 @@ from patchkit.mailer.send import SendOptions
 from patchkit.run import run
 from patchkit.series.io import find_series, save_series
 from patchkit.series.model import Series, VersionInfo, parse_patch
-from patchkit.store import Results, ResultKey, TestResult
+from patchkit import store
 
 SENDER = "Jane Doe <jane@example.org>"
 AUTHOR_2 = ("Zoë Ünïcode", "zoe@example.net")
@@ -117,10 +117,10 @@ class MailProject:
     def record(self, guests: list[str] | None = None, *, passed: bool = True, rom: str = ROM_SHA) -> None:
         """Store a result per guest for the current revision, as `patchkit test` would."""
         s = self.series()
-        with Results() as results:
+        with store.Results() as results:
             for guest in guests if guests is not None else s.guests:
-                key = ResultKey(s.name, s.revision_hash(), rom, guest, "cd" * 32, "7.2.0", "tcg")
-                results.record(TestResult(key, passed, "marker seen" if passed else "no marker", "",
+                key = store.ResultKey(s.name, s.revision_hash(), rom, guest, "cd" * 32, "7.2.0", "tcg")
+                results.record(store.TestResult(key, passed, "marker seen" if passed else "no marker", "",
                                           {"success": 0.5}, 65536, s.version))
 
 

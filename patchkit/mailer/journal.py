@@ -4,8 +4,8 @@ One file per series version, ``<cache>/mail/<series>/v<N>.journal``. A send star
 with a ``start`` record that fixes every Message-ID of the series, then gets one
 ``accepted`` record per message the server took, and ends with ``done`` once the
 revision is frozen. A ``failed`` record notes why a send stopped. Every record is
-one ``write`` of one line on an ``O_APPEND`` descriptor followed by ``fsync``, so a
-crash leaves whole lines only; a torn last line (power loss) is ignored on read.
+one ``write`` of one line on an ``O_APPEND`` descriptor followed by ``fsync``; a torn
+last line (power lost mid-write) is ignored on read and closed before the next record.
 """
 
 from __future__ import annotations
@@ -65,8 +65,11 @@ class Journal:
         """Durably append one record (adds ``time``)."""
         line = json.dumps({**record, "time": time.time()}, sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # end a torn line first, so this record stays whole
             data = line.encode("utf-8")
             if os.write(fd, data) != len(data):
                 raise MailError(f"short write to the send journal {self.path}", hint="check free disk space")

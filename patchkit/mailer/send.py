@@ -52,6 +52,7 @@ class SendReport:
     series: str
     version: int
     revision: str
+    base: str  # the upstream commit the mails apply to (base-commit:)
     envelope: Envelope
     mails: list[Mail]
     gate: GateResult
@@ -107,7 +108,7 @@ def send_email(project: Path, name: str | None, options: SendOptions, progress: 
         applied = gitrepo.apply_series(project, series, progress=say)
         tested = tested_section(series, revision, latest, gate)
         mails = render_series(series, applied, envelope, message_ids, tested)
-        report = SendReport(series.name, series.version, revision, envelope, mails, gate)
+        report = SendReport(series.name, series.version, revision, applied.base, envelope, mails, gate)
         if options.mbox is not None:
             write_mbox(options.mbox, mails)
             say(f"wrote {len(mails)} messages to {options.mbox}")

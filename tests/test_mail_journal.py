@@ -1,0 +1,43 @@
+"""The send journal: whole-line records, the latest send's state, torn last lines."""
+
+from __future__ import annotations
+
+from patchkit.mailer.journal import Journal, journal_path
+from patchkit.store import cache_dir
+
+
+def test_journal_lives_in_the_cache_per_version() -> None:
+    assert journal_path("demo", 3) == cache_dir() / "mail" / "demo" / "v3.journal"
+
+
+def test_last_send_tracks_accepted_and_pending() -> None:
+    j = Journal.for_version("demo", 1)
+    assert j.last_send() is None and j.sent_revisions() == set()
+    j.start("rev-a", ["<c@x>", "<1@x>", "<2@x>"], ["cover", "one", "two"], None)
+    j.accepted("<c@x>", ["list@example.org"])
+    j.failed("<1@x>", "server went away")
+    state = j.last_send()
+    assert state is not None and not state.done
+    assert state.pending == ["<1@x>", "<2@x>"] and state.accepted == {"<c@x>": ["list@example.org"]}
+    j.accepted("<1@x>", ["list@example.org"])
+    j.accepted("<2@x>", ["list@example.org"])
+    j.done("demo-v1")
+    assert j.last_send().done and j.sent_revisions() == {"rev-a"}  # type: ignore[union-attr]
+    j.start("rev-a", ["<c2@x>"], ["cover"], "forced: reason")
+    state = j.last_send()
+    assert state is not None and state.pending == ["<c2@x>"] and state.forced_reason == "forced: reason"
+    assert j.sent_revisions() == {"rev-a"}
+
+
+def test_torn_last_line_is_ignored() -> None:
+    j = Journal.for_version("demo", 2)
+    j.start("rev", ["<c@x>", "<1@x>"], ["c", "1"], None)
+    j.accepted("<c@x>", ["a@example.org"])
+    with open(j.path, "a") as f:
+        f.write('{"event": "accepted", "message_id": "<1@')  # power lost mid-write
+    state = j.last_send()
+    assert state is not None and state.pending == ["<1@x>"]
+    j.accepted("<1@x>", ["a@example.org"])  # the next record is still read whole
+    state = j.last_send()
+    assert state is not None and state.pending == []
+    assert (j.path.stat().st_mode & 0o777) == 0o600

@@ -1,0 +1,42 @@
+"""The real gpxe-virtio-blk series on the vendored gPXE mirror: format-patch identity, git am, b4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+import pytest
+
+from test_mail_mbox import b4_am, git_am_tree
+
+from patchkit.gitrepo import tree_dir
+from patchkit.mailer.send import SendOptions, send_email
+from patchkit.run import run
+
+PROJECT = Path(__file__).resolve().parent.parent
+SERIES = "gpxe-virtio-blk"
+
+
+@pytest.mark.needs_gpxe
+def test_real_series_mbox_matches_git_and_round_trips(gpxe_mirror: Path, inputs_cache: Path, tmp_path: Path) -> None:
+    if not (PROJECT / "series" / SERIES / "series.toml").is_file():
+        pytest.skip(f"series/{SERIES}/series.toml missing: it is project content, restore it with "
+                    f"`git checkout -- series/{SERIES}` (or write it with the series commands)")
+    mbox = tmp_path / "series.mbox"
+    report = send_email(PROJECT, SERIES, SendOptions(mbox=mbox, sender="Tester <tester@example.org>"))
+    tree = tree_dir(SERIES)
+    tip = git.Repo(tree).head.commit
+    n, base = len(report.mails) - 1, report.base
+    out = tmp_path / "fp"
+    run(["git", "format-patch", "-q", "--cover-letter", "--thread=shallow", f"-v{report.version}",
+         f"--base={base}", "-o", out, f"{base}..{tip.hexsha}"], cwd=tree)
+    files = sorted(out.glob("*.patch"))
+    for mail, path in zip(report.mails[1:], files[1:]):
+        ours = mail.as_bytes().split(b"\n\n", 1)[1]
+        if ours.startswith(b"From: "):  # patch authors are not the sender here: in-body From
+            ours = ours.split(b"\n\n", 1)[1]
+        assert ours == path.read_bytes().split(b"\n\n", 1)[1], path.name
+    am_tree, _ = git_am_tree(gpxe_mirror, base, mbox, tmp_path / "am", True)
+    assert am_tree == tip.tree.hexsha
+    b4_out = b4_am(mbox, report.mails[0].message_id, tmp_path / "b4", tmp_path / "home")
+    assert f"Total patches: {n}" in b4_out and "WARNING" not in b4_out, b4_out
