@@ -108,3 +108,18 @@ def test_dry_run_sends_nothing_and_writes_no_journal(mail_project: MailProject) 
                                                                   "[RFC PATCH v2 2/2"]
     assert not journal_path("demo", 2).exists()
     assert mail_project.series().version_info(2).sent is None  # type: ignore[union-attr]
+
+
+def test_sent_version_changed_in_place_is_refused_even_with_resend(mail_project: MailProject) -> None:
+    mail_project.record()
+    with Server(Recorder()) as srv:
+        send_email(mail_project.project, "demo", smtp_options(srv))
+        journal_path("demo", 2).unlink()  # even without the journal, the tag remembers what was sent
+        series = mail_project.series()
+        p = series.patches[0]
+        series.patches[0] = p.__class__(**{**p.__dict__, "message": p.message + "\n\nEdited after sending."})
+        save_series(series)
+        mail_project.record()
+        with pytest.raises(MailError, match="was sent as demo-v2 .* with other content"):
+            send_email(mail_project.project, "demo", smtp_options(srv, resend=True))
+    assert len(srv.recorder.messages) == 3

@@ -21,6 +21,7 @@ from patchkit.mailer.gate import GateResult, check, tested_section
 from patchkit.mailer.journal import Journal, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
 from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.run import run
 from patchkit.series.io import find_series, save_series
 from patchkit.series.model import Series, VersionInfo
 from patchkit.store import Results
@@ -106,6 +107,8 @@ def send_email(project: Path, name: str | None, options: SendOptions, progress: 
         if sending and not envelope.recipients:
             raise MailError("no recipients", hint="add `to` to the manifest or pass --to ADDR")
         applied = gitrepo.apply_series(project, series, progress=say)
+        if options.mbox is None:
+            _check_tag(series, applied)
         tested = tested_section(series, revision, latest, gate)
         mails = render_series(series, applied, envelope, message_ids, tested)
         report = SendReport(series.name, series.version, revision, applied.base, envelope, mails, gate)
@@ -152,6 +155,17 @@ def _already_sent(series: Series, revision: str, journal: Journal) -> bool:
         raise MailError(f"{series.name} v{series.version} was sent with other content than the current patches",
                         hint="start a new version for the changes (a sent version never changes)")
     return bool(info is not None and info.sent) or revision in sent_revisions
+
+
+def _check_tag(series: Series, applied: gitrepo.ApplyResult) -> None:
+    """Refuse when ``<series>-vN`` already froze other commits (applying is deterministic)."""
+    name = tag_name(series)
+    proc = run(["git", "rev-parse", "--verify", "--quiet", f"refs/tags/{name}^{{commit}}"], cwd=applied.tree, check=False)
+    tagged = proc.stdout.decode().strip()
+    tip = applied.commits[-1] if applied.commits else applied.base
+    if proc.returncode == 0 and tagged != tip:
+        raise MailError(f"{series.name} v{series.version} was sent as {name} ({tagged[:12]}) with other content",
+                        hint="a sent version never changes: start a new version for the changes")
 
 
 def _latest(series: Series, revision: str) -> dict:
