@@ -1,3 +1,45 @@
-"""`patchkit` commands: test."""
+"""`patchkit test`: boot the guests through the series' ROM and record the verdicts."""
 
-from patchkit.cli.base import cli  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from patchkit.cli.base import cli
+from patchkit.guests import GUEST_NAMES
+from patchkit.validate import DEFAULT_ROOT_PATH, DEFAULT_STALL_TIMEOUT, run_tests
+
+
+@cli.command("test")
+@click.option("--guest", "guests", type=click.Choice([*GUEST_NAMES, "all"]), multiple=True, default=("all",),
+              show_default=True, help="Guest to boot (repeatable); all = the series' guests.")
+@click.option("--series", "series_name", help="The series (default: the only one).")
+@click.option("--rom", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Boot this ROM instead of building the series' bin/1af41001.rom.")
+@click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
+              help="auto uses KVM only when it can run the guests, and falls back to TCG.")
+@click.option("--timeout", type=float, help="Overall seconds per boot (default: the guest's).")
+@click.option("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, show_default=True,
+              help="Fail a boot after this many seconds without serial output.")
+@click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
+@click.option("--root-path", default=DEFAULT_ROOT_PATH, show_default=True,
+              help="What to type after `sanboot` (virtio_blk: boots the first virtio disk).")
+@click.pass_obj
+def test_command(project: Path, guests: tuple[str, ...], series_name: str | None, rom: Path | None, accel: str,
+                 timeout: float | None, stall_timeout: float, reference: bool, root_path: str) -> int:
+    """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
+
+    Exits 1 if any guest failed; each verdict line names the run directory with
+    serial.log, screen.txt, screenshots and the SeaBIOS log.
+    """
+    if reference and rom:
+        raise click.UsageError("--reference boots without a ROM: drop --rom")
+    results = run_tests(project, guests, series_name=series_name, rom=rom, accel=accel, timeout=timeout,
+                        stall_timeout=stall_timeout, reference=reference, root_path=root_path,
+                        progress=click.echo)
+    failed = [r.key.guest for r in results if not r.passed]
+    if failed:
+        click.echo(f"{len(failed)} of {len(results)} guests failed: {', '.join(failed)}", err=True)
+        return 1
+    return 0
