@@ -358,14 +358,26 @@ def _conflict_report(repo: git.Repo, parent: str, patch: Patch, git_output: str)
             expected = [line.value.rstrip("\n") for line in hunk if line.is_context or line.is_removed]
             if _find(upstream, expected) is not None:
                 continue
-            start = max(hunk.source_start - 1, 0)
+            start = _closest(upstream, expected, max(hunk.source_start - 1, 0))
             actual = upstream[start:start + len(expected)]
-            compared = difflib.unified_diff(expected, actual, "patch expects", f"upstream {source}", lineterm="", n=1)
-            detail = "\n".join(f"    {line}" for line in list(compared)[2:])
+            compared = difflib.unified_diff(expected, actual, lineterm="", n=1)
+            detail = "\n".join(f"    {line}" for line in compared if not line.startswith(("---", "+++", "@@")))
             return (f"{head}:\n  {source}: hunk {number} of {len(pf)} "
                     f"(@@ -{hunk.source_start},{hunk.source_length} +{hunk.target_start},{hunk.target_length} @@) "
-                    f"does not match upstream lines {start + 1}-{start + len(expected)}:\n{detail}")
+                    f"does not match upstream lines {start + 1}-{start + len(actual)} "
+                    f"(- the patch expects, + upstream has):\n{detail}")
     return f"{head}:\n{git_output.strip()}"
+
+
+def _closest(lines: list[str], block: list[str], near: int, reach: int = 200) -> int:
+    """Start of the window of ``lines`` most like ``block``, within ``reach`` of ``near`` (ties: nearest)."""
+    best, best_score = min(near, max(len(lines) - len(block), 0)), -1.0
+    for start in sorted(range(max(near - reach, 0), max(min(near + reach, len(lines) - len(block)), 0) + 1),
+                        key=lambda i: abs(i - near)):
+        score = difflib.SequenceMatcher(None, block, lines[start:start + len(block)]).ratio()
+        if score > best_score:
+            best, best_score = start, score
+    return best
 
 
 def _find(lines: list[str], block: list[str]) -> int | None:

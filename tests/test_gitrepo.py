@@ -31,11 +31,14 @@ def series_bytes(project: Path, name: str) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def conflicting_patch(subject: str = "[core] Set line five to seven") -> str:
-    """A patch written against the base's line 5, which upstream commit 1 changes."""
+def conflicting_patch(subject: str = "[core] Set line five to seven", index: str = "") -> str:
+    """A patch written against the base's line 5, which upstream commit 1 changes.
+
+    ``index`` is an optional ``index A..B 100644`` line (lets git try a 3-way merge).
+    """
     return (f"From: Bob <bob@example.org>\nDate: Wed, 27 Jan 2010 10:00:00 +0000\nSubject: {subject}\n\n"
             "Seven is better.\n---\n"
-            "diff --git a/src/core/main.c b/src/core/main.c\n--- a/src/core/main.c\n+++ b/src/core/main.c\n"
+            f"diff --git a/src/core/main.c b/src/core/main.c\n{index}--- a/src/core/main.c\n+++ b/src/core/main.c\n"
             "@@ -3,5 +3,5 @@\n int line3 = 3;\n int line4 = 4;\n-int line5 = 5;\n+int line5 = 7;\n"
             " int line6 = 6;\n int line7 = 7;\n")
 
@@ -91,8 +94,13 @@ def test_apply_upto_and_version(world: World) -> None:
         gitrepo.apply_series(world.project, "demo", version=5)
 
 
-def test_failed_apply_leaves_tree_exactly_and_names_the_hunk(world: World) -> None:
-    write_series(world.project, "clash", world.upstream.base, [conflicting_patch()])
+@pytest.mark.parametrize("three_way", [False, True], ids=["plain", "3-way"])
+def test_failed_apply_leaves_tree_exactly_and_names_the_hunk(world: World, three_way: bool) -> None:
+    index = ""
+    if three_way:  # the preimage blob is in the mirror: git attempts (and fails) a 3-way merge
+        blob = git_out(world.upstream.path, "rev-parse", f"{world.upstream.base}:src/core/main.c")
+        index = f"index {blob[:7]}..1234567 100644\n"
+    write_series(world.project, "clash", world.upstream.base, [conflicting_patch(index=index)])
     tree = gitrepo.apply_series(world.project, "clash").tree  # applies on the base
     (tree / "untracked.txt").write_text("mine\n")  # untracked work survives too
     before = snapshot(tree)
