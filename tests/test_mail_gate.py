@@ -65,9 +65,13 @@ def test_force_needs_a_reason_and_records_it(mail_project: MailProject) -> None:
     assert re.search(r"^  probe +not tested", cover, re.M)
     assert "Sent despite: probe: not tested on this revision." in cover
     assert "Reason: probe guest broken on this host" in cover
-    with Server(Recorder()) as srv:
-        send_email(mail_project.project, "demo", smtp_options(srv, force=True, reason="probe guest broken"))
+    with Server(Recorder(drop_after=0)) as srv:
+        with pytest.raises(MailError):
+            send_email(mail_project.project, "demo", smtp_options(srv, force=True, reason="probe guest broken"))
+        send_email(mail_project.project, "demo", smtp_options(srv, resume=True))  # the cover still says why
     assert '"forced_reason": "probe guest broken"' in journal_path("demo", 2).read_text()
+    cover = srv.recorder.messages[0].original_content.decode()
+    assert "Sent despite: probe: not tested on this revision." in cover and "Reason: probe guest broken" in cover
 
 
 def test_sent_revision_needs_resend(mail_project: MailProject) -> None:

@@ -35,6 +35,7 @@ class SendState:
     message_ids: list[str]
     subjects: list[str]
     forced_reason: str | None
+    problems: list[str]  # what the gate found when --force overrode it
     started: float
     accepted: dict[str, list[str]] = field(default_factory=dict)  # Message-ID -> recipients
     done: bool = False
@@ -89,9 +90,10 @@ class Journal:
                 continue  # a torn last line: the write it belonged to never completed
         return out
 
-    def start(self, revision: str, message_ids: list[str], subjects: list[str], forced_reason: str | None) -> None:
-        self.append({"event": "start", "revision": revision, "message_ids": message_ids,
-                     "subjects": subjects, "forced_reason": forced_reason})
+    def start(self, revision: str, message_ids: list[str], subjects: list[str], forced_reason: str | None,
+              problems: list[str] | None = None) -> None:
+        self.append({"event": "start", "revision": revision, "message_ids": message_ids, "subjects": subjects,
+                     "forced_reason": forced_reason, "problems": problems or []})
 
     def accepted(self, message_id: str, recipients: list[str]) -> None:
         self.append({"event": "accepted", "message_id": message_id, "recipients": recipients})
@@ -109,7 +111,7 @@ class Journal:
             event = rec.get("event")
             if event == "start":
                 state = SendState(rec["revision"], rec["message_ids"], rec["subjects"],
-                                  rec.get("forced_reason"), rec["time"])
+                                  rec.get("forced_reason"), rec.get("problems", []), rec["time"])
             elif state is None:
                 continue
             elif event == "accepted":

@@ -24,7 +24,7 @@ from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read
 from patchkit.run import run
 from patchkit.series.io import find_series, save_series
 from patchkit.series.model import Series, VersionInfo
-from patchkit.store import Results
+from patchkit.store import Results, atomic_write
 
 Progress = Callable[[str], None]
 
@@ -78,22 +78,8 @@ def send_email(project: Path, name: str | None, options: SendOptions, progress: 
     journal = Journal.for_version(series.name, series.version)
     sending = not options.dry_run and options.mbox is None
     with journal.locked():
-        previous = journal.last_send()
-        if options.resume:
-            state = _resumable(series, revision, previous)
-            message_ids, gate = state.message_ids, GateResult([], state.forced_reason)
-            latest = _latest(series, revision)
-        else:
-            if sending and previous and not previous.done and previous.accepted:
-                raise MailError(f"an earlier send of {series.name} v{series.version} stopped after "
-                                f"{len(previous.accepted)} of {len(previous.message_ids)} messages",
-                                hint="pass --resume to send the rest with the same threading")
-            latest = _latest(series, revision)
-            gate = GateResult([], None)
-            if options.mbox is None:
-                gate = check(series, latest, already_sent=_already_sent(series, revision, journal),
-                             resend=options.resend, force=options.force, reason=options.reason)
-            message_ids = []
+        message_ids, gate = _plan(series, revision, journal, options, sending)
+        latest = _latest(series, revision)
         settings = read_settings(project, options.smtp, env) if sending else None
         sender = _sender(project, series, options, env, required=sending)
         if not message_ids:
@@ -121,7 +107,7 @@ def send_email(project: Path, name: str | None, options: SendOptions, progress: 
         assert settings is not None
         report.server = settings.describe()
         if not options.resume:
-            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason)
+            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems)
         _deliver(journal, settings, envelope, mails, report, say)
         report.tag = _freeze(series, applied, mails[0].message_id)
         journal.done(report.tag)
@@ -130,11 +116,26 @@ def send_email(project: Path, name: str | None, options: SendOptions, progress: 
 
 
 def write_mbox(path: Path, mails: list[Mail]) -> None:
-    """Write ``mails`` as an mbox the way `git format-patch --stdout` does."""
-    with open(path, "wb") as f:
-        for mail in mails:
-            f.write(f"From {mail.commit} Mon Sep 17 00:00:00 2001\n".encode())
-            f.write(mail.as_bytes())
+    """Write ``mails`` as an mbox the way `git format-patch --stdout` does (atomically)."""
+    atomic_write(path, b"".join(f"From {m.commit} Mon Sep 17 00:00:00 2001\n".encode() + m.as_bytes() for m in mails))
+
+
+def _plan(series: Series, revision: str, journal: Journal, options: SendOptions,
+          sending: bool) -> tuple[list[str], GateResult]:
+    """The Message-IDs to use ([] = new ones) and the gate's verdict; raises when refused."""
+    previous = journal.last_send()
+    if options.resume:
+        state = _resumable(series, revision, previous)
+        return state.message_ids, GateResult(state.problems, state.forced_reason)  # gated when the send started
+    if sending and previous and not previous.done and previous.accepted:
+        raise MailError(f"an earlier send of {series.name} v{series.version} stopped after "
+                        f"{len(previous.accepted)} of {len(previous.message_ids)} messages",
+                        hint="pass --resume to send the rest with the same threading")
+    if options.mbox is not None:
+        return [], GateResult([], None)  # an mbox is for looking at: not gated
+    gate = check(series, _latest(series, revision), already_sent=_already_sent(series, revision, journal),
+                 resend=options.resend, force=options.force, reason=options.reason)
+    return [], gate
 
 
 def _resumable(series: Series, revision: str, state: SendState | None) -> SendState:
