@@ -148,3 +148,12 @@ def test_debian_without_its_token_file_fails(inputs_cache: Path, tmp_path: Path)
     assert "PATCHKIT-FAIL no TOKEN.TXT" in boot.log
     assert not passed(guest, boot, "deb-notoken")
     assert guest.verify_disk(run_disk, "deb-notoken")
+
+
+def test_debian_finds_its_disk_behind_a_blank_virtio_disk(inputs_cache: Path, tmp_path: Path) -> None:
+    guest = _ready("debian")
+    run_disk = guest.make_run_disk(tmp_path / "blank", "deb-blank-1")
+    boot = boot_native(run_disk, guest.default_timeout, blank_at="03.0")  # the blank disk is vda
+    assert "the guest disk is /dev/vdb1" in boot.log
+    assert passed(guest, boot, "deb-blank-1")
+    assert guest.verify_disk(run_disk, "deb-blank-1") == []

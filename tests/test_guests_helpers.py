@@ -27,21 +27,30 @@ class Boot:
     seconds: float
 
 
-def boot_native(disk: Path, timeout: float) -> Boot:
-    """Boot ``disk`` as virtio-blk at 00:04.0 with SeaBIOS (no option ROM), serial to a file."""
+def boot_native(disk: Path, timeout: float, *, blank_at: str | None = None, ide: bool = False) -> Boot:
+    """Boot ``disk`` with SeaBIOS (no option ROM), serial to a file.
+
+    The disk is virtio-blk at 00:04.0, or on IDE with ``ide``; ``blank_at`` adds an
+    empty virtio disk at that PCI address.
+    """
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
     serial = disk.with_suffix(".serial.log")
     argv = [
         "qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-machine", "pc,graphics=off",
-        "-display", "none", "-monitor", "none", "-serial", f"file:{serial}", "-no-reboot",
+        "-display", "none", "-monitor", "none", "-nic", "none", "-serial", f"file:{serial}", "-no-reboot",
         "-drive", f"if=none,id=d0,file={disk},format=raw",
-        "-device", "virtio-blk-pci,drive=d0,addr=04.0,bootindex=0",
+        "-device", "ide-hd,drive=d0,bus=ide.0,bootindex=0" if ide else "virtio-blk-pci,drive=d0,addr=04.0,bootindex=0",
     ]
+    if blank_at is not None:
+        blank = disk.with_suffix(".blank.img")
+        with open(blank, "wb") as f:
+            f.truncate(8 << 20)
+        argv += ["-drive", f"if=none,id=d1,file={blank},format=raw", "-device", f"virtio-blk-pci,drive=d1,addr={blank_at}"]
     started = time.monotonic()
     timed_out = False
     try:
-        run(argv, timeout=timeout, check=False)
+        run(argv, timeout=timeout)  # a QEMU error (exit status != 0) raises CommandError
     except subprocess.TimeoutExpired:
         timed_out = True
     seconds = time.monotonic() - started

@@ -1,8 +1,9 @@
 """The Debian guest: Debian's kernel and busybox, an init that checks the disk over virtio-blk.
 
 syslinux loads the kernel and a busybox initramfs through INT 13h (the ROM's, when
-booted via gPXE); the init loads virtio-blk and vfat, checks a file whose hash the
-host knows, reads the run token, writes RESULT.TXT and prints the marker on ttyS0.
+booted via gPXE); the init loads virtio-blk (and ata_piix, for IDE layouts) and vfat,
+finds the partition holding KNOWN.BIN, checks that file's hash, reads the run token,
+writes RESULT.TXT and prints the marker on ttyS0.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from patchkit.guests import bootdisk, debpkgs, disk, fat
 from patchkit.guests.base import Guest, Progress
 from patchkit.guests.initramfs import Cpio, load_order
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 CYLINDERS = 50  # 24.6 MiB
-MODULES = ("virtio_pci", "virtio_blk", "vfat", "nls_cp437", "nls_ascii", "nls_utf8")
+MODULES = ("virtio_pci", "virtio_blk", "ata_piix", "sd_mod", "vfat", "nls_cp437", "nls_ascii", "nls_utf8")
 KNOWN_SIZE = 2 << 20  # KNOWN.BIN: read back and hashed by the guest
 CONFIG = f"""DEFAULT linux
 PROMPT 0
