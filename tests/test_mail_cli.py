@@ -6,12 +6,12 @@ import ssl
 import sys
 from pathlib import Path
 
-from test_mail_fixtures import (  # noqa: F401
-    USERS, MailProject, Recorder, Server, authenticator, mail_project, tls_ca,
-)
+from test_mail_fixtures import USERS, MailProject, Recorder, Server, authenticator
 
 from patchkit.mailer.smtp import read_settings
 from patchkit.run import run
+
+pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, fixture_repo
 
 
 def patchkit(mp: MailProject, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

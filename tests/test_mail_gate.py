@@ -6,12 +6,14 @@ import re
 
 import pytest
 
-from test_mail_fixtures import MailProject, Recorder, Server, mail_project, smtp_options  # noqa: F401
+from test_mail_fixtures import MailProject, Recorder, Server, smtp_options
 
 from patchkit.errors import MailError
 from patchkit.mailer.journal import journal_path
 from patchkit.mailer.send import SendOptions, send_email
 from patchkit.series.io import new_version, save_series
+
+pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, fixture_repo
 
 
 def dry(mp: MailProject, **kwargs: object):  # noqa: ANN201 - a SendReport

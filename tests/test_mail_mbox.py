@@ -8,13 +8,14 @@ import mailbox
 from pathlib import Path
 
 import git
-import pytest
 
-from test_mail_fixtures import MailProject, mail_project  # noqa: F401
+from test_mail_fixtures import MailProject
 
 from patchkit.gitrepo import tree_dir
 from patchkit.mailer.send import SendOptions, send_email
 from patchkit.run import run
+
+pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, fixture_repo
 
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_COMMITTER_NAME": "Maintainer", "GIT_COMMITTER_EMAIL": "m@example.org"}
 

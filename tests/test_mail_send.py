@@ -13,14 +13,14 @@ import git
 import pytest
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from test_mail_fixtures import (  # noqa: F401
-    ROM_SHA, USERS, MailProject, Recorder, Server, authenticator, mail_project, smtp_options, tls_ca,
-)
+from test_mail_fixtures import ROM_SHA, USERS, MailProject, Recorder, Server, authenticator, smtp_options
 
 from patchkit.errors import MailError
 from patchkit.gitrepo import tree_dir
 from patchkit.mailer.journal import journal_path
 from patchkit.mailer.send import send_email
+
+pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, fixture_repo
 
 
 def _msg(envelope: SmtpEnvelope) -> email.message.EmailMessage:
