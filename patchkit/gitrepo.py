@@ -116,11 +116,12 @@ def apply_series(
     repo = _repo(path)
     with file_lock(path.parent / f".{path.name}.lock"):
         _require_clean(repo, path)
+        branch = branch_name(s.name, s.version)
+        _require_captured(path, branch, s.name)
         base = _resolve(repo, onto or s.base)
         upstream_ids = _upstream_patch_ids(repo, _resolve(repo, s.base), base) if onto else {}
         say(f"applying {len(patches)} patch(es) of {s.name} v{s.version} onto {base[:12]}")
         commits, merged = _build(repo, base, patches, upstream_ids, say)
-        branch = branch_name(s.name, s.version)
         head = commits[-1] if commits else base
         _git(repo, "checkout", "--quiet", "-B", branch, head)
         _save_state(repo, branch, {
@@ -445,6 +446,19 @@ def _require_clean(repo: git.Repo, path: Path) -> None:
         changed = _git(repo, "status", "--porcelain", "--untracked-files=no")
         raise DirtyTreeError(f"the work tree {path} has uncommitted changes:\n{changed}",
                              hint="commit them (then `patchkit refresh`) or discard them; patchkit never overwrites them")
+
+
+def _require_captured(path: Path, branch: str, name: str) -> None:
+    """Refuse to move ``branch`` when it has commits that `patchkit refresh` has not captured."""
+    state = read_state(path, branch)
+    if state is None or state.head is None:
+        return
+    recorded = state.commits[-1] if state.commits else state.base
+    if state.head != recorded:
+        raise DirtyTreeError(f"{branch} in {path} has commits not yet captured into series/{name}/ "
+                             f"(head {state.head[:12]}, applied {recorded[:12]})",
+                             hint=f"run `patchkit refresh {name}` to keep them, or `git -C {path} reset --hard "
+                                  f"{recorded[:12]}` to drop them")
 
 
 def _resolve(repo: git.Repo, rev: str) -> str:

@@ -361,3 +361,18 @@ def test_real_series_applies(gpxe_project: Path) -> None:
     assert [git_out(r.tree, "log", "-1", "--format=%s", c) for c in r.commits] == [p.subject for p in s.patches]
     assert gitrepo.refresh_series(gpxe_project, "gpxe-virtio-blk") == []
     assert series_bytes(gpxe_project, "gpxe-virtio-blk") == before
+
+
+def test_apply_refuses_to_drop_uncaptured_commits(world: World) -> None:
+    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    r = gitrepo.apply_series(world.project, "demo")
+    run(["git", "-C", r.tree, "-c", "user.name=E", "-c", "user.email=e@example.org", "commit", "-q", "--amend",
+         "-m", "[core] Reworded"], env=GIT_ENV)
+    amended = git_out(r.tree, "rev-parse", "HEAD")
+    with pytest.raises(DirtyTreeError, match=r"patchkit/demo/v1 in .* has commits not yet captured into series/demo/"):
+        gitrepo.apply_series(world.project, "demo")
+    assert git_out(r.tree, "rev-parse", "HEAD") == amended
+    assert gitrepo.refresh_series(world.project, "demo") == ["0003-core-Reworded.patch",
+                                                             "0003-core-Touch-two-files.patch"]
+    again = gitrepo.apply_series(world.project, "demo").commits[-1]
+    assert commit_info(r.tree, again) == commit_info(r.tree, amended)
