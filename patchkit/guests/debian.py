@@ -8,6 +8,7 @@ writes RESULT.TXT and prints the marker on ttyS0.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
 import time
@@ -22,7 +23,7 @@ RECIPE_VERSION = "2"
 CYLINDERS = 50  # 24.6 MiB
 MODULES = ("virtio_pci", "virtio_blk", "ata_piix", "sd_mod", "vfat", "nls_cp437", "nls_ascii", "nls_utf8")
 KNOWN_SIZE = 2 << 20  # KNOWN.BIN: read back and hashed by the guest
-CONFIG = f"""DEFAULT linux
+CONFIG = """DEFAULT linux
 PROMPT 0
 TIMEOUT 0
 SERIAL 0 115200
@@ -39,12 +40,10 @@ def init_script() -> bytes:
     return resources.files("patchkit.guests").joinpath("debian-init.sh").read_bytes()
 
 
+@functools.cache
 def known_content() -> bytes:
     """KNOWN.BIN: deterministic bytes spread over many clusters."""
-    blocks = []
-    for i in range(KNOWN_SIZE // 32):
-        blocks.append(hashlib.sha256(b"patchkit-known-%d" % i).digest())
-    return b"".join(blocks)
+    return b"".join(hashlib.sha256(b"patchkit-known-%d" % i).digest() for i in range(KNOWN_SIZE // 32))
 
 
 class DebianGuest(Guest):

@@ -78,6 +78,10 @@ class Cpio:
         self._entry(name, 0o020600, rdev=(major, minor))
 
     def gzipped(self) -> bytes:
-        """The finished archive, gzip-compressed reproducibly."""
+        """The archive so far plus its trailer, gzip-compressed reproducibly."""
+        end = len(self._data)
         self._entry("TRAILER!!!", 0)
-        return gzip.compress(bytes(self._data), compresslevel=9, mtime=0)
+        try:
+            return gzip.compress(bytes(self._data), compresslevel=9, mtime=0)
+        finally:
+            del self._data[end:]

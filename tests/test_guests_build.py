@@ -1,0 +1,58 @@
+"""Building the Debian image from the downloaded packages, into an isolated cache."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from conftest import REAL_CACHE
+
+from patchkit.guests import debpkgs, disk, fat
+from patchkit.guests.debian import DebianGuest, known_content
+from patchkit.run import run
+
+FAT_OFFSET = disk.PARTITION_START * disk.SECTOR
+
+
+@pytest.fixture
+def debian_debs(isolated_cache: Path) -> Path:
+    """The real cache's downloaded .debs, linked into the isolated cache (read only), or skip."""
+    real = REAL_CACHE / "inputs" / "debian"
+    missing = [p.filename for p in debpkgs.DEBIAN_PINS if not (real / p.filename).is_file()]
+    if missing:
+        pytest.skip(f"Debian packages not downloaded ({', '.join(missing)}): run `patchkit guest build debian`")
+    inputs = isolated_cache / "inputs" / "debian"
+    inputs.mkdir(parents=True)
+    for p in debpkgs.DEBIAN_PINS:
+        os.symlink(real / p.filename, inputs / p.filename)
+    return inputs
+
+
+def test_debian_image_layout_and_initramfs(debian_debs: Path, tmp_path: Path) -> None:
+    messages: list[str] = []
+    image = DebianGuest().build(messages.append)
+    assert any("built in" in m for m in messages)
+    data = image.read_bytes()
+    assert len(data) % (disk.CYLINDER_SECTORS * disk.SECTOR) == 0
+    assert data[510:512] == b"\x55\xaa" and data[446] == 0x80 and data[450] == disk.PART_FAT16
+    assert struct.unpack_from("<I", data, 454)[0] == disk.PARTITION_START
+    for name in ("LDLINUX.SYS", "LDLINUX.C32", "SYSLINUX.CFG", "VMLINUZ", "INITRD.GZ"):
+        assert fat.get(image, FAT_OFFSET, name), name
+    assert b"console=ttyS0" in fat.get(image, FAT_OFFSET, "SYSLINUX.CFG")
+    assert fat.get(image, FAT_OFFSET, "KNOWN.BIN") == known_content()
+
+    archive = tmp_path / "initrd.cpio"
+    archive.write_bytes(gzip.decompress(fat.get(image, FAT_OFFSET, "INITRD.GZ")))
+    root = tmp_path / "root"
+    root.mkdir()
+    run(["busybox", "cpio", "-i", "-d", "-F", archive], cwd=root)
+    order = (root / "modules.order").read_text().split()
+    for before, after in [("virtio", "virtio_pci"), ("virtio_ring", "virtio_blk"), ("fat", "vfat"),
+                          ("scsi_mod", "sd_mod"), ("libata", "ata_piix")]:
+        assert order.index(before) < order.index(after), (before, after, order)
+    assert all((root / "modules" / f"{m}.ko").is_file() for m in order)
+    assert (root / "init").read_bytes().startswith(b"#!/bin/busybox sh")
+    assert (root / "bin/busybox").stat().st_size > 500_000
