@@ -64,6 +64,7 @@ class AppliedState:
     revision: str  # Series.revision_hash() of the series version applied from
     upto: int  # how many of its patches were applied
     onto: bool  # applied on another revision than the series base (a drift check)
+    merged: list[str]  # patch files skipped because upstream already has them
     head: str | None  # the branch's current head (None when the branch is gone)
 
 
@@ -127,7 +128,7 @@ def apply_series(
         _save_state(repo, branch, {
             "base": base, "version": s.version, "commits": commits, "revision": s.revision_hash(),
             "patches": [p.filename for p in patches if p.filename not in merged],
-            "upto": len(patches), "onto": bool(onto)})
+            "upto": len(patches), "onto": bool(onto), "merged": merged})
     say(f"{branch} at {head[:12]} in {path}")
     return ApplyResult(tree=path, branch=branch, base=base, commits=commits, merged=merged)
 
@@ -160,6 +161,10 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
     if state.onto:
         raise ApplyError(f"{branch} was applied --onto another revision than the series base",
                          hint=f"run `patchkit apply {s.name}` (without --onto) before editing and refreshing")
+    if state.merged:
+        raise ApplyError(f"{', '.join(state.merged)} was already upstream when applied, so {branch} has no commit "
+                         "for it and refresh would drop it",
+                         hint=f"remove it from {s.name}'s series.toml (it is merged), or move the series base")
     _require_clean(repo, path)
     shas = _git(repo, "rev-list", "--reverse", "--topo-order", f"{state.base}..{state.head}").split()
     for sha in shas:
@@ -187,7 +192,7 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
     save_series(refreshed)
     _save_state(repo, branch, {
         "base": state.base, "version": s.version, "commits": shas, "revision": refreshed.revision_hash(),
-        "patches": [p.filename for p in new[:captured]], "upto": captured, "onto": False})
+        "patches": [p.filename for p in new[:captured]], "upto": captured, "onto": False, "merged": []})
     say(f"{len(changed)} patch file(s) changed" if changed else "series unchanged")
     return changed
 
@@ -207,7 +212,7 @@ def read_state(tree: Path, branch: str) -> AppliedState | None:
         head = None
     return AppliedState(branch=branch, base=entry["base"], version=entry["version"],
                         commits=entry["commits"], patches=entry["patches"], revision=entry["revision"],
-                        upto=entry["upto"], onto=entry["onto"], head=head)
+                        upto=entry["upto"], onto=entry["onto"], merged=entry.get("merged", []), head=head)
 
 
 def current_branch(tree: Path) -> tuple[str | None, str]:

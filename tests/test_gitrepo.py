@@ -301,6 +301,8 @@ def test_merged_when_only_reverse_apply_can_tell(world: World) -> None:
     r = gitrepo.apply_series(world.project, "again")
     assert r.merged == ["0001-core-Change-line-five.patch"] and r.commits == []
     assert r.base == world.upstream.commits[0]
+    with pytest.raises(ApplyError, match=r"0001-core-Change-line-five\.patch was already upstream when applied"):
+        gitrepo.refresh_series(world.project, "again")
 
 
 # --- the real gPXE upstream --------------------------------------------------------
