@@ -58,7 +58,7 @@ def make_repo(root: Path) -> FixtureApplied:
     text = (src / "aoeboot.c").read_text().replace("int line7 = 7;", "static int line7 = 7;")
     (src / "aoeboot.c").write_text(text)
     c1 = _commit(repo, '[sanboot] Prevent leaking a stack reference for "keep-san" AoE\n\n'
-                 "The drive lived on the stack.\nKeep it on the heap instead.\n\n"
+                 "The drive lived on the stack.\nKeep it on the heap instead.\n.A line starting with a dot (SMTP stuffs it).\n\n"
                  "Signed-off-by: Jane Doe <jane@example.org>\n",
                  ("Jane Doe", "jane@example.org"), "1264507200 +0000")
     (src / "virtio-blk.c").write_text("/* virtio block – naïve */\nint virtio_blk;\n")

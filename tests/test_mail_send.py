@@ -55,6 +55,8 @@ def test_plain_send_threads_journals_and_freezes(mail_project: MailProject) -> N
     assert "freedos" in cover and "tcg" in cover and "0.5 s" in cover and "65536 bytes" in cover
     assert "Changes in v2:\n- change number 2" in cover
     assert any("[3/3] sent" in line for line in progress)
+    # What arrived is byte for byte what was rendered (dot-stuffing undone, CRLF as sent).
+    assert [m.original_content for m in got] == [mail.as_bytes("\r\n") for mail in report.mails]
     # Journal: start, three accepted, done; manifest and tag frozen.
     events = _events(mail_project)
     assert [e["event"] for e in events] == ["start", "accepted", "accepted", "accepted", "done"]
