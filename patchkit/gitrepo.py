@@ -133,13 +133,6 @@ def apply_series(
     return ApplyResult(tree=path, branch=branch, base=base, commits=commits, merged=merged)
 
 
-def build_commits(repo_path: Path, base: str, patches: list[Patch]) -> list[str]:
-    """Commit ``patches`` on ``base`` in ``repo_path`` without touching its work tree; return the ids."""
-    repo = _repo(repo_path)
-    commits, _ = _build(repo, _resolve(repo, base), patches, {}, lambda _m: None)
-    return commits
-
-
 def refresh_series(project: Path, series: Series | str | None, progress: Progress | None = None) -> list[str]:
     """Capture the commits on the series' current branch back into its patch files.
 

@@ -271,6 +271,8 @@ def test_tag(world: World) -> None:
     assert git_out(r.tree, "cat-file", "-t", "demo-v1") == "tag"
     assert git_out(r.tree, "rev-parse", "demo-v1^{commit}") == r.commits[-1]
     gitrepo.tag(r.tree, "demo-v1", r.commits[-1], "again")  # same target: nothing to do
+    gitrepo.apply_series(world.project, "demo", upto=1)  # refreshing the tree keeps local tags
+    assert git_out(r.tree, "rev-parse", "demo-v1^{commit}") == r.commits[-1]
     with pytest.raises(ApplyError, match="tag demo-v1 already exists"):
         gitrepo.tag(r.tree, "demo-v1", r.commits[0], "moved")
 
