@@ -88,6 +88,16 @@ def test_implicit_tls_with_test_ca(mail_project: MailProject, tls_ca: tuple[Path
     assert len(srv.recorder.messages) == 3
 
 
+def test_plain_client_against_starttls_only_server(mail_project: MailProject,
+                                                   tls_ca: tuple[Path, ssl.SSLContext]) -> None:
+    _, server_ctx = tls_ca
+    mail_project.record()
+    with Server(Recorder(), tls_context=server_ctx, require_starttls=True) as srv:
+        with pytest.raises(MailError, match="530.*\n.*--smtp-encryption tls"):
+            send_email(mail_project.project, "demo", smtp_options(srv))
+    assert srv.recorder.messages == []
+
+
 def test_auth_over_starttls_password_from_environment(mail_project: MailProject, tls_ca: tuple[Path, ssl.SSLContext],
                                                       caplog: pytest.LogCaptureFixture) -> None:
     ca_file, server_ctx = tls_ca

@@ -185,8 +185,10 @@ class SmtpConnection:
             options = ["BODY=8BITMIME"] if _is_8bit(data) and smtp.has_extn("8bitmime") else []
             code, resp = smtp.mail(envelope_from, options)
             if code != 250:
-                raise MailError(f"the SMTP server refused sender {envelope_from}: {code} {resp.decode('utf-8', 'replace')}",
-                                hint="check --from / sendemail.from")
+                hint = ("the server wants TLS or a login first: --smtp-encryption tls, --smtp-user"
+                        if code == 530 else "check --from / sendemail.from")
+                raise MailError(f"the SMTP server refused MAIL FROM {envelope_from}: "
+                                f"{code} {resp.decode('utf-8', 'replace')}", hint=hint)
             refused = {}
             for rcpt in recipients:
                 code, resp = smtp.rcpt(rcpt)
