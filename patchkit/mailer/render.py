@@ -111,9 +111,6 @@ def render_series(
     envelope: Envelope,
     message_ids: Sequence[str],
     tested: str,
-    *,
-    signature: str | None = None,
-    cover_date: datetime | None = None,
 ) -> list[Mail]:
     """The cover letter and one mail per patch, threaded shallowly under the cover.
 
@@ -127,9 +124,9 @@ def render_series(
     if len(message_ids) != total + 1:
         raise MailError(f"the journal fixed {len(message_ids)} Message-IDs for {total + 1} mails",
                         hint="the series changed since the interrupted send: start a new send without --resume")
-    sig = signature if signature is not None else git_signature()
+    sig = git_signature()
     cover_id = message_ids[0]
-    mails = [Mail(0, ZERO_SHA, _cover(series, applied, envelope, cover_id, tested, sig, cover_date))]
+    mails = [Mail(0, ZERO_SHA, _cover(series, applied, envelope, cover_id, tested, sig))]
     parent = applied.base
     for i, (patch, commit) in enumerate(zip(series.patches, applied.commits), 1):
         body = patch_body(patch.message, diffstat(applied.tree, parent, commit), patch.diff, sig)
@@ -188,7 +185,7 @@ def cover_text(series: Series, tested: str) -> str:
 
 
 def _cover(series: Series, applied: Applied, envelope: Envelope, message_id: str,
-           tested: str, signature: str, date: datetime | None) -> EmailMessage:
+           tested: str, signature: str) -> EmailMessage:
     total = len(series.patches)
     title = series.cover_title or series.name
     tip = applied.commits[-1] if applied.commits else applied.base
@@ -200,7 +197,7 @@ def _cover(series: Series, applied: Applied, envelope: Envelope, message_id: str
     )
     headers = {
         "Message-ID": message_id, "From": envelope.sender,
-        "Date": format_git_date(date or datetime.now(timezone.utc)),
+        "Date": format_git_date(datetime.now(timezone.utc)),
         "Subject": f"{subject_tag(envelope.subject_prefix, series.version, 0, total)} {title}",
     }
     return _message(headers, envelope, body)
