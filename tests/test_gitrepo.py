@@ -380,3 +380,10 @@ def test_apply_refuses_to_drop_uncaptured_commits(world: World) -> None:
                                                              "0003-core-Touch-two-files.patch"]
     again = gitrepo.apply_series(world.project, "demo").commits[-1]
     assert commit_info(r.tree, again) == commit_info(r.tree, amended)
+
+
+def test_series_for_another_upstream(world: World) -> None:
+    write_series(world.project, "ipxe-thing", world.upstream.base, [], upstream="ipxe")
+    with pytest.raises(SeriesError, match=r"series 'ipxe-thing' targets upstream 'ipxe' but gpxe-tree/pin\.toml "
+                                          r"pins 'gpxe'"):
+        gitrepo.apply_series(world.project, "ipxe-thing")
