@@ -23,19 +23,21 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from patchkit.errors import BuildError
+from patchkit.gitrepo import apply_series, export_tree, work_tree
 from patchkit.rom import check_rom, ids_for_target
 from patchkit.run import run, run_logged
 from patchkit.store import atomic_write, cache_dir, file_lock, sha256_file
-from patchkit.upstream import Pin
+from patchkit.series.io import find_series
+from patchkit.upstream import Pin, load_pin
 
 Progress = Callable[[str], None]
 
 PROGRESS_EVERY = 50  # report every this many compiled objects
-TREE_STATE = ".patchkit-build.json"  # in <build dir>/bin/: settings and key of the last build
+TREE_STATE = ".patchkit-build.json"  # in <build dir>/bin/: the settings the tree was last built with
 _WARNING = re.compile(r"^(?P<file>[^\s:]+):(?:\d+:)?(?:\d+:)?\s*warning:\s*(?P<message>.*)$")
 _ERROR = re.compile(r"^[^\s:]+:\d+(?::\d+)?:\s*(?:fatal )?error:")
 _LINK_ERROR = re.compile(r"undefined (?:reference|symbol)|\*\*\* ")
@@ -160,42 +162,218 @@ def load_build(out_dir: Path) -> BuiltRom | None:
 
 
 def _make(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: dict, say: Progress) -> BuiltRom:
-    """Run make for ``target`` in ``src`` (cleaning first if the settings changed) and store the ROM."""
-    state_file = src / "bin" / TREE_STATE
-    state = _read_json(state_file)
+    """Run make for ``target`` in ``src`` and store the checked ROM under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "build.log"
+    seconds, full = make_in_tree(src, settings, target, log, say)
+    return _store(src, pin, target, key, out_dir, settings, log, seconds, full)
+
+
+def make_in_tree(src: Path, settings: dict, target: str, log: Path, say: Progress,
+                 context: str | None = None) -> tuple[float, bool]:
+    """Run make for ``target`` in ``src`` (cleaning first if the settings changed); return (seconds, full).
+
+    ``full`` tells whether the build started from a clean tree (its log then holds
+    every warning). Raises BuildError naming the error lines, ``context`` (which
+    patch) and the log.
+    """
+    state_file = src / "bin" / TREE_STATE
+    state = _read_json(state_file)
     if state.get("settings") != settings:
         say("make clean (the tree was last built with other settings)" if state else "make clean (no record of how this tree was built)")
-        status = run_logged(["make", "clean"], log, cwd=src)
-        if status != 0:
+        if run_logged(["make", "clean"], log, cwd=src) != 0:
             raise BuildError(f"make clean failed in {src}; the log is {log}", hint="remove the tree and apply again")
     full = not any((src / "bin").glob("*.o"))
-    atomic_write(state_file, json.dumps({"settings": settings, "key": None}))
+    atomic_write(state_file, json.dumps({"settings": settings}))
     jobs = os.cpu_count() or 1
     say(f"make -j{jobs} {target} in {src}" + (" (clean tree)" if full else " (incremental)"))
     counter = _Counter(say)
     start = time.monotonic()
     status = run_logged(["make", f"-j{jobs}", *settings["make_args"], target], log, cwd=src, on_line=counter)
     seconds = time.monotonic() - start
-    text = _read(log)
     if status != 0:
-        raise BuildError(failure_message(text, log, target), hint="fix the code at the lines shown (the full log has the context)")
+        raise BuildError(failure_message(_read(log), log, target, context),
+                         hint="fix the code at the lines shown (the full log has the context)")
+    say(f"built {target} in {seconds:.1f} s ({counter.count} objects compiled)")
+    return seconds, full
+
+
+def _store(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: dict, log: Path,
+           seconds: float, full: bool) -> BuiltRom:
+    """Check the ROM make left in ``src`` and install it (then its manifest) in ``out_dir``."""
     built = src / target
-    ids = ids_for_target(target) or (int(pin.rom["vendor"]), int(pin.rom["device"]))
-    check_rom(built, *ids)
+    check_rom(built, *rom_ids(pin, target))
+    out_dir.mkdir(parents=True, exist_ok=True)
     rom = out_dir / Path(target).name
     tmp = out_dir / f".{rom.name}.tmp"
     shutil.copyfile(built, tmp)
     os.replace(tmp, rom)
     sha = sha256_file(rom)
+    if log.parent != out_dir:
+        shutil.copyfile(log, out_dir / "build.log")
     manifest = {"target": target, "rom": rom.name, "sha256": sha, "size": rom.stat().st_size,
                 "full": full, "seconds": round(seconds, 2), **settings}
     atomic_write(out_dir / "manifest.json", json.dumps(manifest, indent=2))
-    atomic_write(state_file, json.dumps({"settings": settings, "key": key}))
-    say(f"built {target} in {seconds:.1f} s ({counter.count} objects compiled)")
     return BuiltRom(path=rom, sha256=sha, size=manifest["size"], log=log, reused=False,
-                    warnings=warning_lines(text), target=target, key=key, seconds=seconds, full=full)
+                    warnings=warning_lines(_read(log)), target=target, key=key, seconds=seconds, full=full)
+
+
+def rom_ids(pin: Pin, target: str) -> tuple[int, int]:
+    """The PCI ids a target's ROM must carry: from a ``bin/VVVVDDDD.rom`` name, else the pin's [rom]."""
+    return ids_for_target(target) or (int(pin.rom["vendor"]), int(pin.rom["device"]))
+
+
+@dataclass(frozen=True)
+class PatchBuild:
+    """One step of ``--each-patch``: the base (index 0) or the tree after patch ``index``."""
+
+    index: int
+    name: str  # "base" or the patch's file name
+    commit: str
+    roms: dict[str, BuiltRom]  # target -> ROM
+    warnings: list[str]  # `warning:` lines of this step's make runs
+    new_warnings: list[str]  # warnings (by file + message) seen neither at the base nor earlier
+
+
+def ensure_series_rom(project: Path, series_name: str | None, *, target: str | None = None,
+                      extra_make_args: Sequence[str] = (), progress: Progress | None = None) -> BuiltRom:
+    """The checked ROM of ``target`` (default: the pin's) for the series' current revision.
+
+    Applies the series in its work tree (a no-op for the files when it is already
+    there: applying is deterministic), then builds or reuses the ROM.
+    """
+    series = find_series(project, series_name)
+    pin = load_pin(project)
+    applied = apply_series(project, series, progress=progress)
+    rom = build_rom(applied.tree, pin, target, extra_make_args=extra_make_args, progress=progress)
+    check_rom(rom.path, *rom_ids(pin, rom.target))
+    return rom
+
+
+def base_rom(project: Path, progress: Progress | None = None) -> BuiltRom:
+    """The checked ROM of the pin's base target (bin/1af41000.rom) built from the pinned commit.
+
+    Built in ``trees/<pin>.base/``, an export of the pinned commit kept for reuse.
+    """
+    pin = load_pin(project)
+    tree = cache_dir() / "trees" / f"{pin.name}.base"
+    with file_lock(tree.parent / f".{tree.name}.lock"):
+        _checkout(work_tree(pin), pin.commit, tree)
+        rom = build_rom(tree, pin, str(pin.build["base_target"]), progress=progress)
+    check_rom(rom.path, *rom_ids(pin, rom.target))
+    return rom
+
+
+def build_each_patch(project: Path, series_name: str | None, progress: Progress | None = None, *,
+                     scratch: Path | None = None) -> list[PatchBuild]:
+    """Build the base and the tree after every patch of the series; report warnings each patch adds.
+
+    Each step is checked out in one scratch tree (default ``trees/<series>.each-patch/``,
+    kept between runs) writing only the files that change, so every step after the first
+    is an incremental build whose log shows exactly what the patch recompiled. The base
+    warnings come from a build of a clean tree. Every step builds the pin's base target
+    and, once some source declares its PCI ids, the pin's target. Raises BuildError
+    naming the patch whose tree does not build.
+    """
+    say = progress or (lambda _msg: None)
+    series = find_series(project, series_name)
+    pin = load_pin(project)
+    applied = apply_series(project, series, progress=progress)
+    names = [p.filename for p in series.patches if p.filename not in applied.merged]
+    steps = [("base", applied.base), *zip(names, applied.commits)]
+    scratch = scratch or cache_dir() / "trees" / f"{series.name}.each-patch"
+    src = scratch / str(pin.build.get("directory", "."))
+    make_args = build_settings(pin)
+    settings = {"make_args": make_args, "embedded": [], "toolchain": toolchain_version()}
+    base_target, target = str(pin.build["base_target"]), str(pin.build["target"])
+    results: list[PatchBuild] = []
+    known: set[tuple[str, str]] = set()
+    with file_lock(scratch.parent / f".{scratch.name}.lock"):
+        for index, (name, commit) in enumerate(steps):
+            say(f"[{index}/{len(steps) - 1}] {name} ({commit[:12]})")
+            _checkout(applied.tree, commit, scratch)
+            digest = tree_digest(src)
+            base_record = scratch / "base-warnings.json"
+            recorded = _read_json(base_record).get(digest) if index == 0 else None
+            if index == 0 and recorded is None:
+                (src / "bin" / TREE_STATE).unlink(missing_ok=True)  # the base warnings need a clean build
+            targets = [base_target] + ([target] if target != base_target and rom_target_available(src, target) else [])
+            context = f"at the series base {commit[:12]}" if index == 0 else f"after patch {index} ({name})"
+            roms: dict[str, BuiltRom] = {}
+            lines: list[str] = []
+            for t in targets:
+                key = build_key(digest, make_args, t)
+                log = scratch / "logs" / f"{index:02d}-{Path(t).stem}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                seconds, full = make_in_tree(src, settings, t, log, say, context)
+                out_dir = cache_dir() / "builds" / key
+                with file_lock(cache_dir() / "builds" / f".{key}.lock"):
+                    roms[t] = load_build(out_dir) or _store(src, pin, t, key, out_dir, settings, log, seconds, full)
+                lines += warning_lines(_read(log))
+            if index == 0:
+                if recorded is None:
+                    recorded = lines
+                    atomic_write(base_record, json.dumps({digest: lines}))
+                lines = recorded
+            fresh = new_warnings(lines, known) if index else []
+            known |= {normalise_warning(line) for line in lines}
+            if fresh:
+                say(f"  {len(fresh)} new warning(s) after {name}")
+            results.append(PatchBuild(index=index, name=name, commit=commit, roms=roms,
+                                      warnings=lines, new_warnings=fresh))
+    return results
+
+
+def rom_target_available(src: Path, target: str) -> bool:
+    """Whether make can build ``target`` in ``src``: for bin/VVVVDDDD.rom, some source declares PCI_ROM(VVVV, DDDD)."""
+    ids = ids_for_target(target)
+    if ids is None:
+        return True
+    line = re.compile(rf"PCI_ROM\s*\(\s*0x{ids[0]:04x}\s*,\s*0x{ids[1]:04x}\s*,", re.IGNORECASE)
+    return any(line.search(path.read_text(encoding="utf-8", errors="replace")) for path in src.rglob("*.c"))
+
+
+def _checkout(repo: Path, commit: str, dest: Path) -> None:
+    """Make ``dest`` hold the files of ``commit``, rewriting only files that differ.
+
+    Unchanged files keep their modification times, so make rebuilds only what the
+    commit changed. ``dest/.patchkit-files.json`` lists what was checked out last,
+    so files the commit removes are removed (build outputs are never touched).
+    """
+    listing = dest / ".patchkit-files.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=dest.parent) as tmp:
+        export = Path(tmp) / "tree"
+        export_tree(repo, commit, export)
+        files = sorted(p.relative_to(export).as_posix() for p in export.rglob("*") if p.is_file() or p.is_symlink())
+        if not listing.is_file():
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(export, dest)
+        else:
+            old = set(json.loads(listing.read_text(encoding="utf-8")))
+            for name in sorted(old - set(files)):
+                (dest / name).unlink(missing_ok=True)
+            for name in files:
+                _copy_if_changed(export / name, dest / name)
+    atomic_write(listing, json.dumps(files))
+
+
+def _copy_if_changed(source: Path, dest: Path) -> None:
+    if source.is_symlink():
+        if dest.is_symlink() and os.readlink(dest) == os.readlink(source):
+            return
+        dest.unlink(missing_ok=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.readlink(source), dest)
+        return
+    same_mode = dest.is_file() and os.access(dest, os.X_OK) == os.access(source, os.X_OK)
+    if same_mode and not dest.is_symlink() and dest.read_bytes() == source.read_bytes():
+        return
+    dest.unlink(missing_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, dest)
+    os.utime(dest)  # newer than every object built before
 
 
 class _Counter:
@@ -214,13 +392,13 @@ class _Counter:
             self.say(f"linking ({self.count} objects compiled)")
 
 
-def failure_message(text: str, log: Path, target: str, patch: str | None = None) -> str:
-    """What a failed build says: the error lines (file:line), the patch, the log."""
+def failure_message(text: str, log: Path, target: str, context: str | None = None) -> str:
+    """What a failed build says: the error lines (file:line), where in the series (``context``), the log."""
     lines = text.splitlines()
     errors = [line for line in lines if _ERROR.match(line)]
     if not errors:
         errors = [line for line in lines if _LINK_ERROR.search(line)] or lines[-10:]
-    where = f" after {patch}" if patch else ""
+    where = f" {context}" if context else ""
     shown = "\n".join(f"  {line}" for line in errors[:20])
     more = f"\n  ... {len(errors) - 20} more" if len(errors) > 20 else ""
     return f"{target} does not build{where}:\n{shown}{more}\nfull log: {log}"
@@ -241,10 +419,12 @@ def normalise_warning(line: str) -> tuple[str, str]:
 
 
 def new_warnings(lines: Iterable[str], known: set[tuple[str, str]]) -> list[str]:
-    """The warning ``lines`` whose (file, message) is not in ``known``, each once."""
+    """The ``warning:`` lines among ``lines`` whose (file, message) is not in ``known``, each once."""
     found: list[str] = []
     seen: set[tuple[str, str]] = set()
     for line in lines:
+        if "warning:" not in line:
+            continue
         norm = normalise_warning(line)
         if norm not in known and norm not in seen:
             seen.add(norm)

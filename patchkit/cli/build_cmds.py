@@ -1,3 +1,65 @@
-"""`patchkit` commands: build."""
+"""`patchkit build`: build (or reuse) the series' ROM, or every patch of it with --each-patch."""
 
-from patchkit.cli.base import cli  # noqa: F401
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from patchkit import build
+from patchkit.cli.base import cli
+from patchkit.errors import BuildError
+from patchkit.rom import check_rom
+from patchkit.upstream import load_pin
+
+
+def _progress(message: str) -> None:
+    if message:
+        click.echo(message, err=True)
+
+
+@cli.command("build")
+@click.argument("series", required=False)
+@click.option("--each-patch", is_flag=True, help="Build the base and the tree after every patch; fail on new warnings.")
+@click.option("--target", metavar="T", help="Make target (default: the pin's, bin/1af41001.rom).")
+@click.option("--tree", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Build this gPXE tree as it is instead of applying the series.")
+@click.pass_obj
+def build_cmd(project: Path, series: str | None, each_patch: bool, target: str | None, tree: Path | None) -> None:
+    """Build SERIES' ROM (default: the only series) and check it; reuse an identical earlier build."""
+    if each_patch:
+        if tree is not None or target is not None:
+            raise click.UsageError("--each-patch builds the pin's targets in its own tree: drop --tree/--target")
+        _each_patch(project, series)
+        return
+    start = time.monotonic()
+    if tree is not None:
+        rom = build.build_rom(tree.resolve(), load_pin(project), target, progress=_progress)
+    else:
+        rom = build.ensure_series_rom(project, series, target=target, progress=_progress)
+    info = check_rom(rom.path, *build.rom_ids(load_pin(project), rom.target))
+    how = "reused (tree and settings unchanged)" if rom.reused else f"built in {rom.seconds:.1f} s"
+    click.echo(f"ROM:     {rom.path}")
+    click.echo(f"size:    {rom.size} bytes ({rom.size // 1024} KiB)")
+    click.echo(f"sha256:  {rom.sha256}")
+    click.echo(f"checks:  passed (55AA, size byte, checksum, PCIR {info.vendor:04x}:{info.device:04x}, x86 code)")
+    click.echo(f"build:   {how}; {time.monotonic() - start:.1f} s in all")
+    click.echo(f"log:     {rom.log}")
+
+
+def _each_patch(project: Path, series: str | None) -> None:
+    steps = build.build_each_patch(project, series, _progress)
+    added = 0
+    for step in steps:
+        roms = ", ".join(f"{Path(t).name} {r.size} bytes" for t, r in step.roms.items())
+        label = "base" if step.index == 0 else f"patch {step.index} {step.name}"
+        note = f"{len(step.warnings)} warnings" if step.index == 0 else f"{len(step.new_warnings)} new warning(s)"
+        click.echo(f"{step.commit[:12]} {label}: builds ({roms}); {note}")
+        for line in step.new_warnings:
+            click.echo(f"    {line}")
+        added += len(step.new_warnings)
+    if added:
+        raise BuildError(f"the series adds {added} compiler warning(s) (listed above)",
+                         hint="fix them in the patch that introduces each, then `patchkit build --each-patch` again")
+    click.echo(f"every step builds; the series adds no warnings ({len(steps) - 1} patch(es))")
