@@ -235,8 +235,8 @@ class PatchBuild:
     new_warnings: list[str]  # warnings (by file + message) seen neither at the base nor earlier
 
 
-def ensure_series_rom(project: Path, series_name: str | None, *, target: str | None = None,
-                      extra_make_args: Sequence[str] = (), progress: Progress | None = None) -> BuiltRom:
+def ensure_series_rom(project: Path, series_name: str | None, progress: Progress | None = None, *,
+                      target: str | None = None, extra_make_args: Sequence[str] = ()) -> BuiltRom:
     """The checked ROM of ``target`` (default: the pin's) for the series' current revision.
 
     Applies the series in its work tree (a no-op for the files when it is already
