@@ -83,7 +83,8 @@ PROBE_LOG = (
     "\x1b[2JSeaBIOS\r\nBooting from Hard Disk..PROBE start drive 0x00000080\r\n"
     "PROBE ok ah41-extensions\r\nPROBE geometry 31 16 63\r\n"
     "PROBE FAIL ext-read-64k-boundary-8 data-mismatch-at-lba 0x00000d1f\r\n.\r\n"
-    "PROBE ok last-sector\r\nPROBE tsc-kcycles-per-tick 100000\r\n"
+    "PROBE ok last-sector\r\nPROBE note INT 13h returned with interrupts disabled\r\n"
+    "PROBE tsc-kcycles-per-tick 100000\r\n"
     "PROBE tput 1 460 9 1000000\r\nPROBE tput 127 55245 9 0\r\nPATCHKIT-FAIL probe: 1 failures\r\n"
 )
 
@@ -93,6 +94,7 @@ def test_probe_log_parses_checks_failures_geometry_and_throughput() -> None:
     assert report.checks == ["ah41-extensions", "last-sector"]
     assert report.failures == ["ext-read-64k-boundary-8 data-mismatch-at-lba 0x00000d1f"]
     assert report.geometry == (31, 16, 63)
+    assert report.notes == ["INT 13h returned with interrupts disabled"]
     # 460 sectors in 10 ticks by the TSC; the 127 line has no TSC figure: 9 BIOS ticks
     assert report.throughput_mb_s[1] == pytest.approx(460 * 512 / (10 / 18.2065) / 1e6, rel=1e-3)
     assert report.throughput_mb_s[127] == pytest.approx(55245 * 512 / (9 / 18.2065) / 1e6, rel=1e-3)

@@ -24,6 +24,7 @@ BUF_A           equ 0x1FF0          ; 1FF0:0000 = phys 0x1FF00: every transfer c
 BUF_B           equ 0x3000          ; 3000:0000 = phys 0x30000: 64 KiB aligned
 BUF_S           equ 0x5000          ; one-sector buffer for the token and result
 TPUT_TICKS      equ 9               ; BIOS ticks (~0.5 s) per throughput sample
+TICK_WAIT_KCYCLES equ 0x100000     ; ~0.3-1 s of TSC: longer without a BIOS tick = timer stopped
 COM1            equ 0x3F8
 
 ; ---------------------------------------------------------------- stage 1 (MBR)
@@ -581,7 +582,15 @@ main:
         mov     word [io_count], 127
         mov     dword [io_lba], DATA_LBA + 5000
         mov     si, n_ext_read_aligned
+        sti
         call    read_check
+        pushf                           ; a note, not a failure: BIOSes differ here
+        pop     ax
+        test    ax, 0x200
+        jnz     .if_kept
+        mov     si, s_if_note
+        call    puts
+.if_kept:
 
         ; the last sector reads; beyond it, reads fail instead of hanging or wrapping.
         mov     word [io_count], 1
@@ -661,14 +670,21 @@ main:
 .fatal:
         jmp     finish
 
-; throughput: for each transfer size, count the sectors AH=42 reads in TPUT_TICKS ticks.
+; throughput: for each transfer size, count the sectors AH=42 reads in TPUT_TICKS
+; BIOS ticks' worth of TSC time (calibrated against the BIOS tick count first).
+; Interrupts are enabled first: INT 13h handlers may return with IF clear.
 throughput:
-        ; kilocycles of the TSC per BIOS tick, over 4 ticks
+        sti
         call    tick_edge
+        jc      .no_ticks
         mov     esi, [fs:0x46C]
         call    kcycles
         mov     ebp, eax
 .calibrate:
+        call    kcycles
+        sub     eax, ebp
+        cmp     eax, TICK_WAIT_KCYCLES * 4
+        ja      .no_ticks
         mov     eax, [fs:0x46C]
         sub     eax, esi
         cmp     eax, 4
@@ -676,6 +692,7 @@ throughput:
         call    kcycles
         sub     eax, ebp
         shr     eax, 2
+        mov     [kcycles_per_tick], eax
         mov     si, s_tsc
         call    puts
         call    put_dec
@@ -691,6 +708,7 @@ throughput:
         mov     [io_count], cx
         mov     dword [io_lba], DATA_LBA
         xor     edi, edi                ; sectors read
+        sti
         call    tick_edge
         mov     esi, [fs:0x46C]
         call    kcycles
@@ -706,13 +724,14 @@ throughput:
         jb      .next
         mov     dword [io_lba], DATA_LBA
 .next:
-        mov     eax, [fs:0x46C]
-        sub     eax, esi
-        cmp     eax, TPUT_TICKS
-        jb      .read
         call    kcycles
         sub     eax, ebp
         mov     edx, eax
+        mov     eax, [kcycles_per_tick]
+        imul    eax, TPUT_TICKS
+        cmp     edx, eax
+        jb      .read
+        sti
         mov     eax, [fs:0x46C]
         sub     eax, esi
         push    si
@@ -743,18 +762,39 @@ throughput:
         mov     dword [name_n], 0
         add     bx, 2
         jmp     .size
+.no_ticks:
+        mov     si, n_ticks
+        xor     eax, eax
+        mov     di, s_stopped
+        call    fail
 .done:
         ret
 
 ; tick_edge: wait for the BIOS tick count at 0040:006C to change (FS = 0 on return).
+; CF set if it did not change within TICK_WAIT_KCYCLES.
 tick_edge:
         push    eax
-        mov     ax, 0
+        push    ebx
+        push    ecx
+        xor     ax, ax
         mov     fs, ax
-        mov     eax, [fs:0x46C]
+        call    kcycles
+        mov     ebx, eax
+        mov     ecx, [fs:0x46C]
 .wait:
-        cmp     eax, [fs:0x46C]
-        je      .wait
+        cmp     ecx, [fs:0x46C]
+        jne     .changed
+        call    kcycles
+        sub     eax, ebx
+        cmp     eax, TICK_WAIT_KCYCLES
+        jb      .wait
+        stc
+        jmp     .out
+.changed:
+        clc
+.out:
+        pop     ecx
+        pop     ebx
         pop     eax
         ret
 
@@ -922,6 +962,9 @@ n_chs_write_cylinder: db "chs-write-cylinder-boundary", 0
 n_ext_write:    db "ext-write-64k-boundary", 0
 n_tput:         db "throughput", 0
 n_result:       db "result-sector", 0
+n_ticks:        db "bios-timer", 0
+s_stopped:      db "tick-count-stopped", 0
+s_if_note:      db "PROBE note INT 13h returned with interrupts disabled", 13, 10, 0
 
         align   4
 failures:       dd 0
@@ -929,6 +972,7 @@ name_n:         dd 0
 pat_key:        dd 0
 io_lba:         dd 0
 cyl_sectors:    dd 0
+kcycles_per_tick: dd 0
 io_count:       dw 0
 io_seg:         dw 0
 cyls:           dw 0

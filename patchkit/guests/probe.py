@@ -18,7 +18,7 @@ from pathlib import Path
 from patchkit.guests import asm, disk
 from patchkit.guests.base import Guest, Progress
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 CYLINDERS = 32
 TOTAL_SECTORS = CYLINDERS * disk.CYLINDER_SECTORS
 TOKEN_LBA = 60
@@ -61,9 +61,10 @@ class ProbeReport:
     failures: list[str] = field(default_factory=list)
     throughput_mb_s: dict[int, float] = field(default_factory=dict)
     geometry: tuple[int, int, int] | None = None  # cylinders, heads, sectors from AH=08
+    notes: list[str] = field(default_factory=list)  # observations that are not failures
 
 
-_LINE = re.compile(r"PROBE (ok|FAIL|tput|tsc-kcycles-per-tick|geometry) ?([^\r\n\x1b]*)")
+_LINE = re.compile(r"PROBE (ok|FAIL|note|tput|tsc-kcycles-per-tick|geometry) ?([^\r\n\x1b]*)")
 
 
 def parse_probe_log(text: str) -> ProbeReport:
@@ -77,6 +78,8 @@ def parse_probe_log(text: str) -> ProbeReport:
             report.checks.append(fields[0])
         elif kind == "FAIL":
             report.failures.append(rest.strip())
+        elif kind == "note":
+            report.notes.append(rest.strip())
         elif kind == "geometry" and len(fields) == 3 and all(f.isdigit() for f in fields):
             report.geometry = (int(fields[0]), int(fields[1]), int(fields[2]))
         elif kind == "tsc-kcycles-per-tick" and fields and fields[0].isdigit():
