@@ -1,0 +1,154 @@
+"""Benchmark the series' ROM against SeaBIOS and time the validation loop; one table, and JSON.
+
+    python3 bench/run.py [--runs N] [--json OUT] [--guests debian freedos probe] [--compare OLD.json]
+
+Measured in one run, on TCG, with ratios beside the absolute figures (the host is
+noisy: the ratio is the figure): boot times and probe throughput, ROM vs SeaBIOS's
+own virtio-blk (median of --runs interleaved runs each); the cold and warm
+validation loops stage by stage; the ROM's size against the base tree's ROM.
+Inputs that are missing (gPXE mirror, series, guest images) are named with the
+command that provides them, and whatever does not need them is still measured.
+Progress goes to stderr; the table to stdout; results to bench/results/<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `patchkit` importable from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import boots, figures, loop, report  # noqa: E402
+from patchkit.errors import MissingInputError, PatchkitError  # noqa: E402
+from patchkit.guests import GUEST_NAMES, get_guest  # noqa: E402
+from patchkit.qemu.machine import qemu_version  # noqa: E402
+from patchkit.series.io import find_series  # noqa: E402
+from patchkit.store import cache_dir  # noqa: E402
+from patchkit.upstream import load_pin, mirror_dir  # noqa: E402
+
+PROJECT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+BOOT_GUESTS = ("debian", "freedos")  # boot-time rows; the probe gives the throughput rows
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=5, help="boots per guest and side (median; default 5)")
+    p.add_argument("--json", type=Path, help="results file (default bench/results/<time>.json)")
+    p.add_argument("--guests", nargs="+", choices=GUEST_NAMES, default=list(GUEST_NAMES),
+                   help="guests to boot (default: all)")
+    p.add_argument("--compare", type=Path, metavar="OLD.json", help="also print the changes since OLD.json")
+    p.add_argument("--load", type=Path, metavar="RESULTS.json", help="print saved results instead of measuring")
+    p.add_argument("--project", type=Path, default=PROJECT, help="the patchkit project (default: this checkout)")
+    p.add_argument("--series", help="the series (default: the only one)")
+    p.add_argument("--gpxe-from", type=Path, help="local gPXE mirror to vendor from (default: the user's cache)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary workspace (run logs, trees)")
+    args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    return args
+
+
+def inputs(args: argparse.Namespace) -> tuple[str | None, Path | None, list[str], list[str]]:
+    """What can be measured: (series name, gPXE mirror, usable guests, what is missing and how to get it)."""
+    missing = []
+    series_name = None
+    try:
+        series_name = find_series(args.project, args.series).name
+    except PatchkitError as exc:
+        missing.append(f"the series ({exc}): the ROM side, the loops and the size are not measured")
+    pin = load_pin(args.project)
+    mirror = args.gpxe_from or mirror_dir(pin)
+    if not (mirror / "HEAD").is_file():
+        missing.append(f"the gPXE upstream mirror ({mirror}): run `patchkit vendor --from PATH` "
+                       "(or `patchkit setup --gpxe-from PATH`); the ROM side, the loops and the size are not measured")
+        mirror = None
+    guests = []
+    for name in args.guests:
+        try:
+            get_guest(name).image_sha256()
+            guests.append(name)
+        except MissingInputError as exc:
+            missing.append(f"the {name} guest: {exc}")
+    return series_name, mirror, guests, missing
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run every measurement that the inputs allow; the results as JSON-ready data."""
+    series_name, mirror, guests, missing = inputs(args)
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "host": platform.node(), "cpus": os.cpu_count(), "qemu": qemu_version(), "accel": boots.ACCEL,
+            "runs": args.runs, "series": series_name, "guests": guests}
+    cold = warm = None
+    rom_size = base_size = None
+    samples: list[boots.BootSample] = []
+    with loop.workspace(cache_dir(), keep=args.keep) as work:
+        if args.keep:
+            say(f"workspace kept in {work}")
+        rom = None
+        if series_name and mirror:
+            try:
+                cold, warm, base = loop.measure_loops(args.project, series_name, guests, mirror, work, say)
+            except PatchkitError as exc:
+                missing.append(f"the loops stopped: {exc}")
+                say(f"loops failed: {exc}")
+            else:
+                assert cold.rom is not None and warm.rom is not None
+                rom, rom_size, base_size = cold.rom.path, cold.rom.size, base.size
+                meta.update(rom_sha256=cold.rom.sha256, base_rom_sha256=base.sha256)
+        samples = boots.measure(guests, rom, args.runs, say)
+    rows, sections = [], []
+    boot_guests = [g for g in BOOT_GUESTS if g in guests]
+    sections.append((f"boot: ROM sanboot vs SeaBIOS virtio-blk, {boots.ACCEL}, median of {args.runs}", len(rows)))
+    rows += figures.boot_rows(samples, boot_guests)
+    if "probe" in guests:
+        sections.append(("probe INT 13h AH=42 reads: ROM vs SeaBIOS", len(rows)))
+        rows += figures.throughput_rows(samples)
+    sections.append((f"validation loop ({boots.ACCEL}, {os.cpu_count()} cores): stage time, share", len(rows)))
+    rows += figures.loop_rows(cold.stages if cold else {}, warm.stages if warm else {},
+                              cold.note() if cold else "", warm.note() if warm else "")
+    sections.append(("ROM size vs the base tree's ROM", len(rows)))
+    rows.append(figures.size_row(rom_size, base_size))
+    data = report.to_json(rows, sections, meta, missing)
+    data["samples"] = [asdict(s) for s in samples]
+    return data
+
+
+def show(rows: list[report.Row], sections: list[tuple[str, int]], meta: dict, missing: list[str]) -> None:
+    print(f"patchkit bench {meta['date']} on {meta['host']} ({meta['cpus']} cores), QEMU {meta['qemu']}, "
+          f"{meta['accel']}, series {meta['series'] or '-'}")
+    print(report.render_table(rows, sections))
+    for item in missing:
+        print(f"missing: {item}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.load:
+        rows, sections, meta, missing = report.load(args.load)
+    else:
+        data = measure(args)
+        out = args.json or RESULTS / f"{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+        report.save(out, data)
+        rows, sections, meta, missing = report.from_json(data)
+        say(f"results written to {out}")
+    show(rows, sections, meta, missing)
+    if args.compare:
+        old_rows, _, old_meta, _ = report.load(args.compare)
+        print(f"\nchanges since {args.compare} ({old_meta['date']}):")
+        print(report.render_deltas(old_rows, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The benchmark's table, ratio, target and JSON code (no QEMU, no timed assertions)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` lives beside the package
+
+from bench import figures, loop, report  # noqa: E402
+from bench.boots import ROM, SEABIOS, BootSample  # noqa: E402
+from patchkit.errors import PatchkitError  # noqa: E402
+
+
+def boot(guest: str, side: str, boot_s: float | None, passed: bool = True,
+         throughput: dict[int, float] | None = None) -> BootSample:
+    return BootSample(guest, side, passed, "ok" if passed else "sanboot returned", boot_s,
+                      None if boot_s is None else boot_s + 2, throughput or {})
+
+
+def test_median_and_ratio() -> None:
+    assert report.median([3.0, 1.0, 2.0, 10.0, 2.5]) == 2.5
+    assert report.median([]) is None
+    assert report.ratio(3.0, 2.0) == 1.5
+    assert report.ratio(None, 2.0) is None
+    assert report.ratio(1.0, 0.0) is None
+
+
+@pytest.mark.parametrize(("target", "value", "ratio", "verdict"), [
+    (report.Target("ratio<=", 1.1), 1.0, 1.1, "PASS"),
+    (report.Target("ratio<=", 1.1), 1.0, 1.11, "MISS"),
+    (report.Target("ratio>=", 0.9), 1.0, 0.9, "PASS"),
+    (report.Target("ratio>=", 0.9), 1.0, 0.89, "MISS"),
+    (report.Target("value<", 20.0), 19.9, None, "PASS"),
+    (report.Target("value<", 20.0), 20.0, None, "MISS"),
+    (report.Target("ratio<=", 1.1), None, None, "n/a"),
+])
+def test_target_verdicts(target: report.Target, value: float | None, ratio: float | None, verdict: str) -> None:
+    row = report.Row("k", "label", "s", value=value, ratio=ratio, target=target)
+    assert row.verdict() == verdict
+
+
+def test_boot_rows_use_medians_of_passing_runs_and_say_what_failed() -> None:
+    samples = [boot("debian", ROM, b) for b in (5.0, 6.0, 5.5)] + [boot("debian", ROM, None, passed=False)]
+    samples += [boot("debian", SEABIOS, b) for b in (5.0, 4.0, 5.0, 6.0)]
+    boot_row, wall_row = figures.boot_rows(samples, ["debian"])
+    assert (boot_row.value, boot_row.reference) == (5.5, 5.0)
+    assert boot_row.ratio == pytest.approx(1.1)
+    assert boot_row.verdict() == "PASS"
+    assert "rom 3/4 ok" in boot_row.note and "seabios 4/4 ok" in boot_row.note
+    assert "first failure (rom): sanboot returned" in boot_row.note
+    assert (wall_row.value, wall_row.reference) == (7.5, 7.0)
+    assert wall_row.verdict() == ""
+
+
+def test_without_the_rom_side_only_the_reference_is_shown() -> None:
+    samples = [boot("freedos", SEABIOS, b) for b in (1.0, 1.2, 0.9)]
+    row = figures.boot_rows(samples, ["freedos"])[0]
+    assert row.value is None and row.reference == 1.0 and row.ratio is None
+    assert row.verdict() == "n/a"
+    assert report.cells(row)[1:6] == ("-", "1.00 s", "", "<= 1.10x", "n/a")
+
+
+def test_throughput_rows_hold_the_127_sector_target() -> None:
+    samples = [boot("probe", ROM, 3.0, throughput={1: 0.5, 127: 90.0}),
+               boot("probe", SEABIOS, 3.0, throughput={1: 1.0, 127: 100.0})]
+    rows = {r.key: r for r in figures.throughput_rows(samples)}
+    assert rows["tput.1"].ratio == 0.5 and rows["tput.1"].target is None
+    assert rows["tput.127"].ratio == pytest.approx(0.9) and rows["tput.127"].verdict() == "PASS"
+    assert rows["tput.8"].value is None and rows["tput.8"].verdict() == ""
+
+
+def test_loop_rows_give_each_stage_its_share() -> None:
+    rows = figures.loop_rows({"vendor": 1.0, "apply": 1.0, "build": 6.0, "guests": 12.0},
+                             {"apply": 1.0, "build": 3.0, "guests": 12.0}, warm_note="3 guests passed")
+    by_key = {r.key: r for r in rows}
+    assert by_key["loop.cold"].value == 20.0 and by_key["loop.cold"].verdict() == ""
+    assert by_key["loop.cold.build"].ratio == pytest.approx(0.3)
+    assert report.cells(by_key["loop.cold.build"])[1:4] == ("6.00 s", "", "30%")
+    assert by_key["loop.warm"].value == 16.0 and by_key["loop.warm"].verdict() == "PASS"
+    assert by_key["loop.warm"].note == "3 guests passed"
+    assert figures.loop_rows({}, {})[0].value is None
+
+
+def test_size_row_states_the_cost() -> None:
+    row = figures.size_row(71680, 69632)
+    assert row.ratio == pytest.approx(71680 / 69632)
+    assert row.note == "cost +2,048 B (+2.0 KiB)"
+    assert report.cells(row)[1:3] == ("71,680 B", "69,632 B")
+    assert figures.size_row(None, None).note == ""
+
+
+def test_table_has_one_header_sections_and_aligned_columns() -> None:
+    rows = figures.boot_rows([boot("debian", ROM, 6.0), boot("debian", SEABIOS, 5.0)], ["debian"])
+    rows.append(figures.size_row(100, 90))
+    text = report.render_table(rows, [("boot", 0), ("size", 2)])
+    lines = text.splitlines()
+    assert lines[0].startswith("measurement") and "result" in lines[0]
+    assert lines[2] == "[boot]" and lines[5] == "[size]"
+    assert "1.20x" in lines[3] and "MISS" in lines[3]
+    bars = {line.index("|") for line in lines if "|" in line}
+    assert len(bars) == 1  # the first column has one width
+
+
+def test_json_round_trip_and_deltas(tmp_path: Path) -> None:
+    old = figures.boot_rows([boot("debian", ROM, 6.0), boot("debian", SEABIOS, 5.0)], ["debian"])
+    old += figures.loop_rows({"build": 30.0}, {"build": 2.0})
+    sections = [("boot", 0), ("loop", 2)]
+    path = tmp_path / "results" / "old.json"
+    report.save(path, report.to_json(old, sections, {"date": "d"}, ["the freedos guest: run `x`"]))
+    rows, loaded_sections, meta, missing = report.load(path)
+    assert rows == old and loaded_sections == sections
+    assert meta == {"date": "d"} and missing == ["the freedos guest: run `x`"]
+
+    new = figures.boot_rows([boot("debian", ROM, 5.0), boot("debian", SEABIOS, 5.0)], ["debian"])
+    deltas = report.render_deltas(rows, new).splitlines()
+    boot_line = next(line for line in deltas if line.startswith("debian: boot start"))
+    assert "6.00 s" in boot_line and "5.00 s" in boot_line and "-16.7%" in boot_line
+    assert "1.20x" in boot_line and "1.00x" in boot_line
+    assert deltas[-1].startswith("not measured this time: cold:")
+
+
+def test_unknown_json_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown results format"):
+        report.from_json({"format": 99})
+
+
+def test_warm_edit_adds_one_line_to_the_drivers_last_hunk() -> None:
+    diff = ("diff --git a/src/a.c b/src/a.c\n--- a/src/a.c\n+++ b/src/a.c\n@@ -1,2 +1,3 @@\n x\n+y\n z\n"
+            f"diff --git a/{loop.DRIVER} b/{loop.DRIVER}\nnew file mode 100644\n--- /dev/null\n"
+            f"+++ b/{loop.DRIVER}\n@@ -0,0 +1,2 @@\n+int a;\n+int b;\n")
+    edited = loop.add_line(diff, loop.DRIVER, "/* c */").splitlines()
+    assert "@@ -1,2 +1,3 @@" in edited  # the other file is untouched
+    at = edited.index("@@ -0,0 +1,3 @@")
+    assert edited[at + 1:] == ["+/* c */", "+int a;", "+int b;"]
+    with pytest.raises(PatchkitError, match="no section for src/other.c"):
+        loop.add_line(diff, "src/other.c", "x")
