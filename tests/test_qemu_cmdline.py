@@ -1,0 +1,97 @@
+"""QEMU command lines: the rules that keep a ROM boot test from passing without the ROM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from patchkit.errors import BootError
+from patchkit.qemu.cmdline import Drive, MachineSpec, qemu_argv, reference_spec, rom_boot_spec
+
+ROM = Path("/roms/1af41001.rom")
+DISK = Path("/runs/x/freedos.img")
+
+
+def devices(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
+
+
+def option(argv: list[str], name: str) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == name]
+
+
+def test_rom_boot_only_the_rom_can_boot_the_disk() -> None:
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(DISK),)))
+    assert option(argv, "-boot") == ["strict=on"]
+    assert option(argv, "-option-rom") == [f"{ROM},bootindex=0"]
+    virtio = [d for d in devices(argv) if d.startswith("virtio-blk-pci")]
+    assert virtio == ["virtio-blk-pci,drive=disk0,addr=04.0"]
+    assert "bootindex" not in virtio[0]
+    assert option(argv, "-drive") == [f"file={DISK},format=raw,if=none,id=disk0"]
+
+
+def test_console_logs_and_control_are_wired() -> None:
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(DISK),)))
+    assert "pc,graphics=off" in option(argv, "-machine")
+    assert option(argv, "-serial") == ["chardev:serial0"]
+    assert "stdio,id=serial0,signal=off" in option(argv, "-chardev")
+    assert "file,id=dbg,path=seabios.log" in option(argv, "-chardev")
+    assert "isa-debugcon,iobase=0x402,chardev=dbg" in devices(argv)
+    assert option(argv, "-qmp") == ["unix:qmp.sock,server=on,wait=off"]
+    assert "-nodefaults" in argv  # no NIC with its own boot ROM, no default CD-ROM
+    assert option(argv, "-accel") == ["tcg"]
+
+
+def test_a_virtio_disk_with_a_bootindex_next_to_a_rom_is_refused() -> None:
+    with pytest.raises(BootError, match="SeaBIOS would boot it natively"):
+        rom_boot_spec(ROM, (Drive(DISK, bootindex=1),))
+    with pytest.raises(BootError, match="SeaBIOS would boot it natively"):
+        qemu_argv(MachineSpec(drives=(Drive(DISK, bootindex=2),), rom=ROM))
+
+
+def test_bootindex_zero_is_the_roms() -> None:
+    with pytest.raises(BootError, match="bootindex 0 belongs to the ROM"):
+        rom_boot_spec(ROM, (Drive(DISK, interface="ide", bootindex=0),))
+
+
+def test_an_ide_disk_may_be_booted_after_the_rom() -> None:
+    blank = Path("/runs/x/blank.img")
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(blank), Drive(DISK, interface="ide", bootindex=1))))
+    assert "ide-hd,drive=disk1,bus=ide.0,unit=0,bootindex=1" in devices(argv)
+    assert "virtio-blk-pci,drive=disk0,addr=04.0" in devices(argv)
+
+
+def test_reference_run_lets_seabios_boot_the_disk() -> None:
+    argv = qemu_argv(reference_spec(DISK, pci_addr="05.0"))
+    assert "-option-rom" not in argv
+    assert devices(argv)[-1] == "virtio-blk-pci,drive=disk0,addr=05.0,bootindex=0"
+    assert option(argv, "-boot") == ["strict=on"]
+
+
+def test_two_virtio_disks_need_two_addresses() -> None:
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(Path("/a.img")), Drive(DISK, pci_addr="05.0"))))
+    assert [d for d in devices(argv) if d.startswith("virtio")] == [
+        "virtio-blk-pci,drive=disk0,addr=04.0", "virtio-blk-pci,drive=disk1,addr=05.0"]
+    with pytest.raises(BootError, match="share a PCI address"):
+        rom_boot_spec(ROM, (Drive(Path("/a.img")), Drive(DISK)))
+
+
+def test_commas_in_paths_are_doubled() -> None:
+    argv = qemu_argv(rom_boot_spec(Path("/r,1.rom"), (Drive(Path("/d,1.img")),)))
+    assert option(argv, "-option-rom") == ["/r,,1.rom,bootindex=0"]
+    assert option(argv, "-drive") == ["file=/d,,1.img,format=raw,if=none,id=disk0"]
+
+
+def test_bad_specs_are_refused() -> None:
+    with pytest.raises(BootError, match="unknown accelerator"):
+        qemu_argv(MachineSpec(drives=(Drive(DISK),), accel="hvf"))
+    with pytest.raises(BootError, match="at least one disk"):
+        qemu_argv(MachineSpec(drives=(), rom=ROM))
+
+
+def test_building_the_command_line_touches_nothing(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    qemu_argv(rom_boot_spec(work / "missing.rom", (Drive(work / "missing.img"),)))
+    assert list(work.iterdir()) == []
