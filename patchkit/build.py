@@ -163,6 +163,10 @@ def load_build(out_dir: Path) -> BuiltRom | None:
 
 def _make(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: dict, say: Progress) -> BuiltRom:
     """Run make for ``target`` in ``src`` and store the checked ROM under ``out_dir``."""
+    if not rom_target_available(src, target):
+        vendor, device = ids_for_target(target) or (0, 0)
+        raise BuildError(f"{target} cannot be built in {src}: no source declares PCI_ROM(0x{vendor:04x}, 0x{device:04x}, ...)",
+                         hint="apply the series that adds the driver (`patchkit apply`), or pass another --target")
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "build.log"
     seconds, full = make_in_tree(src, settings, target, log, say)

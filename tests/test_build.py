@@ -28,6 +28,7 @@ from patchkit.build import (
     failure_message,
     new_warnings,
     normalise_warning,
+    rom_target_available,
     tree_digest,
 )
 from patchkit.cli import cli
@@ -158,7 +159,7 @@ def test_tree_digest_follows_content_not_outputs(small_repo: tuple[Path, list[st
 # --- make in a small fixture tree (real make and gcc, no gPXE) -------------------------
 
 FIXTURE_MAKEFILE = """\
-bin/1af41001.rom : bin/a.o mkrom.py
+bin/fixture.rom : bin/a.o mkrom.py
 \t$(PYTHON) mkrom.py $@
 
 bin/a.o : a.c
@@ -194,7 +195,7 @@ def fixture_tree(tmp_path: Path) -> tuple[Path, Pin]:
     (src / "mkrom.py").write_text(FIXTURE_MKROM)
     (src / "a.c").write_text("int answer ( void );\nint answer ( void ) {\n\treturn 42;\n}\n")
     pin = Pin(name="fixture", url="-", commit="-", rom={"vendor": 0x1AF4, "device": 0x1001},
-              build={"directory": "src", "target": "bin/1af41001.rom", "make_args": [f"PYTHON={sys.executable}"]})
+              build={"directory": "src", "target": "bin/fixture.rom", "make_args": [f"PYTHON={sys.executable}"]})
     return tmp_path / "tree", pin
 
 
@@ -229,6 +230,14 @@ def test_fixture_compile_error_names_file_line_and_log(fixture_tree: tuple[Path,
     assert "a.c:2:" in msg and "error:" in msg
     log = Path(msg.split("full log: ")[1].splitlines()[0])
     assert log.is_file() and "a.c:2:" in log.read_text()
+
+
+def test_fixture_device_target_without_driver_is_refused(fixture_tree: tuple[Path, Pin]) -> None:
+    tree, pin = fixture_tree
+    with pytest.raises(BuildError, match=r"no source declares PCI_ROM\(0x1af4, 0x1001"):
+        build_rom(tree, pin, "bin/1af41001.rom")
+    (tree / "src" / "a.c").write_text('/* PCI_ROM ( 0x1af4, 0x1001, "x", "x", 0 ) */\n')
+    assert rom_target_available(tree / "src", "bin/1af41001.rom")
 
 
 # --- real gPXE builds ------------------------------------------------------------------
