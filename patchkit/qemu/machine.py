@@ -62,7 +62,7 @@ class Machine:
     def __init__(self, spec: MachineSpec, run_dir: Path) -> None:
         self.spec = spec
         self.run_dir = run_dir
-        self.console = Console(run_dir / "serial.log")
+        self.console: Console  # created on entry, in the run directory
         self.started = 0.0  # time.monotonic() when QEMU was started
         self._qmp = QMPClient("patchkit")
         self._stack = contextlib.ExitStack()
@@ -72,6 +72,7 @@ class Machine:
     async def __aenter__(self) -> Machine:
         argv = qemu_argv(self.spec)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.console = Console(self.run_dir / "serial.log")
         atomic_write(self.run_dir / "qemu-cmdline.txt", shlex.join(argv) + "\n")
         try:
             self.started = time.monotonic()

@@ -1,0 +1,106 @@
+"""The QEMU machine lifecycle on a real QEMU (TCG): QMP control, screenshots, always stopped and reaped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from patchkit.errors import BootError
+from patchkit.qemu.cmdline import Drive, MachineSpec, reference_spec
+from patchkit.qemu.machine import Machine, keys_for, qemu_version
+
+pytestmark = pytest.mark.boot
+
+
+def blank_disk(path: Path) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(1 << 20)
+    return path
+
+
+def gone(pid: int) -> bool:
+    """The process no longer exists (it was reaped, not left a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_machine_runs_under_qmp_and_is_stopped_after(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+
+    async def scenario() -> tuple[int, str, bool, str]:
+        async with Machine(reference_spec(blank_disk(tmp_path / "blank.img")), run_dir) as machine:
+            assert machine._proc is not None
+            pid = machine._proc.pid
+            wait = await machine.console.wait_for(["No bootable device"], timeout=60)
+            assert wait.matched, wait.reason
+            status = await machine.status()
+            shot = await machine.screendump(run_dir / "end.png")
+        return pid, status, shot, machine.console.screen()
+
+    pid, status, shot, screen = asyncio.run(scenario())
+    assert status == "running"
+    assert shot and (run_dir / "end.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "SeaBIOS" in screen and "No bootable device" in screen
+    assert gone(pid)
+    assert (run_dir / "qemu-cmdline.txt").read_text().startswith("qemu-system-x86_64 ")
+    assert b"No bootable device" in (run_dir / "serial.log").read_bytes()
+    assert (run_dir / "seabios.log").read_text(errors="replace").strip()  # SeaBIOS's debug port
+
+
+def test_an_error_inside_the_block_still_stops_qemu(tmp_path: Path) -> None:
+    pids = []
+
+    async def scenario() -> None:
+        async with Machine(reference_spec(blank_disk(tmp_path / "blank.img")), tmp_path / "run") as machine:
+            assert machine._proc is not None
+            pids.append(machine._proc.pid)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(scenario())
+    assert gone(pids[0])
+
+
+def test_a_long_run_directory_still_gets_its_qmp_socket(tmp_path: Path) -> None:
+    run_dir = tmp_path / ("d" * 60) / ("e" * 60)
+    assert len(str(run_dir / "qmp.sock")) > 108  # longer than a UNIX socket path may be
+
+    async def scenario() -> str:
+        async with Machine(reference_spec(blank_disk(tmp_path / "blank.img")), run_dir) as machine:
+            return await machine.status()
+
+    assert asyncio.run(scenario()) in ("running", "paused")
+
+
+def test_qemu_failing_at_start_up_is_a_boot_error_with_its_message(tmp_path: Path) -> None:
+    spec = MachineSpec(drives=(Drive(tmp_path / "missing.img"),))
+
+    async def scenario() -> None:
+        async with Machine(spec, tmp_path / "run"):
+            pass
+
+    with pytest.raises(BootError, match="QEMU exited at start-up") as info:
+        asyncio.run(scenario())
+    assert "missing.img" in str(info.value)
+
+
+def test_keys_for_typing_gpxe_commands() -> None:
+    assert keys_for("s") == ["s"]
+    assert keys_for("S") == ["shift", "s"]
+    assert keys_for(":") == ["shift", "semicolon"]
+    assert keys_for("_") == ["shift", "minus"]
+    assert keys_for(".") == ["dot"]
+    assert keys_for(" ") == ["spc"]
+    assert keys_for("\n") == ["ret"]
+    with pytest.raises(BootError, match="cannot type"):
+        keys_for("\u00e9")
+
+
+def test_qemu_version_is_reported() -> None:
+    assert qemu_version()[0].isdigit()
