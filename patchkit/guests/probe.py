@@ -18,7 +18,7 @@ from pathlib import Path
 from patchkit.guests import asm, disk
 from patchkit.guests.base import Guest, Progress
 
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"
 CYLINDERS = 32
 TOTAL_SECTORS = CYLINDERS * disk.CYLINDER_SECTORS
 TOKEN_LBA = 60
