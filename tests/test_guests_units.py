@@ -177,3 +177,20 @@ def test_import_from_a_floppy_and_from_a_partitioned_disk(inputs_cache: Path, tm
 
 def test_real_cache_untouched_by_unit_tests() -> None:
     assert os.environ["PATCHKIT_CACHE"] != str(REAL_CACHE)
+
+
+def test_guest_cli_lists_missing_images_with_their_commands_and_builds_probe() -> None:
+    from click.testing import CliRunner
+
+    from patchkit.cli import cli
+
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["guest", "list"])
+    assert listing.exit_code == 0
+    assert "`patchkit guest import freedos --media PATH`" in listing.output
+    assert "`patchkit guest build debian`" in listing.output
+    built = runner.invoke(cli, ["guest", "build", "probe"])
+    assert built.exit_code == 0, built.output
+    assert "probe: " in built.output and "sha256" in built.output
+    failed = runner.invoke(cli, ["guest", "import", "freedos", "--media", "/nonexistent/floppy.img"])
+    assert isinstance(failed.exception, GuestError)
