@@ -19,7 +19,6 @@ CYLINDER_SECTORS = HEADS * SECTORS_PER_TRACK
 PARTITION_START = SECTORS_PER_TRACK  # LBA 63: cylinder 0, head 1, sector 1
 
 PART_FAT16 = 0x06
-PART_FAT32_LBA = 0x0C
 PART_DATA = 0xDA  # "non-FS data": the probe's stamped sectors
 
 

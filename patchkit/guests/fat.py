@@ -40,7 +40,3 @@ def delete(image: Path, offset: int, name: str) -> None:
     """Delete file ``name`` from the file system."""
     run(["mdel", "-i", spec(image, offset), f"::{name}"], env=MTOOLS_ENV)
 
-
-def mkdir(image: Path, offset: int, name: str) -> None:
-    """Create directory ``name``."""
-    run(["mmd", "-i", spec(image, offset), f"::{name}"], env=MTOOLS_ENV)
