@@ -108,8 +108,9 @@ def _embedded_digests(make_args: Sequence[str]) -> list[str]:
         if arg.startswith("EMBEDDED_IMAGE="):
             for name in arg.split("=", 1)[1].split(","):
                 path = Path(name)
-                if not path.is_file():
-                    raise BuildError(f"embedded image {path} does not exist", hint="pass an absolute path to a #!gpxe script")
+                if not path.is_absolute() or not path.is_file():
+                    raise BuildError(f"embedded image {path} is not an existing file given by its absolute path",
+                                     hint="make runs in the tree's src/: pass EMBEDDED_IMAGE=/absolute/path/to/script")
                 digests.append(sha256_file(path))
     return digests
 
@@ -121,12 +122,10 @@ def build_rom(
     *,
     extra_make_args: Sequence[str] = (),
     progress: Progress | None = None,
-    reuse: bool = True,
 ) -> BuiltRom:
     """Build ``target`` (default: the pin's) in ``tree`` and return the checked ROM in the cache.
 
-    A build with the same key is reused without running make unless ``reuse`` is
-    false. Raises BuildError with the compiler's error lines and the log's path when
+    A build with the same key is reused without running make. Raises BuildError with the compiler's error lines and the log's path when
     make fails, or when the ROM fails its checks.
     """
     say = progress or (lambda _msg: None)
@@ -140,7 +139,7 @@ def build_rom(
         key = build_key(tree_digest(src), make_args + settings["embedded"], target)
         out_dir = cache_dir() / "builds" / key
         with file_lock(cache_dir() / "builds" / f".{key}.lock"):
-            if reuse and (cached := load_build(out_dir)) is not None:
+            if (cached := load_build(out_dir)) is not None:
                 say(f"reusing build {key[:12]} of {target} (tree content and settings unchanged)")
                 return cached
             return _make(src, pin, target, key, out_dir, settings, say)
@@ -148,12 +147,9 @@ def build_rom(
 
 def load_build(out_dir: Path) -> BuiltRom | None:
     """The complete build in ``out_dir``, or None when it is missing, partial or altered."""
-    try:
-        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    rom = out_dir / manifest["rom"]
-    if not rom.is_file() or sha256_file(rom) != manifest["sha256"]:
+    manifest = _read_json(out_dir / "manifest.json")
+    rom = out_dir / str(manifest.get("rom", ""))
+    if not manifest or not rom.is_file() or sha256_file(rom) != manifest.get("sha256"):
         return None
     log = out_dir / "build.log"
     return BuiltRom(path=rom, sha256=manifest["sha256"], size=manifest["size"], log=log, reused=True,
@@ -213,8 +209,9 @@ def _store(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: 
     shutil.copyfile(built, tmp)
     os.replace(tmp, rom)
     sha = sha256_file(rom)
-    if log.parent != out_dir:
+    if log != out_dir / "build.log":
         shutil.copyfile(log, out_dir / "build.log")
+        log = out_dir / "build.log"
     manifest = {"target": target, "rom": rom.name, "sha256": sha, "size": rom.stat().st_size,
                 "full": full, "seconds": round(seconds, 2), **settings}
     atomic_write(out_dir / "manifest.json", json.dumps(manifest, indent=2))
