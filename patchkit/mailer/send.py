@@ -43,7 +43,8 @@ class SendOptions:
     reason: str | None = None
     resend: bool = False
     resume: bool = False
-    smtp: dict[str, str | None] = field(default_factory=dict)  # server, port, encryption, user, password, ca
+    # server, port, encryption, user, password, ca (kept out of repr(): it may hold the password)
+    smtp: dict[str, str | None] = field(default_factory=dict, repr=False)
 
 
 @dataclass
