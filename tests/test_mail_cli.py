@@ -78,3 +78,10 @@ def test_missing_server_says_how_to_configure(mail_project: MailProject) -> None
     mail_project.record()
     status, out = patchkit(mail_project, "send-email")
     assert status == 1 and "no SMTP server configured" in out and "sendemail.smtpServer" in out
+
+
+def test_contradictory_options_are_usage_errors(mail_project: MailProject, tmp_path: Path) -> None:
+    status, out = patchkit(mail_project, "send-email", "--dry-run", "--mbox", str(tmp_path / "x.mbox"))
+    assert status == 2 and "pick one" in out
+    status, out = patchkit(mail_project, "send-email", "--reason", "because")
+    assert status == 2 and "--reason goes with --force" in out

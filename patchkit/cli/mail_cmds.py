@@ -37,6 +37,10 @@ def send_email_cmd(project: Path, series: str | None, to: tuple[str, ...], cc: t
                    smtp_port: str | None, smtp_encryption: str | None, smtp_user: str | None,
                    smtp_ca: Path | None) -> None:
     """Mail SERIES (default: the only one) as a threaded vN series with a cover letter."""
+    if dry_run and mbox is not None:
+        raise click.UsageError("--dry-run and --mbox are two ways of not sending: pick one")
+    if reason and not force:
+        raise click.UsageError("--reason goes with --force (it records why the gate was overridden)")
     options = SendOptions(
         to=list(to) or None, cc=list(cc) or None, subject_prefix=subject_prefix, sender=sender,
         dry_run=dry_run, mbox=mbox, force=force, reason=reason, resend=resend, resume=resume,
