@@ -11,7 +11,7 @@ from test_mail_fixtures import USERS, MailProject, Recorder, Server, authenticat
 from patchkit.mailer.smtp import read_settings
 from patchkit.run import run
 
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, fixture_repo
+pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
 
 def patchkit(mp: MailProject, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

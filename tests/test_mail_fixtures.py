@@ -96,7 +96,7 @@ def make_series(project: Path, applied: FixtureApplied, *, version: int = 2, nam
 
 
 @pytest.fixture
-def fixture_repo(tmp_path: Path) -> FixtureApplied:
+def mail_repo(tmp_path: Path) -> FixtureApplied:
     return make_repo(tmp_path / "tree")
 
 

@@ -13,7 +13,7 @@ from patchkit.mailer.journal import journal_path
 from patchkit.mailer.send import SendOptions, send_email
 from patchkit.series.io import new_version, save_series
 
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, fixture_repo
+pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
 
 def dry(mp: MailProject, **kwargs: object):  # noqa: ANN201 - a SendReport

@@ -15,7 +15,7 @@ from patchkit.gitrepo import tree_dir
 from patchkit.mailer.send import SendOptions, send_email
 from patchkit.run import run
 
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, fixture_repo
+pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_COMMITTER_NAME": "Maintainer", "GIT_COMMITTER_EMAIL": "m@example.org"}
 

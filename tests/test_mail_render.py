@@ -11,7 +11,7 @@ from test_mail_fixtures import SENDER, FixtureApplied, format_patch, make_series
 
 from patchkit.mailer.render import Envelope, cover_text, git_signature, new_message_ids, render_series
 
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, fixture_repo
+pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
 
 def _parse(data: bytes) -> EmailMessage:
@@ -24,12 +24,12 @@ def _split_body(data: bytes) -> bytes:
     return data.split(b"\n\n", 1)[1]
 
 
-def test_patch_mails_match_git_format_patch(fixture_repo: FixtureApplied, tmp_path: Path) -> None:
-    series = make_series(tmp_path / "project", fixture_repo, version=2)
+def test_patch_mails_match_git_format_patch(mail_repo: FixtureApplied, tmp_path: Path) -> None:
+    series = make_series(tmp_path / "project", mail_repo, version=2)
     envelope = Envelope(SENDER, (), ())
     ids = new_message_ids(series, SENDER)
-    mails = render_series(series, fixture_repo, envelope, ids, "")
-    git_files = format_patch(fixture_repo, tmp_path / "git", 2)
+    mails = render_series(series, mail_repo, envelope, ids, "")
+    git_files = format_patch(mail_repo, tmp_path / "git", 2)
     assert len(mails) == len(git_files) == 3
     for mail, path in zip(mails[1:], git_files[1:]):
         ours, theirs = mail.as_bytes(), path.read_bytes().split(b"\n", 1)[1]  # drop git's "From <sha>" line
@@ -49,12 +49,12 @@ def test_patch_mails_match_git_format_patch(fixture_repo: FixtureApplied, tmp_pa
     assert mails[2].subject.startswith("[PATCH v2 2/2] [virtio] Add virtio block")
 
 
-def test_mails_from_author_match_git_headers_too(fixture_repo: FixtureApplied, tmp_path: Path) -> None:
+def test_mails_from_author_match_git_headers_too(mail_repo: FixtureApplied, tmp_path: Path) -> None:
     """Sent by patch 2's author, its mail is byte-identical in body and equal in From too."""
-    series = make_series(tmp_path / "project", fixture_repo, version=1)
+    series = make_series(tmp_path / "project", mail_repo, version=1)
     sender = "Zoë Ünïcode <zoe@example.net>"
-    mails = render_series(series, fixture_repo, Envelope(sender, (), ()), new_message_ids(series, sender), "")
-    theirs = format_patch(fixture_repo, tmp_path / "git", 1)[2].read_bytes().split(b"\n", 1)[1]
+    mails = render_series(series, mail_repo, Envelope(sender, (), ()), new_message_ids(series, sender), "")
+    theirs = format_patch(mail_repo, tmp_path / "git", 1)[2].read_bytes().split(b"\n", 1)[1]
     ours = mails[2].as_bytes()
     assert _split_body(ours) == _split_body(theirs)
     a, b = _parse(ours), _parse(theirs)
@@ -62,16 +62,16 @@ def test_mails_from_author_match_git_headers_too(fixture_repo: FixtureApplied, t
     assert a["Subject"] == "[PATCH 2/2] [virtio] Add virtio block device sanboot support with a rather long subject"
 
 
-def test_cover_letter_tail_matches_git(fixture_repo: FixtureApplied, tmp_path: Path) -> None:
-    series = make_series(tmp_path / "project", fixture_repo, version=3)
-    mails = render_series(series, fixture_repo, Envelope(SENDER, ("devel@example.org",), ()),
+def test_cover_letter_tail_matches_git(mail_repo: FixtureApplied, tmp_path: Path) -> None:
+    series = make_series(tmp_path / "project", mail_repo, version=3)
+    mails = render_series(series, mail_repo, Envelope(SENDER, ("devel@example.org",), ()),
                           new_message_ids(series, SENDER), "Tested:\n  freedos  pass")
     cover = mails[0].as_bytes()
-    git_cover = format_patch(fixture_repo, tmp_path / "git", 3)[0].read_bytes()
+    git_cover = format_patch(mail_repo, tmp_path / "git", 3)[0].read_bytes()
     # git's blurb is a placeholder; everything from the shortlog on must be identical.
     tail = _split_body(git_cover).split(b"*** BLURB HERE ***\n\n", 1)[1]
     assert _split_body(cover).endswith(tail)
-    assert f"base-commit: {fixture_repo.base}\n-- \n{git_signature()}\n\n".encode() in cover
+    assert f"base-commit: {mail_repo.base}\n-- \n{git_signature()}\n\n".encode() in cover
     msg = _parse(cover)
     assert msg["Subject"] == "[PATCH v3 0/2] virtio-blk sanboot for gPXE"
     assert msg["From"] == SENDER and msg["To"] == "devel@example.org"
@@ -81,7 +81,7 @@ def test_cover_letter_tail_matches_git(fixture_repo: FixtureApplied, tmp_path: P
                            "Please review.\n\nChanges in v3:\n- change number 3\n\nChanges in v2:\n- change number 2\n\n")
 
 
-def test_cover_text_appends_tested_without_placeholder(fixture_repo: FixtureApplied, tmp_path: Path) -> None:
-    series = make_series(tmp_path / "project", fixture_repo, version=1)
+def test_cover_text_appends_tested_without_placeholder(mail_repo: FixtureApplied, tmp_path: Path) -> None:
+    series = make_series(tmp_path / "project", mail_repo, version=1)
     series.cover_body = "Just a body."
     assert cover_text(series, "Tested: yes") == "Just a body.\n\nTested: yes"

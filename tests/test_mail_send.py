@@ -20,7 +20,7 @@ from patchkit.gitrepo import tree_dir
 from patchkit.mailer.journal import journal_path
 from patchkit.mailer.send import send_email
 
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, fixture_repo
+pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
 
 def _msg(envelope: SmtpEnvelope) -> email.message.EmailMessage:
