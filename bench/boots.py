@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from patchkit import validate
+from patchkit.errors import PatchkitError
 from patchkit.guests import Guest, get_guest
 from patchkit.guests.probe import parse_probe_log
 from patchkit.store import atomic_write
@@ -95,8 +96,10 @@ def measure(guest_names: Sequence[str], rom: Path | None, runs: int, say: Progre
             for side in sides:
                 if side == ROM and rom is None:
                     continue
-                outcome = boot_once(guest, rom if side == ROM else None)
-                s = sample(guest, side, outcome)
+                try:
+                    s = sample(guest, side, boot_once(guest, rom if side == ROM else None))
+                except PatchkitError as exc:  # e.g. an image gone missing: a failed run, not a lost benchmark
+                    s = BootSample(guest.name, side, False, str(exc), None, None)
                 samples.append(s)
                 figure = f"boot {s.boot_s:.2f} s, wall {s.wall_s:.2f} s" if s.boot_s is not None else s.reason
                 say(f"run {n + 1}/{runs} {guest.name:8} {side:8} {'ok  ' if s.passed else 'FAIL'} {figure}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.boots import ROM, SEABIOS, BootSample
+from bench.loop import LoopRun
 from bench.report import Row, Target, compared, stages
 
 BOOT_TARGET = Target("ratio<=", 1.10)  # ROM boot time within 1.1x of SeaBIOS's
@@ -58,10 +59,19 @@ def throughput_rows(samples: Sequence[BootSample]) -> list[Row]:
     return rows
 
 
-def loop_rows(cold: dict[str, float], warm: dict[str, float], cold_note: str = "", warm_note: str = "") -> list[Row]:
-    """The cold and warm validation loops: totals, then each stage with its share."""
-    return (stages("loop.cold", "cold: vendor, apply, build, guests", cold, note=cold_note)
-            + stages("loop.warm", "warm: 1-line driver change", warm, WARM_LOOP_TARGET, warm_note))
+def loop_rows(cold: LoopRun | None, warm: LoopRun | None) -> list[Row]:
+    """The cold and warm validation loops: totals, then each stage with its share.
+
+    A loop whose guests did not all pass gets no verdict: its time is not the time of
+    a validation (a failing boot ends early).
+    """
+    rows = []
+    for key, label, run, target in (("loop.cold", "cold: vendor, apply, build, guests", cold, None),
+                                    ("loop.warm", "warm: 1-line driver change", warm, WARM_LOOP_TARGET)):
+        valid = run is not None and run.passed and all(run.passed.values())
+        rows += stages(key, label, run.stages if run else {}, target if valid or run is None else None,
+                       run.note() if run else "")
+    return rows
 
 
 def size_row(rom_size: int | None, base_size: int | None) -> Row:

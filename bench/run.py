@@ -115,8 +115,7 @@ def measure(args: argparse.Namespace) -> dict:
         sections.append(("probe INT 13h AH=42 reads: ROM vs SeaBIOS", len(rows)))
         rows += figures.throughput_rows(samples)
     sections.append((f"validation loop ({boots.ACCEL}, {os.cpu_count()} cores): stage time, share", len(rows)))
-    rows += figures.loop_rows(cold.stages if cold else {}, warm.stages if warm else {},
-                              cold.note() if cold else "", warm.note() if warm else "")
+    rows += figures.loop_rows(cold, warm)
     sections.append(("ROM size vs the base tree's ROM", len(rows)))
     rows.append(figures.size_row(rom_size, base_size))
     data = report.to_json(rows, sections, meta, missing)

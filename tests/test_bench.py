@@ -73,15 +73,24 @@ def test_throughput_rows_hold_the_127_sector_target() -> None:
 
 
 def test_loop_rows_give_each_stage_its_share() -> None:
-    rows = figures.loop_rows({"vendor": 1.0, "apply": 1.0, "build": 6.0, "guests": 12.0},
-                             {"apply": 1.0, "build": 3.0, "guests": 12.0}, warm_note="3 guests passed")
-    by_key = {r.key: r for r in rows}
+    cold = loop.LoopRun({"vendor": 1.0, "apply": 1.0, "build": 6.0, "guests": 12.0}, passed={"debian": True})
+    warm = loop.LoopRun({"apply": 1.0, "build": 3.0, "guests": 12.0}, passed={"debian": True, "probe": True})
+    by_key = {r.key: r for r in figures.loop_rows(cold, warm)}
     assert by_key["loop.cold"].value == 20.0 and by_key["loop.cold"].verdict() == ""
     assert by_key["loop.cold.build"].ratio == pytest.approx(0.3)
     assert report.cells(by_key["loop.cold.build"])[1:4] == ("6.00 s", "", "30%")
     assert by_key["loop.warm"].value == 16.0 and by_key["loop.warm"].verdict() == "PASS"
-    assert by_key["loop.warm"].note == "3 guests passed"
-    assert figures.loop_rows({}, {})[0].value is None
+    assert by_key["loop.warm"].note == "2 guests passed"
+
+
+def test_a_loop_with_failed_guests_gets_no_verdict_and_a_missing_loop_is_na() -> None:
+    warm = loop.LoopRun({"build": 3.0, "guests": 2.0}, passed={"debian": False, "probe": True})
+    row = figures.loop_rows(None, warm)[-3]
+    assert row.key == "loop.warm" and row.value == 5.0 and row.verdict() == ""
+    assert row.note.startswith("guests failed: debian")
+    missing = figures.loop_rows(None, None)
+    assert [r.key for r in missing] == ["loop.cold", "loop.warm"]
+    assert missing[1].value is None and missing[1].verdict() == "n/a"
 
 
 def test_size_row_states_the_cost() -> None:
@@ -106,7 +115,7 @@ def test_table_has_one_header_sections_and_aligned_columns() -> None:
 
 def test_json_round_trip_and_deltas(tmp_path: Path) -> None:
     old = figures.boot_rows([boot("debian", ROM, 6.0), boot("debian", SEABIOS, 5.0)], ["debian"])
-    old += figures.loop_rows({"build": 30.0}, {"build": 2.0})
+    old += figures.loop_rows(loop.LoopRun({"build": 30.0}), loop.LoopRun({"build": 2.0}))
     sections = [("boot", 0), ("loop", 2)]
     path = tmp_path / "results" / "old.json"
     report.save(path, report.to_json(old, sections, {"date": "d"}, ["the freedos guest: run `x`"]))
