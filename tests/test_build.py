@@ -333,6 +333,9 @@ def gpxe_project(gpxe_mirror: Path, isolated_cache: Path, shared_build_state: Pa
     write_series(project, "demo", base, demo_patches())
     write_series(project, "demo-warn", base, demo_patches(warning=True))
     write_series(project, "demo-broken", base, demo_patches(broken=True))
+    # `patchkit build --each-patch` uses trees/<series>.each-patch: point it at the shared scratch tree.
+    (isolated_cache / "trees").mkdir()
+    os.symlink(shared_build_state / "each-patch", isolated_cache / "trees" / "demo-warn.each-patch")
     return project
 
 
@@ -393,3 +396,12 @@ def test_cli_build_prints_rom_facts(gpxe_project: Path, scratch: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "sha256:" in result.output and "reused" in result.output
     assert "PCIR 1af4:1001" in result.output
+
+
+@pytest.mark.needs_gpxe
+def test_cli_each_patch_fails_on_a_new_warning(gpxe_project: Path) -> None:
+    result = CliRunner().invoke(cli, ["-C", str(gpxe_project), "build", "demo-warn", "--each-patch"])
+    assert result.exit_code == 1
+    assert "patch 1 0001-pkdemo-Add-an-object.patch: builds (1af41000.rom" in result.output
+    assert "pkdemo_unused" in result.output
+    assert "the series adds 1 compiler warning(s)" in str(result.exception)
