@@ -1,0 +1,265 @@
+"""`patchkit test` on real QEMU (TCG): each guest through the series' ROM, with negative controls.
+
+Every boot test has a negative control: the base tree's ROM (a virtio-net ROM, no
+virtio-blk sanboot) must fail each guest with gPXE's own reason; a guest must fail
+when the run expects another token; `virtio_blk:` picks the first disk, which fails
+when that disk is blank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from patchkit.errors import MissingInputError
+from patchkit.guests import GUEST_NAMES, Guest, get_guest
+from patchkit.store import Results, cache_dir
+from patchkit.validate import Layout, boot_guest, choose_accel
+
+pytestmark = pytest.mark.boot
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SERIES = "gpxe-virtio-blk"
+ARTIFACTS = ("serial.log", "screen.txt", "end.png", "seabios.log", "qemu-cmdline.txt", "timings.json", "result.json")
+
+
+def guest_or_skip(name: str) -> Guest:
+    """The guest, or skip naming the command that builds its image."""
+    guest = get_guest(name)
+    try:
+        guest.base_image()
+    except MissingInputError as exc:
+        pytest.skip(f"{exc.message}: run `{guest.build_command}`")
+    return guest
+
+
+@contextlib.contextmanager
+def cache_at(path: Path) -> Iterator[None]:
+    """PATCHKIT_CACHE points at ``path`` for the block (session fixtures have no monkeypatch)."""
+    before = os.environ.get("PATCHKIT_CACHE")
+    os.environ["PATCHKIT_CACHE"] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PATCHKIT_CACHE"]
+        else:
+            os.environ["PATCHKIT_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def rom_builder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path, str], Path]:
+    """Builds ROMs once per session, reusing builds across sessions.
+
+    The builds run in a session cache whose upstream/ is the user's (read only) and
+    whose builds/ is the user's content-keyed build cache, so a ROM is compiled
+    once per tree content and settings, not once per test run.
+    """
+    built: dict[str, Path] = {}
+
+    def build(mirror: Path, which: str) -> Path:
+        if which not in built:
+            from patchkit import build as builder
+
+            real = mirror.parent.parent
+            session_cache = tmp_path_factory.mktemp("rom-cache")
+            (real / "builds").mkdir(exist_ok=True)
+            for name in ("upstream", "builds"):
+                os.symlink(real / name, session_cache / name)
+            with cache_at(session_cache):
+                if which == "base":
+                    rom = builder.base_rom(PROJECT_ROOT)
+                else:
+                    rom = builder.ensure_series_rom(PROJECT_ROOT, SERIES)
+            built[which] = rom.path
+        return built[which]
+
+    return build
+
+
+@pytest.fixture
+def base_rom(gpxe_mirror: Path, rom_builder: Callable[[Path, str], Path]) -> Path:
+    """bin/1af41000.rom of the series base: gPXE with virtio-net only (the negative control)."""
+    return rom_builder(gpxe_mirror, "base")
+
+
+@pytest.fixture
+def series_rom(gpxe_mirror: Path, rom_builder: Callable[[Path, str], Path]) -> Path:
+    """bin/1af41001.rom of the series' current revision."""
+    return rom_builder(gpxe_mirror, "series")
+
+
+def assert_artifacts(run_dir: Path) -> None:
+    for name in ARTIFACTS:
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "timings.json").read_text())["total"] > 0
+
+
+# --- the reference path (SeaBIOS boots the disk itself) -------------------------------------
+
+
+@pytest.mark.parametrize("name", GUEST_NAMES)
+def test_reference_boot_passes(inputs_cache: Path, name: str) -> None:
+    guest = guest_or_skip(name)
+    outcome = boot_guest(guest, rom=None)
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+    assert outcome.accel == "tcg" or outcome.accel == choose_accel("auto")[0]
+    assert {"boot_sector", "success"} <= outcome.timings.keys()
+    assert_artifacts(outcome.run_dir)
+    cmdline = (outcome.run_dir / "qemu-cmdline.txt").read_text()
+    assert "bootindex=0" in cmdline and "-option-rom" not in cmdline
+
+
+def test_a_guest_that_never_prints_the_expected_token_fails(inputs_cache: Path) -> None:
+    guest = guest_or_skip("freedos")
+    outcome = boot_guest(guest, rom=None, expect_token="0000000000ff")
+    assert not outcome.passed
+    assert 'waiting for the guest\'s marker "PATCHKIT-PASS 0000000000ff"' in outcome.reason
+    assert (outcome.run_dir / "failure.png").is_file()
+    assert "PATCHKIT-PASS" in (outcome.run_dir / "serial.log").read_text(errors="replace")
+
+
+# --- negative control: a ROM without the series' driver --------------------------------------
+
+
+@pytest.mark.parametrize("name", GUEST_NAMES)
+def test_a_rom_without_the_driver_fails_with_gpxes_reason(inputs_cache: Path, base_rom: Path, name: str) -> None:
+    guest = guest_or_skip(name)
+    outcome = boot_guest(guest, rom=base_rom)
+    assert not outcome.passed
+    assert outcome.reason.startswith("sanboot virtio_blk:PCI00:04.0 returned to the gPXE prompt: Could not boot from")
+    assert "Not supported" in outcome.reason
+    assert {"gpxe_banner", "gpxe_prompt"} <= outcome.timings.keys()
+    assert "success" not in outcome.timings
+    cmdline = (outcome.run_dir / "qemu-cmdline.txt").read_text()
+    assert "-boot strict=on" in cmdline and f"-option-rom {base_rom},bootindex=0" in cmdline
+    assert (outcome.run_dir / "failure.png").is_file()
+
+
+# --- the series' ROM ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GUEST_NAMES)
+def test_series_rom_boots_each_guest(inputs_cache: Path, series_rom: Path, name: str) -> None:
+    guest = guest_or_skip(name)
+    outcome = boot_guest(guest, rom=series_rom)
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+    timings = outcome.timings
+    assert timings["gpxe_banner"] <= timings["gpxe_prompt"] <= timings["boot_sector"] <= timings["success"]
+    assert_artifacts(outcome.run_dir)
+    assert "Booting from ROM" in (outcome.run_dir / "seabios.log").read_text(errors="replace")
+
+
+def test_the_named_disk_is_booted(inputs_cache: Path, series_rom: Path) -> None:
+    guest = guest_or_skip("freedos")
+    outcome = boot_guest(guest, rom=series_rom, root_path="virtio_blk:PCI00:05.0",
+                         layout=Layout(guest_addr="05.0", blank_addrs=("04.0",)))
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+
+
+def test_bare_prefix_boots_the_first_disk(inputs_cache: Path, series_rom: Path) -> None:
+    guest = guest_or_skip("freedos")
+    outcome = boot_guest(guest, rom=series_rom, root_path="virtio_blk:",
+                         layout=Layout(guest_addr="04.0", blank_addrs=("05.0",)))
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+
+
+def test_bare_prefix_with_a_blank_first_disk_fails(inputs_cache: Path, series_rom: Path) -> None:
+    guest = guest_or_skip("freedos")
+    outcome = boot_guest(guest, rom=series_rom, root_path="virtio_blk:",
+                         layout=Layout(guest_addr="05.0", blank_addrs=("04.0",)))
+    assert not outcome.passed
+    assert "returned to the gPXE prompt" in outcome.reason
+
+
+# --- keep-san: the SAN drive outlives sanboot ------------------------------------------------------
+
+
+def test_keep_san_keeps_the_virtio_disk_as_drive_0x80(inputs_cache: Path, series_rom: Path) -> None:
+    # sanboot a blank virtio disk with keep-san, leave gPXE: the BIOS then boots
+    # "hard disk" 0x80 through gPXE's INT 13h, which is still the blank virtio disk,
+    # so the bootable IDE disk behind it is not reached.
+    guest = guest_or_skip("freedos")
+    outcome = boot_guest(guest, rom=series_rom, layout=Layout(guest_addr="ide", blank_addrs=("04.0",)),
+                         gpxe_commands=["set keep-san 1"], exit_after_sanboot=True)
+    serial = (outcome.run_dir / "serial.log").read_text(errors="replace")
+    assert not outcome.passed
+    assert "sanboot_returned" in outcome.timings
+    assert "Boot failed: not a bootable disk" in serial  # SeaBIOS read drive 0x80: the blank disk
+
+
+def test_without_keep_san_the_bios_boots_the_next_disk(inputs_cache: Path, series_rom: Path) -> None:
+    guest = guest_or_skip("freedos")
+    outcome = boot_guest(guest, rom=series_rom, layout=Layout(guest_addr="ide", blank_addrs=("04.0",)),
+                         exit_after_sanboot=True)
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+
+
+# --- accelerators ------------------------------------------------------------------------------
+
+
+def test_auto_accel_avoids_a_kvm_that_cannot_run_the_guests() -> None:
+    assert choose_accel("tcg") == ("tcg", "")
+    assert choose_accel("kvm") == ("kvm", "")
+    accel, note = choose_accel("auto")
+    if Path("/sys/module/kvm_pvm").exists():
+        assert (accel, note) == ("tcg", "KVM is the kvm_pvm software module (cannot run real-mode guests): using TCG")
+    elif not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        assert accel == "tcg" and "not usable" in note
+    else:
+        assert accel == "kvm"
+
+
+def test_a_kvm_internal_error_is_detected(inputs_cache: Path) -> None:
+    if not Path("/sys/module/kvm_pvm").exists() or not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("needs the kvm_pvm software KVM (where syslinux stops with a KVM internal error)")
+    guest = guest_or_skip("freedos")
+    outcome = boot_guest(guest, rom=None, accel="kvm", timeout=120)
+    assert not outcome.passed and outcome.kvm_failed
+    assert "internal error" in outcome.reason
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def patchkit(*args: str, cache: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATCHKIT_CACHE": str(cache)}
+    return subprocess.run([sys.executable, "-m", "patchkit", *args], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=600, check=False)
+
+
+def test_command_reference_run_is_recorded(inputs_cache: Path, tmp_path: Path) -> None:
+    guest_or_skip("freedos")
+    done = patchkit("test", "--reference", "--guest", "freedos", cache=inputs_cache, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS freedos (tcg): marker seen after" in done.stdout
+    with Results(cache_dir() / "results.sqlite") as db:
+        [result] = db.for_revision(SERIES, "reference")
+    assert result.passed and result.key.rom_sha256 == "" and result.key.guest == "freedos"
+    assert result.key.qemu_version[0].isdigit() and result.key.accel == "tcg"
+    assert result.run_dir in done.stdout
+
+
+def test_command_fails_with_the_base_rom(inputs_cache: Path, base_rom: Path) -> None:
+    guest_or_skip("probe")
+    done = patchkit("test", "--rom", str(base_rom), "--guest", "probe", "--accel", "tcg",
+                    cache=inputs_cache, cwd=PROJECT_ROOT)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL probe (tcg): sanboot virtio_blk:PCI00:04.0 returned to the gPXE prompt" in done.stdout
+    assert "1 of 1 guests failed: probe" in done.stderr
+    with Results(cache_dir() / "results.sqlite") as db:
+        [result] = db.for_series(SERIES)
+    assert not result.passed and result.key.rom_sha256 and result.key.revision != "reference"
+
+
+def test_command_names_the_missing_image(tmp_path: Path) -> None:
+    done = patchkit("test", "--reference", "--guest", "debian", cache=tmp_path / "empty-cache", cwd=PROJECT_ROOT)
+    assert done.returncode == 1
+    assert "patchkit guest build debian" in done.stderr
