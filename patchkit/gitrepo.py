@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -50,6 +50,7 @@ class ApplyResult:
     base: str
     commits: list[str]
     merged: list[str]
+    merged_why: dict[str, str] = field(default_factory=dict)  # patch file -> how it was found upstream
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,10 @@ def apply_series(
         branch = branch_name(s.name, s.version)
         _require_captured(path, branch, s.name)
         base = _resolve(repo, onto or s.base)
-        upstream_ids = _upstream_patch_ids(repo, _resolve(repo, s.base), base) if onto else {}
+        landed = _upstream_range(repo, _resolve(repo, s.base), base) if onto else _UpstreamRange({}, {})
         say(f"applying {len(patches)} patch(es) of {s.name} v{s.version} onto {base[:12]}")
-        commits, merged = _build(repo, base, patches, upstream_ids, say)
+        commits, why = _build(repo, base, patches, landed, say)
+        merged = list(why)
         head = commits[-1] if commits else base
         _git(repo, "checkout", "--quiet", "-B", branch, head)
         _save_state(repo, branch, {
@@ -130,7 +132,7 @@ def apply_series(
             "patches": [p.filename for p in patches if p.filename not in merged],
             "upto": len(patches), "onto": bool(onto), "merged": merged})
     say(f"{branch} at {head[:12]} in {path}")
-    return ApplyResult(tree=path, branch=branch, base=base, commits=commits, merged=merged)
+    return ApplyResult(tree=path, branch=branch, base=base, commits=commits, merged=merged, merged_why=why)
 
 
 def refresh_series(project: Path, series: Series | str | None, progress: Progress | None = None) -> list[str]:
@@ -236,7 +238,7 @@ def range_diff(project: Path, series: Series | str | None, version_a: int, versi
         ends = []
         for v in (a, b):
             base = _resolve(repo, v.base)
-            commits = _build(repo, base, v.patches, {}, lambda _m: None)[0]
+            commits = _build(repo, base, v.patches, _UpstreamRange({}, {}), lambda _m: None)[0]
             ref = f"refs/patchkit/range-diff/v{v.version}"
             _git(repo, "update-ref", ref, commits[-1] if commits else base)
             ends.append((base, ref))
@@ -276,11 +278,21 @@ def tag(repo: Path, name: str, rev: str, message: str) -> None:
 # --- internals -------------------------------------------------------------------
 
 
-def _build(repo: git.Repo, base: str, patches: list[Patch], upstream_ids: dict[str, str],
-           say: Progress) -> tuple[list[str], list[str]]:
-    """Commit each patch on top of the last in a temp index; return (commits, merged patch names)."""
+def _build(repo: git.Repo, base: str, patches: list[Patch], landed: "_UpstreamRange",
+           say: Progress) -> tuple[list[str], dict[str, str]]:
+    """Commit each patch on top of the last in a temp index.
+
+    Returns the commits and, for each patch skipped as already upstream, how that
+    was found: the same ``git patch-id --stable`` or the same subject as a commit in
+    ``landed``, a reverse apply, or applying as no change.
+    """
     commits: list[str] = []
-    merged: list[str] = []
+    merged: dict[str, str] = {}
+
+    def skip(patch: Patch, why: str) -> None:
+        say(f"  {patch.filename}: already upstream: {why} (merged, skipped)")
+        merged[patch.filename] = why
+
     parent = base
     with _temp_index() as env, tempfile.TemporaryDirectory(prefix="patchkit-apply-") as tmp:
         _git(repo, "read-tree", parent, env=env)
@@ -288,24 +300,23 @@ def _build(repo: git.Repo, base: str, patches: list[Patch], upstream_ids: dict[s
             diff_file = Path(tmp) / f"{n:04d}.diff"
             diff_file.write_text(patch.diff, encoding="utf-8")
             _check_paths(repo, parent, patch)
-            pid = patch_id(repo.working_tree_dir, patch.diff)
-            if pid in upstream_ids:
-                say(f"  {patch.filename}: already upstream as {upstream_ids[pid][:12]} (merged, skipped)")
-                merged.append(patch.filename)
+            found = landed.find(patch_id(repo.working_tree_dir, patch.diff), patch.subject)
+            if found:
+                skip(patch, found)
                 continue
             applied = _try(repo, "apply", "--cached", "--3way", "--whitespace=nowarn", str(diff_file), env=env)
             if not applied.ok:
                 _git(repo, "read-tree", parent, env=env)  # drop conflict stages
                 if _try(repo, "apply", "--cached", "--reverse", "--check", str(diff_file), env=env).ok:
-                    say(f"  {patch.filename}: already upstream (reverse-applies; merged, skipped)")
-                    merged.append(patch.filename)
+                    skip(patch, "the patch reverse-applies")
                     continue
-                raise ApplyError(_conflict_report(repo, parent, patch, applied.output),
-                                 hint="the tree was left as it was; rebase the patch (edit it, or apply --upto and fix by hand)")
+                report = _conflict_report(repo, parent, patch, applied.output)
+                report += "".join(f"\n  already upstream: {name}: {why}" for name, why in merged.items())
+                raise ApplyError(report, hint="the tree was left as it was; rebase the patch "
+                                              "(edit it, or apply --upto and fix by hand)")
             tree = _git(repo, "write-tree", env=env)
             if tree == _git(repo, "rev-parse", f"{parent}^{{tree}}"):
-                say(f"  {patch.filename}: already upstream (applies as no change; merged, skipped)")
-                merged.append(patch.filename)
+                skip(patch, "the patch applies as no change")
                 continue
             msg_file = Path(tmp) / f"{n:04d}.msg"
             msg_file.write_text(patch.commit_message, encoding="utf-8")
@@ -388,25 +399,49 @@ def _find(lines: list[str], block: list[str]) -> int | None:
     return None
 
 
-def _upstream_patch_ids(repo: git.Repo, base: str, onto: str) -> dict[str, str]:
-    """patch-id -> commit for the upstream commits between the series base and ``onto``."""
+@dataclass(frozen=True)
+class _UpstreamRange:
+    """The upstream commits a drift check compares the series with, by patch-id and by subject."""
+
+    ids: dict[str, str]
+    subjects: dict[str, str]
+
+    def find(self, pid: str, subject: str) -> str | None:
+        """How ``patch`` is known upstream, or None."""
+        if pid in self.ids:
+            return f"upstream {self.ids[pid][:12]} has the same change (patch-id)"
+        key = _subject_key(subject)
+        if key in self.subjects:
+            return f"upstream {self.subjects[key][:12]} has the same subject (its change differs: review it)"
+        return None
+
+
+def _subject_key(subject: str) -> str:
+    return " ".join(subject.split()).casefold()
+
+
+def _upstream_range(repo: git.Repo, base: str, onto: str) -> _UpstreamRange:
+    """patch-ids and subjects of the upstream commits between the series base and ``onto``."""
     if base == onto:
-        return {}
+        return _UpstreamRange({}, {})
     start = _git(repo, "merge-base", base, onto)
+    subjects = {}
+    for line in _git(repo, "log", "--no-merges", "--format=%H %s", f"{start}..{onto}").splitlines():
+        commit, _, subject = line.partition(" ")
+        subjects.setdefault(_subject_key(subject), commit)
     log = repo.git.log("-p", "--no-merges", "--no-color", "--format=commit %H", f"{start}..{onto}",
                        env=_GIT_ENV, stdout_as_string=False, strip_newline_in_stdout=False)
-    if not log.strip():
-        return {}
-    with tempfile.NamedTemporaryFile("wb", suffix=".log") as f:
-        f.write(log)
-        f.flush()
-        with open(f.name, "rb") as stream:
-            out = repo.git.patch_id("--stable", istream=stream, env=_GIT_ENV)
     ids = {}
-    for line in out.splitlines():
-        pid, commit = line.split()
-        ids[pid] = commit
-    return ids
+    if log.strip():
+        with tempfile.NamedTemporaryFile("wb", suffix=".log") as f:
+            f.write(log)
+            f.flush()
+            with open(f.name, "rb") as stream:
+                out = repo.git.patch_id("--stable", istream=stream, env=_GIT_ENV)
+        for line in out.splitlines():
+            pid, commit = line.split()
+            ids.setdefault(pid, commit)
+    return _UpstreamRange(ids, subjects)
 
 
 def _patch_from_commit(repo: git.Repo, sha: str, by_id: dict[str, Patch]) -> Patch:

@@ -54,7 +54,7 @@ def apply_cmd(project: Path, series: str | None, version: str | None, upto: int 
                                   progress=_progress)
     click.echo(f"{result.branch}: {len(result.commits)} commit(s) on {result.base[:12]} in {result.tree}")
     for name in result.merged:
-        click.echo(f"already upstream (merged, skipped): {name}")
+        click.echo(f"already upstream (merged, skipped): {name}: {result.merged_why.get(name, '')}")
 
 
 @cli.command("refresh")
