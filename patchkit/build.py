@@ -289,32 +289,23 @@ def build_each_patch(project: Path, series_name: str | None, progress: Progress 
     base_target, target = str(pin.build["base_target"]), str(pin.build["target"])
     results: list[PatchBuild] = []
     known: set[tuple[str, str]] = set()
+    base_record = scratch / "base-warnings.json"  # {base build key: warning lines of a clean build}
     with file_lock(scratch.parent / f".{scratch.name}.lock"):
         for index, (name, commit) in enumerate(steps):
             say(f"[{index}/{len(steps) - 1}] {name} ({commit[:12]})")
             _checkout(applied.tree, commit, scratch)
             digest = tree_digest(src)
-            base_record = scratch / "base-warnings.json"
-            recorded = _read_json(base_record).get(digest) if index == 0 else None
+            base_key = build_key(digest, make_args, base_target)
+            recorded = _read_json(base_record).get(base_key) if index == 0 else None
             if index == 0 and recorded is None:
                 (src / "bin" / TREE_STATE).unlink(missing_ok=True)  # the base warnings need a clean build
             targets = [base_target] + ([target] if target != base_target and rom_target_available(src, target) else [])
             context = f"at the series base {commit[:12]}" if index == 0 else f"after patch {index} ({name})"
-            roms: dict[str, BuiltRom] = {}
-            lines: list[str] = []
-            for t in targets:
-                key = build_key(digest, make_args, t)
-                log = scratch / "logs" / f"{index:02d}-{Path(t).stem}.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                seconds, full = make_in_tree(src, settings, t, log, say, context)
-                out_dir = cache_dir() / "builds" / key
-                with file_lock(cache_dir() / "builds" / f".{key}.lock"):
-                    roms[t] = load_build(out_dir) or _store(src, pin, t, key, out_dir, settings, log, seconds, full)
-                lines += warning_lines(_read(log))
+            roms, lines = _build_step(src, pin, settings, digest, targets, scratch / "logs" / f"{index:02d}", context, say)
             if index == 0:
                 if recorded is None:
                     recorded = lines
-                    atomic_write(base_record, json.dumps({digest: lines}))
+                    atomic_write(base_record, json.dumps({base_key: lines}))
                 lines = recorded
             fresh = new_warnings(lines, known) if index else []
             known |= {normalise_warning(line) for line in lines}
@@ -323,6 +314,26 @@ def build_each_patch(project: Path, series_name: str | None, progress: Progress 
             results.append(PatchBuild(index=index, name=name, commit=commit, roms=roms,
                                       warnings=lines, new_warnings=fresh))
     return results
+
+
+def _build_step(src: Path, pin: Pin, settings: dict, digest: str, targets: list[str], log_prefix: Path,
+                context: str, say: Progress) -> tuple[dict[str, BuiltRom], list[str]]:
+    """Run make for each target in ``src`` (always: the log is the step's record); return ROMs and warning lines.
+
+    A target whose key already has a complete build keeps that cached build.
+    """
+    roms: dict[str, BuiltRom] = {}
+    lines: list[str] = []
+    log_prefix.parent.mkdir(parents=True, exist_ok=True)
+    for target in targets:
+        key = build_key(digest, settings["make_args"], target)
+        log = log_prefix.parent / f"{log_prefix.name}-{Path(target).stem}.log"
+        seconds, full = make_in_tree(src, settings, target, log, say, context)
+        out_dir = cache_dir() / "builds" / key
+        with file_lock(cache_dir() / "builds" / f".{key}.lock"):
+            roms[target] = load_build(out_dir) or _store(src, pin, target, key, out_dir, settings, log, seconds, full)
+        lines += warning_lines(_read(log))
+    return roms, lines
 
 
 def rom_target_available(src: Path, target: str) -> bool:
