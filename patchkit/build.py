@@ -10,6 +10,11 @@ complete build is reused without running make.
 gPXE does not rebuild when EXTRA_CFLAGS or other settings change, so each tree
 records the settings it was last built with (``<build dir>/bin/.patchkit-build.json``)
 and is cleaned (``make clean``) before a build with different ones.
+
+``--each-patch`` checks every commit of the series out in one scratch tree
+(``trees/<series>.each-patch/``), rewriting only changed files so each step is an
+incremental build; warnings are compared by file and message against the base's
+clean build and the earlier steps. The ROM checks themselves are in ``patchkit.rom``.
 """
 
 from __future__ import annotations
