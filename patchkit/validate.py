@@ -148,6 +148,8 @@ def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, time
     if outcome.passed and problems:
         outcome.passed = False
         outcome.reason = "the guest's disk check failed: " + "; ".join(problems)
+    if outcome.passed:
+        disk.unlink()  # a copy of the base image; a failed run keeps it for inspection
     atomic_write(run_dir / "timings.json", json.dumps(outcome.timings, indent=2) + "\n")
     atomic_write(run_dir / "result.json", json.dumps(
         {**asdict(outcome), "run_dir": str(run_dir), "token": token, "disk_problems": problems}, indent=2) + "\n")
@@ -257,6 +259,7 @@ class _Session:
             wait = await self._expect([GPXE_PROMPT], f"the gPXE> prompt after `{command}`", echoed, STEP_TIMEOUT,
                                       prompt=True)
         echoed = await self._type(f"sanboot {self.script.root_path}", wait.end)
+        self._mark("sanboot")
         if not self.script.exit_after_sanboot:
             return echoed
         wait = await self._expect([GPXE_PROMPT], "sanboot to return to the gPXE> prompt", echoed, prompt=True)

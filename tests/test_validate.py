@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -263,3 +265,38 @@ def test_command_names_the_missing_image(tmp_path: Path) -> None:
     done = patchkit("test", "--reference", "--guest", "debian", cache=tmp_path / "empty-cache", cwd=PROJECT_ROOT)
     assert done.returncode == 1
     assert "patchkit guest build debian" in done.stderr
+
+
+def processes_in(directory: Path) -> list[int]:
+    """PIDs of processes whose working directory is ``directory`` (QEMU runs in its run dir)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == directory:
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_interrupting_the_command_stops_qemu(inputs_cache: Path) -> None:
+    guest_or_skip("debian")
+    env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
+    command = subprocess.Popen([sys.executable, "-m", "patchkit", "test", "--reference", "--guest", "debian"],
+                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_dir = None
+        for _ in range(600):  # until QEMU is up and the guest printing
+            logs = list((inputs_cache / "runs").glob("*/serial.log"))
+            if logs and logs[0].stat().st_size > 0 and processes_in(logs[0].parent):
+                run_dir = logs[0].parent
+                break
+            time.sleep(0.05)
+        assert run_dir is not None, "QEMU did not start"
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=60)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
+    assert command.returncode == 130, out + err
+    assert "Interrupted." in err
+    assert processes_in(run_dir) == []
