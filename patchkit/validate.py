@@ -13,7 +13,6 @@ failure.png/end.png, seabios.log, qemu-cmdline.txt, timings.json, result.json.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import secrets
@@ -24,11 +23,13 @@ from pathlib import Path
 
 from qemu.qmp import QMPError
 
+from patchkit import build
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests import GUEST_NAMES, Guest, get_guest
 from patchkit.qemu.cmdline import Drive, MachineSpec, check_spec, reference_spec
 from patchkit.qemu.console import Wait
 from patchkit.qemu.machine import Machine, qemu_version
+from patchkit.series.io import find_series
 from patchkit.store import ResultKey, Results, TestResult, atomic_write, cache_dir, sha256_file
 
 Progress = Callable[[str], None]
@@ -211,6 +212,8 @@ class _Session:
             except _Failed as failure:
                 reason = str(failure)
                 await machine.screendump(self.run_dir / "failure.png")
+            except (QMPError, OSError, EOFError) as exc:  # QEMU went away under us
+                reason = f"lost control of QEMU ({type(exc).__name__}: {exc}); see qemu-stderr.log"
             finally:
                 watcher.cancel()
                 self.timings["total"] = round(machine.elapsed(), 3)
@@ -358,17 +361,15 @@ class Subject:
     rom_size: int
 
 
-@functools.cache
-def _qemu_version() -> str:
-    return qemu_version()
-
-
 def resolve_subject(project: Path, series_name: str | None, rom: Path | None, reference: bool,
                     progress: Progress) -> tuple[Subject, tuple[str, ...]]:
-    """The series revision and ROM under test (building the ROM when needed), and the series' guests."""
-    try:
-        from patchkit.series.io import find_series
+    """What is under test and the series' guests; builds the series' ROM unless ``rom`` or ``reference``.
 
+    A ``rom`` given by path is recorded as revision "rom-<sha256 prefix>", not as the
+    series revision: nothing ties that file to the series' sources, so its results
+    must not clear the send-email gate.
+    """
+    try:
         series = find_series(project, series_name)
         name, revision, version, guests = series.name, series.revision_hash(), series.version, tuple(series.guests)
     except SeriesError:
@@ -378,15 +379,14 @@ def resolve_subject(project: Path, series_name: str | None, rom: Path | None, re
     if reference:
         return Subject(name, "reference", version, None, "", 0), guests
     if rom is None:
-        from patchkit import build
-
         built = build.ensure_series_rom(project, name, progress)
-        rom, rom_sha, size = built.path, built.sha256, built.size
-    else:
-        if not rom.is_file():
-            raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
-        rom, rom_sha, size = rom.resolve(), sha256_file(rom), rom.stat().st_size
-    return Subject(name, revision or f"rom-{rom_sha[:12]}", version, rom, rom_sha, size), guests
+        return Subject(name, revision, version, built.path, built.sha256, built.size), guests
+    if not rom.is_file():
+        raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
+    rom_sha = sha256_file(rom)
+    progress(f"note: --rom results are recorded as revision rom-{rom_sha[:12]} (not the series revision: "
+             "they do not clear send-email; run without --rom for that)")
+    return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), guests
 
 
 def run_tests(
@@ -407,6 +407,7 @@ def run_tests(
     names = list(series_guests) if "all" in guest_names else list(dict.fromkeys(guest_names))
     guests = [get_guest(n) for n in names]
     images = {g.name: g.image_sha256() for g in guests}  # fails early, naming the build command
+    qemu = qemu_version()
     results = []
     said: set[str] = set()
     with Results() as db:
@@ -419,7 +420,7 @@ def run_tests(
                     said.add(note)
                     progress(f"note: {note}")
             key = ResultKey(subject.series, subject.revision, subject.rom_sha256, guest.name, images[guest.name],
-                            _qemu_version(), outcome.accel)
+                            qemu, outcome.accel)
             result = TestResult(key=key, passed=outcome.passed, reason=outcome.reason, run_dir=str(outcome.run_dir),
                                 timings=outcome.timings, rom_size=subject.rom_size, version=subject.version)
             db.record(result)

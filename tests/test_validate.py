@@ -22,7 +22,8 @@ import pytest
 
 from patchkit.errors import MissingInputError
 from patchkit.guests import GUEST_NAMES, Guest, get_guest
-from patchkit.store import Results, cache_dir
+from patchkit.series.io import find_series
+from patchkit.store import Results, cache_dir, sha256_file
 from patchkit.validate import Layout, boot_guest, choose_accel
 
 pytestmark = pytest.mark.boot
@@ -258,7 +259,19 @@ def test_command_fails_with_the_base_rom(inputs_cache: Path, base_rom: Path) -> 
     assert "1 of 1 guests failed: probe" in done.stderr
     with Results(cache_dir() / "results.sqlite") as db:
         [result] = db.for_series(SERIES)
-    assert not result.passed and result.key.rom_sha256 and result.key.revision != "reference"
+    assert not result.passed and result.key.revision == f"rom-{result.key.rom_sha256[:12]}"
+
+
+def test_command_builds_the_series_rom_and_records_the_revision(series_rom: Path, inputs_cache: Path) -> None:
+    guest_or_skip("freedos")
+    done = patchkit("test", "--guest", "freedos", cache=inputs_cache, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS freedos" in done.stdout
+    revision = find_series(PROJECT_ROOT, SERIES).revision_hash()
+    with Results(cache_dir() / "results.sqlite") as db:
+        latest = db.latest_by_guest(SERIES, revision)
+    assert latest["freedos"].passed
+    assert latest["freedos"].key.rom_sha256 == sha256_file(series_rom)
 
 
 def test_command_names_the_missing_image(tmp_path: Path) -> None:
