@@ -249,7 +249,7 @@ class _Session:
             self._mark("gpxe_post")
             # Any key but Ctrl-B ends the ROM's ~4 s POST wait (and is consumed there); the wait
             # starts (emptying the keyboard buffer first) once the line ends with "...".
-            line_end = await self.machine.console.wait_for(["..."], timeout=2, since=wait.end)
+            line_end = await self.machine.console.wait_for(["..."], timeout=2, since=wait.end, on_cursor_line=True)
             if line_end.matched:
                 await self.machine.send_key("spc")
             wait = await self._expect([GPXE_BANNER], "gPXE's \"Press Ctrl-B\" banner after POST", wait.end, prompt=True)
