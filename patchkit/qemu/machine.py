@@ -29,7 +29,7 @@ from patchkit.store import atomic_write
 
 CONNECT_TIMEOUT = 10.0
 QUIT_TIMEOUT = 5.0
-KEY_HOLD_MS = 30
+KEY_HOLD_MS = 20  # QEMU paces queued keys by this; the echo of each command is checked
 
 # Characters gPXE commands need, as QEMU key codes (qcodes).
 _SHIFTED = {":": "semicolon", "_": "minus", "+": "equal", '"': "apostrophe", "?": "slash", "|": "backslash"}
