@@ -6,8 +6,12 @@ the ROM (see patchkit.qemu.cmdline) and drives gPXE as its user does: Ctrl-B at 
 reference run lets SeaBIOS boot the same disk natively. Either way the verdict
 comes from the serial markers, then from the guest's own checks of its run disk.
 
-Artifacts of each run are in ``runs/<id>/`` of the cache: serial.log, screen.txt,
-failure.png/end.png, seabios.log, qemu-cmdline.txt, timings.json, result.json.
+Artifacts of each run are in ``runs/<id>/`` of the cache: serial.log (raw),
+screen.txt (rendered screens, each kept before the guest cleared it), failure.png
+and end.png, seabios.log (SeaBIOS's debug port), qemu-cmdline.txt, qemu-stderr.log,
+timings.json (seconds from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt,
+sanboot, boot_sector, success, power_off, total), result.json, and the run disk
+when the run failed.
 """
 
 from __future__ import annotations

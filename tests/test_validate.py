@@ -39,7 +39,7 @@ def guest_or_skip(name: str) -> Guest:
     try:
         guest.base_image()
     except MissingInputError as exc:
-        pytest.skip(f"{exc.message}: run `{guest.build_command}`")
+        pytest.skip(f"{exc.message}: run `{guest.build_command}`" if exc.hint is None else str(exc))
     return guest
 
 
