@@ -54,7 +54,7 @@ NO_BOOT_DEVICE = "No bootable device"
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the guest disk sits: a virtio PCI slot.function on bus 0, or "ide" (bootindex 1).
+    """Where the guest disk sits: a virtio PCI slot.function on bus 0, or "ide" / "floppy" (bootindex 1).
 
     ``blank_addrs`` adds zero-filled (non-bootable) virtio disks at those addresses.
     """
@@ -115,7 +115,7 @@ def boot_guest(
     ``gpxe_commands`` are typed at the gPXE prompt before `sanboot`. With
     ``exit_after_sanboot`` sanboot is expected to return to the prompt (its disk is
     not bootable); `exit` then leaves gPXE and the BIOS boots the next device (the
-    keep-san set-up: the guest on IDE, a blank virtio disk for sanboot). ``expect_token``
+    keep-san set-up: the guest on IDE or floppy, a blank virtio disk for sanboot). ``expect_token``
     (default: the run's own token) is the token whose success marker counts, so a
     mismatch is a negative control. ``accel`` "auto" retries on TCG after a KVM error.
     """
@@ -163,7 +163,7 @@ def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, time
 
 def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layout: Layout) -> MachineSpec:
     """The machine for one run: the guest disk (and blank disks) placed per ``layout``."""
-    if rom is None and not layout.blank_addrs and layout.guest_addr != "ide":
+    if rom is None and not layout.blank_addrs and layout.guest_addr not in ("ide", "floppy"):
         return reference_spec(disk, accel, pci_addr=layout.guest_addr)
     drives: list[Drive] = []
     for addr in layout.blank_addrs:
@@ -171,8 +171,8 @@ def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layou
         with open(blank, "wb") as f:
             f.truncate(BLANK_DISK_BYTES)
         drives.append(Drive(blank, pci_addr=addr))
-    if layout.guest_addr == "ide":
-        drives.append(Drive(disk, interface="ide", bootindex=1))
+    if layout.guest_addr in ("ide", "floppy"):
+        drives.append(Drive(disk, interface=layout.guest_addr, bootindex=1))
     else:
         drives.append(Drive(disk, pci_addr=layout.guest_addr, bootindex=None if rom else 0))
     return check_spec(MachineSpec(drives=tuple(drives), rom=rom, accel=accel))

@@ -62,6 +62,14 @@ def test_an_ide_disk_may_be_booted_after_the_rom() -> None:
     assert "virtio-blk-pci,drive=disk0,addr=04.0" in devices(argv)
 
 
+def test_a_floppy_boots_by_its_controllers_bootindex() -> None:
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(Path("/blank.img")), Drive(DISK, interface="floppy", bootindex=1))))
+    assert "floppy,drive=disk1,unit=0" in devices(argv)
+    assert option(argv, "-global") == ["isa-fdc.bootindexA=1"]
+    with pytest.raises(BootError, match="one floppy"):
+        rom_boot_spec(ROM, (Drive(DISK, interface="floppy"), Drive(DISK, interface="floppy")))
+
+
 def test_reference_run_lets_seabios_boot_the_disk() -> None:
     argv = qemu_argv(reference_spec(DISK, pci_addr="05.0"))
     assert "-option-rom" not in argv

@@ -24,10 +24,10 @@ ACCELS = ("kvm", "tcg")
 
 @dataclass(frozen=True)
 class Drive:
-    """A raw disk image attached as a virtio-blk PCI device (at ``pci_addr`` on bus 0) or an IDE disk."""
+    """A raw disk image: a virtio-blk PCI device (at ``pci_addr`` on bus 0), an IDE disk or floppy A:."""
 
     path: Path
-    interface: Literal["virtio", "ide"] = "virtio"
+    interface: Literal["virtio", "ide", "floppy"] = "virtio"
     pci_addr: str = "04.0"  # slot.function; virtio only
     bootindex: int | None = None
 
@@ -68,6 +68,8 @@ def check_spec(spec: MachineSpec) -> MachineSpec:
             )
         if any(d.bootindex == 0 for d in spec.drives):
             raise BootError("bootindex 0 belongs to the ROM under test")
+    if sum(d.interface == "floppy" for d in spec.drives) > 1:
+        raise BootError("only one floppy drive (A:) is supported")
     addrs = [d.pci_addr for d in spec.drives if d.interface == "virtio"]
     if len(addrs) != len(set(addrs)):
         raise BootError(f"two virtio disks share a PCI address: {addrs}")
@@ -99,6 +101,11 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
     ide_unit = 0
     for n, drive in enumerate(spec.drives):
         argv += ["-drive", f"file={_escape(drive.path)},format=raw,if=none,id=disk{n}"]
+        if drive.interface == "floppy":
+            argv += ["-device", f"floppy,drive=disk{n},unit=0"]
+            if drive.bootindex is not None:  # the floppy controller carries its drives' boot indexes
+                argv += ["-global", f"isa-fdc.bootindexA={drive.bootindex}"]
+            continue
         if drive.interface == "virtio":
             device = f"virtio-blk-pci,drive=disk{n},addr={drive.pci_addr}"
         else:
