@@ -48,7 +48,8 @@ BLANK_DISK_BYTES = 8 << 20
 GPXE_POST_BANNER = "Press Ctrl-B to configure gPXE"
 GPXE_BANNER = "Press Ctrl-B for the gPXE command line"
 GPXE_PROMPT = "gPXE>"
-BOOT_MARKERS = ("Booting from BIOS drive", "Booting from SAN device", "Booting from INT 13", "Booting from Hard Disk")
+BOOT_MARKERS = ("Booting from BIOS drive", "Booting from SAN device", "Booting from INT 13", "Booting from Hard Disk",
+                "Booting from Floppy")
 NO_BOOT_DEVICE = "No bootable device"
 
 
