@@ -148,6 +148,10 @@ class Console:
             transport.close()
             self.close()
 
+    def cursor_line(self) -> str:
+        """The rendered screen line the cursor is on (where a prompt waits for input)."""
+        return self._screen.display[self._screen.cursor.y].rstrip()
+
     async def wait_for(
         self,
         patterns: Sequence[str],
@@ -155,9 +159,13 @@ class Console:
         timeout: float,
         stall_timeout: float | None = None,
         since: int = 0,
+        on_cursor_line: bool = False,
     ) -> Wait:
-        """Wait until one of ``patterns`` appears at or after offset ``since``.
+        """Wait until one of ``patterns`` appears in the text at or after offset ``since``.
 
+        With ``on_cursor_line`` a pattern also matches when the rendered line the
+        cursor is on contains it (for prompts: SeaBIOS's mirror may repeat characters
+        in the stream that the screen overwrites); ``end`` is then the text's length.
         Ends with ``timeout`` after ``timeout`` seconds, ``stall`` when nothing was
         printed for ``stall_timeout`` seconds during the wait, ``eof`` when the port
         closed, ``aborted`` after abort(). When several patterns match, the earliest wins.
@@ -171,6 +179,11 @@ class Console:
             found = _earliest(text, patterns, scan_from)
             if found:
                 return Wait("match", pattern=found[1], end=found[0] + len(found[1]))
+            if on_cursor_line:
+                line = self.cursor_line()
+                for pattern in patterns:
+                    if pattern in line:
+                        return Wait("match", pattern=pattern, end=len(text))
             scan_from = max(since, len(text) - longest + 1)
             if self._abort_reason:
                 return Wait("aborted", reason=self._abort_reason)
