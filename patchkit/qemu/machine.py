@@ -130,8 +130,7 @@ class Machine:
         deadline = time.monotonic() + CONNECT_TIMEOUT
         while True:
             if not self.running():
-                raise BootError(f"QEMU exited at start-up:\n{self._stderr_tail()}",
-                                hint=f"the command line is in {self.run_dir / 'qemu-cmdline.txt'}")
+                raise self._startup_error()
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 _connect_unix(sock, path)
@@ -141,7 +140,16 @@ class Machine:
                     raise BootError(f"QEMU's QMP socket {path} did not appear within {CONNECT_TIMEOUT:g} s") from None
                 await asyncio.sleep(0.02)
                 continue
-            await self._qmp.connect(sock)
+            try:
+                await self._qmp.connect(sock)
+            except (QMPError, OSError) as exc:  # e.g. QEMU quit over a bad option right after listening
+                for _ in range(100):
+                    if not self.running():
+                        break
+                    await asyncio.sleep(0.02)
+                if not self.running():
+                    raise self._startup_error() from exc
+                raise BootError(f"cannot talk to QEMU over QMP ({exc})") from exc
             return
 
     async def _stop(self) -> None:
@@ -167,10 +175,13 @@ class Machine:
                     await self._reader
             self.console.close()
 
-    def _stderr_tail(self) -> str:
+    def _startup_error(self) -> BootError:
+        """QEMU exited before it could be controlled: its own message says why."""
         log = self.run_dir / "qemu-stderr.log"
         text = log.read_text(errors="replace") if log.is_file() else ""
-        return "\n".join(text.strip().splitlines()[-10:]) or "(no output)"
+        tail = "\n".join(text.strip().splitlines()[-10:]) or "(no output)"
+        return BootError(f"QEMU exited at start-up:\n{tail}",
+                         hint=f"the command line is in {self.run_dir / 'qemu-cmdline.txt'}")
 
 
 def _connect_unix(sock: socket.socket, path: Path) -> None:
