@@ -242,6 +242,8 @@ class _Session:
             raise _Failed(f"{await self._failure_text(wait)} while waiting for {what}")
         if wait.outcome == "timeout" and remaining <= (step or remaining):
             raise _Failed(f"overall timeout ({self.timeout:g} s) while waiting for {what}")
+        if wait.outcome == "eof" and (said := self.machine.stderr_tail(1)):
+            raise _Failed(f"QEMU exited ({said}) while waiting for {what}")
         raise _Failed(f"{wait.reason} while waiting for {what}" if wait.reason else f"no {what}")
 
     def _mark(self, name: str) -> None:

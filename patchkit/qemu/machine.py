@@ -175,12 +175,15 @@ class Machine:
                     await self._reader
             self.console.close()
 
-    def _startup_error(self) -> BootError:
-        """QEMU exited before it could be controlled: its own message says why."""
+    def stderr_tail(self, lines: int = 10) -> str:
+        """The last lines QEMU wrote to its stderr (qemu-stderr.log), or ""."""
         log = self.run_dir / "qemu-stderr.log"
         text = log.read_text(errors="replace") if log.is_file() else ""
-        tail = "\n".join(text.strip().splitlines()[-10:]) or "(no output)"
-        return BootError(f"QEMU exited at start-up:\n{tail}",
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def _startup_error(self) -> BootError:
+        """QEMU exited before it could be controlled: its own message says why."""
+        return BootError(f"QEMU exited at start-up:\n{self.stderr_tail() or '(no output)'}",
                          hint=f"the command line is in {self.run_dir / 'qemu-cmdline.txt'}")
 
 
