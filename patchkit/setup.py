@@ -4,7 +4,8 @@ Inputs patchkit can make or download from the package registries (the Debian and
 probe guests) must succeed. Third-party inputs that may be unreachable from this
 machine (the gPXE upstream, FreeDOS media) are imported when a source is given or
 reachable, and otherwise reported with the command that provides them: the tests
-that need them skip.
+that need them skip. With the upstream present, the ROMs of every series and of the
+base tree are built once, so later builds (and the tests) reuse them by content key.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from patchkit.build import base_rom, ensure_series_rom
 from patchkit.errors import PatchkitError
 from patchkit.guests import get_guest
 from patchkit.guests.freedos import import_media
+from patchkit.series.io import list_series
 from patchkit.upstream import load_pin, mirror_dir, vendor_report
 
 Progress = Callable[[str], None]
@@ -32,7 +35,10 @@ class SetupItem:
 
 def setup(project: Path, gpxe_from: str | None, freedos_media: Path | None, progress: Progress) -> list[SetupItem]:
     """Import or build every input; raise only for inputs that should always be obtainable."""
-    items = [_gpxe(project, gpxe_from, progress)]
+    gpxe = _gpxe(project, gpxe_from, progress)
+    items = [gpxe]
+    if gpxe.ready:
+        items += _roms(project, progress)
     for name in ("debian", "probe"):
         image = get_guest(name).build(progress)
         items.append(SetupItem(f"{name} guest", True, str(image)))
@@ -50,6 +56,15 @@ def _gpxe(project: Path, source: str | None, progress: Progress) -> SetupItem:
         return SetupItem("gPXE upstream", False,
                          f"{exc.message}; tests needing it skip. Provide it with `patchkit vendor --from PATH`")
     return SetupItem("gPXE upstream", True, f"imported: {report.path}")
+
+
+def _roms(project: Path, progress: Progress) -> list[SetupItem]:
+    rom = base_rom(project, progress)
+    items = [SetupItem("base ROM", True, f"{rom.path} ({rom.size} bytes)")]
+    for name in list_series(project):
+        rom = ensure_series_rom(project, name, progress)
+        items.append(SetupItem(f"{name} ROM", True, f"{rom.path} ({rom.size} bytes)"))
+    return items
 
 
 def _freedos(media: Path | None, progress: Progress) -> SetupItem:
