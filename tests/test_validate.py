@@ -162,6 +162,7 @@ def test_series_rom_boots_each_guest(inputs_cache: Path, series_rom: Path, name:
     assert timings["gpxe_banner"] <= timings["gpxe_prompt"] <= timings["boot_sector"] <= timings["success"]
     assert_artifacts(outcome.run_dir)
     assert "Booting from ROM" in (outcome.run_dir / "seabios.log").read_text(errors="replace")
+    assert sha256_file(guest.base_image()) == guest.image_sha256()  # the guest wrote its run copy only
 
 
 def test_the_named_disk_is_booted(inputs_cache: Path, series_rom: Path) -> None:
