@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bench.boots import ROM, SEABIOS, BootSample
 from bench.loop import LoopRun
@@ -18,13 +18,16 @@ def _passed(samples: Sequence[BootSample], guest: str, side: str) -> list[BootSa
     return [s for s in samples if s.guest == guest and s.side == side and s.passed]
 
 
-def _count_note(samples: Sequence[BootSample], guest: str) -> str:
-    """How many runs passed per side, and the first failure's reason."""
+def _note(samples: Sequence[BootSample], guest: str, figure: Callable[[BootSample], float | None],
+          unit: str) -> str:
+    """Per side: passing runs of all, and the range of ``figure`` over them; then the first failure."""
     parts = []
     for side in (ROM, SEABIOS):
         runs = [s for s in samples if s.guest == guest and s.side == side]
+        values = [v for v in (figure(s) for s in runs if s.passed) if v is not None]
         if runs:
-            parts.append(f"{side} {sum(s.passed for s in runs)}/{len(runs)} ok")
+            spread = f" ({min(values):.3g}-{max(values):.3g} {unit})" if values else ""
+            parts.append(f"{side} {sum(s.passed for s in runs)}/{len(runs)} ok{spread}")
     failed = next((s for s in samples if s.guest == guest and not s.passed), None)
     if failed:
         parts.append(f"first failure ({failed.side}): {failed.reason[:100]}")
@@ -39,7 +42,7 @@ def boot_rows(samples: Sequence[BootSample], guests: Sequence[str]) -> list[Row]
         rows.append(compared(f"boot.{guest}.boot", f"{guest}: boot start -> marker", "s",
                              [s.boot_s for s in rom if s.boot_s is not None],
                              [s.boot_s for s in ref if s.boot_s is not None],
-                             BOOT_TARGET, _count_note(samples, guest)))
+                             BOOT_TARGET, _note(samples, guest, lambda s: s.boot_s, "s")))
         rows.append(compared(f"boot.{guest}.wall", f"{guest}: QEMU start -> marker", "s",
                              [s.wall_s for s in rom if s.wall_s is not None],
                              [s.wall_s for s in ref if s.wall_s is not None]))
@@ -55,7 +58,7 @@ def throughput_rows(samples: Sequence[BootSample]) -> list[Row]:
                              [s.throughput[count] for s in rom if count in s.throughput],
                              [s.throughput[count] for s in ref if count in s.throughput],
                              THROUGHPUT_TARGET if count == 127 else None,
-                             _count_note(samples, "probe") if count == 1 else ""))
+                             _note(samples, "probe", lambda s, n=count: s.throughput.get(n), "MB/s")))
     return rows
 
 

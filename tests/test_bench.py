@@ -49,7 +49,7 @@ def test_boot_rows_use_medians_of_passing_runs_and_say_what_failed() -> None:
     assert (boot_row.value, boot_row.reference) == (5.5, 5.0)
     assert boot_row.ratio == pytest.approx(1.1)
     assert boot_row.verdict() == "PASS"
-    assert "rom 3/4 ok" in boot_row.note and "seabios 4/4 ok" in boot_row.note
+    assert "rom 3/4 ok (5-6 s)" in boot_row.note and "seabios 4/4 ok (4-6 s)" in boot_row.note
     assert "first failure (rom): sanboot returned" in boot_row.note
     assert (wall_row.value, wall_row.reference) == (7.5, 7.0)
     assert wall_row.verdict() == ""
@@ -70,6 +70,7 @@ def test_throughput_rows_hold_the_127_sector_target() -> None:
     assert rows["tput.1"].ratio == 0.5 and rows["tput.1"].target is None
     assert rows["tput.127"].ratio == pytest.approx(0.9) and rows["tput.127"].verdict() == "PASS"
     assert rows["tput.8"].value is None and rows["tput.8"].verdict() == ""
+    assert rows["tput.127"].note == "rom 1/1 ok (90-90 MB/s); seabios 1/1 ok (100-100 MB/s)"
 
 
 def test_loop_rows_give_each_stage_its_share() -> None:
