@@ -1,18 +1,14 @@
 """Boots through the series' ROM versus SeaBIOS's own virtio-blk, and the probe's throughput.
 
-Each run goes through `patchkit test`'s session (patchkit.validate): the ROM side
+Each run is a `patchkit test` boot (patchkit.validate.boot_guest): the ROM side
 types `sanboot` at the gPXE prompt, the reference side lets SeaBIOS boot the same
-disk natively, on the same accelerator. The one addition is a timing mark at the
-moment `sanboot` is entered, which validate's timings do not carry (hence the small
-session subclass below). Runs are interleaved (ROM, SeaBIOS, SeaBIOS, ROM, ...) so
+disk natively, on the same accelerator. The ROM's boot starts when `sanboot` is
+entered (validate's "sanboot" mark), SeaBIOS's at its boot sector. Runs are interleaved (ROM, SeaBIOS, SeaBIOS, ROM, ...) so
 slow phases of the host hit both sides alike.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +17,6 @@ from patchkit import validate
 from patchkit.errors import PatchkitError
 from patchkit.guests import Guest, get_guest
 from patchkit.guests.probe import parse_probe_log
-from patchkit.store import atomic_write
 
 Progress = Callable[[str], None]
 
@@ -43,33 +38,9 @@ class BootSample:
     run_dir: str = ""
 
 
-class _TimedSession(validate._Session):
-    """`patchkit test`'s session, also marking when the `sanboot` command is entered."""
-
-    async def _type(self, command: str, since: int) -> int:
-        end = await super()._type(command, since)
-        if command.startswith("sanboot "):
-            self._mark("sanboot")
-        return end
-
-
 def boot_once(guest: Guest, rom: Path | None) -> validate.BootOutcome:
-    """Boot ``guest`` through ``rom`` (None: SeaBIOS natively) as validate.boot_guest does, on TCG."""
-    run_dir = validate.new_run_dir(guest.name)
-    token = secrets.token_hex(6)
-    disk = guest.make_run_disk(run_dir, token)
-    spec = validate._machine_spec(run_dir, disk, rom, ACCEL, validate.Layout())
-    script = validate._Script(validate.DEFAULT_ROOT_PATH, [], exit_after_sanboot=False)
-    session = _TimedSession(guest, spec, run_dir, script, guest.default_timeout, validate.DEFAULT_STALL_TIMEOUT,
-                            guest.success_marker(token))
-    outcome = asyncio.run(session.run())
-    problems = guest.verify_disk(disk, token)
-    if outcome.passed and problems:
-        outcome.passed = False
-        outcome.reason = "the guest's disk check failed: " + "; ".join(problems)
-    disk.unlink()  # run disks are copies of the base image: keep the logs only
-    atomic_write(run_dir / "timings.json", json.dumps(outcome.timings, indent=2) + "\n")
-    return outcome
+    """Boot ``guest`` through ``rom`` (None: SeaBIOS natively) exactly as `patchkit test` does, on TCG."""
+    return validate.boot_guest(guest, rom=rom, accel=ACCEL)
 
 
 def sample(guest: Guest, side: str, outcome: validate.BootOutcome) -> BootSample:
