@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,10 +59,12 @@ class Layout:
     """Where the guest disk sits: a virtio PCI slot.function on bus 0, or "ide" / "floppy" (bootindex 1).
 
     ``blank_addrs`` adds zero-filled (non-bootable) virtio disks at those addresses.
+    ``boot_floppy`` is an image for A: (bootindex 1, booted from a copy in the run directory).
     """
 
     guest_addr: str = "04.0"
     blank_addrs: tuple[str, ...] = ()
+    boot_floppy: Path | None = None
 
 
 @dataclass
@@ -164,9 +167,13 @@ def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, time
 
 def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layout: Layout) -> MachineSpec:
     """The machine for one run: the guest disk (and blank disks) placed per ``layout``."""
-    if rom is None and not layout.blank_addrs and layout.guest_addr not in ("ide", "floppy"):
+    if rom is None and not (layout.blank_addrs or layout.boot_floppy) and layout.guest_addr not in ("ide", "floppy"):
         return reference_spec(disk, accel, pci_addr=layout.guest_addr)
     drives: list[Drive] = []
+    if layout.boot_floppy is not None:
+        floppy = run_dir / "boot-floppy.img"
+        shutil.copyfile(layout.boot_floppy, floppy)
+        drives.append(Drive(floppy, interface="floppy", bootindex=1))
     for addr in layout.blank_addrs:
         blank = run_dir / f"blank-{addr.replace('.', '-')}.img"
         with open(blank, "wb") as f:

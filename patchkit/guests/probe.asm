@@ -10,6 +10,10 @@
 ;                              KEY = 0 as built
 ;   LBA SCRATCH_LBA .. end     where the write checks write, with KEY = WRITE_KEY
 ; TOTAL_SECTORS is the disk size in sectors.
+;
+; Assembled with -DTEST_DRIVE=N the probe tests BIOS drive N instead of its boot drive: the
+; keep-san floppy (this file at LBA 0 .. PROG_SECTORS of a floppy) tests drive 0x80, the SAN
+; disk gPXE kept, which then carries the layout above from TOKEN_LBA on.
 
         cpu     586
         bits    16
@@ -44,6 +48,9 @@ start:
         mov     bx, stage2
         int     0x13
         jc      .load_failed
+%ifdef TEST_DRIVE
+        mov     byte [drive], TEST_DRIVE    ; stage 2 came from the boot drive: now test this one
+%endif
         jmp     main
 .load_failed:
         mov     si, msg_load_failed

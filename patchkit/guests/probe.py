@@ -4,6 +4,10 @@ probe.asm is assembled at image build time with this module's disk layout. Every
 data sector is stamped with its LBA so reads are checked; the write checks use a
 scratch region at the end of the disk. The probe reports each check on COM1, a
 throughput figure per transfer size, and writes a result sector the host checks.
+
+The image directory also holds the keep-san floppy: the same program assembled to
+test drive 0x80 (KeepSanProbeGuest). keep-san's users sanboot a disk that does not
+boot, leave gPXE and boot something else that uses the SAN disk as drive 0x80.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from patchkit.guests import asm, disk
 from patchkit.guests.base import Guest, Progress
 
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 CYLINDERS = 32
 TOTAL_SECTORS = CYLINDERS * disk.CYLINDER_SECTORS
 TOKEN_LBA = 60
@@ -28,6 +32,11 @@ SCRATCH_LBA = (CYLINDERS - 4) * disk.CYLINDER_SECTORS
 WRITE_KEY = 0x5AA55AA5
 WRITTEN_SECTORS = 6 + 6 + 1 + 8 + 64 + 127  # what probe.asm's write checks write
 TOKEN_TAG = b"PKTOKEN "
+BOOT_SIGNATURE_OFFSET = 510
+SAN_DRIVE = 0x80  # the BIOS drive the keep-san floppy tests
+FLOPPY_NAME = "keepsan-floppy.img"
+FLOPPY_BYTES = 1474560  # 1.44 MB: 80 cylinders x 2 heads x 18 sectors
+FLOPPY_TRACK_SECTORS = 18  # the loader reads its stage 2 from the first track
 BIOS_TICK_HZ = 1193182 / 65536
 
 _EVERY_DWORD = int.from_bytes(b"\x01\x00\x00\x00" * 128, "little")
@@ -51,6 +60,11 @@ def defines() -> dict[str, int]:
         "TOTAL_SECTORS": TOTAL_SECTORS, "TOKEN_LBA": TOKEN_LBA, "RESULT_LBA": RESULT_LBA,
         "DATA_LBA": DATA_LBA, "SCRATCH_LBA": SCRATCH_LBA,
     }
+
+
+def floppy_defines() -> dict[str, int]:
+    """The keep-san floppy's program: the same layout, tested on drive SAN_DRIVE."""
+    return {**defines(), "TEST_DRIVE": SAN_DRIVE}
 
 
 @dataclass
@@ -106,13 +120,14 @@ class ProbeGuest(Guest):
     build_command = "patchkit guest build probe"
 
     def image_key(self) -> str:
-        h = hashlib.sha256(RECIPE_VERSION.encode() + b"\0" + repr(sorted(defines().items())).encode())
+        h = hashlib.sha256(RECIPE_VERSION.encode() + b"\0" + repr(sorted(floppy_defines().items())).encode())
         h.update(asm.sources_key("probe.asm").encode())
         return h.hexdigest()[:16]
 
     def _build_image(self, out: Path, progress: Progress) -> None:
         with tempfile.TemporaryDirectory(prefix="patchkit-probe-") as tmp:
             program = asm.assemble("probe.asm", Path(tmp) / "probe.bin", defines())
+            floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-floppy.bin", floppy_defines())
         stage2 = program[disk.SECTOR:]
         if len(stage2) > (TOKEN_LBA - 1) * disk.SECTOR:
             raise ValueError(f"probe program is {len(program)} bytes: it would overlap the token sector")
@@ -124,6 +139,8 @@ class ProbeGuest(Guest):
             f.write(stage2)
             f.seek(DATA_LBA * disk.SECTOR)
             f.write(b"".join(stamp(lba) for lba in range(DATA_LBA, TOTAL_SECTORS)))
+        progress("probe: writing the keep-san floppy")
+        _write_floppy(out.with_name(FLOPPY_NAME), floppy_program)
 
     def _inject_token(self, disk_path: Path, token: str) -> None:
         sector = (TOKEN_TAG + token.encode()).ljust(disk.SECTOR, b"\0")
@@ -154,3 +171,35 @@ class ProbeGuest(Guest):
         if written != WRITTEN_SECTORS:
             problems.append(f"{written} scratch sectors carry the written pattern, expected {WRITTEN_SECTORS}")
         return problems
+
+
+def _write_floppy(path: Path, program: bytes) -> None:
+    """A 1.44 MB boot floppy: the program's boot sector (with its signature), then its stage 2."""
+    stage2 = program[disk.SECTOR:]
+    if len(stage2) > (FLOPPY_TRACK_SECTORS - 1) * disk.SECTOR:
+        raise ValueError(f"probe program is {len(program)} bytes: its floppy loader reads one track only")
+    with open(path, "wb") as f:
+        f.write(program[:BOOT_SIGNATURE_OFFSET] + b"\x55\xaa" + stage2)
+        f.truncate(FLOPPY_BYTES)
+    path.chmod(0o444)  # like the disk: image files are never written after the build
+
+
+class KeepSanProbeGuest(ProbeGuest):
+    """The probe booted from its floppy after gPXE, testing the SAN disk gPXE kept as drive 0x80.
+
+    It uses the probe's image (same name, same build command). Its run disk, for the
+    virtio slot sanboot is given, is the probe disk without its boot signature: gPXE's
+    int13_boot refuses it and sanboot returns, keeping the drive with `set keep-san 1`.
+    boot_floppy() goes in the machine's A: drive (validate.Layout's boot_floppy).
+    """
+
+    def make_run_disk(self, run_dir: Path, token: str) -> Path:
+        disk_path = super().make_run_disk(run_dir, token)
+        with open(disk_path, "r+b") as f:
+            f.seek(BOOT_SIGNATURE_OFFSET)
+            f.write(bytes(2))
+        return disk_path
+
+    def boot_floppy(self) -> Path:
+        """The probe assembled to test drive SAN_DRIVE, on a boot floppy (read only: boot a copy)."""
+        return self.base_image().with_name(FLOPPY_NAME)
