@@ -3,17 +3,15 @@
 Every boot test has a negative control: the base tree's ROM (a virtio-net ROM, no
 virtio-blk sanboot) must fail each guest with gPXE's own reason; a guest must fail
 when the run expects another token; `virtio_blk:` picks the first disk, which fails
-when that disk is blank; a floppy booted after sanboot finds the SAN disk as drive
-0x80 with keep-san, and no drive 0x80 without it.
+when that disk is blank; the probe, booted from a floppy after sanboot returned,
+passes on the SAN disk as drive 0x80 with keep-san, and finds no drive 0x80 without it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,13 +20,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from test_guests_boot import PROBE_CHECKS
 
 from patchkit.errors import MissingInputError
 from patchkit.guests import GUEST_NAMES, Guest, get_guest
-from patchkit.run import run
+from patchkit.guests.probe import KeepSanProbeGuest, parse_probe_log
 from patchkit.series.io import find_series
 from patchkit.store import Results, cache_dir, sha256_file
-from patchkit.validate import Layout, boot_guest, choose_accel
+from patchkit.validate import BootOutcome, Layout, boot_guest, choose_accel
 
 pytestmark = pytest.mark.boot
 
@@ -189,67 +188,57 @@ def test_bare_prefix_with_a_blank_first_disk_fails(inputs_cache: Path, series_ro
 
 # --- keep-san: the SAN drive outlives sanboot ------------------------------------------------------
 
-KEEPSAN_READER = Path(__file__).with_name("keepsan-reader.asm")
-TOKEN_OFFSET = 0x1D0  # where keepsan-reader.asm reads the run token
-FLOPPY_BYTES = 1474560
-
-
-class KeepSanReader(Guest):
-    """A floppy whose boot sector writes and reads back BIOS drive 0x80 (see keepsan-reader.asm)."""
-
-    name = "keepsan-reader"
-    default_timeout = 60.0
-    build_command = "(built by the test from tests/keepsan-reader.asm with nasm)"
-
-    def image_key(self) -> str:
-        return hashlib.sha256(KEEPSAN_READER.read_bytes()).hexdigest()[:16]
-
-    def _build_image(self, out: Path, progress: Callable[[str], None]) -> None:
-        run(["nasm", "-f", "bin", KEEPSAN_READER, "-o", out])
-        with open(out, "r+b") as f:
-            f.truncate(FLOPPY_BYTES)
-
-    def _inject_token(self, disk: Path, token: str) -> None:
-        with open(disk, "r+b") as f:
-            f.seek(TOKEN_OFFSET)
-            f.write(token.encode() + b"\0")
-
-    def verify_disk(self, disk: Path, token: str) -> list[str]:
-        return []
-
 
 @pytest.fixture
-def keepsan_reader() -> Guest:
-    if shutil.which("nasm") is None:
-        pytest.skip("nasm is missing: apt-get install nasm")
-    guest = KeepSanReader()
-    guest.build()
-    return guest
+def keepsan_probe(inputs_cache: Path) -> KeepSanProbeGuest:
+    """The probe on its keep-san floppy (it shares the probe's image and build command)."""
+    guest_or_skip("probe")
+    return KeepSanProbeGuest()
 
 
-def san_sector(run_dir: Path) -> bytes:
-    """LBA 1 of the blank virtio disk at 04.0 (what the reader wrote to drive 0x80)."""
-    with open(run_dir / "blank-04-0.img", "rb") as f:
-        f.seek(512)
-        return f.read(512)
+SANBOOT_REFUSED = "Not an executable image"  # gPXE's int13_boot: no boot signature
 
 
-def test_keep_san_leaves_the_virtio_disk_as_drive_0x80(series_rom: Path, keepsan_reader: Guest) -> None:
-    # The installer case keep-san exists for: sanboot a blank SAN disk (it returns),
-    # leave gPXE, boot something else from A:, and find the SAN disk as drive 0x80.
-    outcome = boot_guest(keepsan_reader, rom=series_rom, layout=Layout(guest_addr="floppy", blank_addrs=("04.0",)),
-                         gpxe_commands=["set keep-san 1"], exit_after_sanboot=True)
+def assert_in_order(log: str, *lines: str) -> None:
+    """Each of ``lines`` appears in ``log``, after the previous one."""
+    at = 0
+    for line in lines:
+        found = log.find(line, at)
+        assert found >= 0, f"{line!r} missing after offset {at}"
+        at = found + len(line)
+
+
+def token_of(outcome: BootOutcome) -> str:
+    """The run token the boot used (from its result.json)."""
+    return json.loads((outcome.run_dir / "result.json").read_text())["token"]
+
+
+def boot_after_sanboot(guest: KeepSanProbeGuest, rom: Path, commands: list[str]) -> BootOutcome:
+    """sanboot the probe disk (it is not bootable, so sanboot returns), `exit`, let the BIOS boot A:."""
+    return boot_guest(guest, rom=rom, layout=Layout(boot_floppy=guest.boot_floppy()), gpxe_commands=commands,
+                      exit_after_sanboot=True)
+
+
+def test_keep_san_leaves_the_virtio_disk_as_drive_0x80(series_rom: Path, keepsan_probe: KeepSanProbeGuest) -> None:
+    # The installer case keep-san exists for: sanboot a disk that does not boot (it returns),
+    # leave gPXE, boot something else from A:, and use the SAN disk as drive 0x80.
+    outcome = boot_after_sanboot(keepsan_probe, series_rom, ["set keep-san 1"])
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
-    token = json.loads((outcome.run_dir / "result.json").read_text())["token"]
-    assert san_sector(outcome.run_dir).startswith(f"PATCHKIT-KEEPSAN {token}".encode())
+    log = (outcome.run_dir / "serial.log").read_text(errors="replace")
+    report = parse_probe_log(log)
+    assert report.failures == [] and report.checks == PROBE_CHECKS
+    assert_in_order(log, "Preserving connection to SAN disk", SANBOOT_REFUSED, "gPXE> exit", "Booting from Floppy",
+                    "PROBE start drive 0x00000080", f"PATCHKIT-PASS {token_of(outcome)}")
 
 
-def test_without_keep_san_there_is_no_drive_0x80_after_sanboot(series_rom: Path, keepsan_reader: Guest) -> None:
-    outcome = boot_guest(keepsan_reader, rom=series_rom, layout=Layout(guest_addr="floppy", blank_addrs=("04.0",)),
-                         exit_after_sanboot=True)
+def test_without_keep_san_there_is_no_drive_0x80_after_sanboot(series_rom: Path,
+                                                              keepsan_probe: KeepSanProbeGuest) -> None:
+    outcome = boot_after_sanboot(keepsan_probe, series_rom, [])
     assert not outcome.passed
-    assert "no BIOS drive 0x80" in outcome.reason
-    assert san_sector(outcome.run_dir) == bytes(512)
+    assert "PROBE FAIL ah41-extensions status" in outcome.reason
+    log = (outcome.run_dir / "serial.log").read_text(errors="replace")
+    assert_in_order(log, "Unregistering BIOS drive 0x80", SANBOOT_REFUSED, "gPXE> exit", "Booting from Floppy",
+                    "PROBE start drive 0x00000080", "PROBE FAIL ah41-extensions")
 
 
 def test_without_keep_san_the_bios_boots_the_next_disk(inputs_cache: Path, series_rom: Path) -> None:
