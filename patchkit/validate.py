@@ -119,7 +119,8 @@ def boot_guest(
     ``gpxe_commands`` are typed at the gPXE prompt before `sanboot`. With
     ``exit_after_sanboot`` sanboot is expected to return to the prompt (its disk is
     not bootable); `exit` then leaves gPXE and the BIOS boots the next device (the
-    keep-san set-up: the guest on IDE or floppy, a blank virtio disk for sanboot). ``expect_token``
+    keep-san set-up: a virtio disk that does not boot for sanboot, then the guest or the
+    layout's boot floppy). ``expect_token``
     (default: the run's own token) is the token whose success marker counts, so a
     mismatch is a negative control. ``accel`` "auto" retries on TCG after a KVM error.
     """
