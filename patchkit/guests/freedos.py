@@ -42,6 +42,7 @@ AUTOEXEC_BAT = "\r\n".join([
     "ECHO PATCHKIT-PASS %TOKEN%>COM1",
     "C:\\POWEROFF.COM",
     ":NOTOKEN",
+    "C:\\SETTLE.COM",
     "ECHO PATCHKIT-FAIL no TOKEN.BAT on C:>COM1",
     "C:\\POWEROFF.COM",
     "",
@@ -105,7 +106,7 @@ class FreedosGuest(Guest):
         h = hashlib.sha256()
         for part in (RECIPE_VERSION, debpkgs.pins_key(debpkgs.SYSLINUX_PINS), SYSLINUX_CFG, CONFIG_SYS, AUTOEXEC_BAT):
             h.update(part.encode() + b"\0")
-        h.update(asm.sources_key("poweroff.asm").encode())
+        h.update(asm.sources_key("poweroff.asm", "settle.asm").encode())
         for name in DOS_FILES:
             path = inputs_dir() / name
             if not path.is_file():
@@ -122,6 +123,7 @@ class FreedosGuest(Guest):
             work = Path(tmp)
             syslinux = bootdisk.syslinux_root(debs, work / "syslinux")
             poweroff = asm.assemble("poweroff.asm", work / "POWEROFF.COM")
+            settle = asm.assemble("settle.asm", work / "SETTLE.COM")
             progress("freedos: writing the disk")
             files: dict[str, Path | bytes] = {name: inputs_dir() / name for name in DOS_FILES}
             files.update({
@@ -130,6 +132,7 @@ class FreedosGuest(Guest):
                 "AUTOEXEC.BAT": AUTOEXEC_BAT.encode(),
                 "KNOWN.TXT": KNOWN_TXT,
                 "POWEROFF.COM": poweroff,
+                "SETTLE.COM": settle,
             })
             bootdisk.make(
                 out, CYLINDERS, "FREEDOS", syslinux, SYSLINUX_CFG,
