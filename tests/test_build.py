@@ -17,7 +17,7 @@ from pathlib import Path
 import git
 import pytest
 from click.testing import CliRunner
-from fixtures.repos import write_series
+from fixtures.repos import commit_files as commit, write_series
 
 from patchkit.build import (
     _checkout,
@@ -103,19 +103,6 @@ def test_failure_message_without_compiler_errors_shows_link_errors(tmp_path: Pat
 
 
 # --- checkout into a scratch tree and the tree digest (small real git repos) ----------
-
-
-def commit(repo: git.Repo, files: dict[str, str | None], message: str) -> str:
-    root = Path(repo.working_tree_dir)
-    for name, content in files.items():
-        path = root / name
-        if content is None:
-            repo.index.remove([name], working_tree=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-        repo.index.add([name])
-    return repo.index.commit(message).hexsha
 
 
 @pytest.fixture
