@@ -96,25 +96,22 @@ drive:  db      0
 ; ---------------------------------------------------------------- stage 2
 stage2:
 
-; put_dec: EAX as unsigned decimal.
+; put_dec: EAX as unsigned decimal (formatted by dec_str, then written out).
 put_dec:
         pushad
-        mov     ebx, 10
-        xor     cx, cx
-.divide:
-        xor     edx, edx
-        div     ebx
-        push    dx
-        inc     cx
-        test    eax, eax
-        jnz     .divide
-.emit:
-        pop     ax
-        add     al, '0'
-        call    putc
-        loop    .emit
+        push    es
+        push    ds
+        pop     es
+        mov     di, dec_buf
+        call    dec_str
+        mov     byte [di], 0
+        mov     si, dec_buf
+        call    puts
+        pop     es
         popad
         ret
+
+dec_buf: times 11 db 0                  ; 4294967295 and its terminator
 
 ; put_hex: EAX as 0x%08x.
 put_hex:
