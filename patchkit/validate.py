@@ -21,8 +21,9 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, time
     spec = _machine_spec(run_dir, disk, rom, accel, layout)
     session = _Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
                        guest.success_marker(expect_token or token))
-    outcome = asyncio.run(session.run())
+    outcome = _run_interruptibly(session.run())
     problems = guest.verify_disk(disk, token)
     if outcome.passed and problems:
         outcome.passed = False
@@ -163,6 +164,40 @@ def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, time
     atomic_write(run_dir / "timings.json", json.dumps(outcome.timings, indent=2) + "\n")
     atomic_write(run_dir / "result.json", json.dumps(
         {**asdict(outcome), "run_dir": str(run_dir), "token": token, "disk_problems": problems}, indent=2) + "\n")
+    return outcome
+
+
+def _run_interruptibly(boot: Coroutine[None, None, BootOutcome]) -> BootOutcome:
+    """Run ``boot``; ^C cancels it (stopping QEMU) and then raises KeyboardInterrupt.
+
+    asyncio.run also turns ^C into a cancellation, but Python 3.11's wait_for can swallow
+    one that races with a wake-up (a busy serial console), and the boot would run on.
+    """
+    interrupted = False
+
+    async def main() -> BootOutcome:
+        nonlocal interrupted
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        try:
+            return await boot
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        outcome = asyncio.run(main())
+    except asyncio.CancelledError:
+        interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
     return outcome
 
 
