@@ -51,9 +51,9 @@ def test_lines_between_renders_a_stretch_of_output() -> None:
 
 
 def test_cursor_line_matches_what_the_stream_garbles() -> None:
-    # SeaBIOS's mirror may send a character, then move back and send it again.
+    # A line finished after a move to another row is split in the stream, whole on the screen.
     console = Console()
-    console.feed(b"gPXE> sanboot\x1b[1;13Ht virtio_blk:")
+    console.feed(b"gPXE> sanboot\r\n\x1b[1;14H virtio_blk:")
     assert "sanboot virtio_blk:" not in console.text
     assert console.cursor_line() == "gPXE> sanboot virtio_blk:"
     wait = asyncio.run(console.wait_for(["gPXE> sanboot virtio_blk:"], timeout=0, on_cursor_line=True))
@@ -69,6 +69,17 @@ def test_the_earliest_pattern_after_since_wins() -> None:
     assert later.matched and console.text[later.end:] == " "
     none = asyncio.run(console.wait_for(["PATCHKIT-PASS xyz"], timeout=0))
     assert none.outcome == "timeout" and "PATCHKIT-PASS xyz" in none.reason
+
+
+def test_a_cursor_move_back_drops_what_the_screen_overwrites() -> None:
+    # Seen from SeaBIOS's screen mirror: a character re-sent after moving back over it.
+    console = Console()
+    console.feed(b"\x1b[2J\x1b[1;1HBoot failed\r\nUnregistering \x1b[2;14H BIOS drive 0x80\r\n"
+                 b"image (0\x1b[3;8H0x2e85\r\n\x1b[1;5H")  # the last move goes up a line: nothing dropped
+    assert console.text == "Boot failed\r\nUnregistering BIOS drive 0x80\r\nimage (0x2e85\r\n"
+    wait = asyncio.run(console.wait_for(["Unregistering BIOS drive 0x80"], timeout=0))
+    assert wait.matched and console.text[wait.end:].startswith("\r\nimage")
+    assert console.screen().splitlines()[1:3] == ["Unregistering BIOS drive 0x80", "image (0x2e85"]
 
 
 async def _read_while(argv: list[str], tmp_path: Path, waits: list[dict]) -> list[Wait]:

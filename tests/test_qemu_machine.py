@@ -10,6 +10,7 @@ import pytest
 
 from patchkit.errors import BootError
 from patchkit.qemu.cmdline import Drive, MachineSpec, reference_spec
+from patchkit.qemu.console import Console
 from patchkit.qemu.machine import Machine, keys_for, qemu_version
 
 pytestmark = pytest.mark.boot
@@ -33,7 +34,7 @@ def gone(pid: int) -> bool:
 def test_a_machine_runs_under_qmp_and_is_stopped_after(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
 
-    async def scenario() -> tuple[int, str, bool, str]:
+    async def scenario() -> tuple[int, str, bool, Console]:
         async with Machine(reference_spec(blank_disk(tmp_path / "blank.img")), run_dir) as machine:
             assert machine._proc is not None
             pid = machine._proc.pid
@@ -41,15 +42,18 @@ def test_a_machine_runs_under_qmp_and_is_stopped_after(tmp_path: Path) -> None:
             assert wait.matched, wait.reason
             status = await machine.status()
             shot = await machine.screendump(run_dir / "end.png")
-        return pid, status, shot, machine.console.screen()
+        return pid, status, shot, machine.console
 
-    pid, status, shot, screen = asyncio.run(scenario())
+    pid, status, shot, console = asyncio.run(scenario())
+    screen = console.screen()
     assert status == "running"
     assert shot and (run_dir / "end.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert "SeaBIOS" in screen and "No bootable device" in screen
     assert gone(pid)
     assert (run_dir / "qemu-cmdline.txt").read_text().startswith("qemu-system-x86_64 ")
-    assert b"No bootable device" in (run_dir / "serial.log").read_bytes()
+    reread = Console()
+    reread.feed((run_dir / "serial.log").read_bytes())  # serial.log keeps the raw bytes
+    assert "No bootable device" in reread.text and reread.text == console.text
     assert (run_dir / "seabios.log").read_text(errors="replace").strip()  # SeaBIOS's debug port
 
 

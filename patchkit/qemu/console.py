@@ -2,7 +2,9 @@
 
 Markers are matched as substrings of the serial stream with its terminal escape
 sequences taken out (SeaBIOS's screen mirror sprinkles cursor moves into text, even
-mid-word), one character per byte. serial.log keeps the raw bytes. The screen is
+mid-word), one character per byte. A cursor move back along the current line drops
+the characters it moves over from that text, as the screen overwrites them: the
+mirror re-sends a character that way ("image (0\\e[23;69H0x2e85"). serial.log keeps the raw bytes. The screen is
 rendered with pyte (80x25) for people; when the guest clears it, the rendered
 screen is kept first.
 """
@@ -23,6 +25,8 @@ COLUMNS, LINES = 80, 25
 
 # ESC [ params intermediates final | ESC ( or ) charset | ESC + one character (e.g. ESC c).
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[0-9A-Za-z=<>@\\\]^_`|~])")
+# ESC [ row ; column H: move the cursor (1-based; a missing number is 1).
+_CURSOR_POSITION = re.compile(r"\x1b\[(\d*)(?:;(\d*))?[Hf]")
 # An escape sequence cut off at the end of a chunk.
 _ESCAPE_START = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[()])?\Z")
 
@@ -101,11 +105,38 @@ class Console:
         text = self._cut + data.decode("latin-1")
         cut = _ESCAPE_START.search(text)
         self._cut = text[cut.start():] if cut else ""
-        self._chunks.append(_ESCAPE.sub("", text[:cut.start()] if cut else text))
-        # BIOS and DOS text is code page 437; it is ASCII below 0x80, like Linux's output.
-        self._stream.feed(data.decode("cp437"))
+        complete = text[:cut.start()] if cut else text
+        at = 0
+        for escape in _ESCAPE.finditer(complete):
+            self._print(complete[at:escape.start()])
+            self._move_back(escape.group())
+            self._render(escape.group())
+            at = escape.end()
+        self._print(complete[at:])
         self.last_output = time.monotonic()
         self._changed.set()
+
+    def _print(self, text: str) -> None:
+        self._chunks.append(text)
+        self._render(text)
+
+    def _render(self, text: str) -> None:
+        # BIOS and DOS text is code page 437; it is ASCII below 0x80, like Linux's output.
+        self._stream.feed(text.encode("latin-1").decode("cp437"))
+
+    def _move_back(self, escape: str) -> None:
+        """Drop from the text what a cursor move back along the current screen line will overwrite."""
+        move = _CURSOR_POSITION.fullmatch(escape)
+        if not move:
+            return
+        row, column = (int(n or 1) - 1 for n in (move[1], move[2]))
+        cursor = self._screen.cursor
+        if row != cursor.y or column >= cursor.x:
+            return
+        text = self.text
+        line_start = max(text.rfind("\n"), text.rfind("\r")) + 1
+        keep = max(len(text) - (cursor.x - column), line_start)
+        self._text = text[:keep]
 
     def close(self) -> None:
         """The port is closed (QEMU exited): waits end with ``eof``."""
