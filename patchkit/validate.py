@@ -50,6 +50,7 @@ BLANK_DISK_BYTES = 8 << 20
 GPXE_POST_BANNER = "Press Ctrl-B to configure gPXE"
 GPXE_BANNER = "Press Ctrl-B for the gPXE command line"
 GPXE_PROMPT = "gPXE>"
+GPXE_SANBOOT_FAILED = "Could not boot from"  # sanboot_cmd.c, when sanboot returns
 BOOT_MARKERS = ("Booting from BIOS drive", "Booting from SAN device", "Booting from INT 13", "Booting from Hard Disk",
                 "Booting from Floppy")
 NO_BOOT_DEVICE = "No bootable device"
@@ -315,8 +316,11 @@ class _Session:
         self._mark("sanboot")
         if not self.script.exit_after_sanboot:
             return echoed
-        wait = await self._expect([GPXE_PROMPT], "sanboot to return to the gPXE> prompt", echoed, prompt=True)
+        # The cursor's line still shows the typed command until sanboot prints: wait for its
+        # message on the serial stream first, then for the prompt after it.
+        failed = await self._expect([GPXE_SANBOOT_FAILED], "sanboot to return (\"Could not boot from\")", echoed)
         self._mark("sanboot_returned")
+        wait = await self._expect([GPXE_PROMPT], "the gPXE> prompt after sanboot returned", failed.end, prompt=True)
         return await self._type("exit", wait.end)
 
     async def _type(self, command: str, since: int) -> int:
