@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from patchkit.errors import BootError
-from patchkit.qemu.cmdline import Drive, MachineSpec, qemu_argv, reference_spec, rom_boot_spec
+from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, qemu_argv, reference_spec, rom_boot_spec
 
 ROM = Path("/roms/1af41001.rom")
 DISK = Path("/runs/x/freedos.img")
@@ -83,6 +83,17 @@ def test_two_virtio_disks_need_two_addresses() -> None:
         "virtio-blk-pci,drive=disk0,addr=04.0", "virtio-blk-pci,drive=disk1,addr=05.0"]
     with pytest.raises(BootError, match="share a PCI address"):
         rom_boot_spec(ROM, (Drive(Path("/a.img")), Drive(DISK)))
+
+
+def test_a_nic_runs_qemu_in_its_namespace_without_a_rom_of_its_own() -> None:
+    floppy = Drive(Path("/probe.img"), interface="floppy", bootindex=1)
+    argv = qemu_argv(check_spec(MachineSpec(drives=(floppy,), rom=ROM, nic=Nic("patchkit-1234", "aoe0"))))
+    assert argv[:5] == ["ip", "netns", "exec", "patchkit-1234", "qemu-system-x86_64"]
+    assert option(argv, "-netdev") == ["tap,id=net0,ifname=aoe0,script=no,downscript=no"]
+    assert "virtio-net-pci,netdev=net0,addr=03.0,romfile=" in devices(argv)  # not QEMU's own iPXE
+    assert option(argv, "-option-rom") == [f"{ROM},bootindex=0"]
+    with pytest.raises(BootError, match="share a PCI address"):
+        check_spec(MachineSpec(drives=(Drive(DISK, pci_addr="03.0"),), rom=ROM, nic=Nic("n", "aoe0")))
 
 
 def test_commas_in_paths_are_doubled() -> None:

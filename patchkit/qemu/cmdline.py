@@ -33,11 +33,24 @@ class Drive:
 
 
 @dataclass(frozen=True)
+class Nic:
+    """A virtio-net NIC on tap device ``tap`` of network namespace ``netns`` (QEMU runs inside it).
+
+    The NIC has no option ROM of its own (QEMU's iPXE would run too): gPXE comes from the ROM under test.
+    """
+
+    netns: str
+    tap: str
+    pci_addr: str = "03.0"
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     """Everything that decides a boot test's QEMU command line."""
 
     drives: tuple[Drive, ...]
     rom: Path | None = None  # the option ROM under test; None = reference run
+    nic: Nic | None = None
     accel: str = "tcg"
     memory_mib: int = 128
     qemu: str = "qemu-system-x86_64"
@@ -70,9 +83,9 @@ def check_spec(spec: MachineSpec) -> MachineSpec:
             raise BootError("bootindex 0 belongs to the ROM under test")
     if sum(d.interface == "floppy" for d in spec.drives) > 1:
         raise BootError("only one floppy drive (A:) is supported")
-    addrs = [d.pci_addr for d in spec.drives if d.interface == "virtio"]
+    addrs = [d.pci_addr for d in spec.drives if d.interface == "virtio"] + ([spec.nic.pci_addr] if spec.nic else [])
     if len(addrs) != len(set(addrs)):
-        raise BootError(f"two virtio disks share a PCI address: {addrs}")
+        raise BootError(f"two virtio devices share a PCI address: {addrs}")
     return spec
 
 
@@ -114,6 +127,10 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
         if drive.bootindex is not None:
             device += f",bootindex={drive.bootindex}"
         argv += ["-device", device]
+    if spec.nic is not None:
+        argv = ["ip", "netns", "exec", spec.nic.netns, *argv,
+                "-netdev", f"tap,id=net0,ifname={spec.nic.tap},script=no,downscript=no",
+                "-device", f"virtio-net-pci,netdev=net0,addr={spec.nic.pci_addr},romfile="]
     if spec.rom is not None:
         argv += ["-option-rom", f"{_escape(spec.rom)},bootindex=0"]
     return argv
