@@ -61,9 +61,13 @@ def _gpxe(project: Path, source: str | None, progress: Progress) -> SetupItem:
 def _roms(project: Path, progress: Progress) -> list[SetupItem]:
     rom = base_rom(project, progress)
     items = [SetupItem("base ROM", True, f"{rom.path} ({rom.size} bytes)")]
+    base_target = str(load_pin(project).build["base_target"])
     for name in list_series(project):
         rom = ensure_series_rom(project, name, progress)
         items.append(SetupItem(f"{name} ROM", True, f"{rom.path} ({rom.size} bytes)"))
+        # The series' NIC ROM: gPXE's AoE sanboot (patch 1's case) in the boot tests.
+        rom = ensure_series_rom(project, name, progress, target=base_target)
+        items.append(SetupItem(f"{name} NIC ROM", True, f"{rom.path} ({rom.size} bytes)"))
     return items
 
 

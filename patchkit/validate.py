@@ -17,6 +17,7 @@ when the run failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -24,19 +25,21 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from qemu.qmp import QMPError
 
 from patchkit import build
 from patchkit.errors import PatchkitError, SeriesError
-from patchkit.guests import GUEST_NAMES, Guest, get_guest
-from patchkit.qemu.cmdline import Drive, MachineSpec, check_spec, reference_spec
+from patchkit.guests import GUEST_NAMES, Guest, Sanboot, get_guest
+from patchkit.qemu.aoe import aoe_target
+from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
 from patchkit.qemu.console import Wait
 from patchkit.qemu.machine import Machine, qemu_version
 from patchkit.series.io import find_series
 from patchkit.store import ResultKey, Results, TestResult, atomic_write, cache_dir, sha256_file
+from patchkit.upstream import load_pin
 
 Progress = Callable[[str], None]
 
@@ -54,11 +57,13 @@ GPXE_SANBOOT_FAILED = "Could not boot from"  # sanboot_cmd.c, when sanboot retur
 BOOT_MARKERS = ("Booting from BIOS drive", "Booting from SAN device", "Booting from INT 13", "Booting from Hard Disk",
                 "Booting from Floppy")
 NO_BOOT_DEVICE = "No bootable device"
+NOT_VIRTIO = ("ide", "floppy", "aoe")  # guest disk places other than a virtio-blk slot
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the guest disk sits: a virtio PCI slot.function on bus 0, or "ide" / "floppy" (bootindex 1).
+    """Where the guest disk sits: a virtio PCI slot.function on bus 0, "ide" / "floppy" (bootindex 1),
+    or "aoe" (served by vblade as e0.0 to a virtio-net NIC, see patchkit.qemu.aoe).
 
     ``blank_addrs`` adds zero-filled (non-bootable) virtio disks at those addresses.
     ``boot_floppy`` is an image for A: (bootindex 1, booted from a copy in the run directory).
@@ -147,15 +152,31 @@ class _Script:
     exit_after_sanboot: bool
 
 
+def boot_planned(guest: Guest, *, rom: Path | None, root_path: str = DEFAULT_ROOT_PATH, accel: str = "tcg",
+                 timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> BootOutcome:
+    """Boot ``guest`` as its Sanboot plan says (commands, disk place, `exit` and A:), through ``rom``."""
+    plan = guest.sanboot
+    if rom is None and plan != Sanboot():
+        raise PatchkitError(f"the {guest.name} guest runs gPXE commands: it needs a ROM (not --reference)")
+    return boot_guest(guest, rom=rom, root_path=plan.root_path or root_path, accel=accel, timeout=timeout,
+                      stall_timeout=stall_timeout, layout=Layout(plan.disk, boot_floppy=guest.boot_floppy()),
+                      gpxe_commands=plan.commands, exit_after_sanboot=plan.exit_after_sanboot)
+
+
 def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, timeout: float | None,
                stall_timeout: float, layout: Layout, expect_token: str | None) -> BootOutcome:
     run_dir = new_run_dir(guest.name)
     token = secrets.token_hex(6)
     disk = guest.make_run_disk(run_dir, token)
-    spec = _machine_spec(run_dir, disk, rom, accel, layout)
-    session = _Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
-                       guest.success_marker(expect_token or token))
-    outcome = _run_interruptibly(session.run())
+    with contextlib.ExitStack() as stack:
+        nic = None
+        if layout.guest_addr == "aoe":
+            target = stack.enter_context(aoe_target(disk, run_dir))
+            nic = Nic(target.netns, target.tap)
+        spec = _machine_spec(run_dir, disk, rom, accel, layout, nic)
+        session = _Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
+                           guest.success_marker(expect_token or token))
+        outcome = _run_interruptibly(session.run())
     problems = guest.verify_disk(disk, token)
     if outcome.passed and problems:
         outcome.passed = False
@@ -202,9 +223,10 @@ def _run_interruptibly(boot: Coroutine[None, None, BootOutcome]) -> BootOutcome:
     return outcome
 
 
-def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layout: Layout) -> MachineSpec:
+def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layout: Layout,
+                  nic: Nic | None) -> MachineSpec:
     """The machine for one run: the guest disk (and blank disks) placed per ``layout``."""
-    if rom is None and not (layout.blank_addrs or layout.boot_floppy) and layout.guest_addr not in ("ide", "floppy"):
+    if rom is None and not (layout.blank_addrs or layout.boot_floppy) and layout.guest_addr not in NOT_VIRTIO:
         return reference_spec(disk, accel, pci_addr=layout.guest_addr)
     drives: list[Drive] = []
     if layout.boot_floppy is not None:
@@ -218,9 +240,9 @@ def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layou
         drives.append(Drive(blank, pci_addr=addr))
     if layout.guest_addr in ("ide", "floppy"):
         drives.append(Drive(disk, interface=layout.guest_addr, bootindex=1))
-    else:
+    elif layout.guest_addr != "aoe":  # an AoE disk is served by the run's target, not attached
         drives.append(Drive(disk, pci_addr=layout.guest_addr, bootindex=None if rom else 0))
-    return check_spec(MachineSpec(drives=tuple(drives), rom=rom, accel=accel))
+    return check_spec(MachineSpec(drives=tuple(drives), rom=rom, accel=accel, nic=nic))
 
 
 class _Failed(Exception):
@@ -443,6 +465,13 @@ def resolve_subject(project: Path, series_name: str | None, rom: Path | None, re
     return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), guests
 
 
+def _nic_subject(project: Path, subject: Subject, progress: Progress) -> Subject:
+    """``subject`` with the series' NIC ROM (the pin's base_target built from the series), for AoE sanboot."""
+    target = str(load_pin(project).build["base_target"])
+    built = build.ensure_series_rom(project, subject.series, progress, target=target)
+    return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
+
+
 def run_tests(
     project: Path,
     guest_names: Sequence[str],
@@ -460,23 +489,31 @@ def run_tests(
     subject, series_guests = resolve_subject(project, series_name, rom, reference, progress)
     names = list(series_guests) if "all" in guest_names else list(dict.fromkeys(guest_names))
     guests = [get_guest(n) for n in names]
+    if reference and (planned := [g.name for g in guests if g.sanboot != Sanboot()]):
+        raise PatchkitError(f"--reference boots without gPXE, and {', '.join(planned)} runs gPXE commands",
+                            hint="run it without --reference")
+    nic_subject: Subject | None = None
     images = {g.name: g.image_sha256() for g in guests}  # fails early, naming the build command
     qemu = qemu_version()
     results = []
     said: set[str] = set()
     with Results() as db:
         for guest in guests:
-            progress(f"{guest.name}: booting {'natively (reference)' if reference else subject.rom} ...")
-            outcome = boot_guest(guest, rom=subject.rom, root_path=root_path, accel=accel, timeout=timeout,
-                                 stall_timeout=stall_timeout)
+            tested = subject
+            if guest.sanboot.nic_rom and rom is None and not reference:
+                nic_subject = nic_subject or _nic_subject(project, subject, progress)
+                tested = nic_subject
+            progress(f"{guest.name}: booting {'natively (reference)' if reference else tested.rom} ...")
+            outcome = boot_planned(guest, rom=tested.rom, root_path=root_path, accel=accel, timeout=timeout,
+                                   stall_timeout=stall_timeout)
             for note in outcome.notes:
                 if note not in said:
                     said.add(note)
                     progress(f"note: {note}")
-            key = ResultKey(subject.series, subject.revision, subject.rom_sha256, guest.name, images[guest.name],
+            key = ResultKey(tested.series, tested.revision, tested.rom_sha256, guest.name, images[guest.name],
                             qemu, outcome.accel)
             result = TestResult(key=key, passed=outcome.passed, reason=outcome.reason, run_dir=str(outcome.run_dir),
-                                timings=outcome.timings, rom_size=subject.rom_size, version=subject.version)
+                                timings=outcome.timings, rom_size=tested.rom_size, version=tested.version)
             db.record(result)
             results.append(result)
             progress(verdict_line(result))

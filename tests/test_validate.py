@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,16 +26,19 @@ from test_guests_boot import PROBE_CHECKS
 
 from patchkit.errors import MissingInputError
 from patchkit.guests import GUEST_NAMES, Guest, get_guest
-from patchkit.guests.probe import KeepSanProbeGuest, parse_probe_log
+from patchkit.guests.probe import AoeKeepSanProbeGuest, KeepSanProbeGuest, parse_probe_log
+from patchkit.qemu.aoe import aoe_unavailable
 from patchkit.qemu.console import Console
 from patchkit.series.io import find_series
 from patchkit.store import Results, cache_dir, sha256_file
-from patchkit.validate import BootOutcome, Layout, boot_guest, choose_accel
+from patchkit.upstream import load_pin
+from patchkit.validate import BootOutcome, Layout, boot_guest, boot_planned, choose_accel
 
 pytestmark = pytest.mark.boot
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERIES = "gpxe-virtio-blk"
+BASE_TARGET = str(load_pin(PROJECT_ROOT).build["base_target"])  # gPXE with virtio-net only
 ARTIFACTS = ("serial.log", "screen.txt", "end.png", "seabios.log", "qemu-cmdline.txt", "timings.json", "result.json")
 
 
@@ -83,6 +88,8 @@ def rom_builder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path, str
             with cache_at(session_cache):
                 if which == "base":
                     rom = builder.base_rom(PROJECT_ROOT)
+                elif which == "series-nic":
+                    rom = builder.ensure_series_rom(PROJECT_ROOT, SERIES, target=BASE_TARGET)
                 else:
                     rom = builder.ensure_series_rom(PROJECT_ROOT, SERIES)
             built[which] = rom.path
@@ -101,6 +108,12 @@ def base_rom(gpxe_mirror: Path, rom_builder: Callable[[Path, str], Path]) -> Pat
 def series_rom(gpxe_mirror: Path, rom_builder: Callable[[Path, str], Path]) -> Path:
     """bin/1af41001.rom of the series' current revision."""
     return rom_builder(gpxe_mirror, "series")
+
+
+@pytest.fixture
+def series_nic_rom(gpxe_mirror: Path, rom_builder: Callable[[Path, str], Path]) -> Path:
+    """bin/1af41000.rom of the series' current revision: gPXE with virtio-net, for AoE sanboot."""
+    return rom_builder(gpxe_mirror, "series-nic")
 
 
 def assert_artifacts(run_dir: Path) -> None:
@@ -221,30 +234,31 @@ def token_of(outcome: BootOutcome) -> str:
     return json.loads((outcome.run_dir / "result.json").read_text())["token"]
 
 
-def boot_after_sanboot(guest: KeepSanProbeGuest, rom: Path, commands: list[str]) -> BootOutcome:
-    """sanboot the probe disk (it is not bootable, so sanboot returns), `exit`, let the BIOS boot A:."""
-    return boot_guest(guest, rom=rom, layout=Layout(boot_floppy=guest.boot_floppy()), gpxe_commands=commands,
-                      exit_after_sanboot=True)
+def without_keep_san(guest: KeepSanProbeGuest) -> KeepSanProbeGuest:
+    """The same guest whose gPXE commands leave keep-san unset (the control)."""
+    plan = guest.sanboot
+    commands = tuple(c for c in plan.commands if c != "set keep-san 1")
+    return type(f"No{type(guest).__name__}", (type(guest),), {"sanboot": replace(plan, commands=commands)})()
 
 
 def test_keep_san_leaves_the_virtio_disk_as_drive_0x80(series_rom: Path, keepsan_probe: KeepSanProbeGuest) -> None:
     # The installer case keep-san exists for: sanboot a disk that does not boot (it returns),
     # leave gPXE, boot something else from A:, and use the SAN disk as drive 0x80.
-    outcome = boot_after_sanboot(keepsan_probe, series_rom, ["set keep-san 1"])
+    outcome = boot_planned(keepsan_probe, rom=series_rom)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     report = parse_probe_log((outcome.run_dir / "serial.log").read_text(errors="replace"))
     assert report.failures == [] and report.checks == PROBE_CHECKS
-    assert_in_order(transcript(outcome), "Preserving connection to SAN disk", SANBOOT_REFUSED, "gPXE> exit", "Booting from Floppy",
-                    "PROBE start drive 0x00000080", f"PATCHKIT-PASS {token_of(outcome)}")
+    assert_in_order(transcript(outcome), "Preserving connection to SAN disk", SANBOOT_REFUSED, "gPXE> exit",
+                    "Booting from Floppy", "PROBE start drive 0x00000080", f"PATCHKIT-PASS {token_of(outcome)}")
 
 
 def test_without_keep_san_there_is_no_drive_0x80_after_sanboot(series_rom: Path,
                                                               keepsan_probe: KeepSanProbeGuest) -> None:
-    outcome = boot_after_sanboot(keepsan_probe, series_rom, [])
+    outcome = boot_planned(without_keep_san(keepsan_probe), rom=series_rom)
     assert not outcome.passed
     assert "PROBE FAIL ah41-extensions status" in outcome.reason
-    assert_in_order(transcript(outcome), "Unregistering BIOS drive 0x80", SANBOOT_REFUSED, "gPXE> exit", "Booting from Floppy",
-                    "PROBE start drive 0x00000080", "PROBE FAIL ah41-extensions")
+    assert_in_order(transcript(outcome), "Unregistering BIOS drive 0x80", SANBOOT_REFUSED, "gPXE> exit",
+                    "Booting from Floppy", "PROBE start drive 0x00000080", "PROBE FAIL ah41-extensions")
 
 
 def test_without_keep_san_the_bios_boots_the_next_disk(inputs_cache: Path, series_rom: Path) -> None:
@@ -253,6 +267,56 @@ def test_without_keep_san_the_bios_boots_the_next_disk(inputs_cache: Path, serie
     outcome = boot_guest(guest, rom=series_rom, layout=Layout(guest_addr="ide", blank_addrs=("04.0",)),
                          exit_after_sanboot=True)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+
+
+# --- keep-san over AoE: patch 1's case -------------------------------------------------------
+
+
+@pytest.fixture
+def aoe_probe(inputs_cache: Path) -> AoeKeepSanProbeGuest:
+    """The probe on its AoE keep-san floppy; skips where AoE targets cannot be made."""
+    if (reason := aoe_unavailable()) is not None:
+        pytest.skip(reason)
+    guest_or_skip("probe")
+    return AoeKeepSanProbeGuest()
+
+
+AOE_UNCHECKED = ("read-past-end", "read-straddling-end", "chs-read-past-end")
+
+
+def patchkit_namespaces() -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in listing.splitlines() if line.startswith("patchkit-")]
+
+
+def test_keep_san_leaves_the_aoe_disk_as_drive_0x80(series_nic_rom: Path, aoe_probe: AoeKeepSanProbeGuest) -> None:
+    outcome = boot_planned(aoe_probe, rom=series_nic_rom)
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+    log = transcript(outcome)
+    report = parse_probe_log(log)
+    assert report.failures == []
+    assert report.checks == [check for check in PROBE_CHECKS if check not in AOE_UNCHECKED]
+    assert_in_order(log, "gPXE> sanboot aoe:e0.0", "Preserving connection to SAN disk", SANBOOT_REFUSED, "gPXE> exit",
+                    "Booting from Floppy", "PROBE start drive 0x00000080", "PROBE note reads past the end not checked",
+                    f"PATCHKIT-PASS {token_of(outcome)}")
+    assert processes_in(outcome.run_dir) == []  # QEMU and vblade
+    assert patchkit_namespaces() == []
+
+
+def test_keep_san_aoe_without_patch_1_breaks_the_next_boot(base_rom: Path, aoe_probe: AoeKeepSanProbeGuest) -> None:
+    # The negative control: upstream's aoeboot() leaves INT 13h pointing into its stack frame.
+    outcome = boot_planned(aoe_probe, rom=base_rom)
+    assert not outcome.passed
+    log = transcript(outcome)
+    assert_in_order(log, "Preserving connection to SAN disk", "gPXE> exit", "Booting from Floppy")
+    assert "PATCHKIT-PASS" not in log
+
+
+def test_without_keep_san_the_aoe_drive_is_gone(series_nic_rom: Path, aoe_probe: AoeKeepSanProbeGuest) -> None:
+    outcome = boot_planned(without_keep_san(aoe_probe), rom=series_nic_rom)
+    assert not outcome.passed
+    assert "PROBE FAIL ah41-extensions status" in outcome.reason
+    assert_in_order(transcript(outcome), "Unregistering BIOS drive 0x80", "gPXE> exit", "PROBE start drive 0x00000080")
 
 
 # --- accelerators ------------------------------------------------------------------------------
@@ -322,6 +386,20 @@ def test_command_builds_the_series_rom_and_records_the_revision(series_rom: Path
         latest = db.latest_by_guest(SERIES, revision)
     assert latest["freedos"].passed
     assert latest["freedos"].key.rom_sha256 == sha256_file(series_rom)
+
+
+def test_command_boots_keepsan_aoe_through_the_series_nic_rom(series_nic_rom: Path, aoe_probe: AoeKeepSanProbeGuest,
+                                                               inputs_cache: Path) -> None:
+    done = patchkit("test", "--guest", "keepsan-aoe", cache=inputs_cache, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^keepsan-aoe: booting \S+/1af41000\.rom \.\.\.$", done.stdout, re.M), done.stdout
+    assert "PASS keepsan-aoe" in done.stdout
+    revision = find_series(PROJECT_ROOT, SERIES).revision_hash()
+    with Results(cache_dir() / "results.sqlite") as db:
+        latest = db.latest_by_guest(SERIES, revision)
+    assert latest["keepsan-aoe"].key.rom_sha256 == sha256_file(series_nic_rom)
+    refused = patchkit("test", "--reference", "--guest", "keepsan", cache=inputs_cache, cwd=PROJECT_ROOT)
+    assert refused.returncode == 1 and "keepsan runs gPXE commands" in refused.stderr
 
 
 def test_command_names_the_missing_image(tmp_path: Path) -> None:

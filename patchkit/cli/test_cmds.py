@@ -7,13 +7,15 @@ from pathlib import Path
 import click
 
 from patchkit.cli.base import cli
-from patchkit.guests import GUEST_NAMES
+from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.validate import DEFAULT_ROOT_PATH, DEFAULT_STALL_TIMEOUT, run_tests
 
 
 @cli.command("test")
-@click.option("--guest", "guests", type=click.Choice([*GUEST_NAMES, "all"]), multiple=True, default=("all",),
-              show_default=True, help="Guest to boot (repeatable); all = the series' guests.")
+@click.option("--guest", "guests", type=click.Choice([*GUEST_NAMES, *KEEP_SAN_NAMES, "all"]), multiple=True,
+              default=("all",), show_default=True,
+              help="Guest to boot (repeatable); all = the series' guests. keepsan / keepsan-aoe: the probe "
+                   "uses the virtio / AoE disk gPXE kept after a sanboot that returned with keep-san set.")
 @click.option("--series", "series_name", help="The series (default: the only one).")
 @click.option("--rom", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Boot this ROM instead of building the series' bin/1af41001.rom.")
@@ -31,7 +33,8 @@ def test_command(project: Path, guests: tuple[str, ...], series_name: str | None
     """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
 
     Exits 1 if any guest failed; each verdict line names the run directory with
-    serial.log, screen.txt, screenshots and the SeaBIOS log.
+    serial.log, screen.txt, screenshots and the SeaBIOS log. keepsan-aoe boots through
+    the series' NIC ROM (bin/1af41000.rom) and needs root and vblade.
     """
     if reference and rom:
         raise click.UsageError("--reference boots without a ROM: drop --rom")

@@ -13,18 +13,33 @@ import os
 import re
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from patchkit.errors import MissingInputError, PatchkitError
 from patchkit.run import run
 from patchkit.store import atomic_write, build_dir, cache_dir, file_lock, sha256_file
 
-GUEST_NAMES = ("freedos", "debian", "probe")
+GUEST_NAMES = ("freedos", "debian", "probe")  # the guest images
+# Runs of the probe's image after a sanboot that returns with keep-san set (virtio, then AoE).
+KEEP_SAN_NAMES = ("keepsan", "keepsan-aoe")
 
 Progress = Callable[[str], None]
 
 DISK_NAME = "disk.img"
 TOKEN_RE = re.compile(r"[A-Za-z0-9-]{1,40}")
+
+
+@dataclass(frozen=True)
+class Sanboot:
+    """How `patchkit test` drives gPXE for a guest (the default: `sanboot` of its virtio disk, which boots)."""
+
+    commands: tuple[str, ...] = ()  # typed at the gPXE prompt before `sanboot`
+    root_path: str | None = None  # None: the command's --root-path
+    disk: str = "04.0"  # the guest disk: a virtio slot, or "aoe" (served over the NIC, see qemu.aoe)
+    exit_after_sanboot: bool = False  # the disk does not boot: `exit` once sanboot returns, the BIOS boots A:
+    nic_rom: bool = False  # through the series' NIC ROM (the pin's base_target) instead of its virtio-blk ROM
 
 
 def quiet(_message: str) -> None:
@@ -38,6 +53,7 @@ class Guest(abc.ABC):
     default_timeout: float  # overall seconds for one boot under TCG, generous
     failure_markers: tuple[str, ...] = ("PATCHKIT-FAIL",)
     build_command: str  # the patchkit command that makes the base image
+    sanboot: ClassVar[Sanboot] = Sanboot()
 
     @abc.abstractmethod
     def image_key(self) -> str:
@@ -55,16 +71,25 @@ class Guest(abc.ABC):
     def verify_disk(self, disk: Path, token: str) -> list[str]:
         """Host-side checks of what the guest wrote to the run disk; [] means OK."""
 
+    @property
+    def image_name(self) -> str:
+        """The name the base image is cached under (guests sharing an image share it)."""
+        return self.name
+
     def image_dir(self) -> Path:
         """Where this guest's base image lives (exists only once built)."""
-        return cache_dir() / "images" / f"{self.name}-{self.image_key()}"
+        return cache_dir() / "images" / f"{self.image_name}-{self.image_key()}"
+
+    def boot_floppy(self) -> Path | None:
+        """An image for A: that the BIOS boots after gPXE (see Sanboot.exit_after_sanboot), or None."""
+        return None
 
     def base_image(self) -> Path:
         """The cached base image; MissingInputError naming the build command if absent."""
         image = self.image_dir() / DISK_NAME
         if not image.is_file():
             raise MissingInputError(
-                f"the {self.name} guest image is not built ({image} missing)",
+                f"the {self.image_name} guest image is not built ({image} missing)",
                 hint=f"run `{self.build_command}`",
             )
         return image
@@ -72,7 +97,7 @@ class Guest(abc.ABC):
     def build(self, progress: Progress = quiet) -> Path:
         """Build the base image unless it is cached; return its path."""
         final = self.image_dir()
-        with file_lock(cache_dir() / "images" / f".{self.name}.lock"):
+        with file_lock(cache_dir() / "images" / f".{self.image_name}.lock"):
             if (final / DISK_NAME).is_file():
                 return final / DISK_NAME
             with build_dir(final) as tmp:
@@ -80,7 +105,7 @@ class Guest(abc.ABC):
                 self._build_image(image, progress)
                 atomic_write(tmp / f"{DISK_NAME}.sha256", sha256_file(image) + "\n")
                 image.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        progress(f"{self.name}: image ready in {final}")
+        progress(f"{self.image_name}: image ready in {final}")
         return final / DISK_NAME
 
     def image_sha256(self) -> str:
@@ -130,4 +155,12 @@ def get_guest(name: str) -> Guest:
         from patchkit.guests.probe import ProbeGuest
 
         return ProbeGuest()
-    raise PatchkitError(f"unknown guest {name!r}: known guests are {', '.join(GUEST_NAMES)}")
+    if name == "keepsan":
+        from patchkit.guests.probe import KeepSanProbeGuest
+
+        return KeepSanProbeGuest()
+    if name == "keepsan-aoe":
+        from patchkit.guests.probe import AoeKeepSanProbeGuest
+
+        return AoeKeepSanProbeGuest()
+    raise PatchkitError(f"unknown guest {name!r}: known guests are {', '.join(GUEST_NAMES + KEEP_SAN_NAMES)}")

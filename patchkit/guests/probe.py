@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from patchkit.guests import asm, disk
-from patchkit.guests.base import Guest, Progress
+from patchkit.guests.base import Guest, Progress, Sanboot
 
-RECIPE_VERSION = "4"
+RECIPE_VERSION = "5"
 CYLINDERS = 32
 TOTAL_SECTORS = CYLINDERS * disk.CYLINDER_SECTORS
 TOKEN_LBA = 60
@@ -35,6 +35,7 @@ TOKEN_TAG = b"PKTOKEN "
 BOOT_SIGNATURE_OFFSET = 510
 SAN_DRIVE = 0x80  # the BIOS drive the keep-san floppy tests
 FLOPPY_NAME = "keepsan-floppy.img"
+AOE_FLOPPY_NAME = "aoe-keepsan-floppy.img"
 FLOPPY_BYTES = 1474560  # 1.44 MB: 80 cylinders x 2 heads x 18 sectors
 FLOPPY_TRACK_SECTORS = 18  # the loader reads its stage 2 from the first track
 BIOS_TICK_HZ = 1193182 / 65536
@@ -65,6 +66,15 @@ def defines() -> dict[str, int]:
 def floppy_defines() -> dict[str, int]:
     """The keep-san floppy's program: the same layout, tested on drive SAN_DRIVE."""
     return {**defines(), "TEST_DRIVE": SAN_DRIVE}
+
+
+def aoe_floppy_defines() -> dict[str, int]:
+    """The AoE keep-san floppy's program: drive SAN_DRIVE, without the reads past the end.
+
+    gPXE's INT 13h passes such reads to an ATA-over-Ethernet disk unchecked and they
+    succeed (upstream, outside the series): the virtio-blk driver is where the series checks them.
+    """
+    return {**floppy_defines(), "UNCHECKED_END": 1}
 
 
 @dataclass
@@ -120,7 +130,7 @@ class ProbeGuest(Guest):
     build_command = "patchkit guest build probe"
 
     def image_key(self) -> str:
-        h = hashlib.sha256(RECIPE_VERSION.encode() + b"\0" + repr(sorted(floppy_defines().items())).encode())
+        h = hashlib.sha256(RECIPE_VERSION.encode() + b"\0" + repr(sorted(aoe_floppy_defines().items())).encode())
         h.update(asm.sources_key("probe.asm").encode())
         return h.hexdigest()[:16]
 
@@ -128,6 +138,7 @@ class ProbeGuest(Guest):
         with tempfile.TemporaryDirectory(prefix="patchkit-probe-") as tmp:
             program = asm.assemble("probe.asm", Path(tmp) / "probe.bin", defines())
             floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-floppy.bin", floppy_defines())
+            aoe_floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-aoe-floppy.bin", aoe_floppy_defines())
         stage2 = program[disk.SECTOR:]
         if len(stage2) > (TOKEN_LBA - 1) * disk.SECTOR:
             raise ValueError(f"probe program is {len(program)} bytes: it would overlap the token sector")
@@ -141,6 +152,7 @@ class ProbeGuest(Guest):
             f.write(b"".join(stamp(lba) for lba in range(DATA_LBA, TOTAL_SECTORS)))
         progress("probe: writing the keep-san floppy")
         _write_floppy(out.with_name(FLOPPY_NAME), floppy_program)
+        _write_floppy(out.with_name(AOE_FLOPPY_NAME), aoe_floppy_program)
 
     def _inject_token(self, disk_path: Path, token: str) -> None:
         sector = (TOKEN_TAG + token.encode()).ljust(disk.SECTOR, b"\0")
@@ -190,8 +202,15 @@ class KeepSanProbeGuest(ProbeGuest):
     It uses the probe's image (same name, same build command). Its run disk, for the
     virtio slot sanboot is given, is the probe disk without its boot signature: gPXE's
     int13_boot refuses it and sanboot returns, keeping the drive with `set keep-san 1`.
-    boot_floppy() goes in the machine's A: drive (validate.Layout's boot_floppy).
+    boot_floppy() goes in the machine's A: drive.
     """
+
+    name = "keepsan"
+    sanboot = Sanboot(commands=("set keep-san 1",), exit_after_sanboot=True)
+
+    @property
+    def image_name(self) -> str:
+        return ProbeGuest.name
 
     def make_run_disk(self, run_dir: Path, token: str) -> Path:
         disk_path = super().make_run_disk(run_dir, token)
@@ -203,3 +222,18 @@ class KeepSanProbeGuest(ProbeGuest):
     def boot_floppy(self) -> Path:
         """The probe assembled to test drive SAN_DRIVE, on a boot floppy (read only: boot a copy)."""
         return self.base_image().with_name(FLOPPY_NAME)
+
+
+class AoeKeepSanProbeGuest(KeepSanProbeGuest):
+    """The keep-san probe for an AoE disk: `sanboot aoe:e0.0` with keep-san, then the probe from A:.
+
+    This is patch 1's case. vblade serves the run disk to the series' NIC ROM (patchkit.qemu.aoe);
+    the floppy leaves out the reads past the end (aoe_floppy_defines).
+    """
+
+    name = "keepsan-aoe"
+    sanboot = Sanboot(commands=("set keep-san 1", "ifopen net0"), root_path="aoe:e0.0", disk="aoe",
+                      exit_after_sanboot=True, nic_rom=True)
+
+    def boot_floppy(self) -> Path:
+        return self.base_image().with_name(AOE_FLOPPY_NAME)
