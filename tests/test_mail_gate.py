@@ -58,6 +58,16 @@ def test_latest_result_wins(mail_project: MailProject) -> None:
     assert not report.gate.problems
 
 
+def test_guests_beyond_the_manifest_are_listed_but_not_required(mail_project: MailProject) -> None:
+    mail_project.record()
+    mail_project.record(["keepsan-aoe"], rom="33" * 32)  # another ROM (the NIC ROM): not a required guest
+    report = dry(mail_project)
+    assert not report.gate.problems
+    rows = [line.split()[:2] for line in report.mails[0].message.get_content().splitlines() if line.startswith("  ")]
+    assert [r for r in rows if r[0] in ("freedos", "probe", "keepsan-aoe")] == [
+        ["freedos", "pass"], ["probe", "pass"], ["keepsan-aoe", "pass"]]
+
+
 def test_force_needs_a_reason_and_records_it(mail_project: MailProject) -> None:
     mail_project.record(["freedos"])
     with pytest.raises(MailError, match="--reason"):

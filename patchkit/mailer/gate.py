@@ -107,7 +107,8 @@ def boot_seconds(result: TestResult) -> float | None:
 def tested_section(series: Series, revision: str, latest: dict[str, TestResult], gate: GateResult) -> str:
     """The cover letter's Tested section, from the stored results for this revision."""
     rows = [("guest", "result", "accel", "boot to marker", "ROM")]
-    for guest in series.guests:
+    extra = sorted(set(latest) - set(series.guests))  # also tested, not required by the manifest
+    for guest in [*series.guests, *extra]:
         r = latest.get(guest)
         if r is None:
             rows.append((guest, "not tested", "-", "-", "-"))
