@@ -19,6 +19,7 @@ from patchkit.errors import MailError
 from patchkit.gitrepo import tree_dir
 from patchkit.mailer.journal import journal_path
 from patchkit.mailer.send import send_email
+from patchkit.run import run
 
 pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
@@ -117,6 +118,35 @@ def test_auth_over_starttls_password_from_environment(mail_project: MailProject,
     assert len(srv.recorder.messages) == 3
     assert secret not in repr(report) and secret not in caplog.text
     assert secret not in journal_path("demo", 2).read_text()
+
+
+def test_auth_password_from_a_git_credential_helper(mail_project: MailProject, tls_ca: tuple[Path, ssl.SSLContext],
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Like git send-email: no smtpPass, so `git credential fill`; approve what worked, reject what did not.
+    ca_file, server_ctx = tls_ca
+    mail_project.record()
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")  # never wait on a terminal prompt in a test
+    store = tmp_path / "credentials"
+    kwargs = {"tls_context": server_ctx, "require_starttls": True, "authenticator": authenticator,
+              "auth_require_tls": True}
+    with Server(Recorder(), **kwargs) as srv:
+        smtp = {"encryption": "tls", "ca": str(ca_file), "user": "jane"}
+        with pytest.raises(MailError, match="no credential helper gave one") as none:
+            send_email(mail_project.project, "demo", smtp_options(srv, smtp=smtp))
+        assert "git credential helper" in str(none.value)
+
+        run(["git", "config", "--global", "credential.helper", f"store --file={store}"], cwd=mail_project.project)
+        seed = f"protocol=smtp\nhost=127.0.0.1:{srv.port}\nusername=jane\npassword=not-{USERS['jane']}\n\n"
+        run(["git", "credential", "approve"], cwd=mail_project.project, input=seed.encode())
+        with pytest.raises(MailError, match="rejected the login"):
+            send_email(mail_project.project, "demo", smtp_options(srv, smtp=smtp))
+        assert store.read_text().strip() == ""  # the refused password was rejected (erased)
+
+        seed = seed.replace(f"not-{USERS['jane']}", USERS["jane"])
+        run(["git", "credential", "approve"], cwd=mail_project.project, input=seed.encode())
+        send_email(mail_project.project, "demo", smtp_options(srv, smtp=smtp))
+    assert len(srv.recorder.messages) == 3
+    assert f"jane:{USERS['jane']}@127.0.0.1" in store.read_text()  # approved: still stored
 
 
 def test_auth_refused_without_tls(mail_project: MailProject, tls_ca: tuple[Path, ssl.SSLContext]) -> None:

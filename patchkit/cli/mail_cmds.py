@@ -27,7 +27,7 @@ from patchkit.mailer.send import SendOptions, SendReport, send_email
 @click.option("--smtp-encryption", type=click.Choice(["tls", "ssl", "none"]),
               help="tls = STARTTLS, ssl = implicit TLS (sendemail.smtpEncryption).")
 @click.option("--smtp-user", help="SMTP AUTH user (sendemail.smtpUser); the password comes from "
-              "PATCHKIT_SMTP_PASS or sendemail.smtpPass, never the command line.")
+              "PATCHKIT_SMTP_PASS, sendemail.smtpPass or `git credential`, never the command line.")
 @click.option("--smtp-ca", type=click.Path(exists=True, path_type=Path),
               help="CA certificate(s) to trust for the server (sendemail.smtpSslCertPath).")
 @click.pass_obj

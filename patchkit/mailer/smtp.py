@@ -5,8 +5,10 @@ Settings come from, in order of precedence: command-line options, environment
 ``PATCHKIT_FROM``), then git config of the project repository and the global config
 (``sendemail.smtpServer``, ``smtpServerPort``, ``smtpEncryption`` tls|ssl,
 ``smtpUser``, ``smtpPass``, ``smtpSslCertPath``, ``sendemail.from``, else
-``user.name``/``user.email``). Certificates are always verified. The password is
-never printed, logged or put in an error message.
+``user.name``/``user.email``). With a user and no password, the password comes from
+`git credential fill` as git send-email's does (credential helpers, else git's own
+terminal prompt), and is approved or rejected after the login. Certificates are
+always verified. The password is never printed, logged or put in an error message.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class SmtpSettings:
     password: str | None = field(default=None, repr=False)
     ca: Path | None = None  # CA file or directory to trust instead of the system store
     timeout: float = 60.0
+    credential_repo: Path | None = None  # where `git credential` gave the password, to approve or reject it
 
     def describe(self) -> str:
         """A one-line, secret-free description."""
@@ -94,11 +97,30 @@ def read_settings(project: Path, options: Mapping[str, str | None], environ: Map
         raise MailError(f"SMTP port is not a number: {port_text!r}", hint="pass --smtp-port N") from None
     user = _lookup("user", project, options, environ)
     password = _lookup("password", project, options, environ)
+    credential_repo = None
     if user and not password:
-        raise MailError(f"SMTP user {user} has no password",
-                        hint="set PATCHKIT_SMTP_PASS (or `git config sendemail.smtpPass`)")
+        password = git_credential(project, "fill", server, port, user)
+        if not password:
+            raise MailError(f"SMTP user {user} has no password (no credential helper gave one, no terminal to ask)",
+                            hint="set PATCHKIT_SMTP_PASS, `git config sendemail.smtpPass`, or a git credential helper")
+        credential_repo = project
     ca = _lookup("ca", project, options, environ)
-    return SmtpSettings(server, port, encryption, user or None, password or None, Path(ca) if ca else None)
+    return SmtpSettings(server, port, encryption, user or None, password or None, Path(ca) if ca else None,
+                        credential_repo=credential_repo)
+
+
+def git_credential(project: Path, action: str, server: str, port: int, user: str, password: str = "") -> str | None:
+    """`git credential ACTION` (fill, approve, reject) for smtp://user@server:port; fill returns the password."""
+    request = f"protocol=smtp\nhost={server}:{port}\nusername={user}\n"
+    if password:
+        request += f"password={password}\n"
+    proc = run(["git", "credential", action], cwd=project, input=(request + "\n").encode(), check=False)
+    if action != "fill" or proc.returncode != 0:
+        return None
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith("password="):
+            return line.removeprefix("password=")
+    return None
 
 
 def read_sender(project: Path, options: Mapping[str, str | None], environ: Mapping[str, str]) -> str:
@@ -155,7 +177,7 @@ class SmtpConnection:
                 smtp.starttls(context=self._tls_context())
                 smtp.ehlo()
             if s.user:
-                smtp.login(s.user, s.password or "")
+                self._login(smtp)
         except BaseException as exc:
             self.close()
             raise _mail_error(exc, s) from None
@@ -163,6 +185,19 @@ class SmtpConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH; a password from `git credential` is approved when it worked, rejected when refused."""
+        s = self.settings
+        assert s.user is not None
+        try:
+            smtp.login(s.user, s.password or "")
+        except smtplib.SMTPAuthenticationError:
+            if s.credential_repo is not None:
+                git_credential(s.credential_repo, "reject", s.server, s.port, s.user, s.password or "")
+            raise
+        if s.credential_repo is not None:
+            git_credential(s.credential_repo, "approve", s.server, s.port, s.user, s.password or "")
 
     def close(self) -> None:
         if self._smtp is None:
