@@ -312,6 +312,7 @@ def _build(repo: git.Repo, base: str, patches: list[Patch], landed: "_UpstreamRa
                     continue
                 report = _conflict_report(repo, parent, patch, applied.output)
                 report += "".join(f"\n  already upstream: {name}: {why}" for name, why in merged.items())
+                report += _later_report(repo, parent, patches[n:], landed, Path(tmp), env)
                 raise ApplyError(report, hint="the tree was left as it was; rebase the patch "
                                               "(edit it, or apply --upto and fix by hand)")
             tree = _git(repo, "write-tree", env=env)
@@ -325,6 +326,30 @@ def _build(repo: git.Repo, base: str, patches: list[Patch], landed: "_UpstreamRa
             commits.append(parent)
             say(f"  {patch.filename}: {parent[:12]} {patch.subject}")
     return commits, merged
+
+
+def _later_report(repo: git.Repo, parent: str, later: list[Patch], landed: "_UpstreamRange", tmp: Path,
+                  env: dict[str, str]) -> str:
+    """How each patch after a conflicting one fares on ``parent`` by itself, so one drift check names them all."""
+    if not later:
+        return ""
+    lines = [f"\n  the patches after it, each checked alone on {parent[:12]}:"]
+    diff_file = tmp / "later.diff"
+    for patch in later:
+        diff_file.write_text(patch.diff, encoding="utf-8")
+        found = landed.find(patch_id(repo.working_tree_dir, patch.diff), patch.subject)
+        if found:
+            verdict = f"already upstream: {found}"
+        elif (check := _try(repo, "apply", "--cached", "--check", str(diff_file), env=env)).ok:
+            verdict = "applies"
+        elif _try(repo, "apply", "--cached", "--reverse", "--check", str(diff_file), env=env).ok:
+            verdict = "already upstream: the patch reverse-applies"
+        else:
+            where = _conflict_report(repo, parent, patch, check.output).split("\n")[1].strip()
+            where = where.removesuffix(_DIFF_LEGEND).removesuffix(":")
+            verdict = f"does not apply: {where}"
+        lines.append(f"    {patch.filename}: {verdict}")
+    return "\n".join(lines)
 
 
 def _check_paths(repo: git.Repo, parent: str, patch: Patch) -> None:
@@ -351,6 +376,9 @@ def _check_paths(repo: git.Repo, parent: str, patch: Patch) -> None:
                                   hint="a patch may only change files inside the tree; change the symlink's target path instead")
 
 
+_DIFF_LEGEND = " (- the patch expects, + upstream has):"
+
+
 def _conflict_report(repo: git.Repo, parent: str, patch: Patch, git_output: str) -> str:
     """Name the patch, the file, the hunk and the upstream lines that differ."""
     head = f"patch {patch.filename} ({patch.subject}) does not apply on {parent[:12]}"
@@ -374,8 +402,7 @@ def _conflict_report(repo: git.Repo, parent: str, patch: Patch, git_output: str)
             detail = "\n".join(f"    {line}" for line in compared if not line.startswith(("---", "+++", "@@")))
             return (f"{head}:\n  {source}: hunk {number} of {len(pf)} "
                     f"(@@ -{hunk.source_start},{hunk.source_length} +{hunk.target_start},{hunk.target_length} @@) "
-                    f"does not match upstream lines {start + 1}-{start + len(actual)} "
-                    f"(- the patch expects, + upstream has):\n{detail}")
+                    f"does not match upstream lines {start + 1}-{start + len(actual)}{_DIFF_LEGEND}\n{detail}")
     return f"{head}:\n{git_output.strip()}"
 
 

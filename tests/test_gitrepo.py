@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fixtures.repos import GIT_ENV, format_patches, git_out, series_from_commits, snapshot, write_series
+from fixtures.repos import (GIT_ENV, format_patches, git_out, series_from_commits, snapshot, strip_to_series_form,
+                            write_series)
 from fixtures.world import World, world  # noqa: F401
 
 from patchkit import gitrepo
@@ -112,6 +113,27 @@ def test_failed_apply_leaves_tree_exactly_and_names_the_hunk(world: World, three
     assert "-int line5 = 5;" in message and "+int line5 = 500; /* changed */" in message
     assert "the tree was left as it was" in message
     assert snapshot(tree) == before
+
+
+def test_drift_check_goes_on_past_a_conflict(world: World) -> None:
+    """One --onto run names what each patch after the first conflict would do there."""
+    c2 = format_patches(world.upstream.path, f"{world.upstream.commits[0]}..{world.upstream.commits[1]}",
+                        world.tmp / "c2")[0]
+    new_file = ("From: Bob <bob@example.org>\nDate: Wed, 27 Jan 2010 11:00:00 +0000\nSubject: [core] Add notes\n\n"
+                "Notes.\n---\ndiff --git a/NOTES b/NOTES\nnew file mode 100644\n--- /dev/null\n+++ b/NOTES\n"
+                "@@ -0,0 +1 @@\n+notes\n")
+    write_series(world.project, "later", world.upstream.base,
+                 [conflicting_patch(), new_file, strip_to_series_form(c2.read_text()),
+                  conflicting_patch("[core] Set line five again")])
+    with pytest.raises(ApplyError) as exc:
+        gitrepo.apply_series(world.project, "later", onto=world.upstream.commits[1])
+    message = str(exc.value)
+    assert message.startswith("patch 0001-core-Set-line-five-to-seven.patch")
+    assert f"the patches after it, each checked alone on {world.upstream.commits[1][:12]}:" in message
+    assert "    0002-core-Add-notes.patch: applies" in message
+    assert "    0003-blk-Add-a-block-driver-stub.patch: already upstream: upstream " in message
+    assert ("    0004-core-Set-line-five-again.patch: does not apply: src/core/main.c: hunk 1 of 1 "
+            "(@@ -3,5 +3,5 @@) does not match upstream lines 3-7\n") in message
 
 
 def test_failed_apply_in_same_tree_changes_nothing(world: World) -> None:
