@@ -32,7 +32,7 @@ from qemu.qmp import QMPError
 
 from patchkit import build
 from patchkit.errors import PatchkitError, SeriesError
-from patchkit.guests import GUEST_NAMES, Guest, Sanboot, get_guest
+from patchkit.guests import GUEST_NAMES, Guest, get_guest
 from patchkit.qemu.aoe import aoe_target
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
 from patchkit.qemu.console import Wait
@@ -156,7 +156,7 @@ def boot_planned(guest: Guest, *, rom: Path | None, root_path: str = DEFAULT_ROO
                  timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> BootOutcome:
     """Boot ``guest`` as its Sanboot plan says (commands, disk place, `exit` and A:), through ``rom``."""
     plan = guest.sanboot
-    if rom is None and plan != Sanboot():
+    if rom is None and plan.needs_gpxe:
         raise PatchkitError(f"the {guest.name} guest runs gPXE commands: it needs a ROM (not --reference)")
     return boot_guest(guest, rom=rom, root_path=plan.root_path or root_path, accel=accel, timeout=timeout,
                       stall_timeout=stall_timeout, layout=Layout(plan.disk, boot_floppy=guest.boot_floppy()),
@@ -489,7 +489,7 @@ def run_tests(
     subject, series_guests = resolve_subject(project, series_name, rom, reference, progress)
     names = list(series_guests) if "all" in guest_names else list(dict.fromkeys(guest_names))
     guests = [get_guest(n) for n in names]
-    if reference and (planned := [g.name for g in guests if g.sanboot != Sanboot()]):
+    if reference and (planned := [g.name for g in guests if g.sanboot.needs_gpxe]):
         raise PatchkitError(f"--reference boots without gPXE, and {', '.join(planned)} runs gPXE commands",
                             hint="run it without --reference")
     nic_subject: Subject | None = None

@@ -41,6 +41,11 @@ class Sanboot:
     exit_after_sanboot: bool = False  # the disk does not boot: `exit` once sanboot returns, the BIOS boots A:
     nic_rom: bool = False  # through the series' NIC ROM (the pin's base_target) instead of its virtio-blk ROM
 
+    @property
+    def needs_gpxe(self) -> bool:
+        """Whether the run types gPXE commands beyond `sanboot` of a bootable virtio disk (so no --reference)."""
+        return self != Sanboot()
+
 
 def quiet(_message: str) -> None:
     """A progress callback that shows nothing."""

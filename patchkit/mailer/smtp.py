@@ -253,7 +253,8 @@ def _mail_error(exc: BaseException, s: SmtpSettings) -> BaseException:
                          hint="pass --smtp-ca FILE (or sendemail.smtpSslCertPath) to trust its CA")
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return MailError(f"{where} rejected the login: {exc.smtp_code}",
-                         hint="check the SMTP user and password (PATCHKIT_SMTP_PASS / sendemail.smtpPass)")
+                         hint="check the SMTP user and password (PATCHKIT_SMTP_PASS / sendemail.smtpPass / "
+                              "git credential)")
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return MailError(f"{where}: {exc}", hint="the server may require STARTTLS before AUTH: --smtp-encryption tls")
     if isinstance(exc, smtplib.SMTPServerDisconnected):
