@@ -59,6 +59,7 @@ class Guest(abc.ABC):
     failure_markers: tuple[str, ...] = ("PATCHKIT-FAIL",)
     build_command: str  # the patchkit command that makes the base image
     sanboot: ClassVar[Sanboot] = Sanboot()
+    disk_shapes: ClassVar[tuple[str, ...]] = ()  # names accepted by variant(disk_shape=...)
 
     @abc.abstractmethod
     def image_key(self) -> str:
@@ -134,6 +135,18 @@ class Guest(abc.ABC):
         os.chmod(disk, 0o644)
         self._inject_token(disk, token)
         return disk
+
+    def variant(self, disk_shape: str | None = None, read_only: bool = False) -> Guest:
+        """This guest on another disk shape (a name from ``disk_shapes``) or on a read-only disk.
+
+        Guests whose checks do not depend on the disk have no variants: PatchkitError.
+        """
+        if disk_shape is None and not read_only:
+            return self
+        wanted = f"disk shape {disk_shape!r}" if disk_shape is not None else "a read-only disk"
+        known = f" (its shapes: {', '.join(self.disk_shapes)})" if self.disk_shapes else ""
+        raise PatchkitError(f"the {self.name} guest cannot run on {wanted}{known}",
+                            hint="run configurations with disk shapes or read-only disks on the probe guest")
 
     def success_marker(self, token: str) -> str:
         """What the guest prints on serial when every check passed."""
