@@ -114,3 +114,71 @@ def test_building_the_command_line_touches_nothing(tmp_path: Path) -> None:
     work.mkdir()
     qemu_argv(rom_boot_spec(work / "missing.rom", (Drive(work / "missing.img"),)))
     assert list(work.iterdir()) == []
+
+
+# --- configurations: machine type, boot order, read-only, properties, busy disks ---------------
+
+
+def test_q35_puts_the_virtio_disks_on_the_root_bus() -> None:
+    spec = check_spec(MachineSpec(drives=(Drive(DISK, pci_addr="05.0"),), rom=ROM, machine="q35"))
+    argv = qemu_argv(spec)
+    assert option(argv, "-machine") == ["q35,graphics=off"]
+    # On pcie.0 itself (not behind a root port) virtio-blk-pci stays transitional: legacy BAR0, ID 1af4:1001.
+    assert [d for d in devices(argv) if d.startswith("virtio")] == ["virtio-blk-pci,drive=disk0,bus=pcie.0,addr=05.0"]
+    assert option(argv, "-boot") == ["strict=on"]
+
+
+def test_q35_gets_a_floppy_controller_and_one_ide_disk_per_port() -> None:
+    drives = (Drive(Path("/a.img"), interface="floppy", bootindex=1), Drive(Path("/b.img"), interface="ide"),
+              Drive(Path("/c.img"), interface="ide"))
+    argv = qemu_argv(check_spec(MachineSpec(drives=drives, rom=ROM, machine="q35")))
+    assert devices(argv)[1:] == ["isa-fdc", "floppy,drive=disk0,unit=0", "ide-hd,drive=disk1,bus=ide.0,unit=0",
+                                 "ide-hd,drive=disk2,bus=ide.1,unit=0"]
+    pc = qemu_argv(check_spec(MachineSpec(drives=drives, rom=ROM)))
+    assert "isa-fdc" not in devices(pc) and "ide-hd,drive=disk2,bus=ide.0,unit=1" in devices(pc)
+
+
+def test_default_boot_order_drops_strict_but_keeps_the_rom_first() -> None:
+    argv = qemu_argv(check_spec(MachineSpec(drives=(Drive(DISK),), rom=ROM, strict_boot=False)))
+    assert "-boot" not in argv
+    assert option(argv, "-option-rom") == [f"{ROM},bootindex=0"]
+    assert "bootindex" not in devices(argv)[-1]  # the guest disk still has none
+
+
+def test_a_read_only_disk_with_properties() -> None:
+    drive = Drive(DISK, readonly=True, properties=(("queue-size", "1024"), ("disable-legacy", "on")))
+    argv = qemu_argv(rom_boot_spec(ROM, (drive,)))
+    assert option(argv, "-drive") == [f"file={DISK},format=raw,if=none,id=disk0,readonly=on"]
+    assert devices(argv)[-1] == "virtio-blk-pci,drive=disk0,addr=04.0,queue-size=1024,disable-legacy=on"
+
+
+def test_only_a_blank_disk_may_have_a_bootindex_next_to_the_rom() -> None:
+    busy = Drive(Path("/runs/x/blank-04-0.img"), bootindex=1, blank=True)
+    argv = qemu_argv(rom_boot_spec(ROM, (busy, Drive(DISK, pci_addr="05.0"))))
+    assert "virtio-blk-pci,drive=disk0,addr=04.0,bootindex=1" in devices(argv)
+    with pytest.raises(BootError, match=r"freedos.img has a bootindex .* \(only a blank disk, which has no "
+                                        r"boot sector, may carry one\)"):
+        rom_boot_spec(ROM, (busy, Drive(DISK, pci_addr="05.0", bootindex=2)))
+    with pytest.raises(BootError, match="bootindex 0 belongs to the ROM"):
+        rom_boot_spec(ROM, (Drive(Path("/b.img"), bootindex=0, blank=True), Drive(DISK, pci_addr="05.0")))
+
+
+@pytest.mark.parametrize(("machine", "addr"), [("pc", "02.0"), ("pc", "00.0"), ("q35", "01.0"), ("q35", "1f.0"),
+                                               ("pc", "20.0")])
+def test_slots_of_the_machines_own_devices_are_refused(machine: str, addr: str) -> None:
+    with pytest.raises(BootError, match=rf"PCI slot {addr} of freedos.img is not free on -machine {machine}"):
+        check_spec(MachineSpec(drives=(Drive(DISK, pci_addr=addr),), rom=ROM, machine=machine))
+
+
+def test_configurations_cannot_set_what_keeps_the_test_honest() -> None:
+    for name in ("bootindex", "romfile", "addr", "drive"):
+        with pytest.raises(BootError, match=rf"property '{name}' is not one a configuration may set"):
+            rom_boot_spec(ROM, (Drive(DISK, properties=((name, "1"),)),))
+    with pytest.raises(BootError, match="queue-size takes a number"):
+        rom_boot_spec(ROM, (Drive(DISK, properties=(("queue-size", "1k"),)),))
+    with pytest.raises(BootError, match="properties need a virtio disk"):
+        rom_boot_spec(ROM, (Drive(DISK, interface="ide", bootindex=1, properties=(("queue-size", "64"),)),))
+    with pytest.raises(BootError, match="unknown machine type 'isapc'"):
+        check_spec(MachineSpec(drives=(Drive(DISK),), rom=ROM, machine="isapc"))
+    with pytest.raises(BootError, match="not slot.function"):
+        check_spec(MachineSpec(drives=(Drive(DISK, pci_addr="4"),), rom=ROM))

@@ -5,12 +5,20 @@ under test, SeaBIOS must not be able to boot a virtio disk by itself, so the boo
 is `-boot strict=on`, the ROM is `-option-rom ROM,bootindex=0`, and no virtio-blk
 device has a bootindex. A reference run (no ROM) lets SeaBIOS boot its disk natively.
 
+Configurations vary this within those rules: a blank disk (zero-filled, no boot sector)
+may carry a bootindex after the ROM so that SeaBIOS drives it (a "busy" device), and
+``strict_boot=False`` is QEMU's default order, where SeaBIOS brings up every virtio disk
+and boots them after the ROM; the boot harness then fails a run that SeaBIOS booted
+("Booting from Hard Disk"). On q35 the devices sit on the root bus pcie.0, where
+virtio-blk-pci stays transitional (legacy I/O BAR0, ID 1af4:1001).
+
 Paths of run-dir files (QMP socket, SeaBIOS log) are relative: QEMU is started
 in the run directory, which keeps the UNIX socket path short.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +28,23 @@ from patchkit.errors import BootError
 QMP_SOCKET = "qmp.sock"
 SEABIOS_LOG = "seabios.log"
 ACCELS = ("kvm", "tcg")
+MACHINES = ("pc", "q35")
+# Bus 0 slots the machine's own devices take (-nodefaults, -vga std): host bridge, chipset, VGA.
+RESERVED_SLOTS = {"pc": (0x00, 0x01, 0x02), "q35": (0x00, 0x01, 0x1F)}
+PCI_ADDR = re.compile(r"[0-9a-f]{2}\.[0-7]")
+
+# virtio-blk-pci properties a configuration may set, and their kinds: int, bool (on/off),
+# onoffauto (on/off/auto) or str. Everything else (bootindex, romfile, addr, drive, ...)
+# is decided here, by the rules above.
+VIRTIO_BLK_PROPERTIES = {
+    "queue-size": "int", "num-queues": "int", "seg-max-adjust": "bool",
+    "logical_block_size": "int", "physical_block_size": "int", "min_io_size": "int", "opt_io_size": "int",
+    "cyls": "int", "heads": "int", "secs": "int", "lcyls": "int", "lheads": "int", "lsecs": "int",
+    "discard": "bool", "write-zeroes": "bool", "config-wce": "bool", "event_idx": "bool",
+    "indirect_desc": "bool", "packed": "bool", "request-merging": "bool",
+    "disable-legacy": "onoffauto", "disable-modern": "bool", "write-cache": "onoffauto", "serial": "str",
+}
+_WORDS = {"bool": ("on", "off"), "onoffauto": ("on", "off", "auto")}
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,9 @@ class Drive:
     interface: Literal["virtio", "ide", "floppy"] = "virtio"
     pci_addr: str = "04.0"  # slot.function; virtio only
     bootindex: int | None = None
+    blank: bool = False  # zero-filled by patchkit: no boot sector, so a bootindex cannot boot anything
+    readonly: bool = False
+    properties: tuple[tuple[str, str], ...] = ()  # virtio-blk-pci properties (VIRTIO_BLK_PROPERTIES)
 
 
 @dataclass(frozen=True)
@@ -52,6 +80,8 @@ class MachineSpec:
     rom: Path | None = None  # the option ROM under test; None = reference run
     nic: Nic | None = None
     accel: str = "tcg"
+    machine: str = "pc"
+    strict_boot: bool = True  # False: QEMU's default boot order (SeaBIOS drives every virtio disk)
     memory_mib: int = 128
     qemu: str = "qemu-system-x86_64"
 
@@ -70,17 +100,22 @@ def check_spec(spec: MachineSpec) -> MachineSpec:
     """Reject specs that would make a ROM test pass without the ROM; return ``spec``."""
     if spec.accel not in ACCELS:
         raise BootError(f"unknown accelerator {spec.accel!r}: use one of {', '.join(ACCELS)}")
+    if spec.machine not in MACHINES:
+        raise BootError(f"unknown machine type {spec.machine!r}: use one of {', '.join(MACHINES)}")
     if not spec.drives:
         raise BootError("a boot test needs at least one disk")
     if spec.rom is not None:
-        native = [d for d in spec.drives if d.interface == "virtio" and d.bootindex is not None]
+        native = [d for d in spec.drives if d.interface == "virtio" and d.bootindex is not None and not d.blank]
         if native:
             raise BootError(
                 f"virtio disk {native[0].path.name} has a bootindex while a ROM is under test: "
-                "SeaBIOS would boot it natively and the test could pass without the ROM"
+                "SeaBIOS would boot it natively and the test could pass without the ROM "
+                "(only a blank disk, which has no boot sector, may carry one)"
             )
         if any(d.bootindex == 0 for d in spec.drives):
             raise BootError("bootindex 0 belongs to the ROM under test")
+    for drive in spec.drives:
+        _check_drive(spec.machine, drive)
     if sum(d.interface == "floppy" for d in spec.drives) > 1:
         raise BootError("only one floppy drive (A:) is supported")
     addrs = [d.pci_addr for d in spec.drives if d.interface == "virtio"] + ([spec.nic.pci_addr] if spec.nic else [])
@@ -89,13 +124,46 @@ def check_spec(spec: MachineSpec) -> MachineSpec:
     return spec
 
 
+def _check_drive(machine: str, drive: Drive) -> None:
+    """A virtio drive's address and properties; other interfaces take neither."""
+    if drive.interface != "virtio":
+        if drive.properties:
+            raise BootError(f"{drive.interface} disk {drive.path.name}: virtio-blk-pci properties need a virtio disk")
+        return
+    if not PCI_ADDR.fullmatch(drive.pci_addr):
+        raise BootError(f"PCI address {drive.pci_addr!r} of {drive.path.name} is not slot.function (e.g. 04.0)")
+    if int(drive.pci_addr[:2], 16) in RESERVED_SLOTS[machine] or int(drive.pci_addr[:2], 16) > 0x1F:
+        taken = ", ".join(f"{slot:02x}" for slot in RESERVED_SLOTS[machine])
+        raise BootError(f"PCI slot {drive.pci_addr} of {drive.path.name} is not free on -machine {machine} "
+                        f"(slots 00-1f; {taken} hold the machine's own devices)")
+    for name, value in drive.properties:
+        if problem := property_problem(name, value):
+            raise BootError(f"virtio disk {drive.path.name}: {problem}")
+
+
+def property_problem(name: str, value: str) -> str | None:
+    """Why virtio-blk-pci property ``name=value`` is refused (None when it is allowed)."""
+    kind = VIRTIO_BLK_PROPERTIES.get(name)
+    if kind is None:
+        return (f"virtio-blk-pci property {name!r} is not one a configuration may set "
+                f"(allowed: {', '.join(sorted(VIRTIO_BLK_PROPERTIES))}; bootindex, addr and romfile are decided "
+                "by patchkit so that only the ROM under test can boot the guest disk)")
+    if kind == "int" and not value.isdigit():
+        return f"virtio-blk-pci property {name} takes a number, got {value!r}"
+    if kind in _WORDS and value not in _WORDS[kind]:
+        return f"virtio-blk-pci property {name} takes {'/'.join(_WORDS[kind])}, got {value!r}"
+    if kind == "str" and ("," in value or not value.isprintable()):
+        return f"virtio-blk-pci property {name}: {value!r} may not hold commas or control characters"
+    return None
+
+
 def qemu_argv(spec: MachineSpec) -> list[str]:
     """The full argv for ``spec`` (checked with check_spec first)."""
     check_spec(spec)
     argv = [
         spec.qemu,
         "-nodefaults",
-        "-machine", "pc,graphics=off",
+        "-machine", f"{spec.machine},graphics=off",
         "-accel", spec.accel,
         "-m", str(spec.memory_mib),
         "-vga", "std",
@@ -106,21 +174,29 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
         "-chardev", f"file,id=dbg,path={SEABIOS_LOG}",
         "-device", "isa-debugcon,iobase=0x402,chardev=dbg",
         "-qmp", f"unix:{QMP_SOCKET},server=on,wait=off",
-        "-boot", "strict=on",
+        *(["-boot", "strict=on"] if spec.strict_boot else []),
         # Guest reboots and power-off stop the VM (status "shutdown") so the screen can still be taken.
         "-no-reboot",
         "-no-shutdown",
     ]
     ide_unit = 0
     for n, drive in enumerate(spec.drives):
-        argv += ["-drive", f"file={_escape(drive.path)},format=raw,if=none,id=disk{n}"]
+        argv += ["-drive", f"file={_escape(drive.path)},format=raw,if=none,id=disk{n}"
+                 + (",readonly=on" if drive.readonly else "")]
         if drive.interface == "floppy":
+            if spec.machine == "q35":  # q35 has no floppy controller of its own
+                argv += ["-device", "isa-fdc"]
             argv += ["-device", f"floppy,drive=disk{n},unit=0"]
             if drive.bootindex is not None:  # the floppy controller carries its drives' boot indexes
                 argv += ["-global", f"isa-fdc.bootindexA={drive.bootindex}"]
             continue
         if drive.interface == "virtio":
-            device = f"virtio-blk-pci,drive=disk{n},addr={drive.pci_addr}"
+            bus = ",bus=pcie.0" if spec.machine == "q35" else ""
+            device = f"virtio-blk-pci,drive=disk{n}{bus},addr={drive.pci_addr}"
+            device += "".join(f",{name}={value}" for name, value in drive.properties)
+        elif spec.machine == "q35":  # ICH9 AHCI: one disk per port
+            device = f"ide-hd,drive=disk{n},bus=ide.{ide_unit},unit=0"
+            ide_unit += 1
         else:
             device = f"ide-hd,drive=disk{n},bus=ide.{ide_unit // 2},unit={ide_unit % 2}"
             ide_unit += 1

@@ -18,13 +18,30 @@ import tomli_w
 import unidiff
 
 from patchkit.errors import SeriesError
-from patchkit.series.model import Patch, Series, VersionInfo, diff_start_line, parse_patch
+from patchkit.guests.base import GUEST_NAMES, KEEP_SAN_NAMES
+from patchkit.qemu.cmdline import PCI_ADDR, property_problem
+from patchkit.series.model import (
+    BOOT_MODES,
+    DEFAULT_DISK_ADDR,
+    DEFAULT_ROOT_PATH,
+    MACHINES,
+    Config,
+    Patch,
+    Series,
+    VersionInfo,
+    diff_start_line,
+    parse_patch,
+    qemu_value,
+)
 from patchkit.store import atomic_write
 
 MANIFEST = "series.toml"
 COVER = "cover.txt"
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _PATH_HEADERS = ("rename from ", "rename to ", "copy from ", "copy to ")
+_CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+_CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "disk_addr", "blank_disks",
+                "bios_disks", "virtio_blk", "readonly", "disk_shape", "expect_refusal")
 
 
 def series_root(project: Path) -> Path:
@@ -81,11 +98,12 @@ def load_series(directory: Path) -> Series:
                               hint="add the file or remove it from `patches`")
         patches.append(load_patch(path))
     title, body = _load_cover(directory / COVER)
+    guests = m.get_strs("guests")
     return Series(
         name=m.get("name", str), upstream=m.get("upstream", str), base=m.get("base", str),
         subject_prefix=m.get("subject_prefix", str, "PATCH"), to=m.get_strs("to"), cc=m.get_strs("cc"),
-        guests=m.get_strs("guests"), version=m.get("version", int, 1), versions=versions,
-        cover_title=title, cover_body=body, patches=patches, path=directory,
+        guests=guests, version=m.get("version", int, 1), versions=versions,
+        cover_title=title, cover_body=body, patches=patches, path=directory, configs=_configs(m, guests),
     )
 
 
@@ -294,6 +312,23 @@ class _Manifest:
                 return f"{self.path}:{n}"
         return str(self.path)
 
+    def table_at(self, array: str, index: int, key: str | None) -> str:
+        """``path:line`` of ``key`` in the ``index``-th ``[[array]]`` table (of its header without a key)."""
+        header = re.compile(rf"\s*\[\[\s*{re.escape(array)}\s*\]\]")
+        lines = self.text.splitlines()
+        starts = [n for n, line in enumerate(lines, 1) if header.match(line)]
+        if index >= len(starts):
+            return f"{self.path}: [[{array}]] entry {index + 1}"
+        start = starts[index]
+        if key is not None:
+            for n in range(start + 1, len(lines) + 1):
+                line = lines[n - 1]
+                if re.match(r"\s*\[", line):
+                    break
+                if re.match(rf"\s*{re.escape(key)}\s*=", line):
+                    return f"{self.path}:{n}"
+        return f"{self.path}:{start}"
+
     def get(self, key: str, kind: type, default: Any = ...) -> Any:
         if key not in self.data:
             if default is ...:
@@ -322,6 +357,133 @@ def _version(m: _Manifest, index: int, entry: Any) -> VersionInfo:
                        sent=entry.get("sent"), tag=entry.get("tag"))
 
 
+def _configs(m: _Manifest, guests: list[str]) -> list[Config]:
+    """The ``[[configs]]`` tables, validated (errors name the line of the offending key)."""
+    entries = m.get("configs", list, [])
+    configs: list[Config] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise SeriesError(f"{m.at('configs')}: 'configs' must be [[configs]] tables")
+        config = _config(_ConfigTable(m, index, entry), guests)
+        if any(c.name == config.name for c in configs):
+            raise SeriesError(f"{m.table_at('configs', index, 'name')}: a second configuration named {config.name!r}",
+                              hint="configuration names are unique: results are recorded by name")
+        configs.append(config)
+    return configs
+
+
+class _ConfigTable:
+    """One [[configs]] table: typed values with errors naming ``path:line``."""
+
+    def __init__(self, m: _Manifest, index: int, data: dict[str, Any]) -> None:
+        self.m, self.index, self.data = m, index, data
+
+    def at(self, key: str | None = None) -> str:
+        return self.m.table_at("configs", self.index, key)
+
+    def fail(self, key: str | None, message: str, hint: str | None = None) -> SeriesError:
+        return SeriesError(f"{self.at(key)}: {message}", hint=hint)
+
+    def get(self, key: str, kind: type, default: Any) -> Any:
+        value = self.data.get(key, default)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise self.fail(key, f"'{key}' must be a {kind.__name__}, got {value!r}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise self.fail(key, f"'{key}' must be one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    def addrs(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, list, [])
+        for addr in value:
+            if not isinstance(addr, str) or not PCI_ADDR.fullmatch(addr):
+                raise self.fail(key, f"'{key}' holds PCI addresses slot.function on bus 0 (e.g. \"05.0\"), "
+                                     f"got {addr!r}")
+        return tuple(value)
+
+
+def _config(t: _ConfigTable, manifest_guests: list[str]) -> Config:
+    """Validate one [[configs]] table."""
+    for key in t.data:
+        if key not in _CONFIG_KEYS:
+            raise t.fail(key, f"unknown configuration key {key!r}", hint=f"known keys: {', '.join(_CONFIG_KEYS)}")
+    if "name" not in t.data:
+        raise t.fail(None, "a configuration needs a `name`")
+    name = t.get("name", str, "")
+    if not _CONFIG_NAME.fullmatch(name):
+        raise t.fail("name", f"configuration name {name!r} must be lowercase letters, digits and '-'")
+    guests = t.get("guests", list, manifest_guests)
+    known = GUEST_NAMES + KEEP_SAN_NAMES
+    for guest in guests:
+        if guest not in known:
+            raise t.fail("guests", f"unknown guest {guest!r} (known: {', '.join(known)})")
+    if not guests:
+        raise t.fail("guests", f"configuration {name} runs no guest")
+    disk_addr = t.get("disk_addr", str, DEFAULT_DISK_ADDR)
+    if not PCI_ADDR.fullmatch(disk_addr):
+        raise t.fail("disk_addr", f"'disk_addr' is slot.function on bus 0 (e.g. \"04.0\"), got {disk_addr!r}")
+    blank, busy = t.addrs("blank_disks"), t.addrs("bios_disks")
+    seen = [disk_addr]
+    for key, addrs in (("blank_disks", blank), ("bios_disks", busy)):
+        for addr in addrs:
+            if addr == disk_addr and key == "bios_disks":
+                raise t.fail(key, f"the guest disk ({addr}) cannot be a BIOS disk: SeaBIOS would boot it natively "
+                                  "and the test could pass without the ROM (only blank disks may be driven by SeaBIOS)")
+            if addr in seen:
+                raise t.fail(key, f"two disks at PCI address {addr}")
+            seen.append(addr)
+    properties = _properties(t)
+    root_path = t.get("root_path", str, DEFAULT_ROOT_PATH)
+    if not root_path or not root_path.isprintable() or " " in root_path:
+        raise t.fail("root_path", f"'root_path' must be one word typed after `sanboot`, got {root_path!r}")
+    refusal = t.data.get("expect_refusal")
+    if refusal is not None:
+        if not isinstance(refusal, str) or not refusal:
+            raise t.fail("expect_refusal", f"'expect_refusal' must be a regular expression, got {refusal!r}")
+        try:
+            re.compile(refusal)
+        except re.error as exc:
+            raise t.fail("expect_refusal", f"'expect_refusal' is not a regular expression: {exc}") from exc
+    shape = t.data.get("disk_shape")
+    if shape is not None and not (isinstance(shape, str) and shape):
+        raise t.fail("disk_shape", f"'disk_shape' must be a shape name, got {shape!r}")
+    return Config(
+        name=name, guests=tuple(guests), required=t.get("required", bool, True),
+        machine=t.choice("machine", MACHINES, "pc"), boot=t.choice("boot", BOOT_MODES, "strict"),
+        root_path=root_path, disk_addr=disk_addr, blank_disks=blank, bios_disks=busy, virtio_blk=properties,
+        readonly=t.get("readonly", bool, False), disk_shape=shape, expect_refusal=refusal,
+    )
+
+
+def _properties(t: _ConfigTable) -> tuple[tuple[str, int | str | bool], ...]:
+    """``virtio_blk = { ... }``: names on the allow-list, values of their kind."""
+    table = t.get("virtio_blk", dict, {})
+    for name, value in table.items():
+        if not isinstance(value, (int, str, bool)):
+            raise t.fail("virtio_blk", f"virtio_blk.{name} must be a number, a string or a boolean, got {value!r}")
+        if problem := property_problem(name, qemu_value(value)):
+            raise t.fail("virtio_blk", problem)
+    return tuple(table.items())
+
+
+def _config_data(config: Config, manifest_guests: list[str]) -> dict[str, Any]:
+    """A [[configs]] table with only the keys that differ from their defaults."""
+    data: dict[str, Any] = {"name": config.name}
+    if list(config.guests) != manifest_guests:
+        data["guests"] = list(config.guests)
+    defaults = Config(name=config.name, guests=config.guests)
+    for key in _CONFIG_KEYS[3:]:
+        value = getattr(config, key)
+        if value != getattr(defaults, key):
+            data[key] = dict(value) if key == "virtio_blk" else list(value) if isinstance(value, tuple) else value
+    if not config.required:
+        data["required"] = False
+    return data
+
+
 def _manifest_data(series: Series) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": series.name, "upstream": series.upstream, "base": series.base,
@@ -339,6 +501,8 @@ def _manifest_data(series: Series) -> dict[str, Any]:
         versions.append(entry)
     if versions:
         data["versions"] = versions
+    if series.configs:
+        data["configs"] = [_config_data(c, series.guests) for c in series.configs]
     return data
 
 
@@ -350,13 +514,27 @@ def _save_manifest(path: Path, data: dict[str, Any]) -> None:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
             old = {}
         old_versions = old.pop("versions", None)
+        old_configs = old.pop("configs", None)
         merged = {**old, **data}
         if old_versions is not None:
             old["versions"] = old_versions
+        if old_configs is not None:
+            old["configs"] = old_configs
+            if _same_configs(path, old, merged):
+                merged["configs"] = old_configs  # the same configurations, as the file spells them
         if merged == old:
             return
         data = merged
     _write_if_changed(path, tomli_w.dumps(data, multiline_strings=True))
+
+
+def _same_configs(path: Path, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two manifests' [[configs]] describe the same configurations (defaults spelled out or not)."""
+    try:
+        parse = [_configs(_Manifest(path, "", d), d.get("guests", [])) for d in (old, new)]
+    except SeriesError:
+        return False
+    return parse[0] == parse[1]
 
 
 def _write_if_changed(path: Path, text: str) -> None:

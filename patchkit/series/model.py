@@ -17,6 +17,12 @@ from pathlib import Path
 
 from patchkit.errors import SeriesError
 
+DEFAULT_ROOT_PATH = "virtio_blk:PCI00:04.0"
+DEFAULT_DISK_ADDR = "04.0"
+MACHINES = ("pc", "q35")
+BOOT_MODES = ("strict", "default")  # default: QEMU's own (non-strict) boot order
+IMPLICIT_CONFIG = "pc"  # the one configuration of a manifest without [[configs]]
+
 _TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):\s+(.+)$")
 _DIFF_PATH = re.compile(r"^diff --git a/(.+) b/(.+)$")
 
@@ -94,6 +100,56 @@ class VersionInfo:
     tag: str | None = None
 
 
+@dataclass(frozen=True)
+class Config:
+    """One machine configuration the series is tested on (a ``[[configs]]`` table of series.toml).
+
+    ``blank_disks`` are extra zero-filled virtio disks (slot.fn on bus 0); ``bios_disks`` are
+    blank disks with a bootindex after the ROM, so SeaBIOS drives them itself ("busy" devices).
+    ``virtio_blk`` holds virtio-blk-pci properties of the guest disk as (name, TOML value) pairs.
+    With ``expect_refusal`` (a regex) a cell passes only when sanboot returns to the gPXE prompt
+    with a message matching it.
+    """
+
+    name: str
+    guests: tuple[str, ...]
+    required: bool = True
+    machine: str = "pc"
+    boot: str = "strict"
+    root_path: str = DEFAULT_ROOT_PATH
+    disk_addr: str = DEFAULT_DISK_ADDR
+    blank_disks: tuple[str, ...] = ()
+    bios_disks: tuple[str, ...] = ()
+    virtio_blk: tuple[tuple[str, int | str | bool], ...] = ()
+    readonly: bool = False
+    disk_shape: str | None = None
+    expect_refusal: str | None = None
+
+    def describe(self) -> str:
+        """The configuration in one line (for status and the cover letter)."""
+        parts = [f"-machine {self.machine}", "strict boot" if self.boot == "strict" else "QEMU's default boot order",
+                 f"guest disk at {self.disk_addr}" + (f" ({self.disk_shape})" if self.disk_shape else "")]
+        if self.readonly:
+            parts.append("read-only")
+        if self.virtio_blk:
+            parts.append(",".join(f"{k}={qemu_value(v)}" for k, v in self.virtio_blk))
+        if self.blank_disks:
+            parts.append(f"blank disks at {', '.join(self.blank_disks)}")
+        if self.bios_disks:
+            parts.append(f"disks driven by SeaBIOS at {', '.join(self.bios_disks)}")
+        parts.append(f"sanboot {self.root_path}")
+        if self.expect_refusal:
+            parts.append(f"must be refused (/{self.expect_refusal}/)")
+        return "; ".join(parts)
+
+
+def qemu_value(value: int | str | bool) -> str:
+    """A property value as QEMU spells it (booleans are on/off)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
 @dataclass
 class Series:
     """A patch series: where it applies, who it goes to, its versions, cover letter and patches."""
@@ -111,6 +167,7 @@ class Series:
     cover_body: str = ""
     patches: list[Patch] = field(default_factory=list)
     path: Path | None = None
+    configs: list[Config] = field(default_factory=list)  # as written in the manifest (may be empty)
 
     def revision_hash(self) -> str:
         """SHA-256 (hex) of the base commit and the patches' canonical bytes, in order.
@@ -125,6 +182,19 @@ class Series:
             h.update(f"patch {len(data)}\n".encode())
             h.update(data)
         return h.hexdigest()
+
+    def test_configs(self) -> list[Config]:
+        """The configurations to test: the manifest's, or one implicit "pc" with the manifest's guests."""
+        return list(self.configs) or [Config(name=IMPLICIT_CONFIG, guests=tuple(self.guests))]
+
+    def config(self, name: str) -> Config:
+        """The configuration called ``name``; SeriesError listing the known ones otherwise."""
+        for config in self.test_configs():
+            if config.name == name:
+                return config
+        known = ", ".join(c.name for c in self.test_configs())
+        raise SeriesError(f"series {self.name} has no configuration {name!r} (known: {known})",
+                          hint="configurations are the [[configs]] tables of series.toml")
 
     def version_info(self, number: int) -> VersionInfo | None:
         """The ``[[versions]]`` entry for ``number``, if any."""

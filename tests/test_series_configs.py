@@ -1,0 +1,145 @@
+"""[[configs]] in series.toml: defaults, the implicit "pc" configuration, round trips, and each error's line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fixtures.repos import write_series
+from test_series_io import BASE, all_bytes, patch_text
+
+from patchkit.errors import SeriesError
+from patchkit.series.io import load_series, save_series
+from patchkit.series.model import Config
+
+CONFIGS = """
+[[configs]]
+name = "pc"
+
+[[configs]]
+name = "q35-bare"
+guests = ["probe"]
+machine = "q35"
+root_path = "virtio_blk:"
+required = false
+
+[[configs]]
+name = "busy"
+guests = ["probe"]
+disk_addr = "05.0"
+bios_disks = ["04.0"]
+blank_disks = ["06.0", "07.0"]
+boot = "default"
+readonly = true
+disk_shape = "2g-255x63"
+virtio_blk = { queue-size = 1024, disable-legacy = "on", event_idx = false }
+expect_refusal = "(?i)in use"
+"""
+
+
+@pytest.fixture
+def series_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    (root / "series").mkdir(parents=True)
+    return write_series(root, "demo", BASE, [patch_text()])
+
+
+def with_configs(series_dir: Path, text: str) -> Path:
+    manifest = series_dir / "series.toml"
+    manifest.write_text(manifest.read_text() + text)
+    return manifest
+
+
+def test_a_manifest_without_configs_has_one_implicit_pc_config(series_dir: Path) -> None:
+    s = load_series(series_dir)
+    assert s.configs == []
+    assert s.test_configs() == [Config(name="pc", guests=("freedos", "debian", "probe"))]
+    assert s.config("pc").root_path == "virtio_blk:PCI00:04.0"
+    with pytest.raises(SeriesError, match=r"no configuration 'q35' \(known: pc\)"):
+        s.config("q35")
+
+
+def test_configs_are_read_with_their_defaults(series_dir: Path) -> None:
+    with_configs(series_dir, CONFIGS)
+    pc, bare, busy = load_series(series_dir).test_configs()
+    assert pc == Config(name="pc", guests=("freedos", "debian", "probe"))  # guests default to the manifest's
+    assert (pc.required, pc.machine, pc.boot, pc.disk_addr, pc.blank_disks) == (True, "pc", "strict", "04.0", ())
+    assert (bare.machine, bare.root_path, bare.required, bare.guests) == ("q35", "virtio_blk:", False, ("probe",))
+    assert busy.bios_disks == ("04.0",) and busy.blank_disks == ("06.0", "07.0") and busy.disk_addr == "05.0"
+    assert busy.virtio_blk == (("queue-size", 1024), ("disable-legacy", "on"), ("event_idx", False))
+    assert (busy.boot, busy.readonly, busy.disk_shape, busy.expect_refusal) == ("default", True, "2g-255x63",
+                                                                               "(?i)in use")
+
+
+def test_a_config_describes_itself_in_one_line(series_dir: Path) -> None:
+    with_configs(series_dir, CONFIGS)
+    pc, bare, busy = load_series(series_dir).test_configs()
+    assert pc.describe() == "-machine pc; strict boot; guest disk at 04.0; sanboot virtio_blk:PCI00:04.0"
+    assert busy.describe() == (
+        "-machine pc; QEMU's default boot order; guest disk at 05.0 (2g-255x63); read-only; "
+        "queue-size=1024,disable-legacy=on,event_idx=off; blank disks at 06.0, 07.0; "
+        "disks driven by SeaBIOS at 04.0; sanboot virtio_blk:PCI00:04.0; must be refused (/(?i)in use/)")
+    assert "\n" not in bare.describe()
+
+
+def test_saving_keeps_the_configs_as_written(series_dir: Path) -> None:
+    with_configs(series_dir, CONFIGS)
+    before = all_bytes(series_dir)
+    save_series(load_series(series_dir))
+    assert all_bytes(series_dir) == before
+    s = load_series(series_dir)
+    s.cc = ["list@example.org"]  # a change elsewhere rewrites the manifest: the configs survive it
+    save_series(s)
+    again = load_series(series_dir)
+    assert again.cc == ["list@example.org"] and again.configs == s.configs
+
+
+def bad(series_dir: Path, table: str) -> str:
+    """The error for a manifest with one [[configs]] table ``table`` (its header is line 15)."""
+    manifest = with_configs(series_dir, "\n[[configs]]\n" + table)
+    assert manifest.read_text().splitlines()[14] == "[[configs]]"
+    with pytest.raises(SeriesError) as exc:
+        load_series(series_dir)
+    return str(exc.value)
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ('name = "x"\ncolour = "blue"\n', r":17: unknown configuration key 'colour'"),
+    ('guests = ["probe"]\n', r":15: a configuration needs a `name`"),
+    ('name = "Q35"\n', r":16: configuration name 'Q35' must be lowercase letters, digits and '-'"),
+    ('name = "x"\nrequired = "yes"\n', r":17: 'required' must be a bool, got 'yes'"),
+    ('name = "x"\nguests = ["probe", "windows"]\n', r":17: unknown guest 'windows'"),
+    ('name = "x"\nguests = []\n', r":17: configuration x runs no guest"),
+    ('name = "x"\nmachine = "isapc"\n', r":17: 'machine' must be one of pc, q35, got 'isapc'"),
+    ('name = "x"\nboot = "menu"\n', r":17: 'boot' must be one of strict, default, got 'menu'"),
+    ('name = "x"\ndisk_addr = "4"\n', r":17: 'disk_addr' is slot.function on bus 0"),
+    ('name = "x"\nblank_disks = ["05.0", "0g.0"]\n', r":17: 'blank_disks' holds PCI addresses"),
+    ('name = "x"\nblank_disks = ["04.0"]\n', r":17: two disks at PCI address 04.0"),
+    ('name = "x"\nblank_disks = ["05.0"]\nbios_disks = ["05.0"]\n', r":18: two disks at PCI address 05.0"),
+    ('name = "x"\nbios_disks = ["04.0"]\n', r":17: the guest disk \(04.0\) cannot be a BIOS disk"),
+    ('name = "x"\nvirtio_blk = { bootindex = 1 }\n', r":17: .*'bootindex' is not one a configuration may"),
+    ('name = "x"\nvirtio_blk = { queue-size = "big" }\n', r":17: virtio-blk-pci property queue-size takes a number"),
+    ('name = "x"\nvirtio_blk = { disable-legacy = "yes" }\n', r":17: .*disable-legacy takes on/off/auto"),
+    ('name = "x"\nvirtio_blk = { serial = "a,b" }\n', r":17: .*may not hold commas"),
+    ('name = "x"\nroot_path = "virtio_blk: x"\n', r":17: 'root_path' must be one word"),
+    ('name = "x"\nexpect_refusal = "(unclosed"\n', r":17: 'expect_refusal' is not a regular expression"),
+    ('name = "x"\ndisk_shape = 2\n', r":17: 'disk_shape' must be a shape name"),
+])
+def test_each_config_error_names_its_line(series_dir: Path, table: str, message: str) -> None:
+    error = bad(series_dir, table)
+    assert "series.toml" in error
+    assert re.search(message, error), error
+
+
+def test_two_configs_may_not_share_a_name(series_dir: Path) -> None:
+    with_configs(series_dir, '\n[[configs]]\nname = "pc"\n\n[[configs]]\nname = "pc"\nmachine = "q35"\n')
+    with pytest.raises(SeriesError, match=r"series\.toml:19: a second configuration named 'pc'"):
+        load_series(series_dir)
+
+
+def test_the_real_series_configs_load() -> None:
+    s = load_series(Path(__file__).resolve().parent.parent / "series" / "gpxe-virtio-blk")
+    names = [c.name for c in s.test_configs()]
+    assert names[0] == "pc" and len(names) == len(set(names))
+    assert s.config("pc").guests == ("freedos", "debian", "probe")
