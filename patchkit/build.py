@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchkit.errors import BuildError
-from patchkit.gitrepo import apply_series, export_tree, work_tree
+from patchkit.gitrepo import apply_series, export_tree, tree_dir, tree_lock, work_tree
 from patchkit.rom import check_rom, ids_for_target
 from patchkit.run import run, run_logged
 from patchkit.store import atomic_write, cache_dir, file_lock, sha256_file
@@ -141,13 +141,14 @@ def build_rom(
     make_args = build_settings(pin, extra_make_args)
     settings = {"make_args": make_args, "embedded": _embedded_digests(make_args), "toolchain": toolchain_version()}
     with file_lock(src / "bin" / ".patchkit-build.lock"):
-        key = build_key(tree_digest(src), make_args + settings["embedded"], target)
+        digest = tree_digest(src)
+        key = build_key(digest, make_args + settings["embedded"], target)
         out_dir = cache_dir() / "builds" / key
         with file_lock(cache_dir() / "builds" / f".{key}.lock"):
             if (cached := load_build(out_dir)) is not None:
                 say(f"reusing build {key[:12]} of {target} (tree content and settings unchanged)")
                 return cached
-            return _make(src, pin, target, key, out_dir, settings, say)
+            return _make(src, pin, target, key, digest, out_dir, settings, say)
 
 
 def load_build(out_dir: Path) -> BuiltRom | None:
@@ -162,8 +163,13 @@ def load_build(out_dir: Path) -> BuiltRom | None:
                     seconds=0.0, full=manifest["full"])
 
 
-def _make(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: dict, say: Progress) -> BuiltRom:
-    """Run make for ``target`` in ``src`` and store the checked ROM under ``out_dir``."""
+def _make(src: Path, pin: Pin, target: str, key: str, digest: str, out_dir: Path, settings: dict,
+          say: Progress) -> BuiltRom:
+    """Run make for ``target`` in ``src`` and store the checked ROM under ``out_dir``.
+
+    The tree is hashed again after make: a ROM is only stored under the key of the
+    content ``digest`` it was built from (an edit during make would store another).
+    """
     if not rom_target_available(src, target):
         vendor, device = ids_for_target(target) or (0, 0)
         raise BuildError(f"{target} cannot be built in {src}: no source declares PCI_ROM(0x{vendor:04x}, 0x{device:04x}, ...)",
@@ -171,6 +177,10 @@ def _make(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: d
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "build.log"
     seconds, full = make_in_tree(src, settings, target, log, say)
+    if tree_digest(src) != digest:
+        raise BuildError(f"the files in {src} changed while make ran: the ROM may be built from a mix of "
+                         "old and new sources, so it was not stored",
+                         hint="build it again once nothing else is editing or switching the tree")
     return _store(src, pin, target, key, out_dir, settings, log, seconds, full)
 
 
@@ -250,8 +260,11 @@ def ensure_series_rom(project: Path, series_name: str | None, progress: Progress
     """
     series = find_series(project, series_name)
     pin = load_pin(project)
-    applied = apply_series(project, series, progress=progress)
-    rom = build_rom(applied.tree, pin, target, extra_make_args=extra_make_args, progress=progress)
+    # Held from applying to storing: another command switching the tree meanwhile would
+    # make this a ROM of other sources than the series revision it is returned for.
+    with tree_lock(tree_dir(series.name), progress):
+        applied = apply_series(project, series, progress=progress)
+        rom = build_rom(applied.tree, pin, target, extra_make_args=extra_make_args, progress=progress)
     check_rom(rom.path, *rom_ids(pin, rom.target))
     return rom
 
@@ -263,7 +276,7 @@ def base_rom(project: Path, progress: Progress | None = None) -> BuiltRom:
     """
     pin = load_pin(project)
     tree = cache_dir() / "trees" / f"{pin.name}.base"
-    with file_lock(tree.parent / f".{tree.name}.lock"):
+    with tree_lock(tree, progress):
         _checkout(work_tree(pin), pin.commit, tree)
         rom = build_rom(tree, pin, str(pin.build["base_target"]), progress=progress)
     check_rom(rom.path, *rom_ids(pin, rom.target))

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -79,11 +79,23 @@ def tree_dir(name: str) -> Path:
     return cache_dir() / "trees" / name
 
 
+def tree_lock(path: Path, progress: Progress | None = None) -> AbstractContextManager[None]:
+    """The lock of work tree ``path``: held while its files are switched, and by a build from hashing to storing.
+
+    ``progress`` hears it when another patchkit command holds the tree.
+    """
+    def waiting() -> None:
+        if progress is not None:
+            progress(f"waiting for {path}: another patchkit command is using it")
+
+    return file_lock(path.parent / f".{path.name}.lock", waiting)
+
+
 def work_tree(pin: Pin, name: str | None = None) -> Path:
     """The work tree ``trees/<name>/`` (default: the pin's name): cloned from the mirror, or refreshed."""
     mirror = mirror_path(pin)
     path = tree_dir(name or pin.name)
-    with file_lock(path.parent / f".{path.name}.lock"):
+    with tree_lock(path):
         if (path / ".git").is_dir():
             repo = _repo(path)
             _git(repo, "remote", "set-url", "origin", str(mirror))
@@ -114,9 +126,9 @@ def apply_series(
     s = load_version(current, version) if version is not None else current
     patches = _first(s.patches, upto)
     pin = _pin_for(project, s)
-    path = work_tree(pin, s.name)
-    repo = _repo(path)
-    with file_lock(path.parent / f".{path.name}.lock"):
+    with tree_lock(tree_dir(s.name), say):
+        path = work_tree(pin, s.name)
+        repo = _repo(path)
         _require_clean(repo, path)
         branch = branch_name(s.name, s.version)
         _require_captured(path, branch, s.name)

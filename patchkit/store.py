@@ -26,8 +26,9 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,15 +56,38 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise
 
 
+_HELD: dict[tuple[str, int], int] = {}  # (lock path, thread) -> how many nested file_lock blocks hold it
+
+
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (created if missing)."""
+def file_lock(path: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing).
+
+    Re-entrant within a thread: a block nested in one holding the same lock goes on
+    (flock would otherwise wait for itself). ``waiting`` is called once when another
+    process holds the lock, before waiting for it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    key = (os.path.realpath(path), threading.get_ident())
+    if key in _HELD:
+        _HELD[key] += 1
         try:
             yield
         finally:
+            _HELD[key] -= 1
+        return
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(f, fcntl.LOCK_EX)
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
