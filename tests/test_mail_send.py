@@ -60,8 +60,8 @@ def test_plain_send_threads_journals_and_freezes(mail_project: MailProject) -> N
     assert [m.original_content for m in got] == [mail.as_bytes("\r\n") for mail in report.mails]
     # Journal: start, three accepted, done; manifest and tag frozen.
     events = _events(mail_project)
-    assert [e["event"] for e in events] == ["start", "accepted", "accepted", "accepted", "done"]
-    assert [e["message_id"] for e in events[1:4]] == events[0]["message_ids"] == report.sent
+    assert [e["event"] for e in events] == ["start", *["sending", "accepted"] * 3, "done"]
+    assert [e["message_id"] for e in events[2:7:2]] == events[0]["message_ids"] == report.sent
     info = mail_project.series().version_info(2)
     assert info is not None and info.sent and info.tag == "demo-v2"
     repo = git.Repo(tree_dir("demo"))
@@ -166,7 +166,7 @@ def test_dropped_connection_then_resume_delivers_each_once(mail_project: MailPro
             send_email(mail_project.project, "demo", smtp_options(srv))
         assert len(srv.recorder.messages) == 1
         events = _events(mail_project)
-        assert [e["event"] for e in events] == ["start", "accepted", "failed"]
+        assert [e["event"] for e in events] == ["start", "sending", "accepted", "sending", "failed"]
         planned = events[0]["message_ids"]
         with pytest.raises(MailError, match="--resume"):
             send_email(mail_project.project, "demo", smtp_options(srv))  # a fresh send would duplicate
@@ -185,8 +185,8 @@ def test_refused_recipient_is_clear_and_journal_stays_correct(mail_project: Mail
             send_email(mail_project.project, "demo", smtp_options(srv))
         assert srv.recorder.messages == []
         events = _events(mail_project)
-        assert [e["event"] for e in events] == ["start", "failed"]
-        assert events[1]["message_id"] == events[0]["message_ids"][0]
+        assert [e["event"] for e in events] == ["start", "sending", "failed"]
+        assert events[2]["message_id"] == events[0]["message_ids"][0]
         # Fix the Cc on the command line and finish the same send.
         send_email(mail_project.project, "demo", smtp_options(srv, resume=True, cc=["reviewer@example.net"]))
     assert _ids(srv.recorder.messages) == events[0]["message_ids"]

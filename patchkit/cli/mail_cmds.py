@@ -22,6 +22,11 @@ from patchkit.mailer.send import SendOptions, SendReport, send_email
 @click.option("--reason", help="Why --force is justified; recorded in the journal and the cover letter.")
 @click.option("--resend", is_flag=True, help="Send a revision that was already sent again.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted send: only the messages not yet accepted.")
+@click.option("--in-doubt", type=click.Choice(["sent", "resend"]),
+              help="With --resume: a message that went to the server without a recorded answer arrived (sent) "
+                   "or did not (resend).")
+@click.option("--new-recipients", is_flag=True,
+              help="With --resume: send the rest to other recipients (--to/--cc) than the part already sent.")
 @click.option("--smtp-server", help="SMTP host (sendemail.smtpServer, PATCHKIT_SMTP_SERVER).")
 @click.option("--smtp-port", help="SMTP port (sendemail.smtpServerPort, PATCHKIT_SMTP_PORT).")
 @click.option("--smtp-encryption", type=click.Choice(["tls", "ssl", "none"]),
@@ -33,7 +38,8 @@ from patchkit.mailer.send import SendOptions, SendReport, send_email
 @click.pass_obj
 def send_email_cmd(project: Path, series: str | None, to: tuple[str, ...], cc: tuple[str, ...],
                    subject_prefix: str | None, sender: str | None, dry_run: bool, mbox: Path | None,
-                   force: bool, reason: str | None, resend: bool, resume: bool, smtp_server: str | None,
+                   force: bool, reason: str | None, resend: bool, resume: bool, in_doubt: str | None,
+                   new_recipients: bool, smtp_server: str | None,
                    smtp_port: str | None, smtp_encryption: str | None, smtp_user: str | None,
                    smtp_ca: Path | None) -> None:
     """Mail SERIES (default: the only one) as a threaded vN series with a cover letter."""
@@ -41,9 +47,12 @@ def send_email_cmd(project: Path, series: str | None, to: tuple[str, ...], cc: t
         raise click.UsageError("--dry-run and --mbox are two ways of not sending: pick one")
     if reason and not force:
         raise click.UsageError("--reason goes with --force (it records why the gate was overridden)")
+    if (in_doubt or new_recipients) and not resume:
+        raise click.UsageError("--in-doubt and --new-recipients go with --resume")
     options = SendOptions(
         to=list(to) or None, cc=list(cc) or None, subject_prefix=subject_prefix, sender=sender,
-        dry_run=dry_run, mbox=mbox, force=force, reason=reason, resend=resend, resume=resume,
+        dry_run=dry_run, mbox=mbox, force=force, reason=reason, resend=resend, resume=resume, in_doubt=in_doubt,
+        new_recipients=new_recipients,
         smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
               "user": smtp_user, "ca": str(smtp_ca) if smtp_ca else None},
     )

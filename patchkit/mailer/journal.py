@@ -1,15 +1,20 @@
 """The send-email journal: what the SMTP server accepted, one JSON object per line.
 
 One file per series version, ``<cache>/mail/<series>/v<N>.journal``. A send starts
-with a ``start`` record that fixes every Message-ID of the series, then gets one
-``accepted`` record per message the server took, and ends with ``done`` once the
-revision is frozen. A ``failed`` record notes why a send stopped. Every record is
+with a ``start`` record that fixes every Message-ID of the series, then gets, per
+message, a ``sending`` record before it goes to the server and an ``accepted``
+record once the server took it, and ends with ``done`` once the revision is frozen.
+A ``failed`` record notes why a message was not delivered. A message ``sending``
+without an answer recorded after it is in doubt (the journal could not be written
+after the server's reply, or patchkit was killed in between): only the user can
+say whether it arrived, so it is never resent silently. Every record is
 one ``write`` of one line on an ``O_APPEND`` descriptor followed by ``fsync``; a torn
 last line (power lost mid-write) is ignored on read and closed before the next record.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -20,6 +25,16 @@ from pathlib import Path
 
 from patchkit.errors import MailError
 from patchkit.store import cache_dir, file_lock
+
+
+class JournalError(MailError):
+    """The send journal could not be written."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path = path
+        self.reason = exc.strerror or str(exc)
+        super().__init__(f"cannot write the send journal {path}: {self.reason}",
+                         hint=f"free space in {path.parent} (or fix its permissions), then run again")
 
 
 def journal_path(series: str, version: int) -> Path:
@@ -38,6 +53,7 @@ class SendState:
     problems: list[str]  # what the gate found when --force overrode it
     started: float
     accepted: dict[str, list[str]] = field(default_factory=dict)  # Message-ID -> recipients
+    in_doubt: dict[str, list[str]] = field(default_factory=dict)  # sent to these recipients, no answer recorded
     done: bool = False
 
     @property
@@ -63,20 +79,23 @@ class Journal:
             yield self
 
     def append(self, record: dict) -> None:
-        """Durably append one record (adds ``time``)."""
+        """Durably append one record (adds ``time``); JournalError when it cannot be written."""
         line = json.dumps({**record, "time": time.time()}, sort_keys=True) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = "\n" + line  # end a torn line first, so this record stays whole
-            data = line.encode("utf-8")
-            if os.write(fd, data) != len(data):
-                raise MailError(f"short write to the send journal {self.path}", hint="check free disk space")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = "\n" + line  # end a torn line first, so this record stays whole
+                data = line.encode("utf-8")
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, "short write", str(self.path))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise JournalError(self.path, exc) from exc
 
     def records(self) -> list[dict]:
         """All whole records, oldest first."""
@@ -84,6 +103,8 @@ class Journal:
             return []
         out = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
@@ -95,8 +116,12 @@ class Journal:
         self.append({"event": "start", "revision": revision, "message_ids": message_ids, "subjects": subjects,
                      "forced_reason": forced_reason, "problems": problems or []})
 
-    def accepted(self, message_id: str, recipients: list[str]) -> None:
-        self.append({"event": "accepted", "message_id": message_id, "recipients": recipients})
+    def sending(self, message_id: str, recipients: list[str]) -> None:
+        self.append({"event": "sending", "message_id": message_id, "recipients": recipients})
+
+    def accepted(self, message_id: str, recipients: list[str], note: str | None = None) -> None:
+        record = {"event": "accepted", "message_id": message_id, "recipients": recipients}
+        self.append(record if note is None else {**record, "note": note})
 
     def failed(self, message_id: str | None, error: str) -> None:
         self.append({"event": "failed", "message_id": message_id, "error": error})
@@ -114,8 +139,13 @@ class Journal:
                                   rec.get("forced_reason"), rec.get("problems", []), rec["time"])
             elif state is None:
                 continue
+            elif event == "sending":
+                state.in_doubt[rec["message_id"]] = rec["recipients"]
             elif event == "accepted":
                 state.accepted[rec["message_id"]] = rec["recipients"]
+                state.in_doubt.pop(rec["message_id"], None)
+            elif event == "failed":
+                state.in_doubt.pop(str(rec.get("message_id")), None)
             elif event == "done":
                 state.done = True
         return state

@@ -8,6 +8,7 @@ sends only the messages the journal has not seen accepted, with the same IDs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from pathlib import Path
 from patchkit import gitrepo
 from patchkit.errors import MailError
 from patchkit.mailer.gate import GateResult, check, tested_section
-from patchkit.mailer.journal import Journal, SendState
+from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
 from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
 from patchkit.run import run
@@ -43,6 +44,8 @@ class SendOptions:
     reason: str | None = None
     resend: bool = False
     resume: bool = False
+    in_doubt: str | None = None  # with resume: "sent" or "resend" for messages sent without a recorded answer
+    new_recipients: bool = False  # with resume: the rest may go to other recipients than the first part
     # server, port, encryption, user, password, ca (kept out of repr(): it may hold the password)
     smtp: dict[str, str | None] = field(default_factory=dict, repr=False)
 
@@ -107,7 +110,9 @@ def send_email(project: Path, name: str | None, options: SendOptions, progress: 
             return report
         assert settings is not None
         report.server = settings.describe()
-        if not options.resume:
+        if options.resume:
+            _settle_resume(journal, envelope, mails, options)
+        else:
             journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems)
         _deliver(journal, settings, envelope, mails, report, say)
         report.tag = _freeze(series, applied, mails[0].message_id)
@@ -128,7 +133,7 @@ def _plan(series: Series, revision: str, journal: Journal, options: SendOptions,
     if options.resume:
         state = _resumable(series, revision, previous)
         return state.message_ids, GateResult(state.problems, state.forced_reason)  # gated when the send started
-    if sending and previous and not previous.done and previous.accepted:
+    if sending and previous and not previous.done and (previous.accepted or previous.in_doubt):
         raise MailError(f"an earlier send of {series.name} v{series.version} stopped after "
                         f"{len(previous.accepted)} of {len(previous.message_ids)} messages",
                         hint="pass --resume to send the rest with the same threading")
@@ -148,6 +153,34 @@ def _resumable(series: Series, revision: str, state: SendState | None) -> SendSt
                         f"(revision {state.revision[:12]}, now {revision[:12]})",
                         hint="restore the sent patches, or start a new version")
     return state
+
+
+def _settle_resume(journal: Journal, envelope: Envelope, mails: list[Mail], options: SendOptions) -> None:
+    """Before resuming: the same recipients as the part already sent, and a decision on messages in doubt."""
+    state = journal.last_send()
+    assert state is not None
+    now = sorted(envelope.recipients)
+    before = sorted({tuple(sorted(r)) for r in state.accepted.values()})
+    if before and before != [tuple(now)] and not options.new_recipients:
+        earlier = "; ".join(", ".join(r) for r in before)
+        raise MailError(f"the part of this send already delivered went to {earlier}; resuming now would send the "
+                        f"rest to other recipients: {', '.join(now) or '-'}",
+                        hint="resume without --to/--cc (the manifest's recipients), or pass --new-recipients "
+                             "to send the rest to the new ones")
+    total = len(mails)
+    for mail in mails:
+        if mail.message_id not in state.in_doubt:
+            continue
+        where = f"[{mail.index + 1}/{total}] {mail.subject} ({mail.message_id})"
+        if options.in_doubt == "sent":
+            journal.accepted(mail.message_id, state.in_doubt[mail.message_id], note="in doubt: the user said it arrived")
+        elif options.in_doubt == "resend":
+            journal.failed(mail.message_id, "in doubt: resent on the user's word")
+        else:
+            raise MailError(f"{where} may have been delivered: it went to the server but no answer was recorded "
+                            "(the journal could not be written, or patchkit was stopped)",
+                            hint="check the list archive or your sent mail, then run again with "
+                                 "`--resume --in-doubt sent` if it arrived, or `--resume --in-doubt resend` if not")
 
 
 def _already_sent(series: Series, revision: str, journal: Journal) -> bool:
@@ -199,12 +232,19 @@ def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails
                 report.skipped.append(mail.message_id)
                 say(f"{where} already sent: {mail.subject}")
                 continue
+            journal.sending(mail.message_id, recipients)
             try:
                 conn.send(envelope_from, recipients, mail.as_bytes("\r\n"))
             except MailError as exc:
-                journal.failed(mail.message_id, exc.message)
-                raise
-            journal.accepted(mail.message_id, recipients)
+                with contextlib.suppress(JournalError):  # unrecorded, the message stays in doubt
+                    journal.failed(mail.message_id, exc.message)
+                raise MailError(f"{where} {mail.subject}: not sent: {exc.message}", hint=exc.hint) from exc
+            try:
+                journal.accepted(mail.message_id, recipients)
+            except JournalError as exc:
+                raise MailError(f"{where} {mail.subject} was accepted by the server, but {exc.message}",
+                                hint=f"free space in {exc.path.parent}, then run again with `--resume --in-doubt sent` "
+                                     "(it arrived: the rest is sent, it is not)") from exc
             report.sent.append(mail.message_id)
             say(f"{where} sent {mail.message_id}: {mail.subject}")
 

@@ -212,7 +212,8 @@ class SmtpConnection:
         """Deliver one message (``data`` with CRLF line ends) to all ``recipients`` or to none.
 
         Raises RecipientsRefused when any recipient is refused (the transaction is
-        reset, so nothing is delivered), MailError for any other failure.
+        reset, so nothing is delivered), MailError for any other failure, including a
+        reply other than 250 at the end of DATA.
         """
         smtp = self._smtp
         assert smtp is not None, "send() outside the connection context"
@@ -232,7 +233,11 @@ class SmtpConnection:
             if refused:
                 smtp.rset()
                 raise RecipientsRefused(refused)
-            smtp.data(data)
+            # smtplib returns the reply to the end of DATA unchecked: only 250 means the server took it.
+            code, resp = smtp.data(data)
+            if code != 250:
+                raise MailError(f"the SMTP server did not accept the message: {code} {resp.decode('utf-8', 'replace')}",
+                                hint="nothing of it was delivered; once the server accepts mail, run again with --resume")
         except MailError:
             raise
         except BaseException as exc:
