@@ -1,0 +1,84 @@
+"""`patchkit review` (import replies, list trailers and comments) and `patchkit trailers`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from patchkit.cli.base import cli
+from patchkit.cli.series_cmds import _version_number
+from patchkit.review.carry import plan, update
+from patchkit.review.summary import review_lines
+from patchkit.review.thread import import_replies
+from patchkit.series.io import find_series, list_series
+
+
+@cli.group("review", invoke_without_command=True)
+@click.option("--series", "series", metavar="NAME", help="The series (default: the only one).")
+@click.option("--version", "version", metavar="vN", help="Only the replies to this sent version.")
+@click.pass_context
+def review_group(ctx: click.Context, series: str | None, version: str | None) -> None:
+    """List per patch the collected trailers and the review comments with the code they answer."""
+    if ctx.invoked_subcommand is not None:
+        return
+    s = find_series(ctx.obj, series)
+    for line in review_lines(s, _version_number(version)):
+        click.echo(line)
+
+
+@review_group.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--series", "series", metavar="NAME", help="Match only this series' sent mails (default: all).")
+@click.pass_obj
+def review_import_cmd(project: Path, paths: tuple[Path, ...], series: str | None) -> int:
+    """Import replies from mbox files, maildirs or saved mails (e.g. `b4 mbox` output)."""
+    names = [find_series(project, series).name] if series else list_series(project)
+    report = import_replies(list(paths), names)
+    new = sum(len(v) for v in report.stored.values())
+    click.echo(f"read {report.read} message(s): {new} new repl{'y' if new == 1 else 'ies'} stored"
+               f", {report.known} already stored, {report.own} of the series' own mails"
+               f", {len(report.unmatched)} unmatched, {len(report.malformed)} malformed")
+    for name, ids in report.stored.items():
+        click.echo(f"  {name}: +{len(ids)}")
+    for p in report.unmatched:
+        click.echo(f"unmatched: {p.where}: {p.problem}")
+    for p in report.malformed:
+        click.echo(f"malformed: {p.where}: {p.problem}")
+    for p in report.warnings:
+        click.echo(f"warning: {p.where}: {p.problem}")
+    return 1 if report.malformed else 0
+
+
+@cli.command("trailers")
+@click.argument("series", required=False)
+@click.option("--update", "do_update", is_flag=True,
+              help="Write the collected trailers into the current version's patch files.")
+@click.pass_obj
+def trailers_cmd(project: Path, series: str | None, do_update: bool) -> None:
+    """Show (or with --update write) the collected trailers that apply to each current patch."""
+    s = find_series(project, series)
+    if do_update:
+        changes = update(project, s)
+        if not changes:
+            click.echo(f"{s.name} v{s.version}: the patch files already carry every collected trailer")
+        for entry, added, removed in changes:
+            click.echo(f"{entry.index}/{len(s.patches)} {entry.patch.subject}")
+            click.echo("".join(f"  + {t.text()}\n" for t in added), nl=False)
+            click.echo("".join(f"  - {g.collected.trailer.text()} (given on v{g.version}; the patch changed)\n"
+                               for g in removed), nl=False)
+        return
+    for entry in plan(s):
+        click.echo(f"{entry.index}/{len(s.patches)} {entry.patch.subject}")
+        missing = {t.key for t in entry.missing}
+        for g in entry.valid:
+            mark = "+" if g.collected.trailer.key in missing else "="
+            click.echo(f"  {mark} {g.collected.trailer.text()} (v{g.version})")
+        stale = {g.collected.trailer.key for g in entry.stale}
+        valid = {g.collected.trailer.key for g in entry.valid}
+        for g in entry.changed:
+            if g.collected.trailer.key in valid:
+                continue
+            note = "stale: in the file, will be removed" if g.collected.trailer.key in stale else "not carried"
+            click.echo(f"  - {g.collected.trailer.text()} (v{g.version}; the patch changed since: {note})")
+    click.echo("(+ to add with --update, = already in the patch file)")

@@ -1,0 +1,288 @@
+"""Replies matched to the sent series, kept in the cache, and read back as a review per version.
+
+The send journals (``mail/<series>/vN.journal``) fix every Message-ID patchkit sent:
+index 0 the cover letter, index i patch i. A reply belongs to the sent message it
+answers through In-Reply-To, else the closest known References entry; a reply to a
+reply is followed up to the sent message (the replies already stored count as
+links). Matched replies are stored as ``mail/<series>/replies/<hash>.eml`` (the hash
+of the Message-ID): importing the same mail again changes nothing.
+
+A trailer in reply to a patch belongs to that patch, one in reply to the cover letter
+to every patch of that version (b4's rules, see ``trailers``). A comment is open while
+no later reply from the series' side (the address of a patch author) answers it; text
+that answers no quote in a reply giving trailers ("Looks good." above a Reviewed-by)
+is not a comment.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from patchkit.errors import SeriesError
+from patchkit.mailer.journal import Journal
+from patchkit.review.comments import Comment, comments
+from patchkit.review.mailbox import RawMail, read_paths
+from patchkit.review.message import Mail, MalformedMail, parse_mail
+from patchkit.review.trailers import Collected, Trailer, find_trailers, merge, own_trailer
+from patchkit.series.io import available_versions, load_version
+from patchkit.series.model import Series
+from patchkit.store import atomic_write, cache_dir
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One message patchkit sent: which series, version and position (0 = cover letter)."""
+
+    series: str
+    version: int
+    index: int
+
+
+@dataclass
+class Problem:
+    """A mail (or path) the import could not use, and why."""
+
+    where: str
+    problem: str
+
+
+@dataclass
+class ImportReport:
+    """What ``import_replies`` did."""
+
+    read: int = 0
+    stored: dict[str, list[str]] = field(default_factory=dict)  # series -> new Message-IDs
+    known: int = 0  # already stored before
+    own: int = 0  # the series' own sent messages (b4 mbox threads include them)
+    unmatched: list[Problem] = field(default_factory=list)
+    malformed: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class ReviewComment:
+    """A comment with who made it and where it belongs."""
+
+    comment: Comment
+    author: str
+    message_id: str
+    date: str
+    version: int
+    index: int  # 0 = cover letter
+    answered: bool = False
+
+    @property
+    def open(self) -> bool:
+        return not self.answered
+
+
+@dataclass
+class PatchReview:
+    """What the replies to one sent version say about one patch (index 0 = the cover letter)."""
+
+    index: int
+    subject: str
+    trailers: list[Collected] = field(default_factory=list)
+    comments: list[ReviewComment] = field(default_factory=list)
+
+
+@dataclass
+class Review:
+    """All replies to one sent version of a series."""
+
+    series: str
+    version: int
+    patches: list[PatchReview]  # [0] is the cover letter
+    mismatches: list[tuple[Trailer, str, str]] = field(default_factory=list)  # trailer, sender, Message-ID
+    replies: int = 0
+
+    @property
+    def cover(self) -> PatchReview:
+        return self.patches[0]
+
+
+def replies_dir(series: str) -> Path:
+    """``mail/<series>/replies/`` in the cache."""
+    return cache_dir() / "mail" / series / "replies"
+
+
+def sent_messages(series_names: list[str]) -> dict[str, Sent]:
+    """Message-ID -> what it was, from every send journal of these series."""
+    out: dict[str, Sent] = {}
+    for name in series_names:
+        folder = cache_dir() / "mail" / name
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("v*.journal")):
+            m = re.fullmatch(r"v(\d+)\.journal", path.name)
+            if not m:
+                continue
+            for rec in Journal(path).records():
+                if rec.get("event") == "start":
+                    for i, mid in enumerate(rec.get("message_ids", [])):
+                        out[mid] = Sent(name, int(m.group(1)), i)
+    return out
+
+
+def stored_replies(series: str) -> list[Mail]:
+    """The replies kept for ``series``, oldest first (by Date:)."""
+    folder = replies_dir(series)
+    if not folder.is_dir():
+        return []
+    mails = [parse_mail(path.read_bytes()) for path in folder.glob("*.eml")]
+    return sorted(mails, key=lambda m: (_when(m.date), m.message_id))
+
+
+def _when(date: str) -> float:
+    try:
+        return email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return 0.0
+
+
+def import_replies(paths: list[Path], series_names: list[str]) -> ImportReport:
+    """Read ``paths``, match each reply to a sent message of ``series_names``, store the new ones."""
+    report = ImportReport()
+    raw, read_problems = read_paths(paths)
+    report.malformed += [Problem(p.where, p.problem) for p in read_problems]
+    sent = sent_messages(series_names)
+    if not sent:
+        raise SeriesError(f"no send journal for {', '.join(series_names) or 'any series'}: nothing was sent "
+                          "with patchkit, so no reply can be matched",
+                          hint="replies are matched to the Message-IDs `patchkit send-email` journaled")
+    parsed: list[tuple[RawMail, Mail]] = []
+    for item in raw:
+        report.read += 1
+        try:
+            mail = parse_mail(item.data)
+        except MalformedMail as exc:
+            report.malformed.append(Problem(item.where, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a broken mail must be reported, never end the import
+            report.malformed.append(Problem(item.where, f"cannot be parsed: {type(exc).__name__}: {exc}"))
+            continue
+        if mail.defects:
+            report.warnings.append(Problem(item.where, f"{mail.message_id}: read despite: {', '.join(mail.defects)}"))
+        parsed.append((item, mail))
+    links: dict[str, str] = {}  # reply Message-ID -> series, for replies already stored
+    for name in series_names:
+        for mail in stored_replies(name):
+            links[mail.message_id] = name
+    pending = []
+    for item, mail in parsed:
+        if mail.message_id in sent:
+            report.own += 1
+        elif mail.message_id in links:
+            report.known += 1
+        else:
+            pending.append((item, mail))
+    changed = True
+    while changed:  # a reply to a reply may come before its parent in the files
+        changed = False
+        for item, mail in list(pending):
+            series = _series_of(mail, sent, links)
+            if series is None:
+                continue
+            _store(series, mail.message_id, item.data)
+            links[mail.message_id] = series
+            report.stored.setdefault(series, []).append(mail.message_id)
+            pending.remove((item, mail))
+            changed = True
+    for item, mail in pending:
+        report.unmatched.append(Problem(item.where, f"{mail.message_id} \"{mail.subject}\" from {mail.sender}: "
+                                        "answers no message sent by patchkit (nor a stored reply)"))
+    return report
+
+
+def _series_of(mail: Mail, sent: dict[str, Sent], links: dict[str, str]) -> str | None:
+    for parent in mail.parents:
+        if parent in sent:
+            return sent[parent].series
+        if parent in links:
+            return links[parent]
+    return None
+
+
+def _store(series: str, message_id: str, data: bytes) -> Path:
+    path = replies_dir(series) / f"{hashlib.sha256(message_id.encode()).hexdigest()[:32]}.eml"
+    if not path.exists():
+        atomic_write(path, data)
+    return path
+
+
+def reviews(series: Series) -> dict[int, Review]:
+    """The review of every sent version of ``series`` that has replies, by version number."""
+    sent = sent_messages([series.name])
+    mails = {m.message_id: m for m in stored_replies(series.name)}
+    if not mails:
+        return {}
+    authors = {p.author_email.lower() for n in available_versions(series) for p in _version(series, n).patches}
+    targets: dict[str, Sent] = {}
+    for mid, mail in mails.items():
+        target = _target(mail, sent, mails)
+        if target is not None:
+            targets[mid] = target
+    out: dict[int, Review] = {}
+    for mid, target in targets.items():
+        mail = mails[mid]
+        review = out.get(target.version)
+        if review is None:
+            review = out[target.version] = _empty_review(series, target.version)
+        if target.index >= len(review.patches):
+            continue  # the journal names more messages than the frozen version has patches
+        review.replies += 1
+        given = []
+        for t in find_trailers(mail.body):
+            if own_trailer(t, mail.from_name, mail.from_email):
+                given.append(t)
+            else:
+                review.mismatches.append((t, mail.sender, mid))
+        for n in range(1, len(review.patches)) if target.index == 0 else [target.index]:
+            review.patches[n].trailers = merge(
+                [(c.trailer, s, c.given_by) for c in review.patches[n].trailers for s in c.sources]
+                + [(t, mid, mail.sender) for t in given])
+        if mail.from_email.lower() in authors:
+            continue  # the series' own answers are not review comments
+        patch = _version(series, target.version).patches[target.index - 1] if target.index else None
+        answered = any(o.from_email.lower() in authors and mid in o.parents[:1] for o in mails.values())
+        for c in comments(mail.body, patch.diff if patch else None, patch.message if patch else ""):
+            if given and not c.quote:
+                continue  # "Looks good" beside a trailer is the trailer's note, not a comment to answer
+            review.patches[target.index].comments.append(
+                ReviewComment(c, mail.sender, mid, mail.date, target.version, target.index, answered))
+    return out
+
+
+def _target(mail: Mail, sent: dict[str, Sent], mails: dict[str, Mail]) -> Sent | None:
+    seen = {mail.message_id}
+    current = mail
+    while True:
+        nxt = None
+        for parent in current.parents:
+            if parent in sent:
+                return sent[parent]
+            if parent in mails and parent not in seen:
+                nxt = mails[parent]
+                break
+        if nxt is None:
+            return None
+        seen.add(nxt.message_id)
+        current = nxt
+
+
+def _version(series: Series, number: int) -> Series:
+    try:
+        return load_version(series, number)
+    except SeriesError:
+        return series
+
+
+def _empty_review(series: Series, number: int) -> Review:
+    v = _version(series, number)
+    heads = [PatchReview(0, v.cover_title or "cover letter")]
+    heads += [PatchReview(i, p.subject) for i, p in enumerate(v.patches, 1)]
+    return Review(series.name, number, heads)

@@ -1,0 +1,51 @@
+"""`patchkit review import` on real mail: git send-email replies, b4 mbox threads, maildirs, re-imports."""
+
+from __future__ import annotations
+
+import mailbox
+import sys
+from pathlib import Path
+
+from test_review_fixtures import BOB, CAROL, SentSeries, git_send_reply, parse, quote, reply
+
+from patchkit.review.thread import import_replies, replies_dir, reviews
+from patchkit.run import run
+
+pytest_plugins = ("test_review_fixtures",)
+
+
+def patchkit(ss: SentSeries, *args: str) -> tuple[int, str]:
+    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.project, *args], check=False)
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
+def _thread(ss: SentSeries, tmp: Path) -> list[bytes]:
+    """Bob reviews patch 1 by git send-email; Carol acks the cover; Dave replies to Bob (no trailer)."""
+    p1, cover = ss.sent[1], ss.sent[0]
+    body = (f"On Tue, 26 Jan 2010, Jane Doe wrote:\n{quote(p1, slice(0, 12))}\n\n"
+            "Looks right to me.\n\nReviewed-by: " + BOB + "\n")
+    bob = git_send_reply(ss, ss.ids[1], BOB, f"Re: {p1['Subject']}", body, tmp / "bob")
+    carol = reply(cover, f"{CAROL[0]} <{CAROL[1]}>", f"Whole series:\n\nAcked-by: {CAROL[0]} <{CAROL[1]}>\n")
+    dave = reply(parse(bob), "Dave <dave@example.org>",
+                 "> Looks right to me.\nAgreed.\n\nTested-by: Dave <dave@example.org>\n")
+    return [bob, carol, dave]
+
+
+def test_replies_by_git_send_email_match_each_patch(sent_series: SentSeries, tmp_path: Path) -> None:
+    extra = _thread(sent_series, tmp_path)
+    box = sent_series.mbox(tmp_path / "thread.mbox", extra[1:])  # bob's reply is among the received mails
+    report = import_replies([box], ["demo"])
+    assert report.own == 3 and report.unmatched == [] and report.malformed == []
+    assert len(report.stored["demo"]) == 3
+    review = reviews(sent_series.mp.series())[2]
+    texts = [[c.trailer.text() for c in p.trailers] for p in review.patches]
+    assert texts[1] == [f"Reviewed-by: {BOB}", f"Acked-by: {CAROL[0]} <{CAROL[1]}>",
+                        "Tested-by: Dave <dave@example.org>"]
+    assert texts[2] == [f"Acked-by: {CAROL[0]} <{CAROL[1]}>"]
+    # Importing again (and as a maildir) stores nothing new.
+    md = mailbox.Maildir(tmp_path / "md", create=True)
+    for data in sent_series.received() + extra[1:]:
+        md.add(data)
+    again = import_replies([tmp_path / "md", box], ["demo"])
+    assert again.stored == {} and again.known == 6 and again.own == 6
+    assert len(list(replies_dir("demo").glob("*.eml"))) == 3
