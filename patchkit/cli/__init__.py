@@ -9,4 +9,12 @@ from patchkit.cli.base import cli, main
 __all__ = ["cli", "main"]
 
 # Command modules register themselves on import.
-from patchkit.cli import build_cmds, guest_cmds, mail_cmds, series_cmds, setup_cmds, test_cmds  # noqa: E402,F401
+from patchkit.cli import (  # noqa: E402,F401
+    build_cmds,
+    guest_cmds,
+    mail_cmds,
+    review_cmds,
+    series_cmds,
+    setup_cmds,
+    test_cmds,
+)

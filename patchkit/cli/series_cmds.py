@@ -10,7 +10,9 @@ import unidiff
 from patchkit import gitrepo, upstream
 from patchkit.cli.base import cli
 from patchkit.errors import PatchkitError, SeriesError
-from patchkit.series.io import available_versions, find_series, list_series, new_version
+from patchkit.review.carry import new_version_keeping_trailers
+from patchkit.review.summary import patch_counts
+from patchkit.series.io import available_versions, find_series, list_series
 from patchkit.series.model import Patch, Series
 from patchkit.store import Results
 
@@ -105,9 +107,12 @@ def status_lines(s: Series, results: Results) -> list[str]:
     lines.append("  versions: " + ", ".join(versions))
     if s.cover_title:
         lines.append(f"  cover: {s.cover_title}")
+    counts = patch_counts(s)
     for n, patch in enumerate(s.patches, 1):
         lines.append(f"  {n}. {patch.subject}")
         lines.append(f"     {diffstat(patch)}")
+        if counts is not None:
+            lines.append(f"     {counts[n - 1].text()}")
     lines.append("  " + _applied_line(s, revision))
     lines.extend("  " + line for line in _matrix(s, results, revision))
     return lines
@@ -184,8 +189,11 @@ def version_group() -> None:
 def version_new_cmd(project: Path, series: str | None, changelog: str) -> None:
     """Freeze the current version into versions/vN/ and start vN+1."""
     s = find_series(project, series)
-    updated = new_version(s, changelog)
+    updated, dropped = new_version_keeping_trailers(s, changelog)
     click.echo(f"{s.name}: froze v{s.version} in versions/v{s.version}/; now editing v{updated.version}")
+    for index, given in dropped:
+        click.echo(f"dropped from patch {index}: {given.collected.trailer.text()} "
+                   f"(given on v{given.version}; the patch changed since; noted in the changelog)")
 
 
 @cli.command("range-diff")
