@@ -42,7 +42,7 @@ def setup(project: Path, gpxe_from: str | None, freedos_media: Path | None, prog
     for name in ("debian", "probe"):
         image = get_guest(name).build(progress)
         items.append(SetupItem(f"{name} guest", True, str(image)))
-    items.append(_freedos(freedos_media, progress))
+    items += _freedos(freedos_media, progress)
     return items
 
 
@@ -71,14 +71,17 @@ def _roms(project: Path, progress: Progress) -> list[SetupItem]:
     return items
 
 
-def _freedos(media: Path | None, progress: Progress) -> SetupItem:
-    guest = get_guest("freedos")
+def _freedos(media: Path | None, progress: Progress) -> list[SetupItem]:
     if media is not None:
         import_media(media, progress)
-    try:
-        image = guest.build(progress)
-    except PatchkitError as exc:
-        return SetupItem("freedos guest", False,
-                         f"{exc.message}; tests needing it skip. Provide it with "
-                         "`patchkit guest import freedos --media PATH` (any FreeDOS boot floppy)")
-    return SetupItem("freedos guest", True, str(image))
+    items = []
+    for name in ("freedos", "freedos-installed"):
+        try:
+            image = get_guest(name).build(progress)
+        except PatchkitError as exc:
+            items.append(SetupItem(f"{name} guest", False,
+                                   f"{exc.message}; tests needing it skip. Provide it with "
+                                   "`patchkit guest import freedos --media PATH` (any FreeDOS boot floppy)"))
+        else:
+            items.append(SetupItem(f"{name} guest", True, str(image)))
+    return items

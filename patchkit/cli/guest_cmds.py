@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from patchkit.cli.base import cli
-from patchkit.errors import PatchkitError
+from patchkit.errors import MissingInputError, PatchkitError
 from patchkit.guests import GUEST_NAMES, get_guest
 from patchkit.guests.freedos import import_media
 
@@ -41,11 +41,16 @@ def build_cmd(names: tuple[str, ...]) -> None:
 @guest_group.command("import")
 @click.argument("name", type=click.Choice(["freedos"]))
 @click.option("--media", required=True, type=click.Path(path_type=Path),
-              help="A FreeDOS boot floppy or disk image (KERNEL.SYS and COMMAND.COM are taken from it).")
+              help="A FreeDOS boot floppy or hard-disk installation image (MBR + FAT partition): KERNEL.SYS, "
+                   "COMMAND.COM and FreeDOS's boot sector are taken from it.")
 def import_cmd(name: str, media: Path) -> None:
-    """Import third-party boot media for guest NAME, then build its image."""
+    """Import third-party boot media for guest NAME, then build its images (freedos, freedos-installed)."""
     import_media(media, _progress)
     _build(name)
+    try:
+        _build("freedos-installed")
+    except MissingInputError as exc:  # the media's boot sector is not FreeDOS's: the fast guest still works
+        click.echo(f"freedos-installed: not built: {exc}", err=True)
 
 
 @guest_group.command("list")

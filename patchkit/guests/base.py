@@ -21,7 +21,7 @@ from patchkit.errors import MissingInputError, PatchkitError
 from patchkit.run import run
 from patchkit.store import atomic_write, build_dir, cache_dir, file_lock, sha256_file
 
-GUEST_NAMES = ("freedos", "debian", "probe")  # the guest images
+GUEST_NAMES = ("freedos", "debian", "probe", "freedos-installed")  # the guest images
 # Runs of the probe's image after a sanboot that returns with keep-san set (virtio, then AoE).
 KEEP_SAN_NAMES = ("keepsan", "keepsan-aoe")
 
@@ -169,6 +169,10 @@ def get_guest(name: str) -> Guest:
         from patchkit.guests.freedos import FreedosGuest
 
         return FreedosGuest()
+    if name == "freedos-installed":
+        from patchkit.guests.freedos_installed import FreedosInstalledGuest
+
+        return FreedosInstalledGuest()
     if name == "probe":
         from patchkit.guests.probe import ProbeGuest
 

@@ -1,9 +1,12 @@
 """The FreeDOS guest: the user's FreeDOS kernel and shell on a syslinux-booted FAT16 disk.
 
 `patchkit guest import freedos --media PATH` copies KERNEL.SYS and COMMAND.COM from
-FreeDOS boot media into inputs/freedos/. The image chain-loads the kernel with
-syslinux's chain.c32; AUTOEXEC.BAT reads the run token from TOKEN.BAT, writes
-RESULT.TXT, copies a known file, prints the marker on COM1 and powers off.
+FreeDOS boot media (a floppy, or a hard-disk installation image: MBR and a FAT
+partition) into inputs/freedos/, and FreeDOS's FAT boot sector as BOOTSECT.BIN when
+the media has one (the freedos-installed guest boots through it). The image here
+chain-loads the kernel with syslinux's chain.c32; AUTOEXEC.BAT reads the run token
+from TOKEN.BAT, writes RESULT.TXT, copies a known file, prints the marker on COM1 and
+powers off.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import hashlib
 import struct
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 from patchkit.errors import GuestError, MissingInputError
-from patchkit.guests import asm, bootdisk, debpkgs, disk, fat
+from patchkit.guests import asm, bootdisk, debpkgs, disk, fat, fatboot
 from patchkit.guests.base import Guest, Progress, quiet
 from patchkit.run import CommandError, run
 from patchkit.store import atomic_write, cache_dir
@@ -22,6 +26,9 @@ from patchkit.store import atomic_write, cache_dir
 RECIPE_VERSION = "1"
 CYLINDERS = 32  # 16.5 MB, FAT16
 DOS_FILES = ("KERNEL.SYS", "COMMAND.COM")
+BOOT_SECTOR = "BOOTSECT.BIN"  # FreeDOS's FAT boot sector from the media, when it has one
+FREEDOS_LOADS = b"KERNEL  SYS"  # the file FreeDOS's boot sector loads (8.3 directory form)
+FAT_PARTITIONS = (0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E)  # FAT12, FAT16 <32M, FAT16, FAT32 CHS/LBA, FAT16 LBA
 IMPORT_COMMAND = "patchkit guest import freedos --media PATH"
 PARTITION_OFFSET = disk.PARTITION_START * disk.SECTOR
 
@@ -56,7 +63,12 @@ def inputs_dir() -> Path:
 
 
 def import_media(media: Path, progress: Progress = quiet) -> Path:
-    """Copy KERNEL.SYS and COMMAND.COM from FreeDOS boot media (floppy or disk image) into the cache."""
+    """Copy KERNEL.SYS, COMMAND.COM and FreeDOS's boot sector from FreeDOS media into the cache.
+
+    The media is a FreeDOS boot floppy or a hard-disk image with a FAT partition. Its
+    boot sector is kept only when it is FreeDOS's (it loads KERNEL.SYS); otherwise a
+    boot sector from an earlier import is removed, as it would not match these files.
+    """
     if not media.is_file():
         raise GuestError(f"FreeDOS media {media} does not exist or is not a file")
     offset = _fat_offset(media)
@@ -73,26 +85,38 @@ def import_media(media: Path, progress: Progress = quiet) -> Path:
         raise GuestError(f"{media}: KERNEL.SYS and COMMAND.COM are not FreeDOS's (no 'FreeDOS' in either)")
     for name, data in found.items():
         atomic_write(inputs_dir() / name, data)
-    progress(f"freedos: imported {', '.join(DOS_FILES)} from {media} into {inputs_dir()}")
+    with open(media, "rb") as f:
+        f.seek(offset)
+        boot = f.read(fatboot.SECTOR)
+    if FREEDOS_LOADS in boot:
+        atomic_write(inputs_dir() / BOOT_SECTOR, boot)
+        kept = f" and its FAT{fatboot.parse_bpb(boot).fat_type} boot sector"
+    else:
+        (inputs_dir() / BOOT_SECTOR).unlink(missing_ok=True)
+        kept = " (its boot sector is not FreeDOS's: the freedos-installed guest needs media that has one)"
+    progress(f"freedos: imported {', '.join(DOS_FILES)}{kept} from {media} into {inputs_dir()}")
     return inputs_dir()
 
 
 def _fat_offset(media: Path) -> int:
-    """Byte offset of the FAT file system: 0 for a floppy, else the first MBR partition's."""
+    """Byte offset of the FAT file system: 0 for a floppy, else a FAT partition's (the active one first)."""
     with open(media, "rb") as f:
         sector = f.read(512)
     candidates = [0]
     if len(sector) == 512 and sector[510:] == b"\x55\xaa":
-        start = struct.unpack_from("<I", sector, 446 + 8)[0]
-        if start:
-            candidates.append(start * disk.SECTOR)
+        entries = [sector[446 + 16 * n:462 + 16 * n] for n in range(4)]
+        entries.sort(key=lambda entry: entry[0] != 0x80)
+        for entry in entries:
+            start = struct.unpack_from("<I", entry, 8)[0]
+            if entry[4] in FAT_PARTITIONS and start:
+                candidates.append(start * disk.SECTOR)
     for offset in candidates:
         try:
             run(["minfo", "-i", fat.spec(media, offset)], env=fat.MTOOLS_ENV)
         except CommandError:
             continue
         return offset
-    raise GuestError(f"{media} holds no FAT file system (neither a FAT floppy nor a disk with a FAT first partition)")
+    raise GuestError(f"{media} holds no FAT file system (neither a FAT floppy nor a disk with a FAT partition)")
 
 
 class FreedosGuest(Guest):
@@ -101,6 +125,7 @@ class FreedosGuest(Guest):
     name = "freedos"
     default_timeout = 90.0
     build_command = IMPORT_COMMAND
+    partition_offset: ClassVar[int] = PARTITION_OFFSET  # where the DOS file system (C:) starts
 
     def image_key(self) -> str:
         h = hashlib.sha256()
@@ -140,16 +165,16 @@ class FreedosGuest(Guest):
             )
 
     def _inject_token(self, disk_path: Path, token: str) -> None:
-        fat.put_bytes(disk_path, PARTITION_OFFSET, f"SET TOKEN={token}\r\n".encode(), "TOKEN.BAT")
+        fat.put_bytes(disk_path, self.partition_offset, f"SET TOKEN={token}\r\n".encode(), "TOKEN.BAT")
 
     def verify_disk(self, disk_path: Path, token: str) -> list[str]:
         problems = []
-        result = fat.get(disk_path, PARTITION_OFFSET, "RESULT.TXT")
+        result = fat.get(disk_path, self.partition_offset, "RESULT.TXT")
         if result is None:
             problems.append("the guest wrote no RESULT.TXT")
         elif result.strip() != f"PATCHKIT-RESULT {token}".encode():
             problems.append(f"RESULT.TXT is {result[:80]!r}, expected 'PATCHKIT-RESULT {token}'")
-        copy = fat.get(disk_path, PARTITION_OFFSET, "COPY.TXT")
+        copy = fat.get(disk_path, self.partition_offset, "COPY.TXT")
         if copy is None:
             problems.append("the guest did not COPY KNOWN.TXT to COPY.TXT")
         elif copy.rstrip(b"\x1a") != KNOWN_TXT:
