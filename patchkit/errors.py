@@ -20,6 +20,10 @@ class PatchkitError(Exception):
         return self.message
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: handled like ^C (every clean-up runs), but the command exits 143."""
+
+
 class SeriesError(PatchkitError):
     """The series sources are invalid (the message names the file and line)."""
 

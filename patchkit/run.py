@@ -2,15 +2,20 @@
 
 Every command is logged, gets stdin from /dev/null, and is always waited for:
 on any exception (including KeyboardInterrupt) the child is terminated, then killed.
+Background processes (``spawned``: QEMU, vblade) also die with patchkit when it is
+killed outright (PR_SET_PDEATHSIG), so none is left running after a SIGKILL.
 Failures become a PatchkitError carrying the command and the tail of its output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -121,7 +126,9 @@ def spawned(
     log.debug("spawn: %s (cwd=%s)", shlex.join(argv), cwd or ".")
     with open(stderr_file, "wb") as err:
         try:
-            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+            # preexec_fn is safe here: patchkit starts its background processes from its only thread.
+            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                    preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509
         except FileNotFoundError as exc:
             raise PatchkitError(f"program not found: {argv[0]}", hint="run the README's set-up commands") from exc
     with proc:
@@ -129,6 +136,30 @@ def spawned(
             yield proc
         finally:
             _stop(proc)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent(sig: signal.Signals) -> Callable[[], None]:
+    """A preexec_fn: the child gets ``sig`` when the thread that started it ends (patchkit is killed).
+
+    The setting survives exec (also through `ip netns exec`, which execs its command).
+    """
+    parent = os.getpid()
+    prctl = _libc().prctl  # looked up before the fork: the child only calls it
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the setting took effect
+            os.kill(os.getpid(), sig)
+
+    return arm
 
 
 def _pump(stream: IO[str] | None, sink: IO[str], on_line: Callable[[str], None] | None) -> None:

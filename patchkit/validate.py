@@ -31,7 +31,7 @@ from pathlib import Path
 from qemu.qmp import QMPError
 
 from patchkit import build
-from patchkit.errors import PatchkitError, SeriesError
+from patchkit.errors import PatchkitError, SeriesError, Terminated
 from patchkit.guests import GUEST_NAMES, Guest, get_guest
 from patchkit.qemu.aoe import aoe_target
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
@@ -190,35 +190,39 @@ def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, time
 
 
 def _run_interruptibly(boot: Coroutine[None, None, BootOutcome]) -> BootOutcome:
-    """Run ``boot``; ^C cancels it (stopping QEMU) and then raises KeyboardInterrupt.
+    """Run ``boot``; ^C (or SIGTERM) cancels it (stopping QEMU) and then raises KeyboardInterrupt (Terminated).
 
     asyncio.run also turns ^C into a cancellation, but Python 3.11's wait_for can swallow
     one that races with a wake-up (a busy serial console), and the boot would run on.
     """
-    interrupted = False
+    received: list[signal.Signals] = []
+    sigterm_handler = signal.getsignal(signal.SIGTERM)
 
     async def main() -> BootOutcome:
-        nonlocal interrupted
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
 
-        def on_interrupt() -> None:
-            nonlocal interrupted
-            interrupted = True
+        def on_signal(sig: signal.Signals) -> None:
+            received.append(sig)
             task.cancel()
 
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
         try:
             return await boot
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            signal.signal(signal.SIGTERM, sigterm_handler)  # asyncio leaves SIG_DFL behind
 
     try:
         outcome = asyncio.run(main())
     except asyncio.CancelledError:
-        interrupted = True
-    if interrupted:
+        received.append(signal.SIGINT)
+    if signal.SIGTERM in received:
+        raise Terminated
+    if received:
         raise KeyboardInterrupt
     return outcome
 

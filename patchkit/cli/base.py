@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 from pathlib import Path
 
 import click
 
-from patchkit.errors import PatchkitError
+from patchkit.errors import PatchkitError, Terminated
 from patchkit.store import atomic_write, cache_dir
 
 
@@ -26,14 +27,20 @@ def cli(ctx: click.Context, verbose: bool, project: Path) -> None:
     ctx.obj = project.resolve()
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
-    """Entry point: a command's returned status (0 by default), 1 for user-facing errors, 130 on ^C, 3 (plus a crash log) otherwise."""
+    """Entry point: a command's returned status (0 by default), 1 for user-facing errors, 130 on ^C,
+    143 on SIGTERM (cleaned up as for ^C), 3 (plus a crash log) otherwise."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         status = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns ^C into Abort
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            click.echo("Terminated.", err=True)
+            sys.exit(128 + signal.SIGTERM)
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:

@@ -5,14 +5,23 @@ after it (with its tap device), so nothing reaches the host's networks. QEMU joi
 the namespace (see cmdline.Nic) and its NIC is the tap's other end; gPXE then
 reaches the disk as `aoe:e<shelf>.<slot>`. Needs root (namespaces, tap devices)
 and Debian's vblade.
+
+A target's owner holds a lock on ``/run/patchkit/aoe/<netns>.lock`` while the namespace
+exists. vblade and QEMU die with patchkit (see patchkit.run.spawned), but a SIGKILLed
+patchkit cannot delete its namespace: the next target made finds the lock free, kills
+whatever still runs in that namespace and deletes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import secrets
 import shutil
+import signal
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +31,9 @@ from patchkit.run import CommandError, run, spawned
 
 TAP = "aoe0"
 VBLADE_LOG = "vblade.log"
+LOCK_DIR = Path("/run/patchkit/aoe")  # <netns>.lock, held by the target's owner
+
+log = logging.getLogger("patchkit.aoe")
 
 
 @dataclass(frozen=True)
@@ -52,19 +64,78 @@ def aoe_unavailable() -> str | None:
 
 
 @contextlib.contextmanager
+def _owned(netns: str) -> Iterator[None]:
+    """Hold ``netns``'s owner lock for the block (published already locked, so no cleaner takes it first)."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    final = LOCK_DIR / f"{netns}.lock"
+    fd, tmp = tempfile.mkstemp(dir=LOCK_DIR, prefix=".new-")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.replace(tmp, final)
+        try:
+            yield
+        finally:
+            final.unlink(missing_ok=True)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def clean_stale_targets() -> list[str]:
+    """Delete the namespaces (and kill what runs in them) of targets whose owner is gone; their names."""
+    cleaned = []
+    for lock in sorted(LOCK_DIR.glob("patchkit-*.lock")) if LOCK_DIR.is_dir() else []:
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            continue  # its owner just finished
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its owner is alive
+            if os.fstat(fd).st_nlink == 0:
+                continue  # cleaned meanwhile by another run
+            netns = lock.name.removesuffix(".lock")
+            pids = run(["ip", "netns", "pids", netns], check=False).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            with contextlib.suppress(CommandError):
+                run(["ip", "netns", "delete", netns])
+            lock.unlink(missing_ok=True)
+            cleaned.append(netns)
+        finally:
+            os.close(fd)
+    return cleaned
+
+
+@contextlib.contextmanager
 def aoe_target(disk: Path, run_dir: Path, shelf: int = 0, slot: int = 0) -> Iterator[AoeTarget]:
-    """Serve ``disk`` read-write as AoE ``shelf``.``slot`` until the block ends; vblade logs to run_dir."""
+    """Serve ``disk`` read-write as AoE ``shelf``.``slot`` until the block ends; vblade logs to run_dir.
+
+    First removes what targets of killed patchkit runs left (clean_stale_targets).
+    """
     if (reason := aoe_unavailable()) is not None:
         raise BootError(f"cannot make an AoE target: {reason}")
+    for netns in clean_stale_targets():
+        log.warning("removed network namespace %s left by a killed patchkit run", netns)
     netns = f"patchkit-{secrets.token_hex(4)}"
+    with _owned(netns), _namespace(netns):
+        argv = ["ip", "netns", "exec", netns, "vblade", str(shelf), str(slot), TAP, str(disk)]
+        with spawned(argv, stderr_file=run_dir / VBLADE_LOG, cwd=run_dir):
+            yield AoeTarget(netns, TAP, shelf, slot)
+
+
+@contextlib.contextmanager
+def _namespace(netns: str) -> Iterator[None]:
+    """A network namespace with a tap device ``TAP`` (up), deleted after the block."""
     run(["ip", "netns", "add", netns])
     try:
         for command in (["link", "set", "lo", "up"], ["tuntap", "add", "dev", TAP, "mode", "tap"],
                         ["link", "set", TAP, "up"]):
             run(["ip", "-n", netns, *command])
-        argv = ["ip", "netns", "exec", netns, "vblade", str(shelf), str(slot), TAP, str(disk)]
-        with spawned(argv, stderr_file=run_dir / VBLADE_LOG, cwd=run_dir):
-            yield AoeTarget(netns, TAP, shelf, slot)
+        yield
     finally:
         with contextlib.suppress(CommandError):
             run(["ip", "netns", "delete", netns])

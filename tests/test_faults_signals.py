@@ -1,0 +1,128 @@
+"""Signals at controlled points of `patchkit test`: no QEMU, vblade or network namespace outlives it.
+
+Each test starts the command as a separate process, waits until QEMU runs in the
+run directory (and vblade serves the AoE disk), then sends a real signal. Whatever
+a failing test leaves behind is killed by the test itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fixtures.gated import wait_until
+from test_validate import base_rom, guest_or_skip, processes_in, rom_builder  # noqa: F401
+
+from patchkit.qemu.aoe import aoe_target, aoe_unavailable
+
+pytestmark = pytest.mark.boot
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def namespaces() -> set[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in listing.splitlines() if line.startswith("patchkit-")}
+
+
+def namespace_pids(netns: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+@contextlib.contextmanager
+def command(cache: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`patchkit ARGS` as its own process; anything it leaves running is killed afterwards."""
+    env = {**os.environ, "PATCHKIT_CACHE": str(cache)}
+    proc = subprocess.Popen([sys.executable, "-m", "patchkit", *args], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+        for run_dir in (cache / "runs").glob("*"):
+            for pid in processes_in(run_dir):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def booting(cache: Path, proc: subprocess.Popen[str], wanted: int = 1) -> Path:
+    """The run directory once ``wanted`` processes (QEMU, vblade) run there and the guest printed."""
+    found: list[Path] = []
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.communicate()
+        logs = [log for log in (cache / "runs").glob("*/serial.log") if log.stat().st_size > 0]
+        found[:] = [log.parent for log in logs if len(processes_in(log.parent)) >= wanted]
+        return bool(found)
+
+    wait_until(up, "QEMU to start and the guest to print")
+    return found[0]
+
+
+def test_sigterm_stops_qemu_like_ctrl_c(inputs_cache: Path) -> None:
+    guest_or_skip("debian")
+    with command(inputs_cache, "test", "--reference", "--guest", "debian") as proc:
+        run_dir = booting(inputs_cache, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, out + err
+        assert "Terminated." in err and "Traceback" not in err
+        assert processes_in(run_dir) == []
+
+
+def test_qemu_dies_with_a_killed_patchkit(inputs_cache: Path) -> None:
+    guest_or_skip("debian")
+    with command(inputs_cache, "test", "--reference", "--guest", "debian") as proc:
+        run_dir = booting(inputs_cache, proc)
+        proc.kill()
+        proc.wait()
+        wait_until(lambda: processes_in(run_dir) == [], "QEMU to die with patchkit", limit=30)
+
+
+@pytest.fixture
+def aoe_ready(inputs_cache: Path) -> None:
+    if (reason := aoe_unavailable()) is not None:
+        pytest.skip(reason)
+    guest_or_skip("probe")
+
+
+def test_sigterm_during_an_aoe_boot_leaves_no_vblade_or_namespace(aoe_ready: None, inputs_cache: Path,
+                                                                  base_rom: Path) -> None:  # noqa: F811
+    before = namespaces()
+    with command(inputs_cache, "test", "--rom", str(base_rom), "--guest", "keepsan-aoe", "--accel", "tcg") as proc:
+        run_dir = booting(inputs_cache, proc, wanted=2)  # QEMU (inside `ip netns exec`) and vblade
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, out + err
+        assert processes_in(run_dir) == []
+        assert namespaces() <= before
+
+
+def test_a_killed_aoe_boot_is_cleaned_up_by_the_next_run(aoe_ready: None, inputs_cache: Path,
+                                                        base_rom: Path, tmp_path: Path) -> None:  # noqa: F811
+    before = namespaces()
+    with command(inputs_cache, "test", "--rom", str(base_rom), "--guest", "keepsan-aoe", "--accel", "tcg") as proc:
+        run_dir = booting(inputs_cache, proc, wanted=2)
+        [left] = namespaces() - before
+        try:
+            proc.kill()
+            proc.wait()
+            wait_until(lambda: processes_in(run_dir) == [] and namespace_pids(left) == [],
+                       "QEMU and vblade to die with patchkit", limit=30)
+            assert left in namespaces()  # nothing could delete it: patchkit was killed
+            disk = tmp_path / "disk.img"
+            disk.write_bytes(bytes(1 << 20))
+            with aoe_target(disk, tmp_path):  # the next run's target
+                assert left not in namespaces()
+        finally:
+            if left in namespaces():
+                subprocess.run(["ip", "netns", "delete", left], check=False)
