@@ -109,7 +109,7 @@ class Guest(abc.ABC):
             with build_dir(final) as tmp:
                 image = tmp / DISK_NAME
                 self._build_image(image, progress)
-                atomic_write(tmp / f"{DISK_NAME}.sha256", sha256_file(image) + "\n")
+                atomic_write(tmp / f"{DISK_NAME}.sha256", self.image_digest(image) + "\n")
                 image.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         progress(f"{self.image_name}: image ready in {final}")
         return final / DISK_NAME
@@ -120,6 +120,10 @@ class Guest(abc.ABC):
         recorded = image.parent / f"{DISK_NAME}.sha256"
         if recorded.is_file():
             return recorded.read_text().strip()
+        return self.image_digest(image)
+
+    def image_digest(self, image: Path) -> str:
+        """The content hash of a built image: its SHA-256 (sparse images may hash only their data)."""
         return sha256_file(image)
 
     def make_run_disk(self, run_dir: Path, token: str) -> Path:
