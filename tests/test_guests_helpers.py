@@ -27,11 +27,12 @@ class Boot:
     seconds: float
 
 
-def boot_native(disk: Path, timeout: float, *, blank_at: str | None = None, ide: bool = False) -> Boot:
+def boot_native(disk: Path, timeout: float, *, blank_at: str | None = None, ide: bool = False,
+                readonly: bool = False) -> Boot:
     """Boot ``disk`` with SeaBIOS (no option ROM), serial to a file.
 
     The disk is virtio-blk at 00:04.0, or on IDE with ``ide``; ``blank_at`` adds an
-    empty virtio disk at that PCI address.
+    empty virtio disk at that PCI address; ``readonly`` attaches the disk read-only.
     """
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
@@ -39,7 +40,7 @@ def boot_native(disk: Path, timeout: float, *, blank_at: str | None = None, ide:
     argv = [
         "qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-machine", "pc,graphics=off",
         "-display", "none", "-monitor", "none", "-nic", "none", "-serial", f"file:{serial}", "-no-reboot",
-        "-drive", f"if=none,id=d0,file={disk},format=raw",
+        "-drive", f"if=none,id=d0,file={disk},format=raw" + (",readonly=on" if readonly else ""),
         "-device", "ide-hd,drive=d0,bus=ide.0,bootindex=0" if ide else "virtio-blk-pci,drive=d0,addr=04.0,bootindex=0",
     ]
     if blank_at is not None:

@@ -17,11 +17,11 @@ def _progress(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _build(name: str) -> None:
-    guest = get_guest(name)
+def _build(name: str, disk_shape: str | None = None, read_only: bool = False) -> None:
+    guest = get_guest(name).variant(disk_shape=disk_shape, read_only=read_only)
     start = time.monotonic()
     image = guest.build(_progress)
-    click.echo(f"{name}: {image} (sha256 {guest.image_sha256()[:16]}…, {time.monotonic() - start:.1f} s)")
+    click.echo(f"{guest.image_name}: {image} (sha256 {guest.image_sha256()[:16]}…, {time.monotonic() - start:.1f} s)")
 
 
 @cli.group("guest")
@@ -31,11 +31,13 @@ def guest_group() -> None:
 
 @guest_group.command("build")
 @click.argument("names", nargs=-1, required=True, type=click.Choice([*GUEST_NAMES, "all"]))
-def build_cmd(names: tuple[str, ...]) -> None:
+@click.option("--disk-shape", help="Build the variant on this disk shape (the probe's: see its disk_shapes).")
+@click.option("--read-only", is_flag=True, help="Build the variant that expects a read-only disk (the probe).")
+def build_cmd(names: tuple[str, ...], disk_shape: str | None, read_only: bool) -> None:
     """Build the NAMES guest images (debian, probe; freedos once imported), or `all`."""
     wanted = GUEST_NAMES if "all" in names else names
     for name in wanted:
-        _build(name)
+        _build(name, disk_shape, read_only)
 
 
 @guest_group.command("import")

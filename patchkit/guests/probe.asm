@@ -16,6 +16,20 @@
 ; disk gPXE kept, which then carries the layout above from TOKEN_LBA on. With -DUNCHECKED_END
 ; as well it leaves out the three reads past the end of the disk and says so (gPXE's INT 13h
 ; does not check them for ATA-over-Ethernet disks: the AoE keep-san floppy).
+;
+; Variants (each assembled into its own disk image; without these defines the program is the
+; default probe, unchanged):
+;   -DSHAPED       a large disk whose partition table has its own geometry (heads x sectors in the
+;                  entry's end CHS): AH=08 must report that geometry (cylinders clamped at 1024),
+;                  and CHS reads of the partition's start and end CHS, as the table gives them,
+;                  must reach the sectors the table means. Only the regions the probe touches
+;                  are stamped: LBA DATA_LBA .. STAMPED_END (reads, scratch), a track before the
+;                  partition's end CHS, the last 128 sectors, and above 2^32 sectors (2 TiB)
+;                  when TOTAL_SECTORS exceeds 32 bits, where the stamp also folds in the high
+;                  dword of the LBA (dword i of sector H:L is (L xor KEY xor H * HI_MULT) + (i << 24))
+;                  and AH=42 reads above and across 2^32 are checked.
+;   -DREAD_ONLY    the disk is read-only: every write must fail with status 03 (write protected)
+;                  and leave the sectors as they were; no result sector is written.
 
         cpu     586
         bits    16
@@ -24,6 +38,45 @@
 %ifndef TOTAL_SECTORS
 %error "assemble with -DTOTAL_SECTORS=... -DTOKEN_LBA=... -DRESULT_LBA=... -DDATA_LBA=... -DSCRATCH_LBA=..."
 %endif
+%ifndef STAMPED_END
+%define STAMPED_END TOTAL_SECTORS       ; the end of the stamped region starting at DATA_LBA
+%endif
+TOTAL_LO        equ TOTAL_SECTORS & 0xFFFFFFFF
+TOTAL_HI        equ TOTAL_SECTORS >> 32
+%if TOTAL_SECTORS > 0xFFFFFFFF
+%define BIG                             ; LBAs above 32 bits: AH=42 carries the high dword
+HI_MULT         equ 0x9E3779B9          ; the stamp's multiplier for the LBA's high dword
+%endif
+PART_ENTRY      equ 0x7C00 + 446        ; the partition table's first entry, loaded with this program
+
+; SET_LBA value: [io_lba] (and [io_lba_hi] on a BIG disk) = the 64-bit value.
+%macro SET_LBA 1
+        mov     dword [io_lba], (%1) & 0xFFFFFFFF
+%ifdef BIG
+        mov     dword [io_lba_hi], (%1) >> 32
+%endif
+%endmacro
+
+; SECTOR_KEY: EAX = the first dword of sector EDX:EBX's pattern (EDX only on a BIG disk).
+%macro SECTOR_KEY 0
+%ifdef BIG
+        imul    eax, edx, HI_MULT
+        xor     eax, ebx
+%else
+        mov     eax, ebx
+%endif
+        xor     eax, [pat_key]
+%endmacro
+
+; NEXT_SECTOR: the next LBA in EDX:EBX.
+%macro NEXT_SECTOR 0
+%ifdef BIG
+        add     ebx, 1
+        adc     edx, 0
+%else
+        inc     ebx
+%endif
+%endmacro
 
 WRITE_KEY       equ 0x5AA55AA5
 BUF_A           equ 0x1FF0          ; 1FF0:0000 = phys 0x1FF00: every transfer crosses 0x20000
@@ -208,7 +261,12 @@ ext_io:
         mov     [dap + 6], ax
         mov     eax, [io_lba]
         mov     [dap + 8], eax
+%ifdef BIG
+        mov     eax, [io_lba_hi]
+        mov     [dap + 12], eax
+%else
         mov     dword [dap + 12], 0
+%endif
         mov     si, dap
         mov     dl, [drive]
         mov     ah, [io_op]
@@ -257,6 +315,10 @@ check_buf:
         push    ebx
         push    ecx
         push    edi
+%ifdef BIG
+        push    edx
+        mov     edx, [io_lba_hi]
+%endif
         mov     ax, [io_seg]
         mov     es, ax
         xor     di, di
@@ -264,8 +326,7 @@ check_buf:
         mov     cx, [io_count]
 .sector:
         push    cx
-        mov     eax, ebx
-        xor     eax, [pat_key]
+        SECTOR_KEY
         mov     cx, 128
 .dword:
         cmp     [es:di], eax
@@ -274,7 +335,7 @@ check_buf:
         add     eax, 0x01000000
         loop    .dword
         pop     cx
-        inc     ebx
+        NEXT_SECTOR
         loop    .sector
         clc
         jmp     .done
@@ -283,6 +344,9 @@ check_buf:
         mov     eax, ebx
         stc
 .done:
+%ifdef BIG
+        pop     edx
+%endif
         pop     edi
         pop     ecx
         pop     ebx
@@ -297,18 +361,20 @@ fill_buf:
         mov     es, ax
         xor     di, di
         mov     ebx, [io_lba]
+%ifdef BIG
+        mov     edx, [io_lba_hi]
+%endif
         mov     cx, [io_count]
 .sector:
         push    cx
-        mov     eax, ebx
-        xor     eax, [pat_key]
+        SECTOR_KEY
         mov     cx, 128
 .dword:
         stosd
         add     eax, 0x01000000
         loop    .dword
         pop     cx
-        inc     ebx
+        NEXT_SECTOR
         loop    .sector
         pop     es
         popad
@@ -352,6 +418,7 @@ read_check:
 
 ; write_check: fill [io_seg] with the written pattern, write with [io_op] (0x03 or 0x43),
 ; read back into the other buffer with the matching read, compare; report as SI.
+; READ_ONLY: the write must fail with status 03 and the read back must find the sectors as built.
 write_check:
         mov     dword [pat_key], WRITE_KEY
         call    fill_buf
@@ -362,12 +429,29 @@ write_check:
 .ext:
         call    ext_io
 .done_io:
+%ifdef READ_ONLY
+        jc      .refused
+        xor     eax, eax
+        mov     di, s_write_accepted
+        call    fail
+        jmp     .out
+.refused:
+        cmp     ah, 0x03
+        je      .read_back
+        movzx   eax, ah
+        mov     di, s_write_status
+        call    fail
+        jmp     .out
+.read_back:
+        mov     dword [pat_key], 0      ; unchanged: the sectors' own stamps
+%else
         jnc     .read_back
         movzx   eax, ah
         mov     di, s_write_status
         call    fail
         jmp     .out
 .read_back:
+%endif
         sub     byte [io_op], 1         ; 03 -> 02, 43 -> 42
         xor     word [io_seg], BUF_A ^ BUF_B
         call    read_check
@@ -390,6 +474,45 @@ expect_error:
         jmp     fail
 .good:
         jmp     ok
+
+%ifdef SHAPED
+; expect_eq: ok if EAX = EBX, else fail with detail DI and value EAX; report as SI.
+expect_eq:
+        cmp     eax, ebx
+        jne     fail
+        jmp     ok
+
+; chs_read_at: AH=02 of one sector at C/H/S CX, DH (as INT 13h takes them) into BUF_A, which
+; must then hold the stamp of LBA EAX; a mismatch reports the LBA the sector holds (its first
+; dword: 0 for a sector that is not stamped). Report as SI.
+chs_read_at:
+        mov     [io_lba], eax
+        mov     word [io_count], 1
+        mov     word [io_seg], BUF_A
+        call    clear_buf
+        push    es
+        mov     ax, BUF_A
+        mov     es, ax
+        xor     bx, bx
+        mov     dl, [drive]
+        mov     ax, 0x0201
+        int     0x13
+        pop     es
+        jnc     .compare
+        movzx   eax, ah
+        mov     di, s_status
+        jmp     fail
+.compare:
+        call    check_buf
+        jnc     ok
+        push    es
+        mov     ax, BUF_A
+        mov     es, ax
+        mov     eax, [es:0]
+        pop     es
+        mov     di, s_holds
+        jmp     fail
+%endif
 
 ; ---------------------------------------------------------------- the checks
 main:
@@ -488,9 +611,9 @@ main:
         call    ok
         mov     si, n_size
         mov     eax, [edd + 0x10]
-        cmp     dword [edd + 0x14], 0
+        cmp     dword [edd + 0x14], TOTAL_HI
         jne     .size_bad
-        cmp     eax, TOTAL_SECTORS
+        cmp     eax, TOTAL_LO
         jne     .size_bad
         call    ok
         jmp     .consistent
@@ -506,14 +629,28 @@ main:
         movzx   ebx, word [spt]
         mul     ebx
         mov     [cyl_sectors], eax
+%ifdef SHAPED
+        ; past 1024 cylinders CHS reaches 1024 of them: that is what the geometry must cover
+        mov     ecx, eax
+        shl     ecx, 10
+%ifndef BIG
+        cmp     ecx, TOTAL_LO
+        jbe     .chs_limit
+        mov     ecx, TOTAL_LO
+.chs_limit:
+%endif
+%define CHS_SECTORS ecx
+%else
+%define CHS_SECTORS TOTAL_SECTORS
+%endif
         movzx   ebx, word [cyls]
         mul     ebx                     ; EAX = CHS-addressable sectors
-        cmp     eax, TOTAL_SECTORS
+        cmp     eax, CHS_SECTORS
         ja      .geometry_bad
         mov     ebx, eax
         add     ebx, [cyl_sectors]
         add     ebx, [cyl_sectors]
-        cmp     ebx, TOTAL_SECTORS
+        cmp     ebx, CHS_SECTORS
         jbe     .geometry_bad
         call    ok
         jmp     .ah15
@@ -534,8 +671,10 @@ main:
         mov     ax, dx
         test    eax, eax
         jz      .ah15_count
+%ifndef BIG                             ; CX:DX cannot hold more than 32 bits
         cmp     eax, TOTAL_SECTORS
         ja      .ah15_count
+%endif
         call    ok
         jmp     .reads
 .ah15_bad:
@@ -547,7 +686,84 @@ main:
         mov     di, s_sectors
         call    fail
 
-.reads: ; AH=02 reads across a track and a cylinder boundary, and 127 sectors.
+.reads:
+%ifdef SHAPED
+        ; AH=08's geometry must be the partition table's (its end CHS: last head, sectors per
+        ; track), with min(1024, disk / cylinder) cylinders: the geometry DOS boot code uses.
+        ; One cylinder fewer passes with a note: BIOSes may hold back a diagnostic cylinder
+        ; (SeaBIOS does).
+        movzx   eax, byte [PART_ENTRY + 5]
+        inc     eax
+        mov     [t_heads], ax
+        movzx   eax, byte [PART_ENTRY + 6]
+        and     al, 0x3F
+        mov     [t_spt], ax
+        mov     si, n_table_heads
+        movzx   eax, word [heads]
+        movzx   ebx, word [t_heads]
+        mov     di, s_ah08_heads
+        call    expect_eq
+        mov     si, n_table_spt
+        movzx   eax, word [spt]
+        movzx   ebx, word [t_spt]
+        mov     di, s_ah08_spt
+        call    expect_eq
+        movzx   eax, word [t_heads]
+        movzx   ecx, word [t_spt]
+        mul     ecx                     ; EAX = the table's cylinder in sectors
+        mov     ecx, eax
+        mov     ebx, 1024
+%ifndef BIG
+        mov     eax, TOTAL_SECTORS
+        xor     edx, edx
+        div     ecx
+        cmp     eax, ebx
+        jae     .table_cylinders
+        mov     ebx, eax
+.table_cylinders:
+%endif
+        mov     si, n_table_cylinders
+        movzx   eax, word [cyls]
+        lea     ecx, [eax + 1]
+        cmp     ecx, ebx
+        jne     .cylinders
+        mov     eax, ebx                ; one held back: as good as the table's
+        push    si
+        mov     si, s_diag_note
+        call    puts
+        pop     si
+.cylinders:
+        mov     di, s_ah08_cylinders
+        call    expect_eq
+
+        ; CHS reads at the C/H/S the table gives: the partition's start must be its first sector
+        ; (its LBA field), its end CHS (saturated at 1023/254/63 past 1024 cylinders, as fdisk
+        ; writes it) the sector that C/H/S means with the table's geometry.
+        mov     eax, [PART_ENTRY + 8]
+        mov     dh, [PART_ENTRY + 1]
+        mov     cx, [PART_ENTRY + 2]
+        mov     si, n_part_start
+        call    chs_read_at
+        movzx   eax, byte [PART_ENTRY + 6]
+        and     al, 0xC0
+        shl     eax, 2
+        mov     al, [PART_ENTRY + 7]    ; EAX = the end cylinder
+        movzx   ecx, word [t_heads]
+        mul     ecx
+        movzx   ecx, byte [PART_ENTRY + 5]
+        add     eax, ecx
+        movzx   ecx, word [t_spt]
+        mul     ecx
+        movzx   ecx, byte [PART_ENTRY + 6]
+        and     cl, 0x3F
+        dec     ecx
+        add     eax, ecx                ; EAX = the end CHS as an LBA
+        mov     dh, [PART_ENTRY + 5]
+        mov     cx, [PART_ENTRY + 6]
+        mov     si, n_part_end
+        call    chs_read_at
+%endif
+        ; AH=02 reads across a track and a cylinder boundary, and 127 sectors.
         mov     byte [io_op], 0x02
         mov     word [io_seg], BUF_A
         mov     word [io_count], 6
@@ -604,9 +820,23 @@ main:
         call    puts
 .if_kept:
 
+%ifdef BIG
+        ; above 2 TiB (2^32 sectors): AH=42 passes the LBA's high dword, and a read across
+        ; 2^32 carries into it (each sector's stamp differs from the one 2^32 below it)
+        mov     word [io_seg], BUF_A
+        mov     word [io_count], 127
+        SET_LBA 0x100000000 - 64
+        mov     si, n_across_2t
+        call    read_check
+        mov     word [io_count], 8
+        SET_LBA 0x100000000 + DATA_LBA + 1000
+        mov     si, n_above_2t
+        call    read_check
+%endif
+
         ; the last sector reads; beyond it, reads fail instead of hanging or wrapping.
         mov     word [io_count], 1
-        mov     dword [io_lba], TOTAL_SECTORS - 1
+        SET_LBA TOTAL_SECTORS - 1
         mov     si, n_last_sector
         call    read_check
 %ifdef UNCHECKED_END
@@ -614,15 +844,26 @@ main:
         call    puts
 %else
         mov     word [io_seg], BUF_A
-        mov     dword [io_lba], TOTAL_SECTORS
+        SET_LBA TOTAL_SECTORS
         mov     si, n_past_end
         call    expect_error
         mov     word [io_count], 2
-        mov     dword [io_lba], TOTAL_SECTORS - 1
+        SET_LBA TOTAL_SECTORS - 1
         mov     si, n_straddle_end
         call    expect_error
+%ifdef BIG
+        mov     dword [io_lba_hi], 0
+%endif
         mov     byte [io_op], 0x02
         mov     word [io_count], 1
+%ifdef SHAPED
+        cmp     word [cyls], 1023       ; CHS cannot name a cylinder past 1023
+        jb      .chs_past_end
+        mov     si, s_chs_end_note
+        call    puts
+        jmp     .writes
+.chs_past_end:
+%endif
         movzx   eax, word [cyls]
         inc     eax                     ; AH=08 may hold back one (diagnostic) cylinder:
         mul     dword [cyl_sectors]     ; one beyond that is past the end of the disk
@@ -631,6 +872,7 @@ main:
         call    expect_error
 %endif
 
+.writes:
         ; writes (scratch region), each read back and compared.
         mov     word [io_seg], BUF_B
         mov     byte [io_op], 0x03
@@ -646,7 +888,7 @@ main:
         mov     eax, [cyl_sectors]
         shl     eax, 1
         add     eax, SCRATCH_LBA - 3
-        cmp     eax, TOTAL_SECTORS - 6
+        cmp     eax, STAMPED_END - 6
         ja      .unusable
         mov     [io_lba], eax
         mov     si, n_chs_write_cylinder
@@ -864,6 +1106,10 @@ finish:
         call    dec_str
         push    ds
         pop     es
+%ifdef READ_ONLY
+        mov     si, s_no_result_note
+        call    puts
+%else
         mov     byte [io_op], 0x43
         mov     word [io_seg], BUF_S + 0x20
         mov     dword [io_lba], RESULT_LBA
@@ -873,6 +1119,7 @@ finish:
         movzx   eax, ah
         mov     di, s_write_status
         call    fail
+%endif
 .verdict:
         cmp     dword [failures], 0
         jne     .failed
@@ -974,9 +1221,17 @@ n_last_sector:  db "last-sector", 0
 n_past_end:     db "read-past-end", 0
 n_straddle_end: db "read-straddling-end", 0
 n_chs_past_end: db "chs-read-past-end", 0
+%ifdef READ_ONLY
+n_chs_write_track: db "chs-write-protected-track-boundary", 0
+n_chs_write_cylinder: db "chs-write-protected-cylinder-boundary", 0
+n_ext_write:    db "ext-write-protected-64k-boundary", 0
+s_write_accepted: db "write-accepted", 0
+s_no_result_note: db "PROBE note read-only disk: no result sector written", 13, 10, 0
+%else
 n_chs_write_track: db "chs-write-track-boundary", 0
 n_chs_write_cylinder: db "chs-write-cylinder-boundary", 0
 n_ext_write:    db "ext-write-64k-boundary", 0
+%endif
 n_tput:         db "throughput", 0
 n_result:       db "result-sector", 0
 n_ticks:        db "bios-timer", 0
@@ -984,6 +1239,23 @@ s_stopped:      db "tick-count-stopped", 0
 s_if_note:      db "PROBE note INT 13h returned with interrupts disabled", 13, 10, 0
 %ifdef UNCHECKED_END
 s_end_note:     db "PROBE note reads past the end not checked (UNCHECKED_END)", 13, 10, 0
+%endif
+%ifdef SHAPED
+n_table_heads:  db "table-geometry-heads", 0
+n_table_spt:    db "table-geometry-sectors", 0
+n_table_cylinders: db "table-geometry-cylinders", 0
+n_part_start:   db "chs-read-partition-start", 0
+n_part_end:     db "chs-read-partition-end", 0
+s_ah08_heads:   db "ah08-heads", 0
+s_ah08_spt:     db "ah08-sectors", 0
+s_ah08_cylinders: db "ah08-cylinders", 0
+s_holds:        db "sector-holds-lba", 0
+s_diag_note:    db "PROBE note AH=08 holds back one cylinder of the table's geometry", 13, 10, 0
+s_chs_end_note: db "PROBE note chs-read-past-end not checked (CHS ends before the disk does)", 13, 10, 0
+%endif
+%ifdef BIG
+n_across_2t:    db "ext-read-across-2t", 0
+n_above_2t:     db "ext-read-above-2t", 0
 %endif
 
         align   4
@@ -1002,6 +1274,14 @@ io_op:          db 0
         align   4
 dap:            times 16 db 0
 edd:            times 0x42 db 0
+%ifdef SHAPED
+t_heads:        dw 0
+t_spt:          dw 0
+%endif
+%ifdef BIG
+        align   4
+io_lba_hi:      dd 0
+%endif
 
 prog_end:
 PROG_SECTORS    equ (prog_end - stage2 + 511) / 512

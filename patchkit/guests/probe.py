@@ -8,17 +8,28 @@ throughput figure per transfer size, and writes a result sector the host checks.
 The image directory also holds the keep-san floppy: the same program assembled to
 test drive 0x80 (KeepSanProbeGuest). keep-san's users sanboot a disk that does not
 boot, leave gPXE and boot something else that uses the SAN disk as drive 0x80.
+
+Variants (``ProbeGuest.variant``) each have their own image. A disk shape (SHAPES) is
+a large sparse disk whose partition table is written for another geometry: the probe
+then also checks that AH=08 reports the table's geometry and that CHS reads at the
+table's C/H/S reach the sectors it means (what DOS boot code relies on), and above
+2 TiB that AH=42 reaches sectors past 2^32. Only the regions the probe touches are
+stamped and checked afterwards (ProbeLayout.stamped). The read-only variant expects
+every write to fail with status 03 (write protected) and the disk to stay as built.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
+from patchkit.errors import PatchkitError
 from patchkit.guests import asm, disk
 from patchkit.guests.base import Guest, Progress, Sanboot
 
@@ -39,6 +50,75 @@ AOE_FLOPPY_NAME = "aoe-keepsan-floppy.img"
 FLOPPY_BYTES = 1474560  # 1.44 MB: 80 cylinders x 2 heads x 18 sectors
 FLOPPY_TRACK_SECTORS = 18  # the loader reads its stage 2 from the first track
 BIOS_TICK_HZ = 1193182 / 65536
+HI_MULT = 0x9E3779B9  # probe.asm: the stamp folds in an LBA's high dword times this
+TWO_TIB = 1 << 32  # sectors: the first LBA AH=42 needs the DAP's high dword for
+MAX_CYLINDER = 256 * 63  # sectors in the largest cylinder a BIOS geometry has
+SHAPED_SCRATCH_LBA = 3 * MAX_CYLINDER  # past the reads of any geometry's second cylinder
+SHAPED_STAMPED_END = SHAPED_SCRATCH_LBA + 2 * MAX_CYLINDER + 64  # past the writes of any geometry
+TAIL_SECTORS = 128  # stamped at the end of a shaped disk
+
+
+@dataclass(frozen=True)
+class DiskShape:
+    """A disk size and the geometry its partition table's CHS fields are written for."""
+
+    name: str
+    sectors: int
+    heads: int
+    sectors_per_track: int = 63
+
+
+GIB = (1 << 30) // disk.SECTOR
+SHAPES = {shape.name: shape for shape in (
+    DiskShape("2g-255x63", 2 * GIB, 255),  # what fdisk and DOS write
+    DiskShape("2g-128x63", 2 * GIB, 128),  # another head count (a wrong one reads other sectors)
+    DiskShape("8g-255x63", 8 * GIB, 255),  # past 1024 cylinders: CHS clamps, the table's CHS saturates
+    DiskShape("3t-255x63", 3 * 1024 * GIB, 255),  # past 2^32 sectors: AH=48 and AH=42 with 64-bit LBAs
+)}
+
+
+@dataclass(frozen=True)
+class ProbeLayout:
+    """Where a probe disk keeps what: its size, partition (and the geometry of its CHS fields), regions."""
+
+    total: int
+    heads: int
+    sectors_per_track: int
+    part_start: int
+    part_count: int
+    scratch: int  # the write checks write from here, up to stamped_end
+    stamped_end: int  # DATA_LBA .. stamped_end is stamped
+    stamped: tuple[tuple[int, int], ...]  # every stamped range [start, end), DATA_LBA's first
+
+    def defines(self) -> dict[str, int]:
+        """The layout constants probe.asm is assembled with."""
+        return {"TOTAL_SECTORS": self.total, "TOKEN_LBA": TOKEN_LBA, "RESULT_LBA": RESULT_LBA, "DATA_LBA": DATA_LBA,
+                "SCRATCH_LBA": self.scratch}
+
+
+DEFAULT_LAYOUT = ProbeLayout(TOTAL_SECTORS, disk.HEADS, disk.SECTORS_PER_TRACK, DATA_LBA, TOTAL_SECTORS - DATA_LBA,
+                             SCRATCH_LBA, TOTAL_SECTORS, ((DATA_LBA, TOTAL_SECTORS),))
+
+
+def shaped_layout(shape: DiskShape) -> ProbeLayout:
+    """A shaped disk: the partition starts at cylinder 1 head 0 sector 1 of the table's geometry.
+
+    So a BIOS with another head count maps the start C/H/S to another sector (255x63: LBA 16065,
+    which 16 heads place at LBA 1008). The partition ends on a cylinder boundary below 2^32
+    sectors (MBR fields are 32 bits); its end CHS saturates past 1024 cylinders. Stamped: the
+    reads' and writes' region, a track up to the sector the end CHS names, the disk's tail and,
+    above 2 TiB, the sectors around 2^32.
+    """
+    cylinder = shape.heads * shape.sectors_per_track
+    part_end = min(shape.sectors, TWO_TIB) // cylinder * cylinder
+    chs_end = min(part_end, 1024 * cylinder) - 1  # the sector the partition's end CHS names
+    stamped = [(DATA_LBA, SHAPED_STAMPED_END), (chs_end + 1 - shape.sectors_per_track, chs_end + 1),
+               (shape.sectors - TAIL_SECTORS, shape.sectors)]
+    if shape.sectors > TWO_TIB:
+        stamped.insert(2, (TWO_TIB - 64, TWO_TIB + DATA_LBA + 2048))
+    return ProbeLayout(shape.sectors, shape.heads, shape.sectors_per_track, cylinder, part_end - cylinder,
+                       SHAPED_SCRATCH_LBA, SHAPED_STAMPED_END, tuple(stamped))
+
 
 _EVERY_DWORD = int.from_bytes(b"\x01\x00\x00\x00" * 128, "little")
 
@@ -50,17 +130,17 @@ def _top_bytes(top: int) -> int:
 
 
 def stamp(lba: int, key: int = 0) -> bytes:
-    """Sector ``lba``'s content as probe.asm checks it: dword i = ((lba xor key) + (i << 24)) mod 2**32."""
-    value = lba ^ key
+    """Sector ``lba``'s content as probe.asm checks it: dword i = ((lba xor key) + (i << 24)) mod 2**32.
+
+    Above 2^32 the LBA's high dword times HI_MULT is xored in too: sectors N and N + 2^32 differ.
+    """
+    value = (lba ^ key ^ (lba >> 32) * HI_MULT) & 0xFFFFFFFF
     return ((value & 0xFFFFFF) * _EVERY_DWORD + _top_bytes(value >> 24)).to_bytes(disk.SECTOR, "little")
 
 
 def defines() -> dict[str, int]:
-    """The layout constants probe.asm is assembled with."""
-    return {
-        "TOTAL_SECTORS": TOTAL_SECTORS, "TOKEN_LBA": TOKEN_LBA, "RESULT_LBA": RESULT_LBA,
-        "DATA_LBA": DATA_LBA, "SCRATCH_LBA": SCRATCH_LBA,
-    }
+    """The layout constants the default probe.asm is assembled with."""
+    return DEFAULT_LAYOUT.defines()
 
 
 def floppy_defines() -> dict[str, int]:
@@ -122,37 +202,79 @@ def parse_probe_log(text: str) -> ProbeReport:
 
 
 class ProbeGuest(Guest):
-    """A real-mode INT 13h conformance and throughput probe."""
+    """A real-mode INT 13h conformance and throughput probe (on a disk shape and/or read-only: variant())."""
 
     name = "probe"
     default_timeout = 120.0
-    failure_markers = ("PATCHKIT-FAIL", "PROBE FAIL")
+    failure_markers: tuple[str, ...] = ("PATCHKIT-FAIL", "PROBE FAIL")
     build_command = "patchkit guest build probe"
+    disk_shapes: ClassVar[tuple[str, ...]] = tuple(SHAPES)
+
+    def __init__(self, disk_shape: str | None = None, read_only: bool = False) -> None:
+        if disk_shape is not None and disk_shape not in SHAPES:
+            raise PatchkitError(f"the probe has no disk shape {disk_shape!r}: its shapes are {', '.join(SHAPES)}")
+        self.disk_shape = disk_shape
+        self.read_only = read_only
+        self.layout = shaped_layout(SHAPES[disk_shape]) if disk_shape else DEFAULT_LAYOUT
+        if self.is_variant:
+            options = (f" --disk-shape {disk_shape}" if disk_shape else "") + (" --read-only" if read_only else "")
+            self.build_command = f"patchkit guest build probe{options}"
+
+    @property
+    def is_variant(self) -> bool:
+        return self.disk_shape is not None or self.read_only
+
+    def variant(self, disk_shape: str | None = None, read_only: bool = False) -> Guest:
+        """The probe on disk shape ``disk_shape`` (a name from SHAPES; None: the default disk), read-only or not."""
+        return ProbeGuest(disk_shape, read_only)
+
+    @property
+    def image_name(self) -> str:
+        parts = [self.name, *([self.disk_shape] if self.disk_shape else []), *(["ro"] if self.read_only else [])]
+        return "-".join(parts)
+
+    def program_defines(self) -> dict[str, int]:
+        """What this probe's probe.asm is assembled with (the default: defines())."""
+        extra = {"SHAPED": 1, "STAMPED_END": self.layout.stamped_end} if self.disk_shape else {}
+        return {**self.layout.defines(), **extra, **({"READ_ONLY": 1} if self.read_only else {})}
 
     def image_key(self) -> str:
         h = hashlib.sha256(RECIPE_VERSION.encode() + b"\0" + repr(sorted(aoe_floppy_defines().items())).encode())
         h.update(asm.sources_key("probe.asm").encode())
+        if self.is_variant:
+            h.update(repr((sorted(self.program_defines().items()), self.layout)).encode())
         return h.hexdigest()[:16]
 
     def _build_image(self, out: Path, progress: Progress) -> None:
+        layout = self.layout
         with tempfile.TemporaryDirectory(prefix="patchkit-probe-") as tmp:
-            program = asm.assemble("probe.asm", Path(tmp) / "probe.bin", defines())
-            floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-floppy.bin", floppy_defines())
-            aoe_floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-aoe-floppy.bin", aoe_floppy_defines())
+            program = asm.assemble("probe.asm", Path(tmp) / "probe.bin", self.program_defines())
+            if not self.is_variant:
+                floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-floppy.bin", floppy_defines())
+                aoe_floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-aoe-floppy.bin",
+                                                  aoe_floppy_defines())
         stage2 = program[disk.SECTOR:]
         if len(stage2) > (TOKEN_LBA - 1) * disk.SECTOR:
             raise ValueError(f"probe program is {len(program)} bytes: it would overlap the token sector")
-        progress("probe: writing the stamped disk")
-        disk.create(out, CYLINDERS)
-        disk.write_mbr(out, program[:440], disk.PART_DATA, DATA_LBA, TOTAL_SECTORS - DATA_LBA)
+        progress(f"{self.image_name}: writing the stamped disk")
+        with open(out, "wb") as f:
+            f.truncate(layout.total * disk.SECTOR)  # sparse: only what is written below takes space
+        disk.write_mbr(out, program[:440], disk.PART_DATA, layout.part_start, layout.part_count, layout.heads,
+                       layout.sectors_per_track)
         with open(out, "r+b") as f:
             f.seek(disk.SECTOR)
             f.write(stage2)
-            f.seek(DATA_LBA * disk.SECTOR)
-            f.write(b"".join(stamp(lba) for lba in range(DATA_LBA, TOTAL_SECTORS)))
-        progress("probe: writing the keep-san floppy")
-        _write_floppy(out.with_name(FLOPPY_NAME), floppy_program)
-        _write_floppy(out.with_name(AOE_FLOPPY_NAME), aoe_floppy_program)
+            for start, end in layout.stamped:
+                f.seek(start * disk.SECTOR)
+                f.write(b"".join(stamp(lba) for lba in range(start, end)))
+        if not self.is_variant:
+            progress("probe: writing the keep-san floppy")
+            _write_floppy(out.with_name(FLOPPY_NAME), floppy_program)
+            _write_floppy(out.with_name(AOE_FLOPPY_NAME), aoe_floppy_program)
+
+    def image_digest(self, image: Path) -> str:
+        """A shaped image's hash covers its size and its non-zero sectors (it is sparse: never read it all)."""
+        return sparse_digest(image) if self.disk_shape else super().image_digest(image)
 
     def _inject_token(self, disk_path: Path, token: str) -> None:
         sector = (TOKEN_TAG + token.encode()).ljust(disk.SECTOR, b"\0")
@@ -161,28 +283,74 @@ class ProbeGuest(Guest):
             f.write(sector)
 
     def verify_disk(self, disk_path: Path, token: str) -> list[str]:
+        """The result sector, and every stamped region: each sector stamped, or written by a write check.
+
+        A read-only disk must hold no result and no written sector.
+        """
         problems = []
         with open(disk_path, "rb") as f:
             f.seek(RESULT_LBA * disk.SECTOR)
             result = f.read(disk.SECTOR).rstrip(b"\0")
-            f.seek(DATA_LBA * disk.SECTOR)
-            data = f.read()
-        expected = f"PROBE-DONE {token} failures=0".encode()
-        if result != expected:
-            problems.append(f"result sector {RESULT_LBA} holds {result[:80]!r}, expected {expected!r}")
-        written = 0
-        for lba in range(DATA_LBA, TOTAL_SECTORS):
-            sector = data[(lba - DATA_LBA) * disk.SECTOR:(lba - DATA_LBA + 1) * disk.SECTOR]
-            if sector == stamp(lba):
-                continue
-            if lba >= SCRATCH_LBA and sector == stamp(lba, WRITE_KEY):
-                written += 1
-                continue
-            problems.append(f"sector {lba} holds neither its stamp nor the probe's written pattern")
-            break
-        if written != WRITTEN_SECTORS:
-            problems.append(f"{written} scratch sectors carry the written pattern, expected {WRITTEN_SECTORS}")
+            expected = b"" if self.read_only else f"PROBE-DONE {token} failures=0".encode()
+            if result != expected:
+                problems.append(f"result sector {RESULT_LBA} holds {result[:80]!r}, expected {expected!r}"
+                                + (" (the disk is read-only)" if self.read_only else ""))
+            written = 0
+            for start, end in self.layout.stamped:
+                f.seek(start * disk.SECTOR)
+                data = f.read((end - start) * disk.SECTOR)
+                if data == b"".join(stamp(lba) for lba in range(start, end)):
+                    continue
+                bad, count = _unstamped(data, start, self.layout.scratch)
+                written += count
+                if bad is not None:
+                    problems.append(f"sector {bad} holds neither its stamp nor the probe's written pattern")
+                    break
+        wanted = 0 if self.read_only else WRITTEN_SECTORS
+        if written != wanted:
+            problems.append(f"{written} scratch sectors carry the written pattern, expected {wanted}")
         return problems
+
+
+def _unstamped(data: bytes, start: int, scratch: int) -> tuple[int | None, int]:
+    """The first sector of ``data`` (from LBA ``start``) neither stamped nor written, and how many are written."""
+    written = 0
+    for n in range(len(data) // disk.SECTOR):
+        lba = start + n
+        sector = data[n * disk.SECTOR:(n + 1) * disk.SECTOR]
+        if sector == stamp(lba):
+            continue
+        if lba >= scratch and sector == stamp(lba, WRITE_KEY):
+            written += 1
+            continue
+        return lba, written
+    return None, written
+
+
+def sparse_digest(image: Path) -> str:
+    """SHA-256 over an image's size and its non-zero sectors with their LBAs, read through SEEK_DATA."""
+    h = hashlib.sha256(f"sparse {image.stat().st_size}\n".encode())
+    zero = bytes(disk.SECTOR)
+    with open(image, "rb") as f:
+        fd = f.fileno()
+        end = os.fstat(fd).st_size
+        offset = 0
+        while offset < end:
+            try:
+                offset = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data past offset
+                break
+            hole = os.lseek(fd, offset, os.SEEK_HOLE)
+            offset -= offset % disk.SECTOR
+            f.seek(offset)
+            while offset < hole:
+                chunk = f.read(min(hole - offset, 1 << 20))
+                for n in range(0, len(chunk), disk.SECTOR):
+                    sector = chunk[n:n + disk.SECTOR]
+                    if sector != zero:
+                        h.update((offset + n).to_bytes(8, "little") + sector)
+                offset += len(chunk)
+    return h.hexdigest()
 
 
 def _write_floppy(path: Path, program: bytes) -> None:
@@ -207,6 +375,11 @@ class KeepSanProbeGuest(ProbeGuest):
 
     name = "keepsan"
     sanboot = Sanboot(commands=("set keep-san 1",), exit_after_sanboot=True)
+    disk_shapes: ClassVar[tuple[str, ...]] = ()
+
+    def variant(self, disk_shape: str | None = None, read_only: bool = False) -> Guest:
+        """None: the floppy's program tests the default disk only (Guest.variant's refusal)."""
+        return Guest.variant(self, disk_shape, read_only)
 
     @property
     def image_name(self) -> str:

@@ -1,0 +1,275 @@
+"""The probe's variants: disk shapes (large sparse disks with their own partition geometry) and read-only.
+
+Images are built in seconds without allocating their size. Boots (TCG) show the ground
+truth: SeaBIOS natively passes the shapes whose table geometry is its own translation
+(128 or 255 heads, one diagnostic cylinder held back) and fails 2g-255x63, where it
+reports 128 heads; gPXE v2 registers the device's 16 heads and fails the table checks;
+a read-only disk refuses writes and stays as built.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from test_guests_helpers import boot_native, passed
+from test_validate import SERIES, cache_at, rom_builder, series_rom  # noqa: F401 (the fixtures)
+
+from patchkit.build import build_rom
+from patchkit.errors import PatchkitError
+from patchkit.gitrepo import apply_series
+from patchkit.guests import disk, get_guest
+from patchkit.guests.probe import (
+    RESULT_LBA,
+    SHAPES,
+    TWO_TIB,
+    WRITE_KEY,
+    WRITTEN_SECTORS,
+    ProbeGuest,
+    parse_probe_log,
+    sparse_digest,
+    stamp,
+)
+from patchkit.series.io import find_series
+from patchkit.upstream import load_pin
+from patchkit.validate import boot_guest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TABLE_CHECKS = ["table-geometry-heads", "table-geometry-sectors", "table-geometry-cylinders",
+                "chs-read-partition-start", "chs-read-partition-end"]
+MAX_ALLOCATED = 64 << 20  # bytes a shaped image may take on disk, whatever its size
+
+
+def probe(disk_shape: str | None = None, read_only: bool = False) -> ProbeGuest:
+    guest = get_guest("probe").variant(disk_shape=disk_shape, read_only=read_only)
+    assert isinstance(guest, ProbeGuest)
+    return guest
+
+
+def read_sector(image: Path, lba: int) -> bytes:
+    with open(image, "rb") as f:
+        f.seek(lba * disk.SECTOR)
+        return f.read(disk.SECTOR)
+
+
+# --- images -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_shaped_images_are_sparse_with_the_shapes_partition_table(name: str) -> None:
+    shape = SHAPES[name]
+    guest = probe(name)
+    image = guest.build()
+    size, allocated = os.path.getsize(image), os.stat(image).st_blocks * 512
+    assert size == shape.sectors * disk.SECTOR
+    assert allocated < MAX_ALLOCATED, f"{allocated} bytes allocated"
+    entry = read_sector(image, 0)[446:462]
+    cylinder = shape.heads * shape.sectors_per_track
+    assert entry[1:4] == bytes([0, 1, 1])  # start: cylinder 1, head 0, sector 1
+    assert struct.unpack_from("<I", entry, 8)[0] == cylinder
+    end_cylinder = ((entry[6] & 0xC0) << 2) | entry[7]
+    assert (entry[5], entry[6] & 0x3F) == (shape.heads - 1, shape.sectors_per_track)  # the table's geometry
+    assert end_cylinder == min(1023, shape.sectors // cylinder - 1)  # saturated past 1024 cylinders
+    assert read_sector(image, cylinder) == stamp(cylinder)  # the partition's first sector
+    assert read_sector(image, shape.sectors - 1) == stamp(shape.sectors - 1)
+    assert guest.image_sha256() == sparse_digest(image)
+
+
+def test_above_2_tib_a_sector_differs_from_the_one_2_32_below() -> None:
+    image = probe("3t-255x63").build()
+    above = TWO_TIB + 1063
+    assert read_sector(image, above) == stamp(above) != stamp(1063) == read_sector(image, 1063)
+    assert stamp(TWO_TIB) != stamp(0)
+
+
+def test_variants_have_their_own_images_and_the_default_is_the_probe() -> None:
+    default = get_guest("probe")
+    assert default.variant() is not default and probe().image_name == "probe"
+    guests = [probe(), probe(read_only=True), *(probe(n) for n in SHAPES), probe("8g-255x63", read_only=True)]
+    assert [g.image_name for g in guests] == ["probe", "probe-ro", *(f"probe-{n}" for n in SHAPES),
+                                              "probe-8g-255x63-ro"]
+    assert len({g.image_key() for g in guests}) == len(guests)
+    assert all(g.name == "probe" for g in guests)
+    assert probe("2g-255x63").build_command == "patchkit guest build probe --disk-shape 2g-255x63"
+    assert default.disk_shapes == tuple(SHAPES)
+    with pytest.raises(PatchkitError, match="no disk shape '9g': its shapes are 2g-255x63"):
+        default.variant(disk_shape="9g")
+    for name in ("keepsan", "debian"):
+        with pytest.raises(PatchkitError, match="cannot run on a read-only disk"):
+            get_guest(name).variant(read_only=True)
+
+
+def test_sparse_digest_depends_on_content_not_allocation(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    for path in (a, b):
+        with open(path, "wb") as f:
+            f.truncate(1 << 30)
+            f.seek(5000 * disk.SECTOR)
+            f.write(stamp(5000))
+    with open(b, "r+b") as f:  # zeros written: allocated, same content
+        f.seek(1 << 20)
+        f.write(bytes(1 << 20))
+    assert os.stat(b).st_blocks > os.stat(a).st_blocks
+    assert sparse_digest(a) == sparse_digest(b)
+    with open(b, "r+b") as f:
+        f.seek(9 * disk.SECTOR)
+        f.write(b"x")
+    assert sparse_digest(a) != sparse_digest(b)
+
+
+def _as_the_probe_leaves_it(guest: ProbeGuest, run_disk: Path, token: str) -> None:
+    """Write what a passing probe writes: its result sector and WRITTEN_SECTORS written sectors."""
+    scratch = guest.layout.scratch
+    with open(run_disk, "r+b") as f:
+        f.seek(RESULT_LBA * disk.SECTOR)
+        f.write(f"PROBE-DONE {token} failures=0".encode().ljust(disk.SECTOR, b"\0"))
+        f.seek(scratch * disk.SECTOR)
+        f.write(b"".join(stamp(lba, WRITE_KEY) for lba in range(scratch, scratch + WRITTEN_SECTORS)))
+
+
+def test_shaped_run_disks_are_checked_in_every_stamped_region(tmp_path: Path) -> None:
+    guest = probe("3t-255x63")
+    guest.build()
+    run_disk = guest.make_run_disk(tmp_path / "run", "t-1")
+    assert os.stat(run_disk).st_blocks * 512 < MAX_ALLOCATED  # the copy stays sparse
+    assert any("result sector" in p for p in guest.verify_disk(run_disk, "t-1"))  # never booted
+    _as_the_probe_leaves_it(guest, run_disk, "t-1")
+    assert guest.verify_disk(run_disk, "t-1") == []
+    for start, _end in guest.layout.stamped[1:]:
+        with open(run_disk, "r+b") as f:
+            f.seek(start * disk.SECTOR)
+            f.write(stamp(start + 1))
+        assert guest.verify_disk(run_disk, "t-1") == [
+            f"sector {start} holds neither its stamp nor the probe's written pattern"]
+        with open(run_disk, "r+b") as f:
+            f.seek(start * disk.SECTOR)
+            f.write(stamp(start))
+
+
+def test_a_read_only_run_disk_must_hold_no_result_and_no_written_sector(tmp_path: Path) -> None:
+    guest = probe(read_only=True)
+    guest.build()
+    run_disk = guest.make_run_disk(tmp_path / "run", "ro-1")
+    assert guest.verify_disk(run_disk, "ro-1") == []
+    _as_the_probe_leaves_it(guest, run_disk, "ro-1")
+    assert guest.verify_disk(run_disk, "ro-1") == [
+        "result sector 61 holds b'PROBE-DONE ro-1 failures=0', expected b'' (the disk is read-only)",
+        f"{WRITTEN_SECTORS} scratch sectors carry the written pattern, expected 0",
+    ]
+
+
+# --- boots: SeaBIOS natively (the ground truth) ----------------------------------------------
+
+
+def _boot_natively(guest: ProbeGuest, tmp_path: Path, token: str, readonly: bool = False):
+    guest.build()
+    run_disk = guest.make_run_disk(tmp_path / token, token)
+    boot = boot_native(run_disk, guest.default_timeout, readonly=readonly)
+    assert not boot.timed_out, boot.log[-2000:]
+    return run_disk, boot
+
+
+@pytest.mark.boot
+@pytest.mark.parametrize("name", ["2g-128x63", "8g-255x63", "3t-255x63"])
+def test_seabios_passes_the_shapes_that_match_its_own_translation(name: str, tmp_path: Path) -> None:
+    guest = probe(name)
+    run_disk, boot = _boot_natively(guest, tmp_path, f"{name}-1")
+    report = parse_probe_log(boot.log)
+    assert report.failures == []
+    assert set(TABLE_CHECKS) <= set(report.checks)
+    if name.startswith("3t"):
+        assert {"ext-read-across-2t", "ext-read-above-2t", "ah48-size", "last-sector"} <= set(report.checks)
+    assert "AH=08 holds back one cylinder of the table's geometry" in report.notes  # SeaBIOS's habit
+    assert passed(guest, boot, f"{name}-1")
+    assert guest.verify_disk(run_disk, f"{name}-1") == []
+
+
+@pytest.mark.boot
+def test_the_table_checks_catch_seabios_128_heads_on_a_255_head_table(tmp_path: Path) -> None:
+    # SeaBIOS translates a 2 GiB virtio disk to 519/128/63 whatever the table says; DOS boot
+    # code would read C/H/S 1/0/1 (LBA 16065 by the table) at LBA 8064.
+    guest = probe("2g-255x63")
+    _run_disk, boot = _boot_natively(guest, tmp_path, "seabios-255")
+    report = parse_probe_log(boot.log)
+    assert report.geometry == (519, 128, 63)
+    assert report.failures == [
+        "table-geometry-heads ah08-heads 0x00000080", "table-geometry-cylinders ah08-cylinders 0x00000207",
+        "chs-read-partition-start sector-holds-lba 0x00001f80", "chs-read-partition-end status 0x00000001",
+    ]
+    assert not passed(guest, boot, "seabios-255")
+
+
+@pytest.mark.boot
+def test_seabios_refuses_writes_to_a_read_only_disk_with_another_status(tmp_path: Path) -> None:
+    # SeaBIOS 1.16 reports any virtio-blk error as 0x0c: the read-only probe wants 03, which
+    # makes this the negative control of the status check; the disk stays as built.
+    guest = probe(read_only=True)
+    run_disk, boot = _boot_natively(guest, tmp_path, "ro-seabios", readonly=True)
+    report = parse_probe_log(boot.log)
+    writes = [c for c in report.checks + report.failures if "write" in c]
+    assert len(writes) == 6 and all(w.endswith("write-status 0x0000000c") for w in writes), writes
+    assert "ext-read-aligned-127" in report.checks and "PATCHKIT-FAIL probe: 6 failures" in boot.log
+    assert guest.verify_disk(run_disk, "ro-seabios") == []
+
+
+@pytest.mark.boot
+def test_the_read_only_probe_fails_on_a_writable_disk(tmp_path: Path) -> None:
+    guest = probe(read_only=True)
+    run_disk, boot = _boot_natively(guest, tmp_path, "ro-writable")
+    report = parse_probe_log(boot.log)
+    assert len(report.failures) == 6 and all("write-accepted" in f for f in report.failures)
+    assert guest.verify_disk(run_disk, "ro-writable") == [
+        f"{WRITTEN_SECTORS} scratch sectors carry the written pattern, expected 0"]
+
+
+# --- boots through gPXE v2 --------------------------------------------------------------------
+
+
+@pytest.fixture
+def v2_rom(gpxe_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bin/1af41001.rom of the series' v2 (current or frozen), built once per tree content."""
+    real = gpxe_mirror.parent.parent
+    cache = tmp_path_factory.mktemp("v2-rom-cache")
+    (real / "builds").mkdir(exist_ok=True)
+    for name in ("upstream", "builds"):
+        os.symlink(real / name, cache / name)
+    with cache_at(cache):
+        applied = apply_series(PROJECT_ROOT, SERIES, version=2)
+        return build_rom(applied.tree, load_pin(PROJECT_ROOT)).path
+
+
+@pytest.mark.boot
+def test_the_table_checks_catch_v2s_16_head_geometry(inputs_cache: Path, v2_rom: Path) -> None:
+    # Issue 9, defect 1: v2 registers the device's geometry (1024/16/63) over int13.c's guess
+    # from the table, so C/H/S 1/0/1 reads LBA 1008 instead of the partition's first sector 16065.
+    guest = probe("2g-255x63")
+    guest.build()
+    guest.failure_markers = ("PATCHKIT-FAIL",)  # boot on to the verdict: the whole report
+    outcome = boot_guest(guest, rom=v2_rom)
+    assert not outcome.passed
+    report = parse_probe_log((outcome.run_dir / "serial.log").read_text(errors="replace"))
+    assert report.geometry == (1024, 16, 63)
+    assert report.failures == [
+        "table-geometry-heads ah08-heads 0x00000010", "table-geometry-cylinders ah08-cylinders 0x00000400",
+        "chs-read-partition-start sector-holds-lba 0x000003f0", "chs-read-partition-end sector-holds-lba 0x00000000",
+    ]
+    assert "PATCHKIT-FAIL probe: 4 failures" in outcome.reason
+
+
+def _series_version() -> int:
+    return find_series(PROJECT_ROOT, SERIES).version
+
+
+@pytest.mark.boot
+@pytest.mark.xfail(_series_version() == 2, strict=True,
+                   reason="v2 registers the device's 16-head geometry (issue 9, defect 1): fixed in v3")
+def test_the_series_rom_reads_a_255_head_table_as_dos_does(inputs_cache: Path, request: pytest.FixtureRequest) -> None:
+    rom = request.getfixturevalue("series_rom")  # test_validate's fixture (imported above)
+    guest = probe("2g-255x63")
+    guest.build()
+    outcome = boot_guest(guest, rom=rom)
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+    report = parse_probe_log((outcome.run_dir / "serial.log").read_text(errors="replace"))
+    assert report.geometry == (261, 255, 63) and set(TABLE_CHECKS) <= set(report.checks)
