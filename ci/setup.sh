@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 packages=(
   qemu-system-x86 qemu-utils build-essential syslinux syslinux-common mtools
   dosfstools busybox-static nasm cpio fdisk git iproute2 vblade
-  git-email
+  git-email chromium
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -13,6 +13,7 @@ from patchkit.cli import (  # noqa: E402,F401
     build_cmds,
     guest_cmds,
     mail_cmds,
+    report_cmds,
     review_cmds,
     series_cmds,
     setup_cmds,

@@ -10,7 +10,9 @@ import click
 from patchkit import build
 from patchkit.cli.base import cli
 from patchkit.errors import BuildError
+from patchkit.report.data import save_builds
 from patchkit.rom import check_rom
+from patchkit.series.io import find_series
 from patchkit.upstream import load_pin
 
 
@@ -50,6 +52,9 @@ def build_cmd(project: Path, series: str | None, each_patch: bool, target: str |
 
 def _each_patch(project: Path, series: str | None) -> None:
     steps = build.build_each_patch(project, series, _progress)
+    s = find_series(project, series)
+    save_builds(s.name, s.revision_hash(), [(st.index, st.name, {t: r.size for t, r in st.roms.items()},
+                                             len(st.warnings), st.new_warnings) for st in steps])
     added = 0
     for step in steps:
         roms = ", ".join(f"{Path(t).name} {r.size} bytes" for t, r in step.roms.items())

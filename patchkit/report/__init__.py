@@ -1,0 +1,1 @@
+"""`patchkit report`: one static HTML page per series revision (``data`` gathers, ``page`` renders)."""
