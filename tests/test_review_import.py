@@ -49,3 +49,28 @@ def test_replies_by_git_send_email_match_each_patch(sent_series: SentSeries, tmp
     again = import_replies([tmp_path / "md", box], ["demo"])
     assert again.stored == {} and again.known == 6 and again.own == 6
     assert len(list(replies_dir("demo").glob("*.eml"))) == 3
+
+
+def test_a_thread_saved_by_b4_mbox_as_mbox_and_maildir(sent_series: SentSeries, tmp_path: Path) -> None:
+    extra = _thread(sent_series, tmp_path)
+    lunch = (b"From: a@example.org\nSubject: lunch?\nMessage-ID: <lunch@example.org>\n"
+             b"Date: Thu, 28 Jan 2010 12:00:00 +0000\n\nnoon\n")
+    inbox = sent_series.mbox(tmp_path / "inbox.mbox", [*extra[1:], lunch])
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "b4").mkdir()
+    (tmp_path / "b4md").mkdir()
+    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "XDG_CONFIG_HOME": str(home / "cfg"),
+           "GIT_CONFIG_NOSYSTEM": "1"}
+    cover = sent_series.ids[0].strip("<>")
+    run(["b4", "--offline-mode", "mbox", "-C", "-m", inbox, "-o", tmp_path / "b4", cover], env=env)
+    run(["b4", "--offline-mode", "mbox", "-C", "-M", "-m", inbox, "-o", tmp_path / "b4md", cover], env=env)
+    saved = next((tmp_path / "b4").glob("*.mbx"))
+    maildir = tmp_path / "b4md" / f"{cover}.maildir"
+    assert (maildir / "new").is_dir() or (maildir / "cur").is_dir()
+    report = import_replies([saved], ["demo"])
+    assert (report.own, len(report.stored["demo"]), report.unmatched) == (3, 3, [])  # b4 left the lunch mail out
+    again = import_replies([maildir], ["demo"])
+    assert (again.own, again.known, again.stored) == (3, 3, {})
+    status, out = patchkit(sent_series, "review")
+    assert status == 0 and f"Reviewed-by: {BOB}" in out and "Tested-by: Dave <dave@example.org>" in out

@@ -3,7 +3,7 @@
 - a maildir (a directory with ``cur/`` or ``new/``): every message in it;
 - another directory: every regular file in it (sorted), each read as below;
 - a file starting with an mbox ``From `` line (``b4 mbox``, ``git format-patch --stdout``,
-  a folder exported by a mail client): every message in it, split on ``From `` lines;
+  a folder exported by a mail client): every message in it, split on ``From <who> <date>`` lines;
 - any other file: one message (``.eml`` as mail clients save them).
 
 Each message comes with where it was found (``file``, ``file#N`` for the Nth of an
@@ -13,9 +13,13 @@ mbox), so problems can name it.
 from __future__ import annotations
 
 import mailbox
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+
+_SEPARATOR = re.compile(rb"^From \S+ .*\d")
 
 
 @dataclass(frozen=True)
@@ -86,12 +90,16 @@ def _maildir(path: Path) -> Iterator[RawMail | ReadProblem]:
 
 
 def _mbox(path: Path, data: bytes) -> Iterator[RawMail]:
-    """Split an mbox on its ``From `` separator lines (mboxo/mboxrd: ``>From `` unquoted one level)."""
+    """Split an mbox on its ``From <sender> <date>`` lines (``>From `` in bodies unquoted one level).
+
+    No blank line is required before a separator: b4 writes none after a message
+    that does not end with an empty line.
+    """
     lines = data.split(b"\n")
     start: int | None = None
     count = 0
-    for i, line in enumerate([*lines, b"From "]):
-        if line.startswith(b"From ") and (i == 0 or lines[i - 1] == b"" or i == len(lines)):
+    for i, line in enumerate([*lines, b"From end 0"]):
+        if _SEPARATOR.match(line):
             if start is not None:
                 body = lines[start:i]
                 while body and body[-1] == b"":
