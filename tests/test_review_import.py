@@ -74,3 +74,23 @@ def test_a_thread_saved_by_b4_mbox_as_mbox_and_maildir(sent_series: SentSeries, 
     assert (again.own, again.known, again.stored) == (3, 3, {})
     status, out = patchkit(sent_series, "review")
     assert status == 0 and f"Reviewed-by: {BOB}" in out and "Tested-by: Dave <dave@example.org>" in out
+
+
+def test_a_patch_sent_in_reply_by_git_format_patch_gives_no_trailers(sent_series: SentSeries, tmp_path: Path) -> None:
+    # A reviewer proposes a fixup as a patch threaded under patch 2: b4 takes no follow-up trailers from it.
+    clone = tmp_path / "reviewer"
+    env = {"GIT_AUTHOR_NAME": "Bob Reviewer", "GIT_AUTHOR_EMAIL": "bob@example.com",
+           "GIT_COMMITTER_NAME": "Bob Reviewer", "GIT_COMMITTER_EMAIL": "bob@example.com"}
+    run(["git", "clone", "-q", sent_series.mp.upstream.tree, clone])
+    (clone / "src" / "virtio-blk.c").write_text("/* virtio block */\nint virtio_blk = 1;\n")
+    run(["git", "commit", "-q", "-a", "-s", "-m", "[virtio] initialise virtio_blk"], cwd=clone, env=env)
+    patch = run(["git", "format-patch", "-1", "--stdout", f"--in-reply-to={sent_series.ids[2]}"], cwd=clone,
+                env=env).stdout
+    (tmp_path / "fixup.mbox").write_bytes(patch)
+    report = import_replies([tmp_path / "fixup.mbox"], ["demo"])
+    assert len(report.stored["demo"]) == 1
+    patch2 = reviews(sent_series.mp.series())[2].patches[2]
+    assert patch2.trailers == []
+    assert [c.comment.text for c in patch2.comments] == [
+        "sent a patch in reply: [PATCH] [virtio] initialise virtio_blk"]
+    assert "no Message-ID" in report.warnings[0].problem  # format-patch without --thread writes none

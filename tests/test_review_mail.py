@@ -115,13 +115,13 @@ def test_malformed_mails_are_reported_never_dropped_or_fatal(sent_series: SentSe
                check=False)
     out = proc.stdout.decode()
     assert proc.returncode == 1, out
-    assert f"malformed: {d}/01-no-id.eml: no Message-ID header" in out
+    assert f"warning: {d}/01-no-id.eml: <" in out and "read despite: no Message-ID header" in out
     assert f"malformed: {d}/02-empty.eml: empty file" in out
     assert f"malformed: {d}/03-binary.eml: " in out
     assert f"malformed: {d}/nope: no such file or directory" in out
     assert f"unmatched: {d}/06-unrelated.eml: <lunch@example.org> \"lunch?\"" in out
     assert f"warning: {d}/05-unknown-charset.eml: <charset@example.org>: read despite: unknown charset" in out
-    assert "2 new replies stored" in out
+    assert "3 new replies stored" in out
     review = reviews(sent_series.mp.series())[2]
     assert [c.trailer.text() for c in review.patches[1].trailers] == ["Reviewed-by: Bob Reviewer <bob@example.com>"]
 

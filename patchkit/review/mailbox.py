@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-
 _SEPARATOR = re.compile(rb"^From \S+ .*\d")
 
 

@@ -13,6 +13,7 @@ import email
 import email.header
 import email.policy
 import email.utils
+import hashlib
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -53,7 +54,7 @@ class Mail:
 
 
 def parse_mail(data: bytes) -> Mail:
-    """Decode one message; raises MalformedMail when it has no usable Message-ID or headers."""
+    """Decode one message; raises MalformedMail when it is empty or has no headers."""
     if not data.strip():
         raise MalformedMail("empty message")
     msg = email.message_from_bytes(data, policy=email.policy.compat32)
@@ -62,7 +63,9 @@ def parse_mail(data: bytes) -> Mail:
     defects = [type(d).__name__ for d in msg.defects]
     message_id = _first_id(_header(msg, "Message-ID"))
     if not message_id:
-        raise MalformedMail("no Message-ID header: it cannot be matched or stored")
+        # `git format-patch` without --thread writes none: name the mail by its content instead.
+        message_id = f"<{hashlib.sha256(data).hexdigest()[:32]}@no-message-id.invalid>"
+        defects.append("no Message-ID header (named by a hash of its content)")
     in_reply_to = _first_id(_header(msg, "In-Reply-To"))
     references = tuple(_MSGID.findall(_header(msg, "References")))
     # Split before decoding: an encoded display name may hide a comma or angle brackets.

@@ -24,13 +24,16 @@ from pathlib import Path
 
 from patchkit.errors import SeriesError
 from patchkit.mailer.journal import Journal
-from patchkit.review.comments import Comment, comments
+from patchkit.review.comments import Comment, Place, comments
 from patchkit.review.mailbox import RawMail, read_paths
 from patchkit.review.message import Mail, MalformedMail, parse_mail
 from patchkit.review.trailers import Collected, Trailer, find_trailers, merge, own_trailer
 from patchkit.series.io import available_versions, load_version
 from patchkit.series.model import Series
 from patchkit.store import atomic_write, cache_dir
+
+_DIFF = re.compile(r"^diff --git |^--- \S+\n\+\+\+ \S+", re.MULTILINE)
+_REPLY = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,12 @@ def reviews(series: Series) -> dict[int, Review]:
         if target.index >= len(review.patches):
             continue  # the journal names more messages than the frozen version has patches
         review.replies += 1
+        answered = any(o.from_email.lower() in authors and mid in o.parents[:1] for o in mails.values())
+        if is_patch(mail):  # b4: a patch sent in reply (format-patch --in-reply-to) is no follow-up
+            note = Comment(f"sent a patch in reply: {mail.subject}", (), Place())
+            review.patches[target.index].comments.append(
+                ReviewComment(note, mail.sender, mid, mail.date, target.version, target.index, answered))
+            continue
         given = []
         for t in find_trailers(mail.body):
             if own_trailer(t, mail.from_name, mail.from_email):
@@ -248,13 +257,17 @@ def reviews(series: Series) -> dict[int, Review]:
         if mail.from_email.lower() in authors:
             continue  # the series' own answers are not review comments
         patch = _version(series, target.version).patches[target.index - 1] if target.index else None
-        answered = any(o.from_email.lower() in authors and mid in o.parents[:1] for o in mails.values())
         for c in comments(mail.body, patch.diff if patch else None, patch.message if patch else ""):
             if given and not c.quote:
                 continue  # "Looks good" beside a trailer is the trailer's note, not a comment to answer
             review.patches[target.index].comments.append(
                 ReviewComment(c, mail.sender, mid, mail.date, target.version, target.index, answered))
     return out
+
+
+def is_patch(mail: Mail) -> bool:
+    """A mail carrying a diff whose subject is not a "Re:" (b4 counts only replies as follow-ups)."""
+    return bool(_DIFF.search(mail.body)) and not _REPLY.match(mail.subject)
 
 
 def _target(mail: Mail, sent: dict[str, Sent], mails: dict[str, Mail]) -> Sent | None:
