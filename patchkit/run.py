@@ -5,6 +5,8 @@ on any exception (including KeyboardInterrupt) the child is terminated, then kil
 Background processes (``spawned``: QEMU, vblade) also die with patchkit when it is
 killed outright (PR_SET_PDEATHSIG), so none is left running after a SIGKILL.
 Failures become a PatchkitError carrying the command and the tail of its output.
+Programs not on PATH are also looked for in the sbin directories: Debian keeps tools
+patchkit runs without root there (mkfs.fat), and a normal user's PATH lacks them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import functools
 import logging
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,6 +29,9 @@ from patchkit.errors import PatchkitError
 log = logging.getLogger("patchkit.run")
 
 StrPath = str | os.PathLike[str]
+
+SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+SETUP_HINT = "`bash ci/setup.sh` installs the programs patchkit runs"
 
 
 class CommandError(PatchkitError):
@@ -56,12 +62,12 @@ def run(
     ``env`` entries are added to the current environment. Raises CommandError when
     ``check`` and the command fails, PatchkitError when the program does not exist.
     """
-    argv = [str(a) for a in argv]
-    log.debug("run: %s (cwd=%s)", shlex.join(argv), cwd or ".")
     full_env = {**os.environ, **env} if env else None
+    args = _resolve(argv, full_env)
+    log.debug("run: %s (cwd=%s)", shlex.join(args), cwd or ".")
     try:
         proc = subprocess.Popen(
-            argv,
+            args,
             cwd=cwd,
             env=full_env,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -69,16 +75,16 @@ def run(
             stderr=subprocess.STDOUT,
         )
     except FileNotFoundError as exc:
-        raise PatchkitError(f"program not found: {argv[0]}", hint="run the README's set-up commands") from exc
+        raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
     with proc:
         try:
             out, _ = proc.communicate(input=input, timeout=timeout)
         except BaseException:
             _stop(proc)
             raise
-    result = subprocess.CompletedProcess(argv, proc.returncode, out, None)
+    result = subprocess.CompletedProcess(args, proc.returncode, out, None)
     if check and proc.returncode != 0:
-        raise CommandError(argv, proc.returncode, out.decode("utf-8", "replace"))
+        raise CommandError(args, proc.returncode, out.decode("utf-8", "replace"))
     return result
 
 
@@ -91,18 +97,18 @@ def run_logged(
     on_line: Callable[[str], None] | None = None,
 ) -> int:
     """Run ``argv`` streaming its merged output to ``logfile`` (and ``on_line``); return the exit status."""
-    argv = [str(a) for a in argv]
-    log.debug("run: %s (cwd=%s, log=%s)", shlex.join(argv), cwd or ".", logfile)
     full_env = {**os.environ, **env} if env else None
+    args = _resolve(argv, full_env)
+    log.debug("run: %s (cwd=%s, log=%s)", shlex.join(args), cwd or ".", logfile)
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "w", encoding="utf-8", errors="replace") as sink:
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+                args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
             )
         except FileNotFoundError as exc:
-            raise PatchkitError(f"program not found: {argv[0]}", hint="run the README's set-up commands") from exc
+            raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
         with proc:
             try:
                 _pump(proc.stdout, sink, on_line)
@@ -122,15 +128,15 @@ def spawned(
     However the block is left (including KeyboardInterrupt), the child is
     terminated, then killed, and always reaped. Callers may stop it more politely first.
     """
-    argv = [str(a) for a in argv]
-    log.debug("spawn: %s (cwd=%s)", shlex.join(argv), cwd or ".")
+    args = _resolve(argv, None)
+    log.debug("spawn: %s (cwd=%s)", shlex.join(args), cwd or ".")
     with open(stderr_file, "wb") as err:
         try:
             # preexec_fn is safe here: patchkit starts its background processes from its only thread.
-            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+            proc = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
                                     preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509
         except FileNotFoundError as exc:
-            raise PatchkitError(f"program not found: {argv[0]}", hint="run the README's set-up commands") from exc
+            raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
     with proc:
         try:
             yield proc
@@ -160,6 +166,15 @@ def _die_with_parent(sig: signal.Signals) -> Callable[[], None]:
             os.kill(os.getpid(), sig)
 
     return arm
+
+
+def _resolve(argv: Sequence[StrPath], env: Mapping[str, str] | None) -> list[str]:
+    """``argv`` as strings, its program taken from the sbin directories when PATH lacks it."""
+    args = [str(a) for a in argv]
+    path = (env or os.environ).get("PATH", os.defpath)
+    if os.sep not in args[0] and shutil.which(args[0], path=path) is None:
+        args[0] = shutil.which(args[0], path=SBIN_PATH) or args[0]
+    return args
 
 
 def _pump(stream: IO[str] | None, sink: IO[str], on_line: Callable[[str], None] | None) -> None:
