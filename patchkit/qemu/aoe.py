@@ -117,7 +117,9 @@ def aoe_target(disk: Path, run_dir: Path, shelf: int = 0, slot: int = 0) -> Iter
     First removes what targets of killed patchkit runs left (clean_stale_targets).
     """
     if (reason := aoe_unavailable()) is not None:
-        raise BootError(f"cannot make an AoE target: {reason}")
+        raise BootError(f"cannot make an AoE target: {reason}",
+                        hint="AoE is the only boot that needs root: run it as root, from a checkout root "
+                             "set up with `bash ci/setup.sh` (root has its own cache)")
     for netns in clean_stale_targets():
         log.warning("removed network namespace %s left by a killed patchkit run", netns)
     netns = f"patchkit-{secrets.token_hex(4)}"
