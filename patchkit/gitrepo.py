@@ -4,6 +4,9 @@ The only module that uses gitpython. Commits are built in a temporary index
 (``git apply --cached --3way``, ``write-tree``, ``commit-tree``) without touching
 the work tree; only when every patch has applied is the branch created and checked
 out. A failure therefore leaves branch, HEAD, index and files exactly as they were.
+The checkout itself can be interrupted (^C, a kill): a marker written before it and
+removed once the record of the branch is saved tells `status` the truth, and the
+next apply finishes that switch first (a forced checkout of its commit).
 
 Commits carry the patch's author, date and message; the committer is patchkit's
 fixed identity with the author date, so applying the same series to the same base
@@ -30,7 +33,7 @@ import unidiff
 from patchkit.errors import ApplyError, DirtyTreeError, SeriesError, UpstreamError
 from patchkit.series.io import find_series, load_version, save_series, unsafe_path
 from patchkit.series.model import Patch, Series, parse_patch, patch_filename
-from patchkit.store import build_dir, cache_dir, file_lock
+from patchkit.store import atomic_write, build_dir, cache_dir, file_lock
 from patchkit.upstream import Pin, load_pin, mirror_path
 
 Progress = Callable[[str], None]
@@ -39,6 +42,7 @@ IDENTITY_EMAIL = "patchkit@localhost"
 # Keep the user's git configuration (diff.noprefix, format.*, hooks) out of our results.
 _GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
 _STATE = "patchkit-applied.json"
+_SWITCH = "patchkit-switch.json"  # present while apply switches the work tree: {series, branch, head, entry}
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ def apply_series(
     with tree_lock(tree_dir(s.name), say):
         path = work_tree(pin, s.name)
         repo = _repo(path)
+        _finish_switch(repo, say)
         _require_clean(repo, path)
         branch = branch_name(s.name, s.version)
         _require_captured(path, branch, s.name)
@@ -138,8 +143,7 @@ def apply_series(
         commits, why = _build(repo, base, patches, landed, say)
         merged = list(why)
         head = commits[-1] if commits else base
-        _git(repo, "checkout", "--quiet", "-B", branch, head)
-        _save_state(repo, branch, {
+        _switch(repo, s.name, branch, head, {
             "base": base, "version": s.version, "commits": commits, "revision": s.revision_hash(),
             "patches": [p.filename for p in patches if p.filename not in merged],
             "upto": len(patches), "onto": bool(onto), "merged": merged})
@@ -206,10 +210,7 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
 
 def read_state(tree: Path, branch: str) -> AppliedState | None:
     """What `patchkit apply` recorded for ``branch`` in ``tree`` (None if nothing)."""
-    state_file = tree / ".git" / _STATE
-    if not state_file.is_file():
-        return None
-    entry = json.loads(state_file.read_text(encoding="utf-8")).get(branch)
+    entry = _records(tree / ".git").get(branch)
     if entry is None:
         return None
     repo = _repo(tree)
@@ -220,6 +221,14 @@ def read_state(tree: Path, branch: str) -> AppliedState | None:
     return AppliedState(branch=branch, base=entry["base"], version=entry["version"],
                         commits=entry["commits"], patches=entry["patches"], revision=entry["revision"],
                         upto=entry["upto"], onto=entry["onto"], merged=entry.get("merged", []), head=head)
+
+
+def interrupted_switch(tree: Path) -> str | None:
+    """The branch an interrupted apply was switching ``tree`` to (its files may be a mix), else None."""
+    marker = tree / ".git" / _SWITCH
+    if not marker.is_file():
+        return None
+    return str(_read_record(marker).get("branch", "?"))
 
 
 def current_branch(tree: Path) -> tuple[str | None, str]:
@@ -514,6 +523,10 @@ def _identity_env(date: str, patch: Patch | None = None) -> dict[str, str]:
 
 
 def _require_clean(repo: git.Repo, path: Path) -> None:
+    if (switching := interrupted_switch(path)) is not None:
+        name = _read_record(Path(repo.git_dir) / _SWITCH).get("series", "SERIES")
+        raise DirtyTreeError(f"an apply was interrupted while switching {path} to {switching}: its files are a mix",
+                             hint=f"run `patchkit apply {name}` to finish the switch first")
     if repo.is_dirty(index=True, working_tree=True, untracked_files=False):
         changed = _git(repo, "status", "--porcelain", "--untracked-files=no")
         raise DirtyTreeError(f"the work tree {path} has uncommitted changes:\n{changed}",
@@ -558,10 +571,53 @@ def _first(patches: list[Patch], upto: int | None) -> list[Patch]:
 
 def _save_state(repo: git.Repo, branch: str, entry: dict[str, object]) -> None:
     """Record what is on ``branch`` (base, version, commits, patch files, revision, upto, onto)."""
-    state_file = Path(repo.git_dir) / _STATE
-    data = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+    git_dir = Path(repo.git_dir)
+    data = _records(git_dir)
     data[branch] = entry
-    state_file.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    atomic_write(git_dir / _STATE, json.dumps(data, indent=1, sort_keys=True))
+
+
+def _records(git_dir: Path) -> dict[str, dict]:
+    """The apply records of a work tree (branch -> entry), {} when there are none."""
+    state_file = git_dir / _STATE
+    return _read_record(state_file) if state_file.is_file() else {}
+
+
+def _read_record(path: Path) -> dict:
+    """A JSON object patchkit keeps in a work tree's .git; ApplyError naming it when damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = exc
+    if not isinstance(data, dict):
+        raise ApplyError(f"{path} is damaged ({data if isinstance(data, Exception) else 'not a JSON object'})",
+                         hint=f"remove it and run `patchkit apply` again (it records what apply put on each "
+                              f"branch; commits made since the last refresh are kept on the branches in {path.parent.parent})")
+    return data
+
+
+def _switch(repo: git.Repo, series: str, branch: str, head: str, entry: dict[str, object]) -> None:
+    """Point ``branch`` at ``head``, check it out and record ``entry``; a marker covers the whole switch."""
+    marker = Path(repo.git_dir) / _SWITCH
+    atomic_write(marker, json.dumps({"series": series, "branch": branch, "head": head, "entry": entry}))
+    _git(repo, "checkout", "--quiet", "-B", branch, head)
+    _save_state(repo, branch, entry)
+    marker.unlink()
+
+
+def _finish_switch(repo: git.Repo, say: Progress) -> None:
+    """Finish a switch an interrupted apply left half done: its files are a mix, so check out by force."""
+    marker = Path(repo.git_dir) / _SWITCH
+    if not marker.is_file():
+        return
+    switch = _read_record(marker)
+    branch, head = switch["branch"], switch["head"]
+    say(f"finishing the switch to {branch} that an interrupted apply left half done")
+    # git killed mid-checkout leaves its index lock; the tree lock keeps other patchkit commands out.
+    (Path(repo.git_dir) / "index.lock").unlink(missing_ok=True)
+    _git(repo, "checkout", "--quiet", "--force", "-B", branch, head)
+    _save_state(repo, branch, switch["entry"])
+    marker.unlink()
 
 
 @contextmanager

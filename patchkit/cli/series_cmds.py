@@ -132,6 +132,9 @@ def _applied_line(s: Series, revision: str) -> str:
     branch = gitrepo.branch_name(s.name, s.version)
     if not (tree / ".git").is_dir():
         return f"applied: no (run `patchkit apply {s.name}`)"
+    if (switching := gitrepo.interrupted_switch(tree)) is not None:
+        return (f"applied: INTERRUPTED while switching {tree} to {switching}: its files are a mix "
+                f"(run `patchkit apply {s.name}` to finish the switch)")
     state = gitrepo.read_state(tree, branch)
     if state is None or state.head is None:
         return f"applied: not on {branch} (run `patchkit apply {s.name}`)"
