@@ -252,8 +252,9 @@ class PatchBuild:
 
 
 def ensure_series_rom(project: Path, series_name: str | None, progress: Progress | None = None, *,
-                      target: str | None = None, extra_make_args: Sequence[str] = ()) -> BuiltRom:
-    """The checked ROM of ``target`` (default: the pin's) for the series' current revision.
+                      target: str | None = None, extra_make_args: Sequence[str] = (),
+                      version: int | None = None) -> BuiltRom:
+    """The checked ROM of ``target`` (default: the pin's) for the series' current revision (or ``version``).
 
     Applies the series in its work tree (a no-op for the files when it is already
     there: applying is deterministic), then builds or reuses the ROM.
@@ -263,7 +264,7 @@ def ensure_series_rom(project: Path, series_name: str | None, progress: Progress
     # Held from applying to storing: another command switching the tree meanwhile would
     # make this a ROM of other sources than the series revision it is returned for.
     with tree_lock(tree_dir(series.name), progress):
-        applied = apply_series(project, series, progress=progress)
+        applied = apply_series(project, series, version=version, progress=progress)
         rom = build_rom(applied.tree, pin, target, extra_make_args=extra_make_args, progress=progress)
     check_rom(rom.path, *rom_ids(pin, rom.target))
     return rom

@@ -12,7 +12,7 @@ Layout::
     inputs/                  imported third-party media (FreeDOS kernel/shell, Debian .debs)
     images/<kind>-<hash>/    guest base images, keyed by content (never written after creation)
     runs/<id>/               per-run artifacts of `patchkit test`
-    results.sqlite           test results keyed by revision, ROM, image, QEMU, accelerator
+    results.sqlite           test results keyed by revision, ROM, guest, configuration, image, QEMU, accelerator
     mail/<series>/journal    send-email journals
 """
 
@@ -157,6 +157,7 @@ class ResultKey:
     image_sha256: str
     qemu_version: str
     accel: str  # the accelerator that actually ran: kvm | tcg
+    config: str = "pc"  # the series configuration (machine, disks, boot order) it ran on
 
 
 @dataclass
@@ -173,20 +174,32 @@ class TestResult:
     created: float = field(default_factory=time.time)
 
 
+_COLUMNS = ("series", "revision", "rom_sha256", "guest", "image_sha256", "qemu_version", "accel", "config",
+            "passed", "reason", "run_dir", "timings", "rom_size", "version", "created")
+
+
 class Results:
-    """The results database (sqlite, in the cache)."""
+    """The results database (sqlite, in the cache).
+
+    A database from before configurations existed gains a ``config`` column on opening;
+    its rows ran on what is now the implicit configuration "pc".
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cache_dir() / "results.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
-        self._db.execute(
-            """CREATE TABLE IF NOT EXISTS results (
-                series TEXT, revision TEXT, rom_sha256 TEXT, guest TEXT, image_sha256 TEXT,
-                qemu_version TEXT, accel TEXT, passed INTEGER, reason TEXT, run_dir TEXT,
-                timings TEXT, rom_size INTEGER, version INTEGER, created REAL)"""
-        )
-        self._db.commit()
+        self._db = sqlite3.connect(self.path, timeout=30)
+        with self._db:
+            self._db.execute(
+                """CREATE TABLE IF NOT EXISTS results (
+                    series TEXT, revision TEXT, rom_sha256 TEXT, guest TEXT, image_sha256 TEXT,
+                    qemu_version TEXT, accel TEXT, passed INTEGER, reason TEXT, run_dir TEXT,
+                    timings TEXT, rom_size INTEGER, version INTEGER, created REAL,
+                    config TEXT NOT NULL DEFAULT 'pc')"""
+            )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+            if "config" not in columns:
+                self._db.execute("ALTER TABLE results ADD COLUMN config TEXT NOT NULL DEFAULT 'pc'")
 
     def close(self) -> None:
         self._db.close()
@@ -201,16 +214,16 @@ class Results:
         k = result.key
         with self._db:
             self._db.execute(
-                "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (k.series, k.revision, k.rom_sha256, k.guest, k.image_sha256, k.qemu_version,
-                 k.accel, int(result.passed), result.reason, result.run_dir,
+                f"INSERT INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                (k.series, k.revision, k.rom_sha256, k.guest, k.image_sha256, k.qemu_version, k.accel, k.config,
+                 int(result.passed), result.reason, result.run_dir,
                  json.dumps(result.timings), result.rom_size, result.version, result.created),
             )
 
     def for_revision(self, series: str, revision: str) -> list[TestResult]:
         """All results for one series revision, newest first."""
         rows = self._db.execute(
-            "SELECT * FROM results WHERE series=? AND revision=? ORDER BY created DESC",
+            f"SELECT {', '.join(_COLUMNS)} FROM results WHERE series=? AND revision=? ORDER BY created DESC",
             (series, revision),
         ).fetchall()
         return [self._row(r) for r in rows]
@@ -218,23 +231,27 @@ class Results:
     def for_series(self, series: str) -> list[TestResult]:
         """All results for a series, newest first."""
         rows = self._db.execute(
-            "SELECT * FROM results WHERE series=? ORDER BY created DESC", (series,)
+            f"SELECT {', '.join(_COLUMNS)} FROM results WHERE series=? ORDER BY created DESC", (series,)
         ).fetchall()
         return [self._row(r) for r in rows]
 
-    def latest_by_guest(self, series: str, revision: str) -> dict[str, TestResult]:
-        """The newest result per guest for one revision."""
-        latest: dict[str, TestResult] = {}
+    def latest_by_guest(self, series: str, revision: str, config: str = "pc") -> dict[str, TestResult]:
+        """The newest result per guest for one revision on one configuration."""
+        return {guest: r for (c, guest), r in self.latest_by_cell(series, revision).items() if c == config}
+
+    def latest_by_cell(self, series: str, revision: str) -> dict[tuple[str, str], TestResult]:
+        """The newest result per (configuration, guest) for one revision."""
+        latest: dict[tuple[str, str], TestResult] = {}
         for r in self.for_revision(series, revision):
-            latest.setdefault(r.key.guest, r)
+            latest.setdefault((r.key.config, r.key.guest), r)
         return latest
 
     @staticmethod
     def _row(row: tuple) -> TestResult:
-        key = ResultKey(*row[:7])
+        key = ResultKey(*row[:8])
         return TestResult(
-            key=key, passed=bool(row[7]), reason=row[8], run_dir=row[9],
-            timings=json.loads(row[10]), rom_size=row[11], version=row[12], created=row[13],
+            key=key, passed=bool(row[8]), reason=row[9], run_dir=row[10],
+            timings=json.loads(row[11]), rom_size=row[12], version=row[13], created=row[14],
         )
 
 

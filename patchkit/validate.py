@@ -12,14 +12,20 @@ and end.png, seabios.log (SeaBIOS's debug port), qemu-cmdline.txt, qemu-stderr.l
 timings.json (seconds from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt,
 sanboot, boot_sector, success, power_off, total), result.json, and the run disk
 when the run failed.
+
+A run of several boots (guests x configurations, see patchkit.matrix) shares one event
+loop: at most ``jobs`` QEMUs at a time, each in its own run directory, every one
+stopped and reaped when the run ends, also on ^C (exit 130) and SIGTERM (exit 143).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -27,23 +33,26 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from qemu.qmp import QMPError
 
 from patchkit import build
 from patchkit.errors import PatchkitError, SeriesError, Terminated
-from patchkit.guests import GUEST_NAMES, Guest, get_guest
+from patchkit.guests import GUEST_NAMES, Guest
+from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
 from patchkit.qemu.aoe import aoe_target
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
 from patchkit.qemu.console import Wait
 from patchkit.qemu.machine import Machine, qemu_version
 from patchkit.series.io import find_series
+from patchkit.series.model import DEFAULT_ROOT_PATH, IMPLICIT_CONFIG, Config, qemu_value
 from patchkit.store import ResultKey, Results, TestResult, atomic_write, cache_dir, sha256_file
 from patchkit.upstream import load_pin
 
 Progress = Callable[[str], None]
+_T = TypeVar("_T")
 
-DEFAULT_ROOT_PATH = "virtio_blk:PCI00:04.0"
 DEFAULT_STALL_TIMEOUT = 60.0
 STEP_TIMEOUT = 30.0  # for one gPXE prompt step (banner, prompt, echo), within the overall timeout
 SHUTDOWN_GRACE = 10.0  # after the success marker, time for the guest to power off
@@ -57,6 +66,7 @@ GPXE_SANBOOT_FAILED = "Could not boot from"  # sanboot_cmd.c, when sanboot retur
 BOOT_MARKERS = ("Booting from BIOS drive", "Booting from SAN device", "Booting from INT 13", "Booting from Hard Disk",
                 "Booting from Floppy")
 NO_BOOT_DEVICE = "No bootable device"
+SEABIOS_DISK_BOOT = "Booting from Hard Disk"  # SeaBIOS booting a disk itself
 NOT_VIRTIO = ("ide", "floppy", "aoe")  # guest disk places other than a virtio-blk slot
 
 
@@ -65,13 +75,30 @@ class Layout:
     """Where the guest disk sits: a virtio PCI slot.function on bus 0, "ide" / "floppy" (bootindex 1),
     or "aoe" (served by vblade as e0.0 to a virtio-net NIC, see patchkit.qemu.aoe).
 
-    ``blank_addrs`` adds zero-filled (non-bootable) virtio disks at those addresses.
+    ``blank_addrs`` adds zero-filled (non-bootable) virtio disks at those addresses;
+    ``bios_addrs`` more of them with a bootindex after the ROM, so SeaBIOS drives them itself.
     ``boot_floppy`` is an image for A: (bootindex 1, booted from a copy in the run directory).
+    ``machine``, ``strict_boot``, ``readonly`` and ``properties`` (of the guest's virtio disk)
+    are a configuration's (see patchkit.qemu.cmdline).
     """
 
     guest_addr: str = "04.0"
     blank_addrs: tuple[str, ...] = ()
     boot_floppy: Path | None = None
+    bios_addrs: tuple[str, ...] = ()
+    machine: str = "pc"
+    strict_boot: bool = True
+    readonly: bool = False
+    properties: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def for_cell(cls, config: Config, guest: Guest) -> Layout:
+        """The layout of ``guest`` on ``config``: the guest's own plan wins for a disk that is not virtio."""
+        plan = guest.sanboot
+        return cls(guest_addr=plan.disk if plan.disk in NOT_VIRTIO else config.disk_addr,
+                   blank_addrs=config.blank_disks, boot_floppy=guest.boot_floppy(), bios_addrs=config.bios_disks,
+                   machine=config.machine, strict_boot=config.boot == "strict", readonly=config.readonly,
+                   properties=tuple((k, qemu_value(v)) for k, v in config.virtio_blk))
 
 
 @dataclass
@@ -100,15 +127,26 @@ def choose_accel(requested: str) -> tuple[str, str]:
     return "kvm", ""
 
 
-def new_run_dir(guest: str) -> Path:
-    """A fresh ``runs/<id>/`` directory in the cache."""
+def new_run_dir(label: str) -> Path:
+    """A fresh ``runs/<id>/`` directory in the cache (``label``: the guest, or config-guest)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = cache_dir() / "runs" / f"{stamp}-{guest}-{secrets.token_hex(3)}"
+    path = cache_dir() / "runs" / f"{stamp}-{label}-{secrets.token_hex(3)}"
     path.mkdir(parents=True)
     return path
 
 
-def boot_guest(
+def boot_guest(guest: Guest, *, rom: Path | None, root_path: str = DEFAULT_ROOT_PATH, accel: str = "tcg",
+               timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT, layout: Layout = Layout(),
+               gpxe_commands: Sequence[str] = (), exit_after_sanboot: bool = False, expect_token: str | None = None,
+               expect_refusal: str | None = None) -> BootOutcome:
+    """boot_guest_async, run to its end (^C stops QEMU and raises KeyboardInterrupt)."""
+    return _run_interruptibly(boot_guest_async(
+        guest, rom=rom, root_path=root_path, accel=accel, timeout=timeout, stall_timeout=stall_timeout,
+        layout=layout, gpxe_commands=gpxe_commands, exit_after_sanboot=exit_after_sanboot,
+        expect_token=expect_token, expect_refusal=expect_refusal))
+
+
+async def boot_guest_async(
     guest: Guest,
     *,
     rom: Path | None,
@@ -120,6 +158,8 @@ def boot_guest(
     gpxe_commands: Sequence[str] = (),
     exit_after_sanboot: bool = False,
     expect_token: str | None = None,
+    expect_refusal: str | None = None,
+    label: str | None = None,
 ) -> BootOutcome:
     """Boot ``guest`` once (through ``rom``, or natively when ``rom`` is None) and judge it.
 
@@ -130,14 +170,21 @@ def boot_guest(
     layout's boot floppy). ``expect_token``
     (default: the run's own token) is the token whose success marker counts, so a
     mismatch is a negative control. ``accel`` "auto" retries on TCG after a KVM error.
+    With ``expect_refusal`` (a regex) the boot passes only when sanboot returns to the
+    gPXE prompt with a message matching it; booting, another message or a hang fail it.
+    ``label`` names the run directory (default: the guest's name).
     """
     first, note = choose_accel(accel)
-    script = _Script(root_path, list(gpxe_commands), exit_after_sanboot)
-    outcome = _boot_once(guest, rom, script, first, timeout, stall_timeout, layout, expect_token)
+    refusal = re.compile(expect_refusal) if expect_refusal is not None else None
+    if refusal is not None and (rom is None or exit_after_sanboot):
+        raise PatchkitError("a refusal is checked at the gPXE prompt: it needs a ROM and a sanboot that boots")
+    script = _Script(root_path, list(gpxe_commands), exit_after_sanboot, refusal)
+    label = label or guest.name
+    outcome = await _boot_once(guest, rom, script, first, timeout, stall_timeout, layout, expect_token, label)
     if note:
         outcome.notes.append(note)
     if outcome.kvm_failed and accel == "auto":
-        retry = _boot_once(guest, rom, script, "tcg", timeout, stall_timeout, layout, expect_token)
+        retry = await _boot_once(guest, rom, script, "tcg", timeout, stall_timeout, layout, expect_token, label)
         retry.notes.append(f"KVM failed ({outcome.reason}; run in {outcome.run_dir}): retried on TCG")
         return retry
     return outcome
@@ -150,34 +197,53 @@ class _Script:
     root_path: str
     commands: list[str]  # before sanboot
     exit_after_sanboot: bool
+    refusal: re.Pattern[str] | None = None  # sanboot must return with a message matching this
 
 
-def boot_planned(guest: Guest, *, rom: Path | None, root_path: str = DEFAULT_ROOT_PATH, accel: str = "tcg",
-                 timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> BootOutcome:
-    """Boot ``guest`` as its Sanboot plan says (commands, disk place, `exit` and A:), through ``rom``."""
+def boot_planned(guest: Guest, *, rom: Path | None, config: Config | None = None, root_path: str | None = None,
+                 accel: str = "tcg", timeout: float | None = None,
+                 stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> BootOutcome:
+    """boot_planned_async, run to its end (^C stops QEMU and raises KeyboardInterrupt)."""
+    return _run_interruptibly(boot_planned_async(guest, rom=rom, config=config, root_path=root_path, accel=accel,
+                                                 timeout=timeout, stall_timeout=stall_timeout))
+
+
+async def boot_planned_async(guest: Guest, *, rom: Path | None, config: Config | None = None,
+                             root_path: str | None = None, accel: str = "tcg", timeout: float | None = None,
+                             stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> BootOutcome:
+    """Boot ``guest`` on ``config`` (default: the implicit "pc") as its Sanboot plan says, through ``rom``.
+
+    The plan's commands, `exit` and A: apply on every configuration; its own root path and
+    a disk that is not a virtio slot (AoE) win over the configuration's; ``root_path``
+    (the command's --root-path) wins over the configuration's.
+    """
     plan = guest.sanboot
+    config = config or Config(name=IMPLICIT_CONFIG, guests=(guest.name,))
     if rom is None and plan.needs_gpxe:
         raise PatchkitError(f"the {guest.name} guest runs gPXE commands: it needs a ROM (not --reference)")
-    return boot_guest(guest, rom=rom, root_path=plan.root_path or root_path, accel=accel, timeout=timeout,
-                      stall_timeout=stall_timeout, layout=Layout(plan.disk, boot_floppy=guest.boot_floppy()),
-                      gpxe_commands=plan.commands, exit_after_sanboot=plan.exit_after_sanboot)
+    return await boot_guest_async(
+        guest, rom=rom, root_path=plan.root_path or root_path or config.root_path, accel=accel, timeout=timeout,
+        stall_timeout=stall_timeout, layout=Layout.for_cell(config, guest), gpxe_commands=plan.commands,
+        exit_after_sanboot=plan.exit_after_sanboot, expect_refusal=config.expect_refusal,
+        label=guest.name if config.name == IMPLICIT_CONFIG else f"{config.name}-{guest.name}")
 
 
-def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, timeout: float | None,
-               stall_timeout: float, layout: Layout, expect_token: str | None) -> BootOutcome:
-    run_dir = new_run_dir(guest.name)
+async def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, timeout: float | None,
+                     stall_timeout: float, layout: Layout, expect_token: str | None, label: str) -> BootOutcome:
+    run_dir = new_run_dir(label)
     token = secrets.token_hex(6)
-    disk = guest.make_run_disk(run_dir, token)
+    disk = await asyncio.to_thread(guest.make_run_disk, run_dir, token)
     with contextlib.ExitStack() as stack:
         nic = None
         if layout.guest_addr == "aoe":
             target = stack.enter_context(aoe_target(disk, run_dir))
             nic = Nic(target.netns, target.tap)
-        spec = _machine_spec(run_dir, disk, rom, accel, layout, nic)
+        spec = await asyncio.to_thread(_machine_spec, run_dir, disk, rom, accel, layout, nic)
         session = _Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
                            guest.success_marker(expect_token or token))
-        outcome = _run_interruptibly(session.run())
-    problems = guest.verify_disk(disk, token)
+        outcome = await session.run()
+    # A refused sanboot never started the guest: there is nothing of its own to check on the disk.
+    problems = [] if script.refusal is not None else await asyncio.to_thread(guest.verify_disk, disk, token)
     if outcome.passed and problems:
         outcome.passed = False
         outcome.reason = "the guest's disk check failed: " + "; ".join(problems)
@@ -189,16 +255,18 @@ def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, time
     return outcome
 
 
-def _run_interruptibly(boot: Coroutine[None, None, BootOutcome]) -> BootOutcome:
-    """Run ``boot``; ^C (or SIGTERM) cancels it (stopping QEMU) and then raises KeyboardInterrupt (Terminated).
+def _run_interruptibly(work: Coroutine[None, None, _T]) -> _T:
+    """Run ``work``; ^C or SIGTERM cancels it (stopping every QEMU it started), then raises
+    KeyboardInterrupt (^C) or Terminated (SIGTERM).
 
     asyncio.run also turns ^C into a cancellation, but Python 3.11's wait_for can swallow
-    one that races with a wake-up (a busy serial console), and the boot would run on.
+    one that races with a wake-up (a busy serial console), and the boot would run on: the
+    handler cancels again on each signal until the work has ended.
     """
     received: list[signal.Signals] = []
     sigterm_handler = signal.getsignal(signal.SIGTERM)
 
-    async def main() -> BootOutcome:
+    async def main() -> _T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
@@ -210,21 +278,21 @@ def _run_interruptibly(boot: Coroutine[None, None, BootOutcome]) -> BootOutcome:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
         try:
-            return await boot
+            return await work
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             signal.signal(signal.SIGTERM, sigterm_handler)  # asyncio leaves SIG_DFL behind
 
     try:
-        outcome = asyncio.run(main())
+        result = asyncio.run(main())
     except asyncio.CancelledError:
         received.append(signal.SIGINT)
     if signal.SIGTERM in received:
         raise Terminated
     if received:
         raise KeyboardInterrupt
-    return outcome
+    return result
 
 
 def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layout: Layout,
@@ -237,16 +305,22 @@ def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layou
         floppy = run_dir / "boot-floppy.img"
         shutil.copyfile(layout.boot_floppy, floppy)
         drives.append(Drive(floppy, interface="floppy", bootindex=1))
-    for addr in layout.blank_addrs:
+    first_busy = 1 + len(drives)  # SeaBIOS's disks come after the ROM (0) and A:
+    for n, addr in enumerate((*layout.blank_addrs, *layout.bios_addrs)):
         blank = run_dir / f"blank-{addr.replace('.', '-')}.img"
         with open(blank, "wb") as f:
             f.truncate(BLANK_DISK_BYTES)
-        drives.append(Drive(blank, pci_addr=addr))
+        busy = n >= len(layout.blank_addrs)
+        drives.append(Drive(blank, pci_addr=addr, blank=True,
+                            bootindex=first_busy + n - len(layout.blank_addrs) if busy else None))
     if layout.guest_addr in ("ide", "floppy"):
-        drives.append(Drive(disk, interface=layout.guest_addr, bootindex=1))
+        drives.append(Drive(disk, interface="ide" if layout.guest_addr == "ide" else "floppy", bootindex=1,
+                            readonly=layout.readonly))
     elif layout.guest_addr != "aoe":  # an AoE disk is served by the run's target, not attached
-        drives.append(Drive(disk, pci_addr=layout.guest_addr, bootindex=None if rom else 0))
-    return check_spec(MachineSpec(drives=tuple(drives), rom=rom, accel=accel, nic=nic))
+        drives.append(Drive(disk, pci_addr=layout.guest_addr, bootindex=None if rom else 0, readonly=layout.readonly,
+                            properties=layout.properties))
+    return check_spec(MachineSpec(drives=tuple(drives), rom=rom, accel=accel, nic=nic, machine=layout.machine,
+                                  strict_boot=layout.strict_boot))
 
 
 class _Failed(Exception):
@@ -265,7 +339,12 @@ class _Session:
         self.timeout = timeout
         self.stall_timeout = stall_timeout
         self.success = success
-        self.failures = (*guest.failure_markers, NO_BOOT_DEVICE)
+        self.failures: tuple[str, ...] = (*guest.failure_markers, NO_BOOT_DEVICE)
+        self.boot_markers: tuple[str, ...] = BOOT_MARKERS
+        if spec.rom is not None and not spec.strict_boot:
+            # QEMU's default boot order lets SeaBIOS boot the virtio disks itself once the ROM returns.
+            self.failures += (SEABIOS_DISK_BOOT,)
+            self.boot_markers = tuple(m for m in BOOT_MARKERS if m != SEABIOS_DISK_BOOT)
         self.timings: dict[str, float] = {}
         self.kvm_failed = False
         self.deadline = 0.0
@@ -358,19 +437,34 @@ class _Session:
         return echo.end
 
     async def _await_guest(self, since: int) -> str:
-        """Wait for the success marker (noting the boot sector on the way); the verdict's reason."""
-        patterns = [self.success, *BOOT_MARKERS]
+        """Wait for the success marker (noting the boot sector on the way), or for the expected
+        refusal; the verdict's reason."""
+        patterns = [self.success, *self.boot_markers]
         if self.spec.rom is not None and not self.script.exit_after_sanboot:
-            patterns.append(GPXE_PROMPT)  # sanboot returned: it failed
+            patterns.append(GPXE_PROMPT)  # sanboot returned: it failed, or refused as expected
+        refusal = self.script.refusal
+        what = f"the guest's marker \"{self.success}\""
+        if refusal is not None:
+            what = f"sanboot to refuse the disk (/{refusal.pattern}/)"
         while True:
-            wait = await self._expect(patterns, f"the guest's marker \"{self.success}\"", since)
+            wait = await self._expect(patterns, what, since)
             since = wait.end
-            if wait.pattern in BOOT_MARKERS:
+            if wait.pattern in self.boot_markers:
                 self._mark("boot_sector")
                 continue
             if wait.pattern == GPXE_PROMPT:
-                raise _Failed(f"sanboot {self.script.root_path} returned to the gPXE prompt: {self._gpxe_said()}")
+                said = self._gpxe_said()
+                if refusal is None:
+                    raise _Failed(f"sanboot {self.script.root_path} returned to the gPXE prompt: {said}")
+                if not refusal.search(said):
+                    raise _Failed(f"sanboot {self.script.root_path} returned with \"{said}\", which does not match "
+                                  f"the expected refusal /{refusal.pattern}/")
+                self._mark("refused")
+                return f"refused as expected after {self.timings['refused']:.1f} s: {said}"
             self._mark("success")
+            if refusal is not None:
+                raise _Failed(f"the guest booted and passed, but sanboot {self.script.root_path} should have "
+                              f"refused the disk (/{refusal.pattern}/)")
             await self._await_power_off()
             return f"marker seen after {self.timings['success']:.1f} s"
 
@@ -412,6 +506,8 @@ class _Session:
         """A failure marker with the line it appeared on."""
         if wait.pattern == NO_BOOT_DEVICE:
             return "SeaBIOS printed \"No bootable device\" (the ROM returned without booting, nothing else booted)"
+        if wait.pattern == SEABIOS_DISK_BOOT:
+            return "SeaBIOS booted a disk itself (\"Booting from Hard Disk\"): the ROM returned without booting"
         await asyncio.sleep(0.3)  # the rest of the line
         text = self.machine.console.text
         start = text.rfind("\n", 0, wait.end) + 1
@@ -442,8 +538,8 @@ class Subject:
 
 
 def resolve_subject(project: Path, series_name: str | None, rom: Path | None, reference: bool,
-                    progress: Progress) -> tuple[Subject, tuple[str, ...]]:
-    """What is under test and the series' guests; builds the series' ROM unless ``rom`` or ``reference``.
+                    progress: Progress) -> tuple[Subject, list[Config]]:
+    """What is under test and the series' configurations; builds the series' ROM unless ``rom`` or ``reference``.
 
     A ``rom`` given by path is recorded as revision "rom-<sha256 prefix>", not as the
     series revision: nothing ties that file to the series' sources, so its results
@@ -451,22 +547,22 @@ def resolve_subject(project: Path, series_name: str | None, rom: Path | None, re
     """
     try:
         series = find_series(project, series_name)
-        name, revision, version, guests = series.name, series.revision_hash(), series.version, tuple(series.guests)
+        name, revision, version, configs = series.name, series.revision_hash(), series.version, series.test_configs()
     except SeriesError:
         if not (rom or reference):
             raise
-        name, revision, version, guests = series_name or "-", "", 0, GUEST_NAMES
+        name, revision, version, configs = series_name or "-", "", 0, [Config(IMPLICIT_CONFIG, GUEST_NAMES)]
     if reference:
-        return Subject(name, "reference", version, None, "", 0), guests
+        return Subject(name, "reference", version, None, "", 0), configs
     if rom is None:
         built = build.ensure_series_rom(project, name, progress)
-        return Subject(name, revision, version, built.path, built.sha256, built.size), guests
+        return Subject(name, revision, version, built.path, built.sha256, built.size), configs
     if not rom.is_file():
         raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
     rom_sha = sha256_file(rom)
     progress(f"note: --rom results are recorded as revision rom-{rom_sha[:12]} (not the series revision: "
              "they do not clear send-email; run without --rom for that)")
-    return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), guests
+    return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), configs
 
 
 def _nic_subject(project: Path, subject: Subject, progress: Progress) -> Subject:
@@ -481,51 +577,104 @@ def run_tests(
     guest_names: Sequence[str],
     *,
     series_name: str | None = None,
+    configs: Sequence[str] = (),
+    matrix: bool = False,
+    jobs: int | None = None,
     rom: Path | None = None,
     accel: str = "auto",
     timeout: float | None = None,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     reference: bool = False,
-    root_path: str = DEFAULT_ROOT_PATH,
+    root_path: str | None = None,
     progress: Progress = print,
 ) -> list[TestResult]:
-    """Boot each guest (names, or "all") against the series' ROM and record the results."""
-    subject, series_guests = resolve_subject(project, series_name, rom, reference, progress)
-    names = list(series_guests) if "all" in guest_names else list(dict.fromkeys(guest_names))
-    guests = [get_guest(n) for n in names]
-    if reference and (planned := [g.name for g in guests if g.sanboot.needs_gpxe]):
+    """Boot guests (names, or "all") x configurations against the series' ROM and record the results.
+
+    ``configs`` names configurations of the manifest, ``matrix`` takes them all, neither
+    the first (see patchkit.matrix.plan_cells for which guests run). ``jobs`` boots run at
+    once (default: the number of CPUs). One line per finished boot goes to ``progress``, and
+    a configuration x guest table at the end of a run of several. Cells that cannot run
+    (a guest without the configuration's disk shape) are reported, then raised as
+    PatchkitError once the others have run.
+    """
+    subject, series_configs = resolve_subject(project, series_name, rom, reference, progress)
+    chosen = select_configs(series_configs, configs, matrix)
+    if reference and (matrix or configs):
+        raise PatchkitError("--reference boots the guests natively on the default machine: drop --config/--matrix")
+    plan = plan_cells(chosen, guest_names, matrix)
+    if not plan.cells:
+        first = next(iter(plan.unrunnable.items()), None)
+        raise PatchkitError(f"{'/'.join(first[0])}: {first[1]}" if first else "no guest to boot in these configurations")
+    if reference and (planned := sorted({c.guest.name for c in plan.cells if c.guest.sanboot.needs_gpxe})):
         raise PatchkitError(f"--reference boots without gPXE, and {', '.join(planned)} runs gPXE commands",
                             hint="run it without --reference")
-    nic_subject: Subject | None = None
-    images = {g.name: g.image_sha256() for g in guests}  # fails early, naming the build command
+    images = {id(c): c.guest.image_sha256() for c in plan.cells}  # fails early, naming the build command
+    subjects = {id(c): subject for c in plan.cells}
+    if rom is None and not reference and any(c.guest.sanboot.nic_rom for c in plan.cells):
+        nic_subject = _nic_subject(project, subject, progress)
+        subjects.update({id(c): nic_subject for c in plan.cells if c.guest.sanboot.nic_rom})
     qemu = qemu_version()
-    results = []
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    for (config, guest), why in plan.unrunnable.items():
+        progress(f"NOT RUN {config}/{guest}: {why}")
+    for tested in dict.fromkeys(subjects.values()):
+        users = [c.name for c in plan.cells if subjects[id(c)] is tested]
+        through = "natively (reference)" if reference else f"through {tested.rom}"
+        progress(f"booting {', '.join(users)} {through} ..." if len(users) < 4 else
+                 f"booting {len(users)} cells {through}, {min(jobs, len(users))} at a time ...")
+    results: list[TestResult] = []
+    errors = dict(plan.unrunnable)  # cells that did not run, and why
     said: set[str] = set()
+    started = time.monotonic()
+
     with Results() as db:
-        for guest in guests:
-            tested = subject
-            if guest.sanboot.nic_rom and rom is None and not reference:
-                nic_subject = nic_subject or _nic_subject(project, subject, progress)
-                tested = nic_subject
-            progress(f"{guest.name}: booting {'natively (reference)' if reference else tested.rom} ...")
-            outcome = boot_planned(guest, rom=tested.rom, root_path=root_path, accel=accel, timeout=timeout,
-                                   stall_timeout=stall_timeout)
+        async def one(cell: Cell, slots: asyncio.Semaphore) -> None:
+            tested = subjects[id(cell)]
+            async with slots:
+                try:
+                    outcome = await boot_planned_async(cell.guest, rom=tested.rom, config=cell.config,
+                                                       root_path=root_path, accel=accel, timeout=timeout,
+                                                       stall_timeout=stall_timeout)
+                except PatchkitError as exc:  # e.g. QEMU refused the configuration: no verdict on the ROM
+                    errors[cell.config.name, cell.guest.name] = str(exc)
+                    progress(f"NOT RUN {cell.name}: {exc}")
+                    return
             for note in outcome.notes:
                 if note not in said:
                     said.add(note)
                     progress(f"note: {note}")
-            key = ResultKey(tested.series, tested.revision, tested.rom_sha256, guest.name, images[guest.name],
-                            qemu, outcome.accel)
+            key = ResultKey(tested.series, tested.revision, tested.rom_sha256, cell.guest.name, images[id(cell)],
+                            qemu, outcome.accel, cell.config.name)
             result = TestResult(key=key, passed=outcome.passed, reason=outcome.reason, run_dir=str(outcome.run_dir),
                                 timings=outcome.timings, rom_size=tested.rom_size, version=tested.version)
             db.record(result)
             results.append(result)
             progress(verdict_line(result))
+
+        _run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in plan.cells]))
+    if len(plan.cells) + len(plan.unrunnable) > 1:
+        verdicts = {(r.key.config, r.key.guest): "pass" if r.passed else "FAIL" for r in results}
+        verdicts.update({cell: "not run" for cell in errors})
+        progress(f"results ({len(results)} boots in {time.monotonic() - started:.0f} s, {jobs} at a time):")
+        for line in summary_table(chosen, verdicts):
+            progress("  " + line)
+    if errors:
+        raise PatchkitError(f"{len(errors)} cell(s) could not run: {', '.join('/'.join(c) for c in errors)}",
+                            hint="see the NOT RUN lines above")
     return results
 
 
-def verdict_line(result: TestResult) -> str:
-    """One line per guest: PASS/FAIL, guest, accelerator, reason, run directory."""
-    word = "PASS" if result.passed else "FAIL"
-    return f"{word} {result.key.guest} ({result.key.accel}): {result.reason} [run: {result.run_dir}]"
+async def _gather_limited(jobs: int,
+                          work: Sequence[Callable[[asyncio.Semaphore], Coroutine[None, None, None]]]) -> None:
+    """Run every ``work(slots)``, at most ``jobs`` holding a slot at once; the first error cancels the rest."""
+    slots = asyncio.Semaphore(jobs)
+    async with asyncio.TaskGroup() as group:
+        for start in work:
+            group.create_task(start(slots))
 
+
+def verdict_line(result: TestResult) -> str:
+    """One line per boot: PASS/FAIL, guest, configuration, accelerator, reason, run directory."""
+    word = "PASS" if result.passed else "FAIL"
+    return f"{word} {result.key.guest} on {result.key.config} ({result.key.accel}): {result.reason} " \
+           f"[run: {result.run_dir}]"

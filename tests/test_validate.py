@@ -360,7 +360,7 @@ def test_command_reference_run_is_recorded(inputs_cache: Path, tmp_path: Path) -
     guest_or_skip("freedos")
     done = patchkit("test", "--reference", "--guest", "freedos", cache=inputs_cache, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASS freedos (tcg): marker seen after" in done.stdout
+    assert "PASS freedos on pc (tcg): marker seen after" in done.stdout
     with Results(cache_dir() / "results.sqlite") as db:
         [result] = db.for_revision(SERIES, "reference")
     assert result.passed and result.key.rom_sha256 == "" and result.key.guest == "freedos"
@@ -373,8 +373,8 @@ def test_command_fails_with_the_base_rom(inputs_cache: Path, base_rom: Path) -> 
     done = patchkit("test", "--rom", str(base_rom), "--guest", "probe", "--accel", "tcg",
                     cache=inputs_cache, cwd=PROJECT_ROOT)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "FAIL probe (tcg): sanboot virtio_blk:PCI00:04.0 returned to the gPXE prompt" in done.stdout
-    assert "1 of 1 guests failed: probe" in done.stderr
+    assert "FAIL probe on pc (tcg): sanboot virtio_blk:PCI00:04.0 returned to the gPXE prompt" in done.stdout
+    assert "1 of 1 boots failed: pc/probe" in done.stderr
     with Results(cache_dir() / "results.sqlite") as db:
         [result] = db.for_series(SERIES)
     assert not result.passed and result.key.revision == f"rom-{result.key.rom_sha256[:12]}"
@@ -396,7 +396,7 @@ def test_command_boots_keepsan_aoe_through_the_series_nic_rom(series_nic_rom: Pa
                                                                inputs_cache: Path) -> None:
     done = patchkit("test", "--guest", "keepsan-aoe", cache=inputs_cache, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"^keepsan-aoe: booting \S+/1af41000\.rom \.\.\.$", done.stdout, re.M), done.stdout
+    assert re.search(r"^booting pc/keepsan-aoe through \S+/1af41000\.rom \.\.\.$", done.stdout, re.M), done.stdout
     assert "PASS keepsan-aoe" in done.stdout
     revision = find_series(PROJECT_ROOT, SERIES).revision_hash()
     with Results(cache_dir() / "results.sqlite") as db:

@@ -8,7 +8,7 @@ import click
 
 from patchkit.cli.base import cli
 from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
-from patchkit.validate import DEFAULT_ROOT_PATH, DEFAULT_STALL_TIMEOUT, run_tests
+from patchkit.validate import DEFAULT_STALL_TIMEOUT, run_tests
 
 
 @cli.command("test")
@@ -17,6 +17,12 @@ from patchkit.validate import DEFAULT_ROOT_PATH, DEFAULT_STALL_TIMEOUT, run_test
               help="Guest to boot (repeatable); all = the series' guests. keepsan / keepsan-aoe: the probe "
                    "uses the virtio / AoE disk gPXE kept after a sanboot that returned with keep-san set.")
 @click.option("--series", "series_name", help="The series (default: the only one).")
+@click.option("--config", "configs", multiple=True, metavar="NAME",
+              help="Configuration of the manifest to boot on (repeatable; default: its first). "
+                   "Named guests run on it whether it lists them or not.")
+@click.option("--matrix", is_flag=True, help="Every configuration of the manifest, each with its guests "
+                                             "(--guest filters them).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Boots at once (default: the number of CPUs).")
 @click.option("--rom", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Boot this ROM instead of building the series' bin/1af41001.rom.")
 @click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
@@ -25,24 +31,28 @@ from patchkit.validate import DEFAULT_ROOT_PATH, DEFAULT_STALL_TIMEOUT, run_test
 @click.option("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, show_default=True,
               help="Fail a boot after this many seconds without serial output.")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
-@click.option("--root-path", default=DEFAULT_ROOT_PATH, show_default=True,
-              help="What to type after `sanboot` (virtio_blk: boots the first virtio disk).")
+@click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
+                                   "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
 @click.pass_obj
-def test_command(project: Path, guests: tuple[str, ...], series_name: str | None, rom: Path | None, accel: str,
-                 timeout: float | None, stall_timeout: float, reference: bool, root_path: str) -> int:
+def test_command(project: Path, guests: tuple[str, ...], series_name: str | None, configs: tuple[str, ...],
+                 matrix: bool, jobs: int | None, rom: Path | None, accel: str, timeout: float | None,
+                 stall_timeout: float, reference: bool, root_path: str | None) -> int:
     """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
 
-    Exits 1 if any guest failed; each verdict line names the run directory with
-    serial.log, screen.txt, screenshots and the SeaBIOS log. keepsan-aoe boots through
-    the series' NIC ROM (bin/1af41000.rom) and needs root and vblade.
+    Exits 1 if any boot failed; each verdict line names the run directory with
+    serial.log, screen.txt, screenshots and the SeaBIOS log; a run of several boots
+    ends with a configuration x guest table. keepsan-aoe boots through the series'
+    NIC ROM (bin/1af41000.rom) and needs root and vblade.
     """
     if reference and rom:
         raise click.UsageError("--reference boots without a ROM: drop --rom")
-    results = run_tests(project, guests, series_name=series_name, rom=rom, accel=accel, timeout=timeout,
-                        stall_timeout=stall_timeout, reference=reference, root_path=root_path,
-                        progress=click.echo)
-    failed = [r.key.guest for r in results if not r.passed]
+    if matrix and configs:
+        raise click.UsageError("--matrix runs every configuration: drop --config")
+    results = run_tests(project, guests, series_name=series_name, configs=configs, matrix=matrix, jobs=jobs, rom=rom,
+                        accel=accel, timeout=timeout, stall_timeout=stall_timeout, reference=reference,
+                        root_path=root_path, progress=click.echo)
+    failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
-        click.echo(f"{len(failed)} of {len(results)} guests failed: {', '.join(failed)}", err=True)
+        click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)
         return 1
     return 0
