@@ -60,7 +60,7 @@ def test_apply_status_refresh_version_range_diff(world: World) -> None:
     assert "1 file(s), +2 -0: src/drivers/blk.c (+2 -0)" in out
     assert "applied: patchkit/demo/v1 at" in out and "(checked out) [up to date]" in out
     header = next(line for line in out.splitlines() if line.strip().startswith("revision"))
-    assert header.split()[1:] == ["freedos", "debian", "probe"]
+    assert header.split()[1:] == ["configuration", "freedos", "debian", "probe"]
     row = next(line for line in out.splitlines() if s.revision_hash()[:12] in line and "v1 *" in line)
     assert row.split()[-3:] == ["pass", "FAIL", "-"]
 

@@ -114,12 +114,13 @@ class MailProject:
     def series(self) -> Series:
         return find_series(self.project, self.name)
 
-    def record(self, guests: list[str] | None = None, *, passed: bool = True, rom: str = ROM_SHA) -> None:
-        """Store a result per guest for the current revision, as `patchkit test` would."""
+    def record(self, guests: list[str] | None = None, *, passed: bool = True, rom: str = ROM_SHA,
+               config: str = "pc") -> None:
+        """Store a result per guest (default: the configuration's) for the current revision, as `patchkit test`."""
         s = self.series()
         with store.Results() as results:
-            for guest in guests if guests is not None else s.guests:
-                key = store.ResultKey(s.name, s.revision_hash(), rom, guest, "cd" * 32, "7.2.0", "tcg")
+            for guest in guests if guests is not None else s.config(config).guests:
+                key = store.ResultKey(s.name, s.revision_hash(), rom, guest, "cd" * 32, "7.2.0", "tcg", config)
                 results.record(store.TestResult(key, passed, "marker seen" if passed else "no marker", "",
                                           {"success": 0.5}, 65536, s.version))
 

@@ -139,3 +139,76 @@ def test_sent_version_changed_in_place_is_refused_even_with_resend(mail_project:
         with pytest.raises(MailError, match="was sent as demo-v2 .* with other content"):
             send_email(mail_project.project, "demo", smtp_options(srv, resend=True))
     assert len(srv.recorder.messages) == 3
+
+
+# --- configurations: every cell of every required configuration -------------------------------
+
+CONFIGS = """
+[[configs]]
+name = "pc"
+
+[[configs]]
+name = "q35"
+guests = ["probe"]
+machine = "q35"
+
+[[configs]]
+name = "queue-1024"
+guests = ["probe"]
+virtio_blk = { queue-size = 1024 }
+required = false
+"""
+
+
+@pytest.fixture
+def matrix_project(mail_project: MailProject) -> MailProject:
+    manifest = mail_project.project / "series" / "demo" / "series.toml"
+    manifest.write_text(manifest.read_text() + CONFIGS)
+    return mail_project
+
+
+def test_every_required_cell_must_pass(matrix_project: MailProject) -> None:
+    matrix_project.record()  # pc: the manifest's guests
+    with pytest.raises(MailError) as exc:
+        dry(matrix_project)
+    assert "  - q35/probe: not tested on this revision" in str(exc.value)
+    assert "queue-1024" not in str(exc.value)  # optional
+    matrix_project.record(config="q35", passed=False)
+    with pytest.raises(MailError, match=r"q35/probe: failed \(no marker\)"):
+        dry(matrix_project)
+    matrix_project.record(config="q35")
+    matrix_project.record(config="queue-1024", passed=False)  # an optional cell may fail
+    assert not dry(matrix_project).gate.problems
+
+
+def test_a_pass_on_another_configuration_does_not_count(matrix_project: MailProject) -> None:
+    matrix_project.record()
+    matrix_project.record(["probe"], config="queue-1024")
+    with pytest.raises(MailError, match="q35/probe: not tested"):
+        dry(matrix_project)
+
+
+def test_cells_passed_with_different_roms_are_refused(matrix_project: MailProject) -> None:
+    matrix_project.record()
+    matrix_project.record(config="q35", rom="44" * 32)
+    with pytest.raises(MailError, match="different ROMs"):
+        dry(matrix_project)
+
+
+def test_the_tested_section_shows_the_matrix_and_describes_each_configuration(matrix_project: MailProject) -> None:
+    matrix_project.record()
+    matrix_project.record(config="q35")
+    report = dry(matrix_project)
+    cover = report.mails[0].message.get_content()
+    tested = cover[cover.index("Tested with"):]
+    lines = tested.splitlines()
+    assert lines[0].startswith("Tested with `patchkit test --matrix` on this revision (")
+    assert lines[1].split() == ["configuration", "freedos", "probe"]
+    assert lines[2].split() == ["pc", "pass", "pass"]
+    assert lines[3].split() == ["q35", "-", "pass"]
+    assert lines[4].split() == ["queue-1024", "(optional)", "-", "-"]
+    assert f"  ROM: 65536 bytes, sha256 {'ab' * 6}" in lines
+    assert "  QEMU 7.2.0, tcg" in lines
+    assert "  pc          -machine pc; strict boot; guest disk at 04.0; sanboot virtio_blk:PCI00:04.0" in lines
+    assert "  queue-1024  -machine pc; strict boot; guest disk at 04.0; queue-size=1024; " \
+           "sanboot virtio_blk:PCI00:04.0" in lines

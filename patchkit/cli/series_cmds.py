@@ -154,28 +154,30 @@ def _applied_line(s: Series, revision: str) -> str:
 
 
 def _matrix(s: Series, results: Results, current: str) -> list[str]:
-    """Revision x guest table from the results database, newest revision first."""
+    """Revision x configuration rows, a column per guest, newest revision first."""
     revisions: list[tuple[str, int]] = []
     for r in results.for_series(s.name):
         if r.key.revision not in [rev for rev, _ in revisions]:
             revisions.append((r.key.revision, r.version))
     if not revisions:
         return ["results: none (run `patchkit test`)"]
-    guests = list(s.guests)
-    for rev, _ in revisions:
-        for guest in results.latest_by_guest(s.name, rev):
-            if guest not in guests:
-                guests.append(guest)
-    width = max(8, *(len(g) for g in guests))
-    out = ["results:", "  " + "revision".ljust(22) + "".join(g.ljust(width + 2) for g in guests)]
+    configs = [c.name for c in s.test_configs()]
+    guests = list(dict.fromkeys(g for c in s.test_configs() for g in c.guests))
+    latest = {rev: results.latest_by_cell(s.name, rev) for rev, _ in revisions}
+    for cells in latest.values():
+        configs.extend(c for c, _ in cells if c not in configs)
+        guests.extend(g for _, g in cells if g not in guests)
+    rows = [["revision", "configuration", *guests]]
     for rev, version in revisions:
-        latest = results.latest_by_guest(s.name, rev)
         label = f"{rev[:12]} v{version}" + (" *" if rev == current else "")
-        cells = []
-        for g in guests:
-            r = latest.get(g)
-            cells.append(("-" if r is None else "pass" if r.passed else "FAIL").ljust(width + 2))
-        out.append("  " + label.ljust(22) + "".join(cells))
+        for config in configs:
+            found = [latest[rev].get((config, g)) for g in guests]
+            if all(r is None for r in found):
+                continue
+            rows.append([label, config, *("-" if r is None else "pass" if r.passed else "FAIL" for r in found)])
+            label = ""
+    widths = [max(8, *(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
+    out = ["results:"] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     out.append("  (* = the current revision)")
     return out
 

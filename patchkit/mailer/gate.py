@@ -1,9 +1,12 @@
 """The send-email gate: what must hold before a series revision may be mailed, and the Tested section.
 
-A revision may go out when every guest in the manifest's ``guests`` passed on this
-exact revision with one and the same ROM, when it was not sent before (unless
-resending), and when it differs from the last sent version. ``--force`` with a
-reason overrides the test and no-change checks; the reason is recorded.
+A revision may go out when every cell (configuration x guest) of every required
+configuration in the manifest passed on this exact revision with one and the same
+ROM (the virtio-blk ROM; guests booting through the NIC ROM are not compared with
+it), when it was not sent before (unless resending), and when it differs from the
+last sent version. ``--force`` with a reason overrides the test and no-change
+checks; the reason is recorded. A manifest without ``[[configs]]`` has the one
+implicit configuration "pc" with its ``guests``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import re
 from dataclasses import dataclass
 
 from patchkit.errors import MailError
+from patchkit.guests import get_guest
+from patchkit.matrix import summary_table
 from patchkit.series.io import load_version
 from patchkit.series.model import Patch, Series
 from patchkit.store import TestResult
+
+Latest = dict[tuple[str, str], TestResult]  # (configuration, guest) -> the newest result
 
 _HUNK_NUMBERS = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
 # The timing `patchkit test` records when the guest's success marker appears (s after start).
@@ -34,18 +41,26 @@ class GateResult:
         return bool(self.problems) and self.forced_reason is not None
 
 
-def result_problems(series: Series, latest: dict[str, TestResult]) -> list[str]:
-    """Why the stored results do not clear this revision (``latest``: newest result per guest)."""
-    if not series.guests:
-        return [f"the manifest of {series.name} lists no guests to test"]
+def required_cells(series: Series) -> list[tuple[str, str]]:
+    """(configuration, guest) of every cell send-email requires, in manifest order."""
+    return [(c.name, g) for c in series.test_configs() if c.required for g in c.guests]
+
+
+def result_problems(series: Series, latest: Latest) -> list[str]:
+    """Why the stored results do not clear this revision (``latest``: newest result per cell)."""
+    cells = required_cells(series)
+    if not cells:
+        return [f"the manifest of {series.name} requires no guest on any configuration"]
     problems = []
-    for guest in series.guests:
-        result = latest.get(guest)
+    for config, guest in cells:
+        result = latest.get((config, guest))
+        cell = f"{config}/{guest}" if series.configs else guest  # the implicit configuration goes unnamed
         if result is None:
-            problems.append(f"{guest}: not tested on this revision")
+            problems.append(f"{cell}: not tested on this revision")
         elif not result.passed:
-            problems.append(f"{guest}: failed ({result.reason})")
-    roms = {r.key.rom_sha256 for g, r in latest.items() if g in series.guests and r.passed}
+            problems.append(f"{cell}: failed ({result.reason})")
+    roms = {latest[c].key.rom_sha256 for c in cells
+            if c in latest and latest[c].passed and not get_guest(c[1]).sanboot.nic_rom}
     if len(roms) > 1:
         problems.append("the guests passed with different ROMs (" + ", ".join(sorted(s[:12] for s in roms)) + ")")
     return problems
@@ -79,7 +94,7 @@ def unchanged_since(series: Series) -> int | None:
     return None
 
 
-def check(series: Series, latest: dict[str, TestResult], *, already_sent: bool, resend: bool,
+def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
           force: bool, reason: str | None) -> GateResult:
     """Apply every rule; raise MailError listing what blocks the send (or return the forced result)."""
     if force and not (reason and reason.strip()):
@@ -104,8 +119,24 @@ def boot_seconds(result: TestResult) -> float | None:
     return float(value) if value is not None else None
 
 
-def tested_section(series: Series, revision: str, latest: dict[str, TestResult], gate: GateResult) -> str:
-    """The cover letter's Tested section, from the stored results for this revision."""
+def tested_section(series: Series, revision: str, latest: Latest, gate: GateResult) -> str:
+    """The cover letter's Tested section, from the stored results for this revision.
+
+    Without ``[[configs]]``: a row per guest. With them: the configuration x guest
+    matrix, the ROM and QEMU, then each configuration described in one line.
+    """
+    if series.configs:
+        lines = _matrix_lines(series, revision, latest)
+    else:
+        lines = _guest_lines(series, revision, {g: r for (c, g), r in latest.items() if c == series.test_configs()[0].name})
+    if gate.forced:
+        lines.append("")
+        lines.append(f"Sent despite: {'; '.join(gate.problems)}.")
+        lines.append(f"Reason: {gate.forced_reason}")
+    return "\n".join(lines)
+
+
+def _guest_lines(series: Series, revision: str, latest: dict[str, TestResult]) -> list[str]:
     rows = [("guest", "result", "accel", "boot to marker", "ROM")]
     extra = sorted(set(latest) - set(series.guests))  # also tested, not required by the manifest
     for guest in [*series.guests, *extra]:
@@ -124,8 +155,34 @@ def tested_section(series: Series, revision: str, latest: dict[str, TestResult],
     qemu = sorted({r.key.qemu_version for r in latest.values() if r.key.qemu_version})
     if qemu:
         lines.append(f"  (QEMU {', '.join(qemu)})")
-    if gate.forced:
-        lines.append("")
-        lines.append(f"Sent despite: {'; '.join(gate.problems)}.")
-        lines.append(f"Reason: {gate.forced_reason}")
-    return "\n".join(lines)
+    return lines
+
+
+def _matrix_lines(series: Series, revision: str, latest: Latest) -> list[str]:
+    configs = series.test_configs()
+    known = {c.name for c in configs}
+    verdicts: dict[tuple[str, str], str] = {}
+    for config in configs:
+        for guest in config.guests:
+            verdicts[config.name, guest] = "not tested" if config.required else "-"
+    for (config_name, guest), r in latest.items():
+        if config_name in known:
+            verdicts[config_name, guest] = "pass" if r.passed else "FAIL"
+    lines = [f"Tested with `patchkit test --matrix` on this revision ({revision[:12]}):"]
+    lines += ["  " + line for line in summary_table(configs, verdicts)]
+    shown = [r for (c, _), r in latest.items() if c in known]
+    roms = sorted({(r.rom_size, r.key.rom_sha256) for r in shown if r.key.rom_sha256})
+    qemu = sorted({f"{r.key.qemu_version}, {r.key.accel}" for r in shown if r.key.qemu_version})
+    if roms:
+        lines.append("  ROM: " + "; ".join(f"{size} bytes, sha256 {sha[:12]}" for size, sha in roms))
+    if qemu:
+        lines.append(f"  QEMU {'; '.join(qemu)}")
+    first = configs[0].name
+    boots = [f"{g} {b:.1f} s" for (c, g), r in latest.items() if c == first and (b := boot_seconds(r)) is not None]
+    if boots:
+        lines.append(f"  boot to marker on {first}: {', '.join(boots)}")
+    lines.append("")
+    lines.append("Configurations:")
+    width = max(len(c.name) for c in configs)
+    lines += [f"  {c.name.ljust(width)}  {c.describe()}" for c in configs]
+    return lines

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from patchkit import gitrepo
 from patchkit.errors import MailError
-from patchkit.mailer.gate import GateResult, check, tested_section
+from patchkit.mailer.gate import GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
 from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
@@ -203,9 +203,9 @@ def _check_tag(series: Series, applied: gitrepo.ApplyResult) -> None:
                         hint="a sent version never changes: start a new version for the changes")
 
 
-def _latest(series: Series, revision: str) -> dict:
+def _latest(series: Series, revision: str) -> Latest:
     with Results() as results:
-        return results.latest_by_guest(series.name, revision)
+        return results.latest_by_cell(series.name, revision)
 
 
 def _sender(project: Path, series: Series, options: SendOptions, env: Mapping[str, str], *, required: bool) -> str:
