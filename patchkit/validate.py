@@ -608,6 +608,9 @@ def run_tests(
     if reference and (planned := sorted({c.guest.name for c in plan.cells if c.guest.sanboot.needs_gpxe})):
         raise PatchkitError(f"--reference boots without gPXE, and {', '.join(planned)} runs gPXE commands",
                             hint="run it without --reference")
+    for cell in plan.cells:  # a configuration's variant of a guest (disk shape, read-only) is built on demand
+        if cell.config.disk_shape is not None or cell.config.readonly:
+            cell.guest.build(progress)
     images = {id(c): c.guest.image_sha256() for c in plan.cells}  # fails early, naming the build command
     subjects = {id(c): subject for c in plan.cells}
     if rom is None and not reference and any(c.guest.sanboot.nic_rom for c in plan.cells):
