@@ -168,17 +168,13 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
 
 def test_matrix_reads_the_config_field_when_results_have_one(sent_series: SentSeries) -> None:
     # Results recorded before configurations existed land in "pc"; a key with `config` gets its own column.
-    from dataclasses import dataclass
+    from dataclasses import replace
 
     from patchkit.report.data import matrix
 
-    @dataclass(frozen=True)
-    class ConfigKey(store.ResultKey):
-        config: str = "q35"
-
     s = sent_series.mp.series()
     plain = store.ResultKey(s.name, "r", "", "freedos", "", "7.2.0", "tcg")
-    results = [store.TestResult(ConfigKey(*vars(plain).values()), False, "no marker", "", created=3.0),
+    results = [store.TestResult(replace(plain, config="q35"), False, "no marker", "", created=3.0),
                store.TestResult(plain, True, "marker seen", "", created=2.0),
                store.TestResult(plain, False, "no marker", "", created=1.0)]
     m = matrix(s, results)
