@@ -9,6 +9,7 @@ import click
 from patchkit.cli.base import cli
 from patchkit.cli.series_cmds import _version_number
 from patchkit.report.data import gather
+from patchkit.report.mail import mail_report
 from patchkit.report.page import write_report
 from patchkit.series.io import find_series
 from patchkit.store import cache_dir
@@ -19,10 +20,31 @@ from patchkit.store import cache_dir
 @click.option("--version", "version", metavar="vN", help="Report this version (default: the current one).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write index.html and the run artifacts to (default: the cache's reports/).")
+@click.option("--mail", "mail", is_flag=True, help="Post the test report as a reply to the version's cover letter.")
+@click.option("--dry-run", is_flag=True, help="With --mail: show the reply, send nothing.")
+@click.option("--from", "sender", help="With --mail: the sender (default as send-email: sendemail.from, user.email).")
+@click.option("--smtp-server", help="With --mail: SMTP host (default as send-email: sendemail.smtpServer).")
+@click.option("--smtp-port", help="With --mail: SMTP port (sendemail.smtpServerPort).")
+@click.option("--smtp-encryption", type=click.Choice(["tls", "ssl", "none"]), help="With --mail: tls or ssl.")
+@click.option("--smtp-user", help="With --mail: SMTP AUTH user (the password as for send-email).")
 @click.pass_obj
-def report_cmd(project: Path, series: str | None, version: str | None, output: Path | None) -> None:
+def report_cmd(project: Path, series: str | None, version: str | None, output: Path | None, mail: bool,
+               dry_run: bool, sender: str | None, smtp_server: str | None, smtp_port: str | None,
+               smtp_encryption: str | None, smtp_user: str | None) -> None:
     """Write an offline HTML report: cover, diffs, builds, test matrix with screenshots, range-diff, review."""
     s = find_series(project, series)
+    if mail:
+        sent = mail_report(project, s, _version_number(version), dry_run=dry_run,
+                           smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
+                                 "user": smtp_user, "sender": sender})
+        if dry_run:
+            click.echo(sent.as_bytes().decode("utf-8", "replace"), nl=False)
+        else:
+            click.echo(f"sent {sent.message['Message-ID']} in reply to {sent.message['In-Reply-To']} "
+                       f"via {sent.server}")
+        return
+    if dry_run:
+        raise click.UsageError("--dry-run goes with --mail")
     data = gather(project, s, _version_number(version))
     out = output or cache_dir() / "reports" / f"{s.name}-v{data.series.version}"
     page = write_report(data, out)

@@ -85,7 +85,7 @@ class ReportData:
     cover: str
 
 
-def gather(project: Path, series: Series, version: int | None = None) -> ReportData:
+def gather(project: Path, series: Series, version: int | None = None, *, with_range_diff: bool = True) -> ReportData:
     """Everything the report of ``series`` version ``version`` (default: current) shows."""
     number = version or series.version
     v = load_version(series, number)
@@ -95,7 +95,9 @@ def gather(project: Path, series: Series, version: int | None = None) -> ReportD
     builds = load_builds(series.name, revision)
     previous = [n for n in available_versions(series) if n < number]
     range_text, range_note = None, "no earlier version"
-    if previous:
+    if previous and not with_range_diff:
+        range_note = "left out"
+    elif previous:
         try:
             range_text = gitrepo.range_diff(project, series, previous[-1], number)
             range_note = f"v{previous[-1]}..v{number}"

@@ -1,0 +1,129 @@
+"""`patchkit report --mail`: a test report as a reply to the series' cover letter, as Patchew posts them.
+
+The reply goes to the version's recipients (the manifest's To and Cc) through the
+send-email SMTP settings, threaded under the cover letter the send journal recorded.
+It is gated on real results: a version that was never sent has nothing to answer, and
+a revision without any recorded run has nothing to report.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.generator import BytesGenerator
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from pathlib import Path
+
+from patchkit.errors import MailError
+from patchkit.mailer.journal import Journal
+from patchkit.mailer.render import POLICY, Envelope
+from patchkit.mailer.smtp import SmtpConnection, read_sender, read_settings
+from patchkit.report.data import ReportData, Run, gather
+from patchkit.series.model import Series
+
+
+@dataclass
+class ReportMail:
+    """The rendered reply and where it went (``server`` is None for a dry run)."""
+
+    message: EmailMessage
+    envelope: Envelope
+    server: str | None = None
+
+    def as_bytes(self, linesep: str = "\n") -> bytes:
+        buf = io.BytesIO()
+        BytesGenerator(buf, mangle_from_=False, policy=POLICY.clone(linesep=linesep)).flatten(self.message)
+        return buf.getvalue()
+
+
+def mail_report(project: Path, series: Series, version: int | None, *, dry_run: bool,
+                smtp: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> ReportMail:
+    """Render the report reply for ``series`` version ``version`` and send it (unless ``dry_run``)."""
+    env = os.environ if environ is None else environ
+    data = gather(project, series, version, with_range_diff=False)
+    number = data.series.version
+    state = Journal.for_version(series.name, number).last_send()
+    if state is None or not state.accepted:
+        raise MailError(f"{series.name} v{number} was never sent: there is no cover letter to answer",
+                        hint="send it first (`patchkit send-email`), or report on a version that was sent")
+    if not data.matrix.cells:
+        raise MailError(f"no test results for {series.name} v{number} (revision {data.revision[:12]}): "
+                        "a report needs real runs", hint=f"run `patchkit test {series.name}` first")
+    sender = read_sender(project, {"sender": smtp.get("sender")}, env)
+    envelope = Envelope(sender=sender, to=tuple(series.to), cc=tuple(series.cc),
+                        subject_prefix=series.subject_prefix)
+    if not envelope.recipients:
+        raise MailError("no recipients", hint="add `to` to the manifest")
+    cover_id, cover_subject = state.message_ids[0], state.subjects[0]
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = sender
+    msg["To"] = ", ".join(envelope.to)
+    if envelope.cc:
+        msg["Cc"] = ", ".join(envelope.cc)
+    msg["Subject"] = f"Re: {cover_subject}"
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid("patchkit-report", domain=parseaddr(sender)[1].rpartition("@")[2] or None)
+    msg["In-Reply-To"] = cover_id
+    msg["References"] = cover_id
+    text = report_text(data, cover_id, cover_subject)
+    msg.set_content(text, charset="utf-8", cte="8bit" if not text.isascii() else "7bit")
+    mail = ReportMail(msg, envelope)
+    if dry_run:
+        return mail
+    settings = read_settings(project, smtp, env)
+    with SmtpConnection(settings) as conn:
+        conn.send(parseaddr(sender)[1], envelope.recipients, mail.as_bytes("\r\n"))
+    mail.server = settings.describe()
+    return mail
+
+
+def report_text(data: ReportData, cover_id: str, cover_subject: str) -> str:
+    """The report's text: verdict, the matrix, per-patch builds and trailers."""
+    s = data.series
+    m = data.matrix
+    problems = []
+    rows = [["guest", *m.configs]]
+    for guest in m.guests:
+        row = [guest]
+        for config in m.configs:
+            runs = m.cells.get((guest, config), [])
+            row.append(_cell(runs[0]) if runs else "-")
+            if runs and not runs[0].result.passed:
+                problems.append(f"{guest} on {config} FAILED: {runs[0].result.reason}")
+        rows.append(row)
+    required = {(g, c.name) for c in s.test_configs() if c.required for g in c.guests}
+    problems += [f"{g} on {c} was not tested" for g, c in sorted(required) if (g, c) not in m.cells]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    verdict = "found no problems" if not problems else f"found {len(problems)} problem(s):\n" + "\n".join(
+        f"  - {p}" for p in problems)
+    lines = [
+        "Hi,", "", f"patchkit booted this series in QEMU and {verdict}", "",
+        f"Subject: {cover_subject}", f"Message-ID: {cover_id}",
+        f"Revision: {data.revision[:12]} (base {s.base[:12]})", "",
+        "=== TEST MATRIX (newest run per cell) ===", table, "",
+        "=== BUILD (patchkit build --each-patch) ===",
+    ]
+    total = len(s.patches)
+    for i, patch in enumerate(s.patches, 1):
+        build = data.builds.get(i)
+        state = (f"builds, warning delta {len(build.new_warnings):+d}" if build is not None else "not recorded")
+        lines.append(f"{i}/{total} {patch.subject}: {state}")
+        if build is not None:
+            lines += [f"    {w}" for w in build.new_warnings]
+    if data.review is not None:
+        lines += ["", f"=== TRAILERS (replies to v{data.review.version}) ==="]
+        for p in data.review.patches[1:]:
+            lines.append(f"{p.index}/{total}: " + (", ".join(c.trailer.text() for c in p.trailers) or "none"))
+    lines += ["", "---", "This report was made by `patchkit report --mail` from the recorded runs."]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(run: Run) -> str:
+    r = run.result
+    boot = r.timings.get("success")
+    extra = f", marker at {float(boot):.1f} s" if boot is not None else ""
+    return f"{'pass' if r.passed else 'FAIL'} ({r.key.accel}{extra})"
