@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from patchkit.errors import MissingInputError, PatchkitError
+from patchkit.errors import GuestError, MissingInputError, PatchkitError
 from patchkit.run import run
 from patchkit.store import atomic_write, build_dir, cache_dir, file_lock, sha256_file
 
@@ -101,11 +101,13 @@ class Guest(abc.ABC):
         return image
 
     def build(self, progress: Progress = quiet) -> Path:
-        """Build the base image unless it is cached; return its path."""
+        """Build the base image unless it is cached (and intact: a damaged one is replaced); return its path."""
         final = self.image_dir()
         with file_lock(cache_dir() / "images" / f".{self.image_name}.lock"):
             if (final / DISK_NAME).is_file():
-                return final / DISK_NAME
+                if (problem := self._damage(final / DISK_NAME)) is None:
+                    return final / DISK_NAME
+                progress(f"{self.image_name}: {problem}: building it again")
             with build_dir(final) as tmp:
                 image = tmp / DISK_NAME
                 self._build_image(image, progress)
@@ -122,12 +124,32 @@ class Guest(abc.ABC):
             return recorded.read_text().strip()
         return self.image_digest(image)
 
+    def rebuild_command(self) -> str:
+        """The command that builds the image again from the inputs already imported."""
+        return self.build_command
+
     def image_digest(self, image: Path) -> str:
         """The content hash of a built image: its SHA-256 (sparse images may hash only their data)."""
         return sha256_file(image)
 
+    def _damage(self, copy: Path) -> str | None:
+        """How ``copy`` of the base image differs from the image as built (its recorded hash), or None."""
+        recorded = self.base_image().parent / f"{DISK_NAME}.sha256"
+        if not recorded.is_file():
+            return None  # built before hashes were recorded: nothing to compare with
+        expected = recorded.read_text().strip()
+        found = self.image_digest(copy)
+        if found == expected:
+            return None
+        return (f"the {self.image_name} guest image {self.base_image()} is damaged (content hash {found[:16]}…, "
+                f"{copy.stat().st_size} bytes; it was {expected[:16]}… when built)")
+
     def make_run_disk(self, run_dir: Path, token: str) -> Path:
-        """A writable copy of the base image in ``run_dir`` with ``token`` injected."""
+        """A writable copy of the base image in ``run_dir`` with ``token`` injected.
+
+        The copy is checked against the hash recorded when the image was built, so a
+        damaged image is never booted: GuestError blaming the image (the series was not tested).
+        """
         check_token(token)
         base = self.base_image()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +158,10 @@ class Guest(abc.ABC):
             disk.chmod(0o644)
             disk.unlink()
         run(["cp", "--reflink=auto", base, disk])
+        if (problem := self._damage(disk)) is not None:
+            disk.unlink()
+            raise GuestError(problem, hint=f"run `{self.rebuild_command()}` to build it again; "
+                                           "nothing was tested or recorded with it")
         os.chmod(disk, 0o644)
         self._inject_token(disk, token)
         return disk

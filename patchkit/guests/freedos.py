@@ -127,6 +127,9 @@ class FreedosGuest(Guest):
     build_command = IMPORT_COMMAND
     partition_offset: ClassVar[int] = PARTITION_OFFSET  # where the DOS file system (C:) starts
 
+    def rebuild_command(self) -> str:
+        return f"patchkit guest build {self.name}"  # the media is imported already
+
     def image_key(self) -> str:
         h = hashlib.sha256()
         for part in (RECIPE_VERSION, debpkgs.pins_key(debpkgs.SYSLINUX_PINS), SYSLINUX_CFG, CONFIG_SYS, AUTOEXEC_BAT):
