@@ -30,13 +30,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from patchkit.errors import BuildError
 from patchkit.gitrepo import apply_series, export_tree, tree_dir, tree_lock, work_tree
 from patchkit.rom import check_rom, ids_for_target
 from patchkit.run import run, run_logged
-from patchkit.store import atomic_write, cache_dir, file_lock, sha256_file
 from patchkit.series.io import find_series
+from patchkit.store import atomic_write, cache_dir, file_lock, sha256_file
 from patchkit.upstream import Pin, load_pin
 
 Progress = Callable[[str], None]
@@ -63,6 +64,14 @@ class BuiltRom:
     key: str = ""
     seconds: float = 0.0  # time spent in make (0 when reused)
     full: bool = False  # built from a clean tree: the log holds every warning of the tree
+
+
+class MakeSettings(TypedDict):
+    """What a tree is built with: recorded in its state file and in each build's manifest."""
+
+    make_args: list[str]
+    embedded: list[str]  # digests of the EMBEDDED_IMAGE files
+    toolchain: str
 
 
 def build_settings(pin: Pin, extra_make_args: Sequence[str] = ()) -> list[str]:
@@ -130,8 +139,8 @@ def build_rom(
 ) -> BuiltRom:
     """Build ``target`` (default: the pin's) in ``tree`` and return the checked ROM in the cache.
 
-    A build with the same key is reused without running make. Raises BuildError with the compiler's error lines and the log's path when
-    make fails, or when the ROM fails its checks.
+    A build with the same key is reused without running make. Raises BuildError with the compiler's
+    error lines and the log's path when make fails, or when the ROM fails its checks.
     """
     say = progress or (lambda _msg: None)
     target = target or str(pin.build["target"])
@@ -139,7 +148,7 @@ def build_rom(
     if not (src / "Makefile").is_file():
         raise BuildError(f"no Makefile in {src}", hint="point --tree at a gPXE checkout (`patchkit apply` makes one)")
     make_args = build_settings(pin, extra_make_args)
-    settings = {"make_args": make_args, "embedded": _embedded_digests(make_args), "toolchain": toolchain_version()}
+    settings = MakeSettings(make_args=make_args, embedded=_embedded_digests(make_args), toolchain=toolchain_version())
     with file_lock(src / "bin" / ".patchkit-build.lock"):
         digest = tree_digest(src)
         key = build_key(digest, make_args + settings["embedded"], target)
@@ -163,7 +172,7 @@ def load_build(out_dir: Path) -> BuiltRom | None:
                     seconds=0.0, full=manifest["full"])
 
 
-def _make(src: Path, pin: Pin, target: str, key: str, digest: str, out_dir: Path, settings: dict,
+def _make(src: Path, pin: Pin, target: str, key: str, digest: str, out_dir: Path, settings: MakeSettings,
           say: Progress) -> BuiltRom:
     """Run make for ``target`` in ``src`` and store the checked ROM under ``out_dir``.
 
@@ -172,7 +181,8 @@ def _make(src: Path, pin: Pin, target: str, key: str, digest: str, out_dir: Path
     """
     if not rom_target_available(src, target):
         vendor, device = ids_for_target(target) or (0, 0)
-        raise BuildError(f"{target} cannot be built in {src}: no source declares PCI_ROM(0x{vendor:04x}, 0x{device:04x}, ...)",
+        raise BuildError(f"{target} cannot be built in {src}: "
+                         f"no source declares PCI_ROM(0x{vendor:04x}, 0x{device:04x}, ...)",
                          hint="apply the series that adds the driver (`patchkit apply`), or pass another --target")
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "build.log"
@@ -184,7 +194,7 @@ def _make(src: Path, pin: Pin, target: str, key: str, digest: str, out_dir: Path
     return _store(src, pin, target, key, out_dir, settings, log, seconds, full)
 
 
-def make_in_tree(src: Path, settings: dict, target: str, log: Path, say: Progress,
+def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say: Progress,
                  context: str | None = None) -> tuple[float, bool]:
     """Run make for ``target`` in ``src`` (cleaning first if the settings changed); return (seconds, full).
 
@@ -195,7 +205,8 @@ def make_in_tree(src: Path, settings: dict, target: str, log: Path, say: Progres
     state_file = src / "bin" / TREE_STATE
     state = _read_json(state_file)
     if state.get("settings") != settings:
-        say("make clean (the tree was last built with other settings)" if state else "make clean (no record of how this tree was built)")
+        why = "the tree was last built with other settings" if state else "no record of how this tree was built"
+        say(f"make clean ({why})")
         if run_logged(["make", "clean"], log, cwd=src) != 0:
             raise BuildError(f"make clean failed in {src}; the log is {log}", hint="remove the tree and apply again")
     full = not any((src / "bin").glob("*.o"))
@@ -213,7 +224,7 @@ def make_in_tree(src: Path, settings: dict, target: str, log: Path, say: Progres
     return seconds, full
 
 
-def _store(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: dict, log: Path,
+def _store(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: MakeSettings, log: Path,
            seconds: float, full: bool) -> BuiltRom:
     """Check the ROM make left in ``src`` and install it (then its manifest) in ``out_dir``."""
     built = src / target
@@ -227,10 +238,11 @@ def _store(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: 
     if log != out_dir / "build.log":
         shutil.copyfile(log, out_dir / "build.log")
         log = out_dir / "build.log"
-    manifest = {"target": target, "rom": rom.name, "sha256": sha, "size": rom.stat().st_size,
+    size = rom.stat().st_size
+    manifest = {"target": target, "rom": rom.name, "sha256": sha, "size": size,
                 "full": full, "seconds": round(seconds, 2), **settings}
     atomic_write(out_dir / "manifest.json", json.dumps(manifest, indent=2))
-    return BuiltRom(path=rom, sha256=sha, size=manifest["size"], log=log, reused=False,
+    return BuiltRom(path=rom, sha256=sha, size=size, log=log, reused=False,
                     warnings=warning_lines(_read(log)), target=target, key=key, seconds=seconds, full=full)
 
 
@@ -300,11 +312,11 @@ def build_each_patch(project: Path, series_name: str | None, progress: Progress 
     pin = load_pin(project)
     applied = apply_series(project, series, progress=progress)
     names = [p.filename for p in series.patches if p.filename not in applied.merged]
-    steps = [("base", applied.base), *zip(names, applied.commits)]
+    steps = [("base", applied.base), *zip(names, applied.commits, strict=True)]
     scratch = scratch or cache_dir() / "trees" / f"{series.name}.each-patch"
     src = scratch / str(pin.build.get("directory", "."))
     make_args = build_settings(pin)
-    settings = {"make_args": make_args, "embedded": [], "toolchain": toolchain_version()}
+    settings = MakeSettings(make_args=make_args, embedded=[], toolchain=toolchain_version())
     base_target, target = str(pin.build["base_target"]), str(pin.build["target"])
     results: list[PatchBuild] = []
     known: set[tuple[str, str]] = set()
@@ -320,7 +332,8 @@ def build_each_patch(project: Path, series_name: str | None, progress: Progress 
                 (src / "bin" / TREE_STATE).unlink(missing_ok=True)  # the base warnings need a clean build
             targets = [base_target] + ([target] if target != base_target and rom_target_available(src, target) else [])
             context = f"at the series base {commit[:12]}" if index == 0 else f"after patch {index} ({name})"
-            roms, lines = _build_step(src, pin, settings, digest, targets, scratch / "logs" / f"{index:02d}", context, say)
+            logs = scratch / "logs" / f"{index:02d}"
+            roms, lines = _build_step(src, pin, settings, digest, targets, logs, context, say)
             if index == 0:
                 if recorded is None:
                     recorded = lines
@@ -335,7 +348,7 @@ def build_each_patch(project: Path, series_name: str | None, progress: Progress 
     return results
 
 
-def _build_step(src: Path, pin: Pin, settings: dict, digest: str, targets: list[str], log_prefix: Path,
+def _build_step(src: Path, pin: Pin, settings: MakeSettings, digest: str, targets: list[str], log_prefix: Path,
                 context: str, say: Progress) -> tuple[dict[str, BuiltRom], list[str]]:
     """Run make for each target in ``src`` (always: the log is the step's record); return ROMs and warning lines.
 
@@ -470,8 +483,9 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+    return data if isinstance(data, dict) else {}

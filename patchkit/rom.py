@@ -49,7 +49,8 @@ def check_rom(path: Path, vendor: int = 0x1AF4, device: int = 0x1001) -> RomInfo
     if len(data) < UNIT:
         raise BuildError(f"{where} is {len(data)} bytes: too small for an option ROM (at least {UNIT})", hint=rebuild)
     if data[0:2] != b"\x55\xaa":
-        raise BuildError(f"{where} has no option ROM signature (expected 55 AA, found {data[0:2].hex(' ')})", hint=rebuild)
+        raise BuildError(f"{where} has no option ROM signature (expected 55 AA, found {data[0:2].hex(' ')})",
+                         hint=rebuild)
     size = data[2] * UNIT
     if size != len(data):
         raise BuildError(
@@ -60,7 +61,8 @@ def check_rom(path: Path, vendor: int = 0x1AF4, device: int = 0x1001) -> RomInfo
         raise BuildError(f"{where}: bad checksum (the bytes sum to {checksum:#04x} mod 256, expected 0)", hint=rebuild)
     pcir = struct.unpack_from("<H", data, 0x18)[0]
     if pcir + _PCIR_MIN_LENGTH > size or data[pcir : pcir + 4] != b"PCIR":
-        raise BuildError(f"{where}: no PCI data structure (\"PCIR\") at offset {pcir:#x} given by the word at 0x18", hint=rebuild)
+        raise BuildError(f"{where}: no PCI data structure (\"PCIR\") at offset {pcir:#x} given by the word at 0x18",
+                         hint=rebuild)
     found_vendor, found_device = struct.unpack_from("<HH", data, pcir + 4)
     if (found_vendor, found_device) != (vendor, device):
         raise BuildError(

@@ -134,7 +134,7 @@ def spawned(
         try:
             # preexec_fn is safe here: patchkit starts its background processes from its only thread.
             proc = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                    preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509
+                                    preexec_fn=_die_with_parent(signal.SIGKILL))
         except FileNotFoundError as exc:
             raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
     with proc:
@@ -185,7 +185,7 @@ def _pump(stream: IO[str] | None, sink: IO[str], on_line: Callable[[str], None] 
             on_line(line.rstrip("\n"))
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     """Terminate, then kill, and always reap ``proc``."""
     if proc.poll() is None:
         proc.terminate()

@@ -53,7 +53,8 @@ def load_pin(project: Path) -> Pin:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise UpstreamError(f"{path} does not exist", hint="run patchkit from the project root or pass -C PROJECT") from exc
+        raise UpstreamError(f"{path} does not exist",
+                            hint="run patchkit from the project root or pass -C PROJECT") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UpstreamError(f"{path}: {exc}", hint="fix the TOML syntax at that line") from exc
     for key in ("name", "url", "commit"):
@@ -74,7 +75,7 @@ def mirror_path(pin: Pin) -> Path:
     if not (path / "HEAD").is_file():
         raise MissingInputError(
             f"the {pin.name} upstream is not imported ({path} is missing): run `patchkit vendor`",
-            hint="`patchkit vendor` clones the pinned URL; `patchkit vendor --from PATH` imports a local mirror offline",
+            hint="`patchkit vendor` clones the pinned URL; `patchkit vendor --from PATH` imports a mirror offline",
         )
     return path
 
@@ -100,26 +101,25 @@ def vendor_report(pin: Pin, source: str | None = None, progress: Progress | None
                                 hint="pass --from the path of a local git mirror of the upstream")
         src = str(local.resolve())
     final = mirror_dir(pin)
-    with file_lock(final.parent / f".{pin.name}.lock"):
-        with build_dir(final) as tmp:
-            say(f"cloning {src}")
-            target = tmp / "mirror.git"
-            log = tmp / "clone.log"
-            status = run_logged(["git", "clone", "--mirror", "--progress", src, target], log,
-                                env={"GIT_TERMINAL_PROMPT": "0"}, on_line=lambda line: say(_last_segment(line)))
-            if status != 0:
-                tail = _tail(log)
-                raise UpstreamError(f"cannot reach upstream source {src}: git clone failed\n{tail}",
-                                    hint="check the URL and the network, or pass --from PATH to a local mirror")
-            if not _has_commit(target, pin.commit):
-                raise UpstreamError(f"{src} does not contain the pinned commit {pin.commit}",
-                                    hint="point --from at a mirror of the pinned upstream, or fix gpxe-tree/pin.toml")
-            latest_present = bool(pin.latest) and _has_commit(target, pin.latest or "")
-            # Move the clone's contents up so the final directory is the bare repository itself.
-            for entry in target.iterdir():
-                entry.rename(tmp / entry.name)
-            target.rmdir()
-            log.unlink()
+    with file_lock(final.parent / f".{pin.name}.lock"), build_dir(final) as tmp:
+        say(f"cloning {src}")
+        target = tmp / "mirror.git"
+        log = tmp / "clone.log"
+        status = run_logged(["git", "clone", "--mirror", "--progress", src, target], log,
+                            env={"GIT_TERMINAL_PROMPT": "0"}, on_line=lambda line: say(_last_segment(line)))
+        if status != 0:
+            tail = _tail(log)
+            raise UpstreamError(f"cannot reach upstream source {src}: git clone failed\n{tail}",
+                                hint="check the URL and the network, or pass --from PATH to a local mirror")
+        if not _has_commit(target, pin.commit):
+            raise UpstreamError(f"{src} does not contain the pinned commit {pin.commit}",
+                                hint="point --from at a mirror of the pinned upstream, or fix gpxe-tree/pin.toml")
+        latest_present = bool(pin.latest) and _has_commit(target, pin.latest or "")
+        # Move the clone's contents up so the final directory is the bare repository itself.
+        for entry in target.iterdir():
+            entry.rename(tmp / entry.name)
+        target.rmdir()
+        log.unlink()
     say(f"pinned commit {pin.commit} verified in {final}")
     if pin.latest:
         say(f"latest commit {pin.latest} " + ("present" if latest_present else "NOT present (no drift check possible)"))

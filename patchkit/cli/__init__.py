@@ -9,7 +9,7 @@ from patchkit.cli.base import cli, main
 __all__ = ["cli", "main"]
 
 # Command modules register themselves on import.
-from patchkit.cli import (  # noqa: E402,F401
+from patchkit.cli import (  # noqa: F401
     build_cmds,
     guest_cmds,
     mail_cmds,

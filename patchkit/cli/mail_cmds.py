@@ -17,7 +17,8 @@ from patchkit.mailer.send import SendOptions, SendReport, send_email
 @click.option("--subject-prefix", help="Subject prefix instead of the manifest's (default PATCH).")
 @click.option("--from", "sender", help="Sender 'Name <addr>' (default: sendemail.from, else user.name/user.email).")
 @click.option("--dry-run", is_flag=True, help="Show what would be sent and to whom; send nothing.")
-@click.option("--mbox", type=click.Path(dir_okay=False, path_type=Path), help="Write the series to this mbox instead of sending.")
+@click.option("--mbox", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the series to this mbox instead of sending.")
 @click.option("--force", is_flag=True, help="Send although the gate refuses (needs --reason).")
 @click.option("--reason", help="Why --force is justified; recorded in the journal and the cover letter.")
 @click.option("--resend", is_flag=True, help="Send a revision that was already sent again.")

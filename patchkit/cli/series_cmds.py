@@ -33,15 +33,15 @@ def _version_number(value: str | None) -> int | None:
 
 
 @cli.command("vendor")
-@click.option("--from", "source", metavar="URL|PATH", help="Import from this URL or local mirror instead of the pin's URL.")
+@click.option("--from", "source", metavar="URL|PATH",
+              help="Import from this URL or local mirror instead of the pin's URL.")
 @click.pass_obj
 def vendor_cmd(project: Path, source: str | None) -> None:
     """Import the pinned upstream into the cache (re-run to update and re-validate)."""
     pin = upstream.load_pin(project)
     report = upstream.vendor_report(pin, source, _progress)
-    click.echo(f"{pin.name}: {report.path} (pinned {pin.commit[:12]} verified"
-               + (f"; latest {pin.latest[:12]} {'present' if report.latest_present else 'missing'}" if pin.latest else "")
-               + ")")
+    latest = f"; latest {pin.latest[:12]} {'present' if report.latest_present else 'missing'}" if pin.latest else ""
+    click.echo(f"{pin.name}: {report.path} (pinned {pin.commit[:12]} verified{latest})")
 
 
 @cli.command("apply")
@@ -177,7 +177,7 @@ def _matrix(s: Series, results: Results, current: str) -> list[str]:
             rows.append([label, config, *("-" if r is None else "pass" if r.passed else "FAIL" for r in found)])
             label = ""
     widths = [max(8, *(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
-    out = ["results:"] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    out = ["results:"] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     out.append("  (* = the current revision)")
     return out
 

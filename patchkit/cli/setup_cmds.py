@@ -11,7 +11,8 @@ from patchkit.setup import setup
 
 
 @cli.command("setup")
-@click.option("--gpxe-from", metavar="URL|PATH", help="Import the gPXE upstream from this mirror instead of the pinned URL.")
+@click.option("--gpxe-from", metavar="URL|PATH",
+              help="Import the gPXE upstream from this mirror instead of the pinned URL.")
 @click.option("--freedos-media", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A FreeDOS boot floppy or disk image to import.")
 @click.pass_obj
