@@ -177,9 +177,8 @@ def _matrix(s: Series, results: Results, current: str) -> list[str]:
             rows.append([label, config, *("-" if r is None else "pass" if r.passed else "FAIL" for r in found)])
             label = ""
     widths = [max(8, *(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
-    out = ["results:"] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    out.append("  (* = the current revision)")
-    return out
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return ["results:", *lines, "  (* = the current revision)"]
 
 
 @cli.group("version")
