@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def cache_dir() -> Path:
@@ -204,7 +205,7 @@ class Results:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Results":
+    def __enter__(self) -> Results:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -247,7 +248,7 @@ class Results:
         return latest
 
     @staticmethod
-    def _row(row: tuple) -> TestResult:
+    def _row(row: tuple[Any, ...]) -> TestResult:
         key = ResultKey(*row[:8])
         return TestResult(
             key=key, passed=bool(row[8]), reason=row[9], run_dir=row[10],
@@ -255,6 +256,6 @@ class Results:
         )
 
 
-def result_to_json(result: TestResult) -> dict:
+def result_to_json(result: TestResult) -> dict[str, Any]:
     """A JSON-ready dict of a result."""
     return asdict(result)

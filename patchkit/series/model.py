@@ -85,7 +85,7 @@ class Patch:
         body = f"{self.message}\n" if self.message else ""
         return f"{head}{body}---\n{self.diff}"
 
-    def with_filename(self, number: int) -> "Patch":
+    def with_filename(self, number: int) -> Patch:
         """A copy named ``NNNN-<slug>.patch`` for position ``number`` (1-based)."""
         return replace(self, filename=patch_filename(number, self.subject))
 
