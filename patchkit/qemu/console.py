@@ -12,12 +12,13 @@ screen is kept first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Literal
+from typing import IO, Literal
 
 import pyte
 
@@ -83,7 +84,8 @@ class Console:
         self._cut = ""  # the start of an escape sequence the next chunk completes
         self._screen = _Screen(COLUMNS, LINES)
         self._stream = pyte.Stream(self._screen)
-        self._log: IO[bytes] | None = open(log_path, "wb") if log_path else None
+        # Open for the console's lifetime: close() closes it.
+        self._log: IO[bytes] | None = open(log_path, "wb") if log_path else None  # noqa: SIM115
         self._changed = asyncio.Event()
         self._abort_reason = ""
         self.eof = False
@@ -159,7 +161,7 @@ class Console:
         """Every screen kept before a clear, then the current one."""
         current = self.screen()
         kept = self._screen.snapshots
-        return kept + [current] if current.strip() and (not kept or kept[-1] != current) else list(kept)
+        return [*kept, current] if current.strip() and (not kept or kept[-1] != current) else list(kept)
 
     def lines_between(self, start: int, end: int) -> list[str]:
         """The non-empty text lines printed between two offsets, rendered without escape codes."""
@@ -167,7 +169,7 @@ class Console:
         pyte.Stream(scratch).feed(self.text[start:end].replace("\r\n", "\n").replace("\n", "\r\n"))
         return [line.strip() for line in scratch.text().splitlines() if line.strip()]
 
-    async def read_from(self, pipe: BinaryIO) -> None:
+    async def read_from(self, pipe: IO[bytes]) -> None:
         """Feed everything read from ``pipe`` until it closes, then close."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
@@ -230,10 +232,8 @@ class Console:
                     return Wait("stall", reason=f"no serial output for {stall_timeout:g} s")
                 wake = min(wake, quiet_since + stall_timeout)
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=max(wake - now, 0.001))
-            except TimeoutError:
-                pass
 
 
 def _earliest(text: str, patterns: Sequence[str], start: int) -> tuple[int, str] | None:
