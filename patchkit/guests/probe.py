@@ -192,10 +192,8 @@ def parse_probe_log(text: str) -> ProbeReport:
             size, sectors, ticks = (int(f) for f in fields[:3])
             samples.append((size, sectors, ticks, int(fields[3]) if len(fields) > 3 else 0))
     for size, sectors, ticks, kcycles in samples:
-        if kcycles_per_tick and kcycles:
-            seconds = kcycles / kcycles_per_tick / BIOS_TICK_HZ
-        else:
-            seconds = ticks / BIOS_TICK_HZ
+        ticks_taken = kcycles / kcycles_per_tick if kcycles_per_tick and kcycles else ticks  # TSC when measured
+        seconds = ticks_taken / BIOS_TICK_HZ
         if seconds > 0:
             report.throughput_mb_s[size] = sectors * disk.SECTOR / seconds / 1e6
     return report
