@@ -87,4 +87,4 @@ def summary_table(configs: Sequence[Config], verdicts: Mapping[tuple[str, str], 
         rows.append([config.name + ("" if config.required else " (optional)"),
                      *(verdicts.get((config.name, g), "-") for g in guests)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

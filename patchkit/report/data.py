@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from patchkit import gitrepo
 from patchkit.errors import PatchkitError
@@ -67,7 +68,7 @@ class BenchTable:
     path: Path
     headers: list[str]
     rows: list[list[str]]
-    meta: dict
+    meta: dict[str, Any]
 
 
 @dataclass
@@ -174,7 +175,7 @@ def latest_bench(project: Path) -> tuple[BenchTable | None, str]:
     return BenchTable(path, headers, rows, dict(data.get("meta", {}))), ""
 
 
-def _bench_cells(row: dict) -> list[str]:
+def _bench_cells(row: dict[str, Any]) -> list[str]:
     unit = row.get("unit", "")
 
     def fmt(value: float | None) -> str:

@@ -97,7 +97,7 @@ def report_text(data: ReportData, cover_id: str, cover_subject: str) -> str:
     required = {(g, c.name) for c in s.test_configs() if c.required for g in c.guests}
     problems += [f"{g} on {c} was not tested" for g, c in sorted(required) if (g, c) not in m.cells]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
     verdict = "found no problems" if not problems else f"found {len(problems)} problem(s):\n" + "\n".join(
         f"  - {p}" for p in problems)
     lines = [

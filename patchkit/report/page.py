@@ -167,7 +167,8 @@ def highlight_diff(patch: Patch) -> str:
     """The diff as HTML spans (file headers, hunks, added and removed lines) with new-side line numbers."""
     table = diff_lines(patch.diff)
     out = []
-    for line, entry in zip(patch.diff.rstrip("\n").split("\n"), table):
+    # diff_lines also numbers the empty line after the diff's last newline: zip stops before it.
+    for line, entry in zip(patch.diff.rstrip("\n").split("\n"), table, strict=False):
         text = escape(line)
         number = entry.new if entry.new is not None else entry.old
         ln = f"<span class=\"ln\">{number:>5} </span>" if number is not None else "<span class=\"ln\">      </span>"

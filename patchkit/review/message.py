@@ -94,9 +94,7 @@ def _header(msg: Message, name: str) -> str:
     raw = msg.get(name)
     if raw is None:
         return ""
-    if isinstance(raw, email.header.Header):
-        raw = str(raw)
-    return decode_header(str(raw))
+    return decode_header(str(raw))  # str() also for the Header objects compat32 parsing gives
 
 
 def _first_id(value: str) -> str | None:

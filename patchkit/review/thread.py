@@ -165,7 +165,7 @@ def import_replies(paths: list[Path], series_names: list[str]) -> ImportReport:
         except MalformedMail as exc:
             report.malformed.append(Problem(item.where, str(exc)))
             continue
-        except Exception as exc:  # noqa: BLE001 - a broken mail must be reported, never end the import
+        except Exception as exc:  # a broken mail must be reported, never end the import
             report.malformed.append(Problem(item.where, f"cannot be parsed: {type(exc).__name__}: {exc}"))
             continue
         if mail.defects:
