@@ -128,7 +128,8 @@ def tested_section(series: Series, revision: str, latest: Latest, gate: GateResu
     if series.configs:
         lines = _matrix_lines(series, revision, latest)
     else:
-        lines = _guest_lines(series, revision, {g: r for (c, g), r in latest.items() if c == series.test_configs()[0].name})
+        first = series.test_configs()[0].name
+        lines = _guest_lines(series, revision, {g: r for (c, g), r in latest.items() if c == first})
     if gate.forced:
         lines.append("")
         lines.append(f"Sent despite: {'; '.join(gate.problems)}.")
@@ -151,7 +152,7 @@ def _guest_lines(series: Series, revision: str, latest: dict[str, TestResult]) -
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [f"Tested with `patchkit test` on this revision ({revision[:12]}):"]
     for row in rows:
-        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
     qemu = sorted({r.key.qemu_version for r in latest.values() if r.key.qemu_version})
     if qemu:
         lines.append(f"  (QEMU {', '.join(qemu)})")

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from patchkit.errors import MailError
 from patchkit.store import cache_dir, file_lock
@@ -69,16 +70,16 @@ class Journal:
         self.path = path
 
     @classmethod
-    def for_version(cls, series: str, version: int) -> "Journal":
+    def for_version(cls, series: str, version: int) -> Journal:
         return cls(journal_path(series, version))
 
     @contextmanager
-    def locked(self) -> Iterator["Journal"]:
+    def locked(self) -> Iterator[Journal]:
         """Hold the journal's lock: one send of a series version at a time."""
         with file_lock(self.path.with_suffix(".lock")):
             yield self
 
-    def append(self, record: dict) -> None:
+    def append(self, record: dict[str, Any]) -> None:
         """Durably append one record (adds ``time``); JournalError when it cannot be written."""
         line = json.dumps({**record, "time": time.time()}, sort_keys=True) + "\n"
         try:
@@ -97,7 +98,7 @@ class Journal:
         except OSError as exc:
             raise JournalError(self.path, exc) from exc
 
-    def records(self) -> list[dict]:
+    def records(self) -> list[dict[str, Any]]:
         """All whole records, oldest first."""
         if not self.path.exists():
             return []

@@ -14,7 +14,7 @@ import email.policy
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
@@ -38,9 +38,12 @@ _GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
 class Applied(Protocol):
     """What rendering needs from an applied series (gitrepo.ApplyResult has these)."""
 
-    tree: Path
-    base: str
-    commits: list[str]
+    @property
+    def tree(self) -> Path: ...
+    @property
+    def base(self) -> str: ...
+    @property
+    def commits(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def render_series(
     cover_id = message_ids[0]
     mails = [Mail(0, ZERO_SHA, _cover(series, applied, envelope, cover_id, tested, sig))]
     parent = applied.base
-    for i, (patch, commit) in enumerate(zip(series.patches, applied.commits), 1):
+    for i, (patch, commit) in enumerate(zip(series.patches, applied.commits, strict=True), 1):
         body = patch_body(patch.message, diffstat(applied.tree, parent, commit), patch.diff, sig)
         author = patch.author
         if parseaddr(envelope.sender)[1].lower() != patch.author_email.lower():
@@ -197,7 +200,7 @@ def _cover(series: Series, applied: Applied, envelope: Envelope, message_id: str
     )
     headers = {
         "Message-ID": message_id, "From": envelope.sender,
-        "Date": format_git_date(datetime.now(timezone.utc)),
+        "Date": format_git_date(datetime.now(UTC)),
         "Subject": f"{subject_tag(envelope.subject_prefix, series.version, 0, total)} {title}",
     }
     return _message(headers, envelope, body)

@@ -12,7 +12,7 @@ import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -173,7 +173,8 @@ def _settle_resume(journal: Journal, envelope: Envelope, mails: list[Mail], opti
             continue
         where = f"[{mail.index + 1}/{total}] {mail.subject} ({mail.message_id})"
         if options.in_doubt == "sent":
-            journal.accepted(mail.message_id, state.in_doubt[mail.message_id], note="in doubt: the user said it arrived")
+            journal.accepted(mail.message_id, state.in_doubt[mail.message_id],
+                             note="in doubt: the user said it arrived")
         elif options.in_doubt == "resend":
             journal.failed(mail.message_id, "in doubt: resent on the user's word")
         else:
@@ -195,7 +196,8 @@ def _already_sent(series: Series, revision: str, journal: Journal) -> bool:
 def _check_tag(series: Series, applied: gitrepo.ApplyResult) -> None:
     """Refuse when ``<series>-vN`` already froze other commits (applying is deterministic)."""
     name = tag_name(series)
-    proc = run(["git", "rev-parse", "--verify", "--quiet", f"refs/tags/{name}^{{commit}}"], cwd=applied.tree, check=False)
+    proc = run(["git", "rev-parse", "--verify", "--quiet", f"refs/tags/{name}^{{commit}}"],
+               cwd=applied.tree, check=False)
     tagged = proc.stdout.decode().strip()
     tip = applied.commits[-1] if applied.commits else applied.base
     if proc.returncode == 0 and tagged != tip:
@@ -253,7 +255,7 @@ def _freeze(series: Series, applied: gitrepo.ApplyResult, cover_id: str) -> str:
     name = tag_name(series)
     tip = applied.commits[-1] if applied.commits else applied.base
     gitrepo.tag(applied.tree, name, tip, f"{series.name} v{series.version} as mailed, cover {cover_id}")
-    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
     info = series.version_info(series.version) or VersionInfo(series.version)
     others = [v for v in series.versions if v.number != series.version]
     series.versions = sorted([*others, replace(info, sent=now, tag=name)], key=lambda v: v.number)

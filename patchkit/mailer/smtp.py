@@ -159,10 +159,11 @@ class SmtpConnection:
         if ca.is_dir():
             return ssl.create_default_context(capath=str(ca))
         if not ca.is_file():
-            raise MailError(f"SMTP CA certificate file not found: {ca}", hint="fix --smtp-ca / sendemail.smtpSslCertPath")
+            raise MailError(f"SMTP CA certificate file not found: {ca}",
+                            hint="fix --smtp-ca / sendemail.smtpSslCertPath")
         return ssl.create_default_context(cafile=str(ca))
 
-    def __enter__(self) -> "SmtpConnection":
+    def __enter__(self) -> SmtpConnection:
         s = self.settings
         try:
             if s.encryption == "ssl":
@@ -236,8 +237,10 @@ class SmtpConnection:
             # smtplib returns the reply to the end of DATA unchecked: only 250 means the server took it.
             code, resp = smtp.data(data)
             if code != 250:
-                raise MailError(f"the SMTP server did not accept the message: {code} {resp.decode('utf-8', 'replace')}",
-                                hint="nothing of it was delivered; once the server accepts mail, run again with --resume")
+                raise MailError(f"the SMTP server did not accept the message: "
+                                f"{code} {resp.decode('utf-8', 'replace')}",
+                                hint="nothing of it was delivered; "
+                                     "once the server accepts mail, run again with --resume")
         except MailError:
             raise
         except BaseException as exc:
@@ -266,9 +269,12 @@ def _mail_error(exc: BaseException, s: SmtpSettings) -> BaseException:
         return MailError(f"{where} closed the connection: {exc}",
                          hint="run again with --resume to send the messages not yet accepted")
     if isinstance(exc, smtplib.SMTPResponseException):
-        return MailError(f"{where} answered {exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}",
+        error = exc.smtp_error
+        text = error.decode("utf-8", "replace") if isinstance(error, bytes) else error
+        return MailError(f"{where} answered {exc.smtp_code} {text}",
                          hint="run again with --resume once the server accepts mail")
     if isinstance(exc, (socket.timeout, ConnectionError, OSError)):
         return MailError(f"cannot talk to {where}: {exc}",
-                         hint="check --smtp-server/--smtp-port, then run again (with --resume if a send was interrupted)")
+                         hint="check --smtp-server/--smtp-port, then run again "
+                              "(with --resume if a send was interrupted)")
     return exc
