@@ -1,0 +1,171 @@
+"""Matrix cells on real QEMU (TCG), each with its negative control.
+
+The base tree's ROM fails a q35 cell the series' ROM passes; an expected refusal
+passes only on a matching message and fails when the guest boots instead; under
+QEMU's default boot order a disk SeaBIOS boots itself fails the run; v2's ROM fails
+the cells that show its queue-size and busy-device defects (issue 9, defects 4 and
+6) while the same disks pass by explicit address; `patchkit test` runs cells in
+parallel, records their configurations and stops every QEMU on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fixtures.gated import wait_until
+from test_probe_shapes import v2_rom  # noqa: F401 (the fixture)
+from test_validate import (  # noqa: F401 (the fixtures)
+    PROJECT_ROOT,
+    SERIES,
+    base_rom,
+    guest_or_skip,
+    processes_in,
+    rom_builder,
+    series_rom,
+    transcript,
+)
+
+from patchkit.guests import Guest
+from patchkit.series.io import find_series
+from patchkit.series.model import Config
+from patchkit.store import Results, cache_dir
+from patchkit.validate import Layout, boot_guest, boot_planned
+
+pytestmark = pytest.mark.boot
+
+
+def config(name: str) -> Config:
+    """A configuration of the series' manifest."""
+    return find_series(PROJECT_ROOT, SERIES).config(name)
+
+
+@pytest.fixture
+def probe(inputs_cache: Path) -> Guest:
+    return guest_or_skip("probe")
+
+
+def test_q35_bare_boots_through_the_series_rom(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+    outcome = boot_planned(probe, rom=series_rom, config=config("q35-bare"))
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+    cmdline = (outcome.run_dir / "qemu-cmdline.txt").read_text()
+    assert "-machine q35,graphics=off" in cmdline and "virtio-blk-pci,drive=disk0,bus=pcie.0,addr=04.0" in cmdline
+    assert "gPXE> sanboot virtio_blk:" in transcript(outcome)
+
+
+def test_q35_bare_fails_through_the_base_rom(probe: Guest, base_rom: Path) -> None:  # noqa: F811
+    outcome = boot_planned(probe, rom=base_rom, config=config("q35-bare"))
+    assert not outcome.passed
+    assert outcome.reason.startswith("sanboot virtio_blk: returned to the gPXE prompt: Could not boot from")
+
+
+def test_an_expected_refusal_passes_on_its_message_only(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+    refused = config("default-boot")
+    outcome = boot_planned(probe, rom=series_rom, config=refused)
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+    assert outcome.reason.startswith("refused as expected after ")
+    assert "-boot strict=on" not in (outcome.run_dir / "qemu-cmdline.txt").read_text()
+    assert "refused" in outcome.timings and "success" not in outcome.timings
+    other = boot_planned(probe, rom=series_rom, config=replace(refused, expect_refusal="(?i)block size"))
+    assert not other.passed
+    assert "which does not match the expected refusal /(?i)block size/" in other.reason
+
+
+def test_an_expected_refusal_fails_when_the_guest_boots(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+    outcome = boot_planned(probe, rom=series_rom, config=replace(config("pc"), expect_refusal="(?i)in use"))
+    assert not outcome.passed
+    assert outcome.reason.startswith("the guest booted and passed, but sanboot virtio_blk:PCI00:04.0 should have "
+                                     "refused the disk")
+
+
+def test_under_the_default_boot_order_a_disk_seabios_boots_fails(probe: Guest, base_rom: Path) -> None:  # noqa: F811
+    # The base ROM cannot sanboot; once gPXE exits, SeaBIOS boots the guest disk itself,
+    # which would pass the probe without the ROM: the run must fail on SeaBIOS's own boot.
+    outcome = boot_guest(probe, rom=base_rom, layout=Layout(strict_boot=False), exit_after_sanboot=True)
+    assert not outcome.passed
+    assert "SeaBIOS booted a disk itself" in outcome.reason
+    assert re.search(r"gPXE> exit.*Booting from Hard Disk", transcript(outcome), re.DOTALL)
+
+
+# --- v2's defects ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "defect"), [
+    ("queue-1024", "ERROR: queue size 1024 > 512"),  # defect 4
+    ("bios-busy-first", "PCI00:04.0 is in use by another driver"),  # defect 6: the bare path stops at the busy disk
+])
+def test_v2_fails_the_cells_that_show_its_defects(probe: Guest, v2_rom: Path, name: str,  # noqa: F811
+                                                  defect: str) -> None:
+    outcome = boot_planned(probe, rom=v2_rom, config=config(name))
+    assert not outcome.passed
+    assert "returned to the gPXE prompt" in outcome.reason and defect in outcome.reason
+
+
+def test_v2_boots_the_disk_behind_a_busy_one_by_its_address(probe: Guest, v2_rom: Path) -> None:  # noqa: F811
+    outcome = boot_planned(probe, rom=v2_rom, config=replace(config("bios-busy-first"),
+                                                             root_path="virtio_blk:PCI00:05.0"))
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+    assert "virtio-blk-pci,drive=disk0,addr=04.0,bootindex=1" in (outcome.run_dir / "qemu-cmdline.txt").read_text()
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def patchkit(cache: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PATCHKIT_CACHE": str(cache)}
+    return subprocess.Popen([sys.executable, "-m", "patchkit", *args], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_command_runs_configurations_in_parallel(probe: Guest, series_rom: Path,  # noqa: F811
+                                                 inputs_cache: Path) -> None:
+    proc = patchkit(inputs_cache, "test", "--config", "q35", "--config", "disks-4", "--config", "block-4096",
+                    "--jobs", "2", "--accel", "tcg")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out + err
+    assert "booting q35/probe, disks-4/probe, block-4096/probe through " in out
+    assert re.search(r"^PASS probe on q35 \(tcg\): marker seen", out, re.MULTILINE)
+    assert re.search(r"^PASS probe on disks-4 \(tcg\): marker seen", out, re.MULTILINE)
+    assert re.search(r"^PASS probe on block-4096 \(tcg\): refused as expected", out, re.MULTILINE)
+    table = out[out.index("results (3 boots in"):].splitlines()
+    assert "2 at a time" in table[0]
+    assert [line.split() for line in table[1:]] == [["configuration", "probe"], ["q35", "pass"], ["disks-4", "pass"],
+                                                    ["block-4096", "pass"]]
+    revision = find_series(PROJECT_ROOT, SERIES).revision_hash()
+    with Results(cache_dir() / "results.sqlite") as db:
+        cells = db.latest_by_cell(SERIES, revision)
+    assert set(cells) == {("q35", "probe"), ("disks-4", "probe"), ("block-4096", "probe")}
+    assert len({r.run_dir for r in cells.values()}) == 3
+
+
+def test_sigterm_stops_every_parallel_boot(probe: Guest, series_rom: Path, inputs_cache: Path) -> None:  # noqa: F811
+    proc = patchkit(inputs_cache, "test", "--config", "q35", "--config", "disks-2", "--jobs", "2", "--accel", "tcg")
+    running: list[Path] = []
+
+    def both_up() -> bool:
+        assert proc.poll() is None, proc.communicate()
+        running[:] = [d for d in (inputs_cache / "runs").glob("*") if processes_in(d)]
+        return len(running) == 2
+
+    try:
+        wait_until(both_up, "two QEMUs to run")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, out + err
+        assert "Terminated." in err and "Traceback" not in err
+        assert [d for d in running if processes_in(d)] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for run_dir in running:
+            for pid in processes_in(run_dir):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
