@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 import git
 import unidiff
@@ -180,8 +182,9 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
     shas = _git(repo, "rev-list", "--reverse", "--topo-order", f"{state.base}..{state.head}").split()
     for sha in shas:
         if len(_git(repo, "rev-list", "--parents", "-n1", sha).split()) > 2:
-            raise ApplyError(f"{branch} has a merge commit {sha[:12]}", hint="a series is a straight line of commits: rebase it")
-    known = dict(zip(state.commits, state.patches))
+            raise ApplyError(f"{branch} has a merge commit {sha[:12]}",
+                             hint="a series is a straight line of commits: rebase it")
+    known = dict(zip(state.commits, state.patches, strict=False))
     by_name = {p.filename: p for p in s.patches}
     by_id = {patch_id(repo.working_tree_dir, p.diff): p for p in s.patches}
     new: list[Patch] = []
@@ -238,7 +241,7 @@ def current_branch(tree: Path) -> tuple[str | None, str]:
     return (None if repo.head.is_detached else repo.active_branch.name), head
 
 
-def patch_id(repo_path: str | Path | None, diff: str) -> str:
+def patch_id(repo_path: str | os.PathLike[str] | None, diff: str) -> str:
     """``git patch-id --stable`` of a diff ('' when the diff has no changes)."""
     with tempfile.NamedTemporaryFile("wb", suffix=".diff") as f:
         f.write(diff.encode("utf-8"))
@@ -299,7 +302,7 @@ def tag(repo: Path, name: str, rev: str, message: str) -> None:
 # --- internals -------------------------------------------------------------------
 
 
-def _build(repo: git.Repo, base: str, patches: list[Patch], landed: "_UpstreamRange",
+def _build(repo: git.Repo, base: str, patches: list[Patch], landed: _UpstreamRange,
            say: Progress) -> tuple[list[str], dict[str, str]]:
     """Commit each patch on top of the last in a temp index.
 
@@ -349,7 +352,7 @@ def _build(repo: git.Repo, base: str, patches: list[Patch], landed: "_UpstreamRa
     return commits, merged
 
 
-def _later_report(repo: git.Repo, parent: str, later: list[Patch], landed: "_UpstreamRange", tmp: Path,
+def _later_report(repo: git.Repo, parent: str, later: list[Patch], landed: _UpstreamRange, tmp: Path,
                   env: dict[str, str]) -> str:
     """How each patch after a conflicting one fares on ``parent`` by itself, so one drift check names them all."""
     if not later:
@@ -394,7 +397,8 @@ def _check_paths(repo: git.Repo, parent: str, patch: Patch) -> None:
             if mode == "120000":
                 link = rest.split("\t", 1)[1]
                 raise SeriesError(f"{patch.filename}: patch touches {p!r} through the symlink {link!r} in the tree",
-                                  hint="a patch may only change files inside the tree; change the symlink's target path instead")
+                                  hint="a patch may only change files inside the tree; "
+                                       "change the symlink's target path instead")
 
 
 _DIFF_LEGEND = " (- the patch expects, + upstream has):"
@@ -473,13 +477,13 @@ def _upstream_range(repo: git.Repo, base: str, onto: str) -> _UpstreamRange:
     if base == onto:
         return _UpstreamRange({}, {})
     start = _git(repo, "merge-base", base, onto)
-    subjects = {}
+    subjects: dict[str, str] = {}
     for line in _git(repo, "log", "--no-merges", "--format=%H %s", f"{start}..{onto}").splitlines():
         commit, _, subject = line.partition(" ")
         subjects.setdefault(_subject_key(subject), commit)
     log = repo.git.log("-p", "--no-merges", "--no-color", "--format=commit %H", f"{start}..{onto}",
                        env=_GIT_ENV, stdout_as_string=False, strip_newline_in_stdout=False)
-    ids = {}
+    ids: dict[str, str] = {}
     if log.strip():
         with tempfile.NamedTemporaryFile("wb", suffix=".log") as f:
             f.write(log)
@@ -496,7 +500,9 @@ def _patch_from_commit(repo: git.Repo, sha: str, by_id: dict[str, Patch]) -> Pat
     """A Patch for a commit (reusing an existing patch's diff text when the change is the same)."""
     text = repo.git.format_patch("-1", "--stdout", "--no-signature", "-k", "--no-renames",
                                  "--encoding=UTF-8", sha, env=_GIT_ENV, strip_newline_in_stdout=False)
-    patch = parse_patch(text, patch_filename(1, repo.commit(sha).summary), source=f"commit {sha[:12]}")
+    summary = repo.commit(sha).summary
+    subject = summary if isinstance(summary, str) else summary.decode("utf-8", "replace")
+    patch = parse_patch(text, patch_filename(1, subject), source=f"commit {sha[:12]}")
     old = by_id.get(patch_id(repo.working_tree_dir, patch.diff))
     if old is not None:
         patch = replace(patch, diff=old.diff)
@@ -530,7 +536,8 @@ def _require_clean(repo: git.Repo, path: Path) -> None:
     if repo.is_dirty(index=True, working_tree=True, untracked_files=False):
         changed = _git(repo, "status", "--porcelain", "--untracked-files=no")
         raise DirtyTreeError(f"the work tree {path} has uncommitted changes:\n{changed}",
-                             hint="commit them (then `patchkit refresh`) or discard them; patchkit never overwrites them")
+                             hint="commit them (then `patchkit refresh`) or discard them; "
+                                  "patchkit never overwrites them")
 
 
 def _require_captured(path: Path, branch: str, name: str) -> None:
@@ -577,13 +584,13 @@ def _save_state(repo: git.Repo, branch: str, entry: dict[str, object]) -> None:
     atomic_write(git_dir / _STATE, json.dumps(data, indent=1, sort_keys=True))
 
 
-def _records(git_dir: Path) -> dict[str, dict]:
+def _records(git_dir: Path) -> dict[str, dict[str, Any]]:
     """The apply records of a work tree (branch -> entry), {} when there are none."""
     state_file = git_dir / _STATE
     return _read_record(state_file) if state_file.is_file() else {}
 
 
-def _read_record(path: Path) -> dict:
+def _read_record(path: Path) -> dict[str, Any]:
     """A JSON object patchkit keeps in a work tree's .git; ApplyError naming it when damaged."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -592,7 +599,8 @@ def _read_record(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ApplyError(f"{path} is damaged ({data if isinstance(data, Exception) else 'not a JSON object'})",
                          hint=f"remove it and run `patchkit apply` again (it records what apply put on each "
-                              f"branch; commits made since the last refresh are kept on the branches in {path.parent.parent})")
+                              f"branch; commits made since the last refresh are kept on the branches in "
+                              f"{path.parent.parent})")
     return data
 
 
@@ -634,7 +642,8 @@ def _repo(path: Path | str) -> git.Repo:
     try:
         return git.Repo(path)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise UpstreamError(f"{path} is not a git repository", hint="run `patchkit apply` to (re)create the work tree") from exc
+        raise UpstreamError(f"{path} is not a git repository",
+                            hint="run `patchkit apply` to (re)create the work tree") from exc
 
 
 def _git(repo: git.Repo | None, *args: str, env: dict[str, str] | None = None) -> str:
