@@ -604,7 +604,9 @@ def run_tests(
     plan = plan_cells(chosen, guest_names, matrix)
     if not plan.cells:
         first = next(iter(plan.unrunnable.items()), None)
-        raise PatchkitError(f"{'/'.join(first[0])}: {first[1]}" if first else "no guest to boot in these configurations")
+        if first is None:
+            raise PatchkitError("no guest to boot in these configurations")
+        raise PatchkitError(f"{'/'.join(first[0])}: {first[1]}")
     if reference and (planned := sorted({c.guest.name for c in plan.cells if c.guest.sanboot.needs_gpxe})):
         raise PatchkitError(f"--reference boots without gPXE, and {', '.join(planned)} runs gPXE commands",
                             hint="run it without --reference")
