@@ -157,14 +157,28 @@ def build_rom(
             if (cached := load_build(out_dir)) is not None:
                 say(f"reusing build {key[:12]} of {target} (tree content and settings unchanged)")
                 return cached
+            _clear_damaged(out_dir, say)
             return _make(src, pin, target, key, digest, out_dir, settings, say)
+
+
+def _clear_damaged(out_dir: Path, say: Progress) -> None:
+    """Remove a build entry that has a manifest but is not a complete build (garbage, a ROM missing or altered).
+
+    An entry without a manifest is a build that failed or was interrupted: make overwrites it.
+    """
+    manifest = out_dir / "manifest.json"
+    if not (manifest.exists() or manifest.is_symlink()):
+        return
+    say(f"build {out_dir} in the cache is damaged or incomplete: building it again")
+    shutil.rmtree(out_dir)
 
 
 def load_build(out_dir: Path) -> BuiltRom | None:
     """The complete build in ``out_dir``, or None when it is missing, partial or altered."""
     manifest = _read_json(out_dir / "manifest.json")
     rom = out_dir / str(manifest.get("rom", ""))
-    if not manifest or not rom.is_file() or sha256_file(rom) != manifest.get("sha256"):
+    fields = ("sha256", "size", "target", "full")
+    if not all(f in manifest for f in fields) or not rom.is_file() or sha256_file(rom) != manifest["sha256"]:
         return None
     log = out_dir / "build.log"
     return BuiltRom(path=rom, sha256=manifest["sha256"], size=manifest["size"], log=log, reused=True,
@@ -363,7 +377,10 @@ def _build_step(src: Path, pin: Pin, settings: MakeSettings, digest: str, target
         seconds, full = make_in_tree(src, settings, target, log, say, context)
         out_dir = cache_dir() / "builds" / key
         with file_lock(cache_dir() / "builds" / f".{key}.lock"):
-            roms[target] = load_build(out_dir) or _store(src, pin, target, key, out_dir, settings, log, seconds, full)
+            if (cached := load_build(out_dir)) is None:
+                _clear_damaged(out_dir, say)
+                cached = _store(src, pin, target, key, out_dir, settings, log, seconds, full)
+            roms[target] = cached
         lines += warning_lines(_read(log))
     return roms, lines
 
@@ -484,8 +501,9 @@ def _read(path: Path) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; {} when it is missing or damaged (a damaged record is never trusted)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}

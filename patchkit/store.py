@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchkit.errors import PatchkitError
+
 
 def cache_dir() -> Path:
     """The cache root (not created)."""
@@ -104,8 +106,10 @@ def build_dir(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
         yield tmp
-        if final.exists():
+        if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
+        else:
+            final.unlink(missing_ok=True)  # a file in the way (a damaged cache entry)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -189,7 +193,29 @@ class Results:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cache_dir() / "results.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30)
+        with self._guard():
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._create()
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """sqlite's errors as what the user can do about them (a full disk, a damaged database)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise PatchkitError(f"no space left to write the results database {self.path} ({exc})",
+                                    hint=f"free space in {self.path.parent}, then run again") from exc
+            raise self._damaged(exc) from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
+
+    def _damaged(self, exc: sqlite3.Error) -> PatchkitError:
+        return PatchkitError(f"the results database {self.path} is damaged or unreadable ({exc})",
+                             hint=f"move it aside (`mv {self.path} {self.path}.bad`): patchkit starts a new one, "
+                                  "without the results recorded in it (test again what send-email needs)")
+
+    def _create(self) -> None:
         with self._db:
             self._db.execute(
                 """CREATE TABLE IF NOT EXISTS results (
@@ -213,7 +239,7 @@ class Results:
 
     def record(self, result: TestResult) -> None:
         k = result.key
-        with self._db:
+        with self._guard(), self._db:
             self._db.execute(
                 f"INSERT INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 (k.series, k.revision, k.rom_sha256, k.guest, k.image_sha256, k.qemu_version, k.accel, k.config,
@@ -223,17 +249,19 @@ class Results:
 
     def for_revision(self, series: str, revision: str) -> list[TestResult]:
         """All results for one series revision, newest first."""
-        rows = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM results WHERE series=? AND revision=? ORDER BY created DESC",
-            (series, revision),
-        ).fetchall()
+        with self._guard():
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM results WHERE series=? AND revision=? ORDER BY created DESC",
+                (series, revision),
+            ).fetchall()
         return [self._row(r) for r in rows]
 
     def for_series(self, series: str) -> list[TestResult]:
         """All results for a series, newest first."""
-        rows = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM results WHERE series=? ORDER BY created DESC", (series,)
-        ).fetchall()
+        with self._guard():
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM results WHERE series=? ORDER BY created DESC", (series,)
+            ).fetchall()
         return [self._row(r) for r in rows]
 
     def latest_by_guest(self, series: str, revision: str, config: str = "pc") -> dict[str, TestResult]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -31,6 +34,45 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def os_error(exc: OSError) -> PatchkitError | None:
+    """What an OSError means for the user: a full disk, or a damaged entry of the cache; None for anything else."""
+    path = exc.filename
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {path}" if path else ""
+        return PatchkitError(f"no space left on the device{where} ({exc.strerror})",
+                             hint="free space there (`df -h`), then run the command again")
+    if path is None:
+        return None
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PatchkitError(f"cannot write {os.fsdecode(path)} ({exc.strerror})",
+                             hint="check its permissions and those of the directories above it")
+    cache = cache_dir().resolve()
+    target = Path(os.fsdecode(path)).resolve()
+    if exc.errno not in _IN_THE_WAY or (target != cache and cache not in target.parents):
+        return None
+    return PatchkitError(f"{os.fsdecode(path)} in patchkit's cache is damaged or in the way ({exc.strerror})",
+                         hint="move it aside or remove it: patchkit makes it again (keep a work tree's "
+                              "uncaptured commits first)")
+
+
+# A file where a directory belongs, or the other way round.
+_IN_THE_WAY = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY)
+
+
+def _crashed() -> NoReturn:
+    """A bug: the traceback goes to the crash log (or to stderr when even that cannot be written)."""
+    text = traceback.format_exc()
+    log = cache_dir() / "crash.log"
+    try:
+        atomic_write(log, text)
+    except OSError as exc:
+        click.echo(text, err=True, nl=False)
+        click.echo(f"patchkit crashed (a bug); the crash log {log} could not be written ({exc.strerror})", err=True)
+    else:
+        click.echo(f"patchkit crashed (a bug); the traceback is in {log}", err=True)
+    sys.exit(3)
+
+
 def main() -> None:
     """Entry point: a command's returned status (0 by default), 1 for user-facing errors, 130 on ^C,
     143 on SIGTERM (cleaned up as for ^C), 3 (plus a crash log) otherwise."""
@@ -46,12 +88,21 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except PatchkitError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except Exception as exc:
+        # Parallel work (asyncio task groups) raises its errors as a group: each is judged alone.
+        leaves = _leaves(exc)
+        known = [e if isinstance(e, PatchkitError) else os_error(e) if isinstance(e, OSError) else None
+                 for e in leaves]
+        if any(e is None for e in known):
+            _crashed()
+        for error in dict.fromkeys(str(e) for e in known):
+            click.echo(f"error: {error}", err=True)
         sys.exit(1)
-    except Exception:
-        log = cache_dir() / "crash.log"
-        atomic_write(log, traceback.format_exc())
-        click.echo(f"patchkit crashed (a bug); the traceback is in {log}", err=True)
-        sys.exit(3)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions in ``exc``: itself, or the leaves of an exception group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
