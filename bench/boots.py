@@ -3,8 +3,8 @@
 Each run is a `patchkit test` boot (patchkit.validate.boot_guest): the ROM side
 types `sanboot` at the gPXE prompt, the reference side lets SeaBIOS boot the same
 disk natively, on the same accelerator. The ROM's boot starts when `sanboot` is
-entered (validate's "sanboot" mark), SeaBIOS's at its boot sector. Runs are interleaved (ROM, SeaBIOS, SeaBIOS, ROM, ...) so
-slow phases of the host hit both sides alike.
+entered (validate's "sanboot" mark), SeaBIOS's at its boot sector. Runs are
+interleaved (ROM, SeaBIOS, SeaBIOS, ROM, ...) so slow phases of the host hit both sides alike.
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ def _passed(samples: Sequence[BootSample], guest: str, side: str) -> list[BootSa
     return [s for s in samples if s.guest == guest and s.side == side and s.passed]
 
 
+def _throughput(count: int) -> Callable[[BootSample], float | None]:
+    """A sample's throughput for ``count``-sector reads (None when not measured)."""
+    return lambda s: s.throughput.get(count)
+
+
 def _note(samples: Sequence[BootSample], guest: str, figure: Callable[[BootSample], float | None],
           unit: str) -> str:
     """Per side: passing runs of all, and the range of ``figure`` over them; then the first failure."""
@@ -58,7 +63,7 @@ def throughput_rows(samples: Sequence[BootSample]) -> list[Row]:
                              [s.throughput[count] for s in rom if count in s.throughput],
                              [s.throughput[count] for s in ref if count in s.throughput],
                              THROUGHPUT_TARGET if count == 127 else None,
-                             _note(samples, "probe", lambda s, n=count: s.throughput.get(n), "MB/s")))
+                             _note(samples, "probe", _throughput(count), "MB/s")))
     return rows
 
 

@@ -11,6 +11,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 FORMAT = 1  # the JSON layout's version
 
@@ -133,7 +134,7 @@ def render_table(rows: Sequence[Row], sections: Sequence[tuple[str, int]] = ()) 
 
     def line(values: Sequence[str]) -> str:
         return " | ".join(v.ljust(w) if i == 0 or i >= 4 else v.rjust(w)
-                          for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+                          for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
 
     titles = dict((index, title) for title, index in sections)
     out = [line(HEADERS), "-+-".join("-" * w for w in widths)]
@@ -147,7 +148,8 @@ def render_table(rows: Sequence[Row], sections: Sequence[tuple[str, int]] = ()) 
 # --- JSON -------------------------------------------------------------------------------------
 
 
-def to_json(rows: Sequence[Row], sections: Sequence[tuple[str, int]], meta: dict, missing: Sequence[str]) -> dict:
+def to_json(rows: Sequence[Row], sections: Sequence[tuple[str, int]], meta: dict[str, Any],
+            missing: Sequence[str]) -> dict[str, Any]:
     """The whole result as JSON-ready data."""
     return {
         "format": FORMAT,
@@ -158,7 +160,7 @@ def to_json(rows: Sequence[Row], sections: Sequence[tuple[str, int]], meta: dict
     }
 
 
-def from_json(data: dict) -> tuple[list[Row], list[tuple[str, int]], dict, list[str]]:
+def from_json(data: dict[str, Any]) -> tuple[list[Row], list[tuple[str, int]], dict[str, Any], list[str]]:
     """Rows, sections, meta and missing inputs back from ``to_json`` data."""
     if data.get("format") != FORMAT:
         raise ValueError(f"unknown results format {data.get('format')!r} (this bench reads {FORMAT})")
@@ -170,13 +172,13 @@ def from_json(data: dict) -> tuple[list[Row], list[tuple[str, int]], dict, list[
     return rows, [(t, i) for t, i in data["sections"]], data["meta"], list(data["missing"])
 
 
-def save(path: Path, data: dict) -> None:
+def save(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as indented JSON (creating the directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def load(path: Path) -> tuple[list[Row], list[tuple[str, int]], dict, list[str]]:
+def load(path: Path) -> tuple[list[Row], list[tuple[str, int]], dict[str, Any], list[str]]:
     """Read results written by ``save``."""
     return from_json(json.loads(path.read_text(encoding="utf-8")))
 

@@ -20,17 +20,18 @@ import platform
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` and `patchkit` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import boots, figures, loop, report  # noqa: E402
-from patchkit.errors import MissingInputError, PatchkitError  # noqa: E402
-from patchkit.guests import GUEST_NAMES, get_guest  # noqa: E402
-from patchkit.qemu.machine import qemu_version  # noqa: E402
-from patchkit.series.io import find_series  # noqa: E402
-from patchkit.store import cache_dir  # noqa: E402
-from patchkit.upstream import load_pin, mirror_dir  # noqa: E402
+from bench import boots, figures, loop, report
+from patchkit.errors import MissingInputError, PatchkitError
+from patchkit.guests import GUEST_NAMES, get_guest
+from patchkit.qemu.machine import qemu_version
+from patchkit.series.io import find_series
+from patchkit.store import cache_dir
+from patchkit.upstream import load_pin, mirror_dir
 
 PROJECT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -83,10 +84,10 @@ def inputs(args: argparse.Namespace) -> tuple[str | None, Path | None, list[str]
     return series_name, mirror, guests, missing
 
 
-def measure(args: argparse.Namespace) -> dict:
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run every measurement that the inputs allow; the results as JSON-ready data."""
     series_name, mirror, guests, missing = inputs(args)
-    meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    meta = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "host": platform.node(), "cpus": os.cpu_count(), "qemu": qemu_version(), "accel": boots.ACCEL,
             "runs": args.runs, "series": series_name, "guests": guests}
     cold = warm = None
@@ -107,7 +108,8 @@ def measure(args: argparse.Namespace) -> dict:
                 rom, rom_size, base_size = cold.rom.path, cold.rom.size, base.size
                 meta.update(rom_sha256=cold.rom.sha256, base_rom_sha256=base.sha256)
         samples = boots.measure(guests, rom, args.runs, say)
-    rows, sections = [], []
+    rows: list[report.Row] = []
+    sections: list[tuple[str, int]] = []
     boot_guests = [g for g in BOOT_GUESTS if g in guests]
     sections.append((f"boot: ROM sanboot vs SeaBIOS virtio-blk, {boots.ACCEL}, median of {args.runs}", len(rows)))
     rows += figures.boot_rows(samples, boot_guests)
@@ -123,7 +125,7 @@ def measure(args: argparse.Namespace) -> dict:
     return data
 
 
-def show(rows: list[report.Row], sections: list[tuple[str, int]], meta: dict, missing: list[str]) -> None:
+def show(rows: list[report.Row], sections: list[tuple[str, int]], meta: dict[str, Any], missing: list[str]) -> None:
     print(f"patchkit bench {meta['date']} on {meta['host']} ({meta['cpus']} cores), QEMU {meta['qemu']}, "
           f"{meta['accel']}, series {meta['series'] or '-'}")
     print(report.render_table(rows, sections))
