@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` lives beside the package
 
-from bench import figures, loop, report  # noqa: E402
-from bench.boots import ROM, SEABIOS, BootSample  # noqa: E402
-from patchkit.errors import PatchkitError  # noqa: E402
+from bench import figures, loop, report
+from bench.boots import ROM, SEABIOS, BootSample
+from patchkit.errors import PatchkitError
 
 
 def boot(guest: str, side: str, boot_s: float | None, passed: bool = True,
@@ -145,5 +145,5 @@ def test_warm_edit_adds_one_line_to_the_drivers_last_hunk() -> None:
     assert "@@ -1,2 +1,3 @@" in edited  # the other file is untouched
     at = edited.index("@@ -0,0 +1,3 @@")
     assert edited[at + 1:] == ["+/* c */", "+int a;", "+int b;"]
-    with pytest.raises(PatchkitError, match="no section for src/other.c"):
+    with pytest.raises(PatchkitError, match=r"no section for src/other\.c"):
         loop.add_line(diff, "src/other.c", "x")

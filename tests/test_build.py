@@ -110,7 +110,7 @@ def small_repo(tmp_path: Path) -> tuple[Path, list[str]]:
     repo = git.Repo.init(tmp_path / "repo")
     c1 = commit(repo, {"src/.gitignore": "bin*\n", "src/a.c": "a1\n", "src/b.c": "b1\n", "src/old.c": "o\n"}, "one")
     c2 = commit(repo, {"src/a.c": "a2\n", "src/old.c": None, "src/new.c": "n\n"}, "two")
-    return Path(repo.working_tree_dir), [c1, c2]
+    return Path(repo.working_dir), [c1, c2]
 
 
 def test_checkout_rewrites_only_changed_files(small_repo: tuple[Path, list[str]], tmp_path: Path) -> None:
@@ -261,7 +261,7 @@ FILE_LICENCE ( GPL2_OR_LATER );
  */
 
 static int pkdemo_probe ( struct pci_device *pci __unused,
-			  const struct pci_device_id *id __unused ) {{
+\t\t\t  const struct pci_device_id *id __unused ) {{
 	return -1{semicolon}
 }}
 

@@ -41,11 +41,14 @@ def test_debian_image_layout_and_initramfs(debian_debs: Path, tmp_path: Path) ->
     assert struct.unpack_from("<I", data, 454)[0] == disk.PARTITION_START
     for name in ("LDLINUX.SYS", "LDLINUX.C32", "SYSLINUX.CFG", "VMLINUZ", "INITRD.GZ"):
         assert fat.get(image, FAT_OFFSET, name), name
-    assert b"console=ttyS0" in fat.get(image, FAT_OFFSET, "SYSLINUX.CFG")
+    config = fat.get(image, FAT_OFFSET, "SYSLINUX.CFG")
+    assert config is not None and b"console=ttyS0" in config
     assert fat.get(image, FAT_OFFSET, "KNOWN.BIN") == known_content()
 
     archive = tmp_path / "initrd.cpio"
-    archive.write_bytes(gzip.decompress(fat.get(image, FAT_OFFSET, "INITRD.GZ")))
+    initrd = fat.get(image, FAT_OFFSET, "INITRD.GZ")
+    assert initrd is not None
+    archive.write_bytes(gzip.decompress(initrd))
     root = tmp_path / "root"
     root.mkdir()
     run(["busybox", "cpio", "-i", "-d", "-F", archive], cwd=root)

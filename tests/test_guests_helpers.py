@@ -47,7 +47,8 @@ def boot_native(disk: Path, timeout: float, *, blank_at: str | None = None, ide:
         blank = disk.with_suffix(".blank.img")
         with open(blank, "wb") as f:
             f.truncate(8 << 20)
-        argv += ["-drive", f"if=none,id=d1,file={blank},format=raw", "-device", f"virtio-blk-pci,drive=d1,addr={blank_at}"]
+        argv += ["-drive", f"if=none,id=d1,file={blank},format=raw",
+                 "-device", f"virtio-blk-pci,drive=d1,addr={blank_at}"]
     started = time.monotonic()
     timed_out = False
     try:

@@ -145,7 +145,7 @@ def test_import_refuses_media_without_a_fat_file_system(tmp_path: Path) -> None:
 
 def test_import_refuses_fat_media_without_freedos_files(tmp_path: Path) -> None:
     media = _floppy(tmp_path / "empty.img", {"README.TXT": b"hello"})
-    with pytest.raises(GuestError, match="no KERNEL.SYS"):
+    with pytest.raises(GuestError, match=r"no KERNEL\.SYS"):
         import_media(media)
     assert not inputs_dir().exists()
 
@@ -156,7 +156,8 @@ def test_import_refuses_a_kernel_and_shell_that_are_not_freedos(tmp_path: Path) 
         import_media(media)
 
 
-def test_import_from_a_floppy_and_from_a_partitioned_disk(inputs_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_from_a_floppy_and_from_a_partitioned_disk(inputs_cache: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     real = freedos_imported()
     files = {name: (real / name).read_bytes() for name in ("KERNEL.SYS", "COMMAND.COM")}
     media = _floppy(tmp_path / "fd.img", files)

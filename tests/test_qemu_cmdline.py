@@ -180,5 +180,5 @@ def test_configurations_cannot_set_what_keeps_the_test_honest() -> None:
         rom_boot_spec(ROM, (Drive(DISK, interface="ide", bootindex=1, properties=(("queue-size", "64"),)),))
     with pytest.raises(BootError, match="unknown machine type 'isapc'"):
         check_spec(MachineSpec(drives=(Drive(DISK),), rom=ROM, machine="isapc"))
-    with pytest.raises(BootError, match="not slot.function"):
+    with pytest.raises(BootError, match=r"not slot\.function"):
         check_spec(MachineSpec(drives=(Drive(DISK, pci_addr="4"),), rom=ROM))

@@ -35,7 +35,7 @@ def fix_checksum(data: bytearray) -> None:
     data[-1] = (-sum(data)) % 256
 
 
-def write(tmp_path: Path, data: bytes) -> Path:
+def write(tmp_path: Path, data: bytes | bytearray) -> Path:
     path = tmp_path / "test.rom"
     path.write_bytes(bytes(data))
     return path

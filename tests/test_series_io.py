@@ -88,7 +88,8 @@ def test_new_version_freezes_and_starts_next(project: Path) -> None:
     assert v2.version == 2
     reloaded = load_series(d)
     assert reloaded.version == 2
-    assert reloaded.version_info(2).changelog == "- second patch reworded\n- typo\n"
+    info = reloaded.version_info(2)
+    assert info is not None and info.changelog == "- second patch reworded\n- typo\n"
     assert (d / "versions" / "v1" / "patches" / "0001-core-Add-two.patch").read_bytes() == \
         (d / "patches" / "0001-core-Add-two.patch").read_bytes()
     assert (d / "versions" / "v1" / "cover.txt").is_file()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -85,7 +85,7 @@ def test_format_git_date_matches_git(tmp_path: Path) -> None:
     git_date = git_out(up.path, "log", "-1", "--format=%aD", up.commits[2])
     when = datetime.fromtimestamp(1264514400, timezone(timedelta(hours=-5)))
     assert format_git_date(when) == git_date == "Tue, 26 Jan 2010 09:00:00 -0500"
-    assert format_git_date(datetime(2010, 2, 1, 8, 0, tzinfo=timezone.utc)) == "Mon, 1 Feb 2010 08:00:00 +0000"
+    assert format_git_date(datetime(2010, 2, 1, 8, 0, tzinfo=UTC)) == "Mon, 1 Feb 2010 08:00:00 +0000"
 
 
 def test_revision_hash_follows_every_byte() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import pytest
 import git
+import pytest
 from fixtures.repos import commit_files, git_out, make_project, make_upstream
 
 from patchkit.errors import MissingInputError, UpstreamError
