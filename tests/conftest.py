@@ -14,6 +14,9 @@ import pytest
 
 from patchkit.store import cache_dir
 
+# Shared fixtures (world: a vendored fixture upstream and a project pinned to it).
+pytest_plugins = ("fixtures.world",)
+
 REAL_CACHE = cache_dir()
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GPXE_MIRROR = REAL_CACHE / "upstream" / "gpxe.git"

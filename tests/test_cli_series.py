@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 from fixtures.repos import make_project, make_upstream, series_from_commits, write_series
-from fixtures.world import World, world  # noqa: F401
+from fixtures.world import World
 
+from patchkit import store
 from patchkit.run import run
 from patchkit.series.io import find_series
-from patchkit import store
 
 
 def pk(project: Path, *args: str) -> tuple[int, str]:

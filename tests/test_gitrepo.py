@@ -8,9 +8,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fixtures.repos import (GIT_ENV, format_patches, git_out, series_from_commits, snapshot, strip_to_series_form,
-                            write_series)
-from fixtures.world import World, world  # noqa: F401
+from fixtures.repos import (
+    GIT_ENV,
+    format_patches,
+    git_out,
+    series_from_commits,
+    snapshot,
+    strip_to_series_form,
+    write_series,
+)
+from fixtures.world import World
 
 from patchkit import gitrepo
 from patchkit.errors import ApplyError, DirtyTreeError, SeriesError, UpstreamError
