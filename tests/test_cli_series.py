@@ -111,6 +111,6 @@ def test_status_lists_invalid_series(world: World) -> None:
     bad.mkdir()
     (bad / "series.toml").write_text('name = "broken\n')
     code, out = pk(world.project, "status")
-    assert code == 0
+    assert code == 1  # every series is shown, and the exit status says one is invalid
     assert "broken: INVALID:" in out and "series.toml: " in out and "line 1" in out
     assert "demo  v1" in out

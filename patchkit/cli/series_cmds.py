@@ -74,9 +74,12 @@ def refresh_cmd(project: Path, series: str | None) -> None:
 @cli.command("status")
 @click.argument("series", required=False)
 @click.pass_obj
-def status_cmd(project: Path, series: str | None) -> None:
-    """Show each series: version, patches, where it is applied, and test results per guest."""
+def status_cmd(project: Path, series: str | None) -> int:
+    """Show each series: version, patches, where it is applied, and test results per guest.
+
+    Exits 1 when a series is invalid (each is still shown)."""
     names = [series] if series else list_series(project)
+    invalid = 0
     if not names:
         click.echo("no series (series/<name>/series.toml)")
     with Results() as results:
@@ -89,9 +92,11 @@ def status_cmd(project: Path, series: str | None) -> None:
                 if series:
                     raise
                 click.echo(f"{name}: INVALID: {exc}")
+                invalid += 1
                 continue
             for line in status_lines(s, results):
                 click.echo(line)
+    return 1 if invalid else 0
 
 
 def status_lines(s: Series, results: Results) -> list[str]:

@@ -7,6 +7,9 @@ a diff that does not parse, a binary patch, a path outside the tree.
 
 from __future__ import annotations
 
+import difflib
+import json
+import posixpath
 import re
 import shutil
 import tomllib
@@ -84,11 +87,19 @@ def load_series(directory: Path) -> Series:
     except tomllib.TOMLDecodeError as exc:
         raise SeriesError(f"{manifest}: {exc}", hint="fix the TOML syntax at that line") from exc
     m = _Manifest(manifest, text, data)
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise SeriesError(f"{m.at(key)}: unknown key '{key}'", hint=_did_you_mean(key, _TOP_KEYS))
     versions = [_version(m, i, v) for i, v in enumerate(m.get("versions", list, []))]
     filenames = m.get("patches", list, [])
     for f in filenames:
         if not isinstance(f, str) or "/" in f or f.startswith("."):
             raise SeriesError(f"{m.at('patches')}: patch entries must be file names in patches/, got {f!r}")
+        if filenames.count(f) > 1:
+            second = m.at("patches", json.dumps(f), nth=2)
+            raise SeriesError(f"{second}: {f} is listed twice in `patches`",
+                              hint="a patch is applied once: remove the second entry")
+    version = _current_version(m, directory, versions)
     patch_dir = directory / "patches"
     patches = []
     for f in filenames:
@@ -102,7 +113,7 @@ def load_series(directory: Path) -> Series:
     return Series(
         name=m.get("name", str), upstream=m.get("upstream", str), base=m.get("base", str),
         subject_prefix=m.get("subject_prefix", str, "PATCH"), to=m.get_strs("to"), cc=m.get_strs("cc"),
-        guests=guests, version=m.get("version", int, 1), versions=versions,
+        guests=guests, version=version, versions=versions,
         cover_title=title, cover_body=body, patches=patches, path=directory, configs=_configs(m, guests),
     )
 
@@ -196,6 +207,8 @@ def check_diff(diff: str, where: str, first_line: int) -> None:
         lines.pop()
     old_left = new_left = 0
     hunk_at = 0
+    path = ""  # the file the current diff section changes
+    link = False  # it is (becomes) a symlink: its added line is the link's target
     for n, line in enumerate(lines):
         at = f"{where}:{first_line + n}"
         if old_left > 0 or new_left > 0:
@@ -207,6 +220,9 @@ def check_diff(diff: str, where: str, first_line: int) -> None:
                 old_left -= 1
             elif tag == "+":
                 new_left -= 1
+                if link and (problem := _link_outside(path, line[1:])):
+                    raise SeriesError(f"{at}: symlink {path} points outside the tree ({line[1:]!r}, {problem})",
+                                      hint="a symlink in a patch may only point inside the tree")
             elif tag == "\\":
                 continue
             else:
@@ -226,11 +242,16 @@ def check_diff(diff: str, where: str, first_line: int) -> None:
             new_left = int(m.group(4) if m.group(4) is not None else 1)
             hunk_at = first_line + n
             continue
-        for path in _paths_in(line):
-            problem = unsafe_path(path)
+        if line.startswith("diff --git "):
+            link = False
+        elif line in ("new file mode 120000", "new mode 120000"):
+            link = True
+        for named in _paths_in(line):
+            problem = unsafe_path(named)
             if problem:
-                raise SeriesError(f"{at}: patch touches {path!r}, {problem}",
+                raise SeriesError(f"{at}: patch touches {named!r}, {problem}",
                                   hint="a patch may only change files inside the tree")
+            path = named
     if old_left > 0 or new_left > 0:
         raise SeriesError(f"{where}:{first_line + len(lines)}: the diff ends inside the hunk started at line {hunk_at}")
     try:
@@ -239,6 +260,16 @@ def check_diff(diff: str, where: str, first_line: int) -> None:
         raise SeriesError(f"{where}:{first_line}: the diff does not parse: {exc}") from exc
     if not len(parsed):
         raise SeriesError(f"{where}:{first_line}: the diff changes no file")
+
+
+def _link_outside(link: str, target: str) -> str | None:
+    """Why symlink ``link`` (a path in the tree) pointing at ``target`` leaves the tree, or None."""
+    if target.startswith("/"):
+        return "an absolute target"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link), target))
+    if resolved == ".." or resolved.startswith("../"):
+        return "its target climbs out with '..'"
+    return None
 
 
 def unsafe_path(path: str) -> str | None:
@@ -305,10 +336,13 @@ class _Manifest:
     def __init__(self, path: Path, text: str, data: dict[str, Any]) -> None:
         self.path, self.text, self.data = path, text, data
 
-    def at(self, key: str, needle: str | None = None) -> str:
-        """``path:line`` of ``key`` (or of ``needle``'s first occurrence), or just ``path``."""
+    def at(self, key: str, needle: str | None = None, nth: int = 1) -> str:
+        """``path:line`` of ``key`` (its ``key =`` line or ``[key]`` header), or of ``needle``'s ``nth``
+        occurrence; just ``path`` when not found."""
+        pattern = re.compile(rf"\s*({re.escape(key)}\s*=|\[+\s*{re.escape(key)}\s*\]+)")
         for n, line in enumerate(self.text.splitlines(), 1):
-            if (needle and needle in line) or (not needle and re.match(rf"\s*{re.escape(key)}\s*=", line)):
+            nth -= line.count(needle) if needle else bool(pattern.match(line))
+            if nth <= 0:
                 return f"{self.path}:{n}"
         return str(self.path)
 
@@ -346,10 +380,48 @@ class _Manifest:
         return list(value)
 
 
+_TOP_KEYS = ("name", "upstream", "base", "subject_prefix", "to", "cc", "guests", "version", "patches", "versions",
+             "configs")
+_VERSION_KEYS = ("number", "changelog", "sent", "tag")
+
+
+def _did_you_mean(key: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.6)
+    return (f"did you mean '{close[0]}'? " if close else "") + f"known keys: {', '.join(known)}"
+
+
+def _current_version(m: _Manifest, directory: Path, versions: list[VersionInfo]) -> int:
+    """``version``: 1 or more, after every frozen versions/vN/ and not behind a [[versions]] entry."""
+    version: int = m.get("version", int, 1)
+    if version < 1:
+        raise SeriesError(f"{m.at('version')}: 'version' must be 1 or more, got {version}")
+    frozen = sorted(int(d.name[1:]) for d in (directory / "versions").glob("v*")
+                    if re.fullmatch(r"v\d+", d.name) and d.is_dir())
+    if frozen and frozen[-1] >= version:
+        raise SeriesError(f"{m.at('version')}: version {version} is already frozen in "
+                          f"{directory / 'versions' / f'v{version if version in frozen else frozen[-1]}'}",
+                          hint=f"the current version comes after the frozen ones: `version = {frozen[-1] + 1}`")
+    numbers = [v.number for v in versions]
+    for index, number in enumerate(numbers):
+        if number in numbers[:index]:
+            raise SeriesError(f"{m.table_at('versions', index, 'number')}: a second [[versions]] entry for "
+                              f"version {number}", hint="merge the two entries")
+    if numbers and max(numbers) > version:
+        raise SeriesError(f"{m.at('version')}: version {version} is behind [[versions]] entry {max(numbers)}",
+                          hint=f"the current version is the newest: `version = {max(numbers)}`")
+    return version
+
+
 def _version(m: _Manifest, index: int, entry: Any) -> VersionInfo:
     where = f"{m.path}: [[versions]] entry {index + 1}"
     if not isinstance(entry, dict) or not isinstance(entry.get("number"), int):
         raise SeriesError(f"{where} needs an integer `number`")
+    for key in entry:
+        if key not in _VERSION_KEYS:
+            raise SeriesError(f"{m.table_at('versions', index, key)}: unknown key '{key}' in [[versions]]",
+                              hint=_did_you_mean(key, _VERSION_KEYS))
+    if entry["number"] < 1:
+        raise SeriesError(f"{m.table_at('versions', index, 'number')}: version numbers start at 1")
     for key in ("changelog", "sent", "tag"):
         if key in entry and not isinstance(entry[key], str):
             raise SeriesError(f"{where}: '{key}' must be a string")
