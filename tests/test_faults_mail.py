@@ -17,8 +17,7 @@ from pathlib import Path
 
 import git
 import pytest
-from aiosmtpd.smtp import SMTP, Session
-from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 from test_mail_fixtures import MailProject, Recorder, Server, smtp_options
 
 from patchkit.errors import MailError
@@ -37,6 +36,7 @@ def events(mp: MailProject, version: int = 2) -> list[dict]:
 def message_ids(messages: list[SmtpEnvelope]) -> list[str]:
     ids = []
     for m in messages:
+        assert m.original_content is not None
         for line in m.original_content.split(b"\r\n"):
             if line.lower().startswith(b"message-id:"):
                 ids.append(line.split(b":", 1)[1].strip().decode())

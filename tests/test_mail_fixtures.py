@@ -9,17 +9,18 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import git
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope as SmtpEnvelope, LoginPassword, Session, SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope as SmtpEnvelope, LoginPassword, Session
 
+from patchkit import store
 from patchkit.mailer.send import SendOptions
 from patchkit.run import run
 from patchkit.series.io import find_series, save_series
 from patchkit.series.model import Series, VersionInfo, parse_patch
-from patchkit import store
 
 SENDER = "Jane Doe <jane@example.org>"
 AUTHOR_2 = ("Zoë Ünïcode", "zoe@example.net")
@@ -58,13 +59,14 @@ def make_repo(root: Path) -> FixtureApplied:
     text = (src / "aoeboot.c").read_text().replace("int line7 = 7;", "static int line7 = 7;")
     (src / "aoeboot.c").write_text(text)
     c1 = _commit(repo, '[sanboot] Prevent leaking a stack reference for "keep-san" AoE\n\n'
-                 "The drive lived on the stack.\nKeep it on the heap instead.\n.A line starting with a dot (SMTP stuffs it).\n\n"
+                 "The drive lived on the stack.\nKeep it on the heap instead.\n"
+                 ".A line starting with a dot (SMTP stuffs it).\n\n"
                  "Signed-off-by: Jane Doe <jane@example.org>\n",
                  ("Jane Doe", "jane@example.org"), "1264507200 +0000")
-    (src / "virtio-blk.c").write_text("/* virtio block – naïve */\nint virtio_blk;\n")
+    (src / "virtio-blk.c").write_text("/* virtio block \u2013 naïve */\nint virtio_blk;\n")
     (src / "Makefile").write_text("all:\n\tcc -c aoeboot.c virtio-blk.c\n")
     c2 = _commit(repo, "[virtio] Add virtio block device sanboot support with a rather long subject\n\n"
-                 "Boot from a virtio-blk disk – déjà vu.\n\nSigned-off-by: Zoë Ünïcode <zoe@example.net>\n",
+                 "Boot from a virtio-blk disk \u2013 déjà vu.\n\nSigned-off-by: Zoë Ünïcode <zoe@example.net>\n",
                  AUTHOR_2, "1264593600 +0100")
     return FixtureApplied(root, base, [c1, c2])
 
@@ -145,10 +147,10 @@ def mail_project(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.Monke
     return MailProject(project, upstream)
 
 
-def smtp_options(server: "Server", **kwargs: object) -> SendOptions:
+def smtp_options(server: Server, **kwargs: Any) -> SendOptions:
     """SendOptions pointing at a test server."""
-    smtp = {"server": "127.0.0.1", "port": str(server.port), **kwargs.pop("smtp", {})}  # type: ignore[dict-item]
-    return SendOptions(smtp=smtp, **kwargs)  # type: ignore[arg-type]
+    smtp = {"server": "127.0.0.1", "port": str(server.port), **kwargs.pop("smtp", {})}
+    return SendOptions(smtp=smtp, **kwargs)
 
 
 # --- SMTP servers -------------------------------------------------------------------------
@@ -188,12 +190,12 @@ def free_port() -> int:
 class Server:
     """A running aiosmtpd Controller and its recorder."""
 
-    def __init__(self, recorder: Recorder, **kwargs: object) -> None:
+    def __init__(self, recorder: Recorder, **kwargs: Any) -> None:
         self.recorder = recorder
         self.port = free_port()
         self.controller = Controller(recorder, hostname="127.0.0.1", port=self.port, **kwargs)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.controller.start()
         return self
 

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
-
 from test_mail_fixtures import MailProject, Recorder, Server, smtp_options
 
 from patchkit.errors import MailError
 from patchkit.mailer.journal import journal_path
-from patchkit.mailer.send import SendOptions, send_email
+from patchkit.mailer.send import SendOptions, SendReport, send_email
 from patchkit.series.io import new_version, save_series
 
 pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
 
-def dry(mp: MailProject, **kwargs: object):  # noqa: ANN201 - a SendReport
-    return send_email(mp.project, "demo", SendOptions(dry_run=True, **kwargs))  # type: ignore[arg-type]
+def dry(mp: MailProject, **kwargs: Any) -> SendReport:
+    return send_email(mp.project, "demo", SendOptions(dry_run=True, **kwargs))
 
 
 def test_untested_revision_is_refused_naming_each_guest(mail_project: MailProject) -> None:
@@ -82,7 +82,9 @@ def test_force_needs_a_reason_and_records_it(mail_project: MailProject) -> None:
             send_email(mail_project.project, "demo", smtp_options(srv, force=True, reason="probe guest broken"))
         send_email(mail_project.project, "demo", smtp_options(srv, resume=True))  # the cover still says why
     assert '"forced_reason": "probe guest broken"' in journal_path("demo", 2).read_text()
-    cover = srv.recorder.messages[0].original_content.decode()
+    content = srv.recorder.messages[0].original_content
+    assert content is not None
+    cover = content.decode()
     assert "Sent despite: probe: not tested on this revision." in cover and "Reason: probe guest broken" in cover
 
 
@@ -136,7 +138,7 @@ def test_sent_version_changed_in_place_is_refused_even_with_resend(mail_project:
         series.patches[0] = p.__class__(**{**p.__dict__, "message": p.message + "\n\nEdited after sending."})
         save_series(series)
         mail_project.record()
-        with pytest.raises(MailError, match="was sent as demo-v2 .* with other content"):
+        with pytest.raises(MailError, match=r"was sent as demo-v2 .* with other content"):
             send_email(mail_project.project, "demo", smtp_options(srv, resend=True))
     assert len(srv.recorder.messages) == 3
 

@@ -8,7 +8,6 @@ import mailbox
 from pathlib import Path
 
 import git
-
 from test_mail_fixtures import MailProject
 
 from patchkit.gitrepo import tree_dir

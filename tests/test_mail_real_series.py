@@ -6,7 +6,6 @@ from pathlib import Path
 
 import git
 import pytest
-
 from test_mail_mbox import b4_am, git_am_tree
 
 from patchkit.gitrepo import tree_dir
@@ -31,7 +30,7 @@ def test_real_series_mbox_matches_git_and_round_trips(gpxe_mirror: Path, inputs_
     run(["git", "format-patch", "-q", "--cover-letter", "--thread=shallow", f"-v{report.version}",
          f"--base={base}", "-o", out, f"{base}..{tip.hexsha}"], cwd=tree)
     files = sorted(out.glob("*.patch"))
-    for mail, path in zip(report.mails[1:], files[1:]):
+    for mail, path in zip(report.mails[1:], files[1:], strict=True):
         ours = mail.as_bytes().split(b"\n\n", 1)[1]
         if ours.startswith(b"From: "):  # patch authors are not the sender here: in-body From
             ours = ours.split(b"\n\n", 1)[1]

@@ -31,7 +31,7 @@ def test_patch_mails_match_git_format_patch(mail_repo: FixtureApplied, tmp_path:
     mails = render_series(series, mail_repo, envelope, ids, "")
     git_files = format_patch(mail_repo, tmp_path / "git", 2)
     assert len(mails) == len(git_files) == 3
-    for mail, path in zip(mails[1:], git_files[1:]):
+    for mail, path in zip(mails[1:], git_files[1:], strict=True):
         ours, theirs = mail.as_bytes(), path.read_bytes().split(b"\n", 1)[1]  # drop git's "From <sha>" line
         # Patch 2's author is not the sender: its body starts with the in-body From (as send-email does).
         if mail.index == 2:
@@ -77,8 +77,10 @@ def test_cover_letter_tail_matches_git(mail_repo: FixtureApplied, tmp_path: Path
     assert msg["From"] == SENDER and msg["To"] == "devel@example.org"
     assert "In-Reply-To" not in msg
     text = msg.get_content()
-    assert text.startswith("This series lets gPXE sanboot from virtio-blk disks.\n\nTested:\n  freedos  pass\n\n"
-                           "Please review.\n\nChanges in v3:\n- change number 3\n\nChanges in v2:\n- change number 2\n\n")
+    assert text.startswith("This series lets gPXE sanboot from virtio-blk disks.\n\n"
+                           "Tested:\n  freedos  pass\n\n"
+                           "Please review.\n\n"
+                           "Changes in v3:\n- change number 3\n\nChanges in v2:\n- change number 2\n\n")
 
 
 def test_cover_text_appends_tested_without_placeholder(mail_repo: FixtureApplied, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import git
 import pytest
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
-
 from test_mail_fixtures import ROM_SHA, USERS, MailProject, Recorder, Server, authenticator, smtp_options
 
 from patchkit.errors import MailError
@@ -26,8 +25,9 @@ pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, 
 
 def _msg(envelope: SmtpEnvelope) -> email.message.EmailMessage:
     """A received message parsed as a mail store would keep it (LF line ends)."""
+    assert envelope.original_content is not None
     data = envelope.original_content.replace(b"\r\n", b"\n")
-    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+    return email.message_from_bytes(data, policy=email.policy.default)
 
 
 def _ids(messages: list[SmtpEnvelope]) -> list[str]:
@@ -65,7 +65,8 @@ def test_plain_send_threads_journals_and_freezes(mail_project: MailProject) -> N
     info = mail_project.series().version_info(2)
     assert info is not None and info.sent and info.tag == "demo-v2"
     repo = git.Repo(tree_dir("demo"))
-    assert repo.commit("demo-v2").message.startswith("[virtio] Add virtio block device")
+    message = repo.commit("demo-v2").message
+    assert isinstance(message, str) and message.startswith("[virtio] Add virtio block device")
     assert report.tag == "demo-v2"
 
 
@@ -73,7 +74,7 @@ def test_starttls_with_test_ca(mail_project: MailProject, tls_ca: tuple[Path, ss
     ca_file, server_ctx = tls_ca
     mail_project.record()
     with Server(Recorder(), tls_context=server_ctx, require_starttls=True) as srv:
-        with pytest.raises(MailError, match="certificate .* failed verification"):
+        with pytest.raises(MailError, match=r"certificate .* failed verification"):
             send_email(mail_project.project, "demo", smtp_options(srv, smtp={"encryption": "tls"}))
         assert srv.recorder.messages == []
         send_email(mail_project.project, "demo",
@@ -93,9 +94,9 @@ def test_plain_client_against_starttls_only_server(mail_project: MailProject,
                                                    tls_ca: tuple[Path, ssl.SSLContext]) -> None:
     _, server_ctx = tls_ca
     mail_project.record()
-    with Server(Recorder(), tls_context=server_ctx, require_starttls=True) as srv:
-        with pytest.raises(MailError, match="530.*\n.*--smtp-encryption tls"):
-            send_email(mail_project.project, "demo", smtp_options(srv))
+    with (Server(Recorder(), tls_context=server_ctx, require_starttls=True) as srv,
+          pytest.raises(MailError, match=r"530.*\n.*--smtp-encryption tls")):
+        send_email(mail_project.project, "demo", smtp_options(srv))
     assert srv.recorder.messages == []
 
 
@@ -152,10 +153,10 @@ def test_auth_password_from_a_git_credential_helper(mail_project: MailProject, t
 def test_auth_refused_without_tls(mail_project: MailProject, tls_ca: tuple[Path, ssl.SSLContext]) -> None:
     _, server_ctx = tls_ca
     mail_project.record()
-    with Server(Recorder(), tls_context=server_ctx, authenticator=authenticator, auth_require_tls=True) as srv:
-        with pytest.raises(MailError, match="STARTTLS"):
-            send_email(mail_project.project, "demo", smtp_options(srv, smtp={"user": "jane"}),
-                       environ={"PATCHKIT_SMTP_PASS": USERS["jane"]})
+    with (Server(Recorder(), tls_context=server_ctx, authenticator=authenticator, auth_require_tls=True) as srv,
+          pytest.raises(MailError, match="STARTTLS")):
+        send_email(mail_project.project, "demo", smtp_options(srv, smtp={"user": "jane"}),
+                   environ={"PATCHKIT_SMTP_PASS": USERS["jane"]})
     assert srv.recorder.messages == []
 
 
@@ -181,7 +182,7 @@ def test_dropped_connection_then_resume_delivers_each_once(mail_project: MailPro
 def test_refused_recipient_is_clear_and_journal_stays_correct(mail_project: MailProject) -> None:
     mail_project.record()
     with Server(Recorder(refuse={"reviewer@example.com"})) as srv:
-        with pytest.raises(MailError, match="reviewer@example.com: 550"):
+        with pytest.raises(MailError, match=r"reviewer@example\.com: 550"):
             send_email(mail_project.project, "demo", smtp_options(srv))
         assert srv.recorder.messages == []
         events = _events(mail_project)
@@ -197,6 +198,6 @@ def test_server_down_is_a_clear_error(mail_project: MailProject) -> None:
     mail_project.record()
     with Server(Recorder()) as srv:
         port = srv.port
-    with pytest.raises(MailError, match="cannot talk to 127.0.0.1"):
+    with pytest.raises(MailError, match=r"cannot talk to 127\.0\.0\.1"):
         send_email(mail_project.project, "demo", smtp_options(srv, smtp={"port": str(port)}))
     assert ROM_SHA  # results were recorded; only the server was missing
