@@ -15,19 +15,28 @@ import click
 
 from patchkit.errors import PatchkitError, Terminated
 from patchkit.store import atomic_write, cache_dir
+from patchkit.upstream import pin_file
 
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log every command patchkit runs.")
 @click.option(
     "-C", "--project", "project", type=click.Path(file_okay=False, path_type=Path), default=".",
-    show_default=True, help="The patchkit project (holds series/ and gpxe-tree/).",
+    show_default=True, help="The patchkit project (holds series/ and gpxe-tree/), or a directory inside it.",
 )
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool, project: Path) -> None:
     """Manage, build, boot-test and mail firmware patch series."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
-    ctx.obj = project.resolve()
+    ctx.obj = find_project(project.resolve())
+
+
+def find_project(start: Path) -> Path:
+    """The nearest directory at or above ``start`` holding gpxe-tree/pin.toml (as git finds .git); else ``start``."""
+    for directory in (start, *start.parents):
+        if pin_file(directory).is_file():
+            return directory
+    return start
 
 
 def _terminate(signum: int, frame: object) -> None:
