@@ -114,8 +114,8 @@ def gather(project: Path, series: Series, version: int | None = None, *, with_ra
 
 
 def result_config(result: TestResult) -> str:
-    """The configuration a result was tested on ("pc" for results recorded before configurations)."""
-    return str(getattr(result.key, "config", "") or IMPLICIT_CONFIG)
+    """The configuration a result was tested on (results from before configurations are "pc")."""
+    return result.key.config or IMPLICIT_CONFIG
 
 
 def matrix(series: Series, history: list[TestResult]) -> Matrix:
