@@ -171,6 +171,9 @@ def test_written_order_puts_collected_before_the_senders_signoff() -> None:
     theirs = "Body.\n\nSigned-off-by: Zoë <zoe@example.net>\nSigned-off-by: Jane Doe <jane@example.org>"
     assert with_trailers(theirs, new[:1], [], "jane@example.org").endswith(
         "Zoë <zoe@example.net>\nReviewed-by: Bob <bob@example.com>\nSigned-off-by: Jane Doe <jane@example.org>")
+    # No sender known (version new taking trailers out): nothing moves, an address-less Fixes: included.
+    fixes = "Body.\n\nFixes: 0123abcd (\"x\")\nReviewed-by: Bob <bob@example.com>\nSigned-off-by: J <j@example.org>"
+    assert with_trailers(fixes, [], new[:1], "") == 'Body.\n\nFixes: 0123abcd ("x")\nSigned-off-by: J <j@example.org>'
     alone = with_trailers("Just text.", new[:1], [], "x@example.org")
     assert alone == "Just text.\n\nReviewed-by: Bob <bob@example.com>"
 

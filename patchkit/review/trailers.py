@@ -127,8 +127,8 @@ def with_trailers(message: str, add: list[Trailer], remove: list[Trailer], own_e
     gone = {t.key for t in remove}
     kept = [t for t in trailers if t.key not in gone]
     have = {t.key for t in kept}
-    mine = [t for t in kept if t.name.lower() == "signed-off-by" and (t.address or ("", ""))[1].lower()
-            == own_email.lower()]
+    mine = [t for t in kept if own_email and t.name.lower() == "signed-off-by"
+            and (t.address or ("", ""))[1].lower() == own_email.lower()]
     out = [t for t in kept if t not in mine]
     for t in add:
         if t.key not in have:
