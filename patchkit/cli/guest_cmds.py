@@ -9,7 +9,7 @@ import click
 
 from patchkit.cli.base import cli
 from patchkit.errors import MissingInputError, PatchkitError
-from patchkit.guests import GUEST_NAMES, get_guest
+from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, get_guest
 from patchkit.guests.freedos import import_media
 
 
@@ -30,11 +30,11 @@ def guest_group() -> None:
 
 
 @guest_group.command("build")
-@click.argument("names", nargs=-1, required=True, type=click.Choice([*GUEST_NAMES, "all"]))
+@click.argument("names", nargs=-1, required=True, type=click.Choice([*GUEST_NAMES, *HARNESS_NAMES, "all"]))
 @click.option("--disk-shape", help="Build the variant on this disk shape (the probe's: see its disk_shapes).")
 @click.option("--read-only", is_flag=True, help="Build the variant that expects a read-only disk (the probe).")
 def build_cmd(names: tuple[str, ...], disk_shape: str | None, read_only: bool) -> None:
-    """Build the NAMES guest images (debian, probe; freedos once imported), or `all`."""
+    """Build the NAMES guest images (debian, probe; freedos once imported; probe-hold), or `all` (not probe-hold)."""
     wanted = GUEST_NAMES if "all" in names else names
     for name in wanted:
         _build(name, disk_shape, read_only)

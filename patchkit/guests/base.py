@@ -23,7 +23,9 @@ from patchkit.store import atomic_write, build_dir, cache_dir, file_lock, sha256
 
 GUEST_NAMES = ("freedos", "debian", "probe", "freedos-installed")  # the guest images
 # Runs of the probe's image after a sanboot that returns with keep-san set (virtio, then AoE).
-KEEP_SAN_NAMES = ("keepsan", "keepsan-aoe")
+KEEP_SAN_NAMES = ("keepsan", "keepsan-aoe", "keepsan-reset")
+# Probe runs whose harness must act on the device at the probe's markers (probe.HOLD_READY ...).
+HARNESS_NAMES = ("probe-hold",)
 
 Progress = Callable[[str], None]
 
@@ -215,4 +217,13 @@ def get_guest(name: str) -> Guest:
         from patchkit.guests.probe import AoeKeepSanProbeGuest
 
         return AoeKeepSanProbeGuest()
-    raise PatchkitError(f"unknown guest {name!r}: known guests are {', '.join(GUEST_NAMES + KEEP_SAN_NAMES)}")
+    if name == "keepsan-reset":
+        from patchkit.guests.probe import KeepSanResetProbeGuest
+
+        return KeepSanResetProbeGuest()
+    if name == "probe-hold":
+        from patchkit.guests.probe import HoldReadProbeGuest
+
+        return HoldReadProbeGuest()
+    known = GUEST_NAMES + KEEP_SAN_NAMES + HARNESS_NAMES
+    raise PatchkitError(f"unknown guest {name!r}: known guests are {', '.join(known)}")

@@ -527,6 +527,12 @@ main:
         movzx   eax, byte [drive]
         call    put_hex
         call    put_crlf
+%ifdef RESET_DEVICE
+        jmp     reset_checks
+%endif
+%ifdef HOLD_READ
+        jmp     hold_checks
+%endif
 
         ; AH=41: extensions present, fixed-disk access subset.
         mov     si, n_ah41
@@ -933,25 +939,8 @@ main:
 ; BIOS ticks' worth of TSC time (calibrated against the BIOS tick count first).
 ; Interrupts are enabled first: INT 13h handlers may return with IF clear.
 throughput:
-        sti
-        call    tick_edge
+        call    calibrate
         jc      .no_ticks
-        mov     esi, [fs:0x46C]
-        call    kcycles
-        mov     ebp, eax
-.calibrate:
-        call    kcycles
-        sub     eax, ebp
-        cmp     eax, TICK_WAIT_KCYCLES * 4
-        ja      .no_ticks
-        mov     eax, [fs:0x46C]
-        sub     eax, esi
-        cmp     eax, 4
-        jb      .calibrate
-        call    kcycles
-        sub     eax, ebp
-        shr     eax, 2
-        mov     [kcycles_per_tick], eax
         mov     si, s_tsc
         call    puts
         call    put_dec
@@ -1029,6 +1018,35 @@ throughput:
 .done:
         ret
 
+; calibrate: EAX = [kcycles_per_tick], the TSC kcycles of a BIOS tick (measured over 4 ticks,
+; interrupts enabled); CF set if the tick count stopped. Clobbers ESI, EBP.
+calibrate:
+        sti
+        call    tick_edge
+        jc      .done
+        mov     esi, [fs:0x46C]
+        call    kcycles
+        mov     ebp, eax
+.wait:
+        call    kcycles
+        sub     eax, ebp
+        cmp     eax, TICK_WAIT_KCYCLES * 4
+        ja      .stopped
+        mov     eax, [fs:0x46C]
+        sub     eax, esi
+        cmp     eax, 4
+        jb      .wait
+        call    kcycles
+        sub     eax, ebp
+        shr     eax, 2
+        mov     [kcycles_per_tick], eax
+        clc
+        ret
+.stopped:
+        stc
+.done:
+        ret
+
 ; tick_edge: wait for the BIOS tick count at 0040:006C to change (FS = 0 on return).
 ; CF set if it did not change within TICK_WAIT_KCYCLES.
 tick_edge:
@@ -1065,25 +1083,296 @@ kcycles:
         pop     edx
         ret
 
+%ifdef RESET_DEVICE
+; ---------------------------------------------------------------- keep-san after an OS took over
+; An OS driver taking the virtio-blk device over resets it (device status register = 0). The
+; drive gPXE kept must then fail INT 13h calls at once instead of waiting for the device. The
+; calls are timed by the TSC (calibrated against the BIOS tick: the tick count does not advance
+; while a handler runs with interrupts disabled). Nothing is written to the disk.
+reset_checks:
+        call    read_token              ; while the disk still answers
+        jc      finish.no_token
+        call    calibrate
+        jc      .no_ticks
+        mov     byte [io_op], 0x42
+        mov     word [io_seg], BUF_A
+        mov     word [io_count], 1
+        mov     dword [io_lba], DATA_LBA
+        mov     si, n_read_before_reset
+        call    read_check
+        call    reset_virtio
+        jc      finish.verdict
+        mov     si, n_read_after_reset
+        call    quick_failure
+        mov     byte [io_op], 0x43
+        mov     si, n_write_after_reset
+        call    quick_failure
+        mov     byte [io_op], 0x42
+        mov     si, n_read_again_after_reset
+        call    quick_failure
+        jmp     finish.verdict
+.no_ticks:
+        mov     si, n_ticks
+        xor     eax, eax
+        mov     di, s_stopped
+        call    fail
+        jmp     finish.verdict
+
+; reset_virtio: find 1af4:1001 (the first one) through the PCI BIOS (INT 1Ah B102), take its
+; legacy I/O base from BAR0 (B10A) and write 0 to its status register (base + 18). Reports
+; "virtio-reset" and notes the device; CF set when it could not.
+reset_virtio:
+        mov     ax, 0xB102
+        mov     cx, 0x1001
+        mov     dx, 0x1AF4
+        xor     si, si
+        int     0x1A
+        mov     si, n_virtio_reset
+        jc      .no_device
+        test    ah, ah
+        jnz     .no_device
+        mov     ax, 0xB10A
+        mov     di, 0x10
+        int     0x1A
+        jc      .no_device
+        test    cl, 1
+        jz      .no_io_bar
+        and     cx, 0xFFFC
+        mov     dx, cx
+        add     dx, 18
+        xor     al, al
+        out     dx, al
+        push    si
+        mov     si, s_reset_note
+        call    puts
+        movzx   eax, bx
+        call    put_hex
+        mov     si, s_reset_io
+        call    puts
+        movzx   eax, cx
+        call    put_hex
+        call    put_crlf
+        pop     si
+        call    ok
+        clc
+        ret
+.no_io_bar:
+        mov     eax, ecx
+        mov     di, s_bar0
+        jmp     .failed
+.no_device:
+        movzx   eax, ah
+        mov     di, s_no_device
+.failed:
+        call    fail
+        stc
+        ret
+
+; quick_failure: AH=[io_op] (0x42 or 0x43) of one sector at DATA_LBA, which must fail within
+; RESET_TICKS BIOS ticks (of TSC time); report as SI (the detail is the ticks it took). A note
+; names the call first: if it hangs, the log shows which.
+quick_failure:
+        push    si
+        mov     si, s_calling_note
+        call    puts
+        pop     si
+        push    si
+        call    puts
+        pop     si
+        call    put_crlf
+        mov     word [io_seg], BUF_A
+        mov     word [io_count], 1
+        mov     dword [io_lba], DATA_LBA
+        call    kcycles
+        mov     ebp, eax
+        call    ext_io
+        pushf
+        call    kcycles
+        sub     eax, ebp
+        xor     edx, edx
+        div     dword [kcycles_per_tick]
+        popf
+        jc      .failed
+        xor     eax, eax
+        mov     di, s_no_error
+        jmp     fail
+.failed:
+        cmp     eax, RESET_TICKS
+        jbe     .quick
+        mov     di, s_slow_ticks
+        jmp     fail
+.quick:
+        jmp     ok
+%endif
+
+%ifdef HOLD_READ
+; ---------------------------------------------------------------- a request the device holds
+; For a run whose disk holds a request back (QEMU blkdebug `break`, then `resume`): the
+; harness sets the breakpoint when it sees HOLD_READY and presses a key; the probe then reads
+; HOLD_COUNT sectors into a buffer whose next sector is a canary. The call must fail (its
+; timeout), must not have touched the canary, and after HOLD_RETURNED (the harness releases
+; the request, then presses a key) the buffer must not change for HOLD_WATCH_TICKS: a driver
+; that left the request with the device lets it write the caller's memory later. Nothing is
+; written to the disk (the device may be unusable after the timeout).
+HOLD_LBA        equ DATA_LBA + 7000
+HOLD_COUNT      equ 8
+HOLD_BYTES      equ (HOLD_COUNT + 1) * 512
+HOLD_CANARY     equ 0xC5
+HOLD_WATCH_TICKS equ 55                 ; about 3 s
+HOLD_KEY_TICKS  equ 1092                ; a minute for the harness to act
+
+hold_checks:
+        call    read_token
+        jc      finish.no_token
+        call    calibrate
+        jc      .no_ticks
+        push    es
+        mov     ax, BUF_B
+        mov     es, ax
+        xor     di, di
+        mov     al, HOLD_CANARY
+        mov     cx, HOLD_BYTES
+        rep     stosb
+        pop     es
+        mov     si, s_hold_ready
+        call    wait_key
+        jc      finish.verdict
+        mov     byte [io_op], 0x42
+        mov     word [io_seg], BUF_B
+        mov     word [io_count], HOLD_COUNT
+        mov     dword [io_lba], HOLD_LBA
+        call    kcycles
+        mov     ebp, eax
+        call    ext_io
+        pushf
+        push    ax
+        call    kcycles
+        sub     eax, ebp
+        xor     edx, edx
+        div     dword [kcycles_per_tick]
+        mov     ebx, eax                ; ticks the call took
+        push    ds                      ; snapshot of the buffer and canary as the call left them
+        push    es
+        mov     cx, BUF_A
+        mov     es, cx
+        mov     cx, BUF_B
+        mov     ds, cx
+        xor     si, si
+        xor     di, di
+        mov     cx, HOLD_BYTES
+        rep     movsb
+        pop     es
+        pop     ds
+        pop     ax
+        popf
+        mov     si, n_hold_fails
+        jc      .failed
+        xor     eax, eax
+        mov     di, s_no_error
+        call    fail
+        jmp     .canary
+.failed:
+        push    si
+        mov     si, s_hold_status
+        call    puts
+        movzx   eax, ah
+        call    put_hex
+        mov     si, s_hold_ticks
+        call    puts
+        mov     eax, ebx
+        call    put_dec
+        call    put_crlf
+        pop     si
+        call    ok
+.canary:
+        mov     si, n_hold_canary
+        push    es
+        mov     ax, BUF_A
+        mov     es, ax
+        mov     di, HOLD_COUNT * 512
+        mov     al, HOLD_CANARY
+        mov     cx, 512
+        repe    scasb
+        pop     es
+        je      .canary_ok
+        mov     eax, HOLD_COUNT * 512 - 1 ; EAX = the first changed offset
+        add     eax, 512
+        sub     ax, cx
+        mov     di, s_changed_at
+        call    fail
+        jmp     .watch
+.canary_ok:
+        call    ok
+.watch:
+        mov     si, s_hold_returned
+        call    wait_key
+        jc      finish.verdict
+        sti
+        mov     ecx, HOLD_WATCH_TICKS
+.tick:
+        call    tick_edge
+        loop    .tick
+        mov     si, n_hold_unchanged
+        push    ds
+        push    es
+        mov     ax, BUF_A
+        mov     es, ax
+        mov     ax, BUF_B
+        mov     ds, ax
+        xor     si, si
+        xor     di, di
+        mov     cx, HOLD_BYTES
+        repe    cmpsb
+        pop     es
+        pop     ds
+        mov     si, n_hold_unchanged
+        je      .unchanged
+        mov     eax, HOLD_BYTES - 1     ; EAX = the first changed offset
+        sub     ax, cx
+        mov     di, s_changed_at
+        call    fail
+        jmp     finish.verdict
+.unchanged:
+        call    ok
+        jmp     finish.verdict
+.no_ticks:
+        mov     si, n_ticks
+        xor     eax, eax
+        mov     di, s_stopped
+        call    fail
+        jmp     finish.verdict
+
+; wait_key: print the line at SI (a marker for the harness), then wait up to HOLD_KEY_TICKS for
+; a key (INT 16h) and take it; CF set (and a failure counted) if none came.
+wait_key:
+        sti
+        call    puts
+        mov     ecx, HOLD_KEY_TICKS
+.poll:
+        mov     ah, 0x01
+        int     0x16
+        jnz     .key
+        call    tick_edge
+        loop    .poll
+        mov     si, n_hold_key
+        xor     eax, eax
+        mov     di, s_no_key
+        call    fail
+        stc
+        ret
+.key:
+        xor     ah, ah
+        int     0x16
+        clc
+        ret
+%endif
+
 ;
 ; finish: read the token, write the result sector, print the verdict, power off.
 ; The token sector is read to BUF_S:0000; the result is built at BUF_S:0200.
 finish:
-        mov     byte [io_op], 0x42
-        mov     word [io_seg], BUF_S
-        mov     word [io_count], 1
-        mov     dword [io_lba], TOKEN_LBA
-        call    ext_io
+        call    read_token
         jc      .no_token
-        mov     ax, BUF_S
-        mov     es, ax
-        xor     di, di
-        mov     si, s_token_tag
-        mov     cx, 8
-        repe    cmpsb
-        push    ds
-        pop     es
-        jne     .no_token
 
         mov     ax, BUF_S
         mov     es, ax
@@ -1145,6 +1434,27 @@ finish:
         mov     si, s_no_token
         call    puts
         jmp     acpi_poweroff
+
+; read_token: read the token sector to BUF_S:0000; CF set if that fails or it has no token tag.
+read_token:
+        mov     byte [io_op], 0x42
+        mov     word [io_seg], BUF_S
+        mov     word [io_count], 1
+        mov     dword [io_lba], TOKEN_LBA
+        call    ext_io
+        jc      .done
+        mov     ax, BUF_S
+        mov     es, ax
+        xor     di, di
+        mov     si, s_token_tag
+        mov     cx, 8
+        repe    cmpsb
+        push    ds
+        pop     es
+        je      .done                   ; CF clear: equal
+        stc
+.done:
+        ret
 
 ; copy_str: copy the zero-terminated DS:SI to ES:DI (without the zero).
 copy_str:
@@ -1252,6 +1562,32 @@ s_ah08_cylinders: db "ah08-cylinders", 0
 s_holds:        db "sector-holds-lba", 0
 s_diag_note:    db "PROBE note AH=08 holds back one cylinder of the table's geometry", 13, 10, 0
 s_chs_end_note: db "PROBE note chs-read-past-end not checked (CHS ends before the disk does)", 13, 10, 0
+%endif
+%ifdef RESET_DEVICE
+RESET_TICKS     equ 18                  ; about a second
+n_read_before_reset: db "read-before-reset", 0
+n_virtio_reset: db "virtio-reset", 0
+n_read_after_reset: db "read-after-reset-fails-quickly", 0
+n_write_after_reset: db "write-after-reset-fails-quickly", 0
+n_read_again_after_reset: db "read-again-after-reset-fails-quickly", 0
+s_no_device:    db "no-1af4:1001-pci-bios-status", 0
+s_bar0:         db "bar0-not-io", 0
+s_slow_ticks:   db "took-ticks", 0
+s_reset_note:   db "PROBE note reset the virtio-blk device at PCI bus/devfn ", 0
+s_reset_io:     db " io-base ", 0
+s_calling_note: db "PROBE note calling INT 13h for ", 0
+%endif
+%ifdef HOLD_READ
+s_hold_ready:   db "PROBE hold-ready: press a key to issue the read", 13, 10, 0
+s_hold_returned: db "PROBE hold-returned: release the request, then press a key", 13, 10, 0
+s_hold_status:  db "PROBE note held read returned status ", 0
+s_hold_ticks:   db " after BIOS ticks ", 0
+n_hold_fails:   db "held-read-fails", 0
+n_hold_canary:  db "held-read-canary-intact", 0
+n_hold_unchanged: db "held-read-buffer-unchanged-after-return", 0
+n_hold_key:     db "hold-key-from-harness", 0
+s_no_key:       db "no-key", 0
+s_changed_at:   db "changed-at-offset", 0
 %endif
 %ifdef BIG
 n_across_2t:    db "ext-read-across-2t", 0

@@ -47,6 +47,14 @@ BOOT_SIGNATURE_OFFSET = 510
 SAN_DRIVE = 0x80  # the BIOS drive the keep-san floppy tests
 FLOPPY_NAME = "keepsan-floppy.img"
 AOE_FLOPPY_NAME = "aoe-keepsan-floppy.img"
+RESET_FLOPPY_NAME = "keepsan-reset-floppy.img"
+# probe-hold's markers (probe.asm, HOLD_READ): at HOLD_READY the harness makes the device hold the
+# next request (blkdebug `break`) and presses a key; at HOLD_RETURNED it releases the request
+# (`resume`) and presses a key. HOLD_LBA .. + HOLD_COUNT is the held read.
+HOLD_READY = "PROBE hold-ready"
+HOLD_RETURNED = "PROBE hold-returned"
+HOLD_LBA = DATA_LBA + 7000
+HOLD_COUNT = 8
 FLOPPY_BYTES = 1474560  # 1.44 MB: 80 cylinders x 2 heads x 18 sectors
 FLOPPY_TRACK_SECTORS = 18  # the loader reads its stage 2 from the first track
 BIOS_TICK_HZ = 1193182 / 65536
@@ -157,6 +165,11 @@ def aoe_floppy_defines() -> dict[str, int]:
     return {**floppy_defines(), "UNCHECKED_END": 1}
 
 
+def reset_floppy_defines() -> dict[str, int]:
+    """The keep-san reset floppy's program: reset the virtio-blk device, then drive SAN_DRIVE must fail fast."""
+    return {**floppy_defines(), "RESET_DEVICE": 1}
+
+
 @dataclass
 class ProbeReport:
     """What a probe run printed: passed and failed checks, and read throughput per transfer size."""
@@ -237,7 +250,8 @@ class ProbeGuest(Guest):
         return {**self.layout.defines(), **extra, **({"READ_ONLY": 1} if self.read_only else {})}
 
     def image_key(self) -> str:
-        h = hashlib.sha256(RECIPE_VERSION.encode() + b"\0" + repr(sorted(aoe_floppy_defines().items())).encode())
+        floppies = [sorted(aoe_floppy_defines().items()), sorted(reset_floppy_defines().items())]
+        h = hashlib.sha256(RECIPE_VERSION.encode() + b"\0" + repr(floppies).encode())
         h.update(asm.sources_key("probe.asm").encode())
         if self.is_variant:
             h.update(repr((sorted(self.program_defines().items()), self.layout)).encode())
@@ -251,6 +265,8 @@ class ProbeGuest(Guest):
                 floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-floppy.bin", floppy_defines())
                 aoe_floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-aoe-floppy.bin",
                                                   aoe_floppy_defines())
+                reset_floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-reset-floppy.bin",
+                                                    reset_floppy_defines())
         stage2 = program[disk.SECTOR:]
         if len(stage2) > (TOKEN_LBA - 1) * disk.SECTOR:
             raise ValueError(f"probe program is {len(program)} bytes: it would overlap the token sector")
@@ -269,6 +285,7 @@ class ProbeGuest(Guest):
             progress("probe: writing the keep-san floppy")
             _write_floppy(out.with_name(FLOPPY_NAME), floppy_program)
             _write_floppy(out.with_name(AOE_FLOPPY_NAME), aoe_floppy_program)
+            _write_floppy(out.with_name(RESET_FLOPPY_NAME), reset_floppy_program)
 
     def image_digest(self, image: Path) -> str:
         """A shaped image's hash covers its size and its non-zero sectors (it is sparse: never read it all)."""
@@ -280,19 +297,24 @@ class ProbeGuest(Guest):
             f.seek(TOKEN_LBA * disk.SECTOR)
             f.write(sector)
 
+    @property
+    def writes_disk(self) -> bool:
+        """Whether the probe writes its result and write checks (not on a read-only disk)."""
+        return not self.read_only
+
     def verify_disk(self, disk_path: Path, token: str) -> list[str]:
         """The result sector, and every stamped region: each sector stamped, or written by a write check.
 
-        A read-only disk must hold no result and no written sector.
+        A probe that does not write (writes_disk) must leave no result and no written sector.
         """
         problems = []
         with open(disk_path, "rb") as f:
             f.seek(RESULT_LBA * disk.SECTOR)
             result = f.read(disk.SECTOR).rstrip(b"\0")
-            expected = b"" if self.read_only else f"PROBE-DONE {token} failures=0".encode()
+            expected = f"PROBE-DONE {token} failures=0".encode() if self.writes_disk else b""
             if result != expected:
                 problems.append(f"result sector {RESULT_LBA} holds {result[:80]!r}, expected {expected!r}"
-                                + (" (the disk is read-only)" if self.read_only else ""))
+                                + ("" if self.writes_disk else " (this probe writes nothing)"))
             written = 0
             for start, end in self.layout.stamped:
                 f.seek(start * disk.SECTOR)
@@ -304,7 +326,7 @@ class ProbeGuest(Guest):
                 if bad is not None:
                     problems.append(f"sector {bad} holds neither its stamp nor the probe's written pattern")
                     break
-        wanted = 0 if self.read_only else WRITTEN_SECTORS
+        wanted = WRITTEN_SECTORS if self.writes_disk else 0
         if written != wanted:
             problems.append(f"{written} scratch sectors carry the written pattern, expected {wanted}")
         return problems
@@ -408,3 +430,60 @@ class AoeKeepSanProbeGuest(KeepSanProbeGuest):
 
     def boot_floppy(self) -> Path:
         return self.base_image().with_name(AOE_FLOPPY_NAME)
+
+
+class KeepSanResetProbeGuest(KeepSanProbeGuest):
+    """keep-san, then the probe from A: resets the virtio-blk device as an OS driver taking it over does.
+
+    Drive 0x80 (gPXE's kept drive) must then fail INT 13h reads and writes within about a
+    second each (issue 9, defect 3: v2 waits for its request timeout). The probe reads its
+    token before the reset and writes nothing to the disk.
+    """
+
+    name = "keepsan-reset"
+
+    @property
+    def writes_disk(self) -> bool:
+        return False
+
+    def boot_floppy(self) -> Path:
+        return self.base_image().with_name(RESET_FLOPPY_NAME)
+
+
+class HoldReadProbeGuest(ProbeGuest):
+    """The probe for a run whose disk holds a request back (the timeout cell, issue 9 defect 2).
+
+    Its own image (the default disk, the program assembled with HOLD_READ): it reads its token,
+    prints HOLD_READY and waits for a key; the harness makes the device hold the next request and
+    presses a key; the probe's read of HOLD_COUNT sectors at HOLD_LBA must fail (the driver's
+    timeout) without touching the canary sector after its buffer; at HOLD_RETURNED the harness
+    releases the request and presses a key, and the buffer must stay as the call left it for
+    about 3 s. It writes nothing to the disk. Without a harness that acts on the markers it fails
+    ("hold-key-from-harness no-key") after a minute.
+    """
+
+    name = "probe-hold"
+    build_command = "patchkit guest build probe-hold"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.build_command = HoldReadProbeGuest.build_command
+
+    @property
+    def is_variant(self) -> bool:
+        return True
+
+    @property
+    def image_name(self) -> str:
+        return self.name
+
+    @property
+    def writes_disk(self) -> bool:
+        return False
+
+    def program_defines(self) -> dict[str, int]:
+        return {**super().program_defines(), "HOLD_READ": 1}
+
+    def variant(self, disk_shape: str | None = None, read_only: bool = False) -> Guest:
+        """None: the held read is checked on the default disk (Guest.variant's refusal)."""
+        return Guest.variant(self, disk_shape, read_only)

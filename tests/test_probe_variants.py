@@ -1,27 +1,33 @@
-"""The probe's variants: disk shapes (large sparse disks with their own partition geometry) and read-only.
+"""The probe's variants: disk shapes (large sparse disks with their own partition geometry), read-only,
+keep-san after a device reset (keepsan-reset) and the held read (probe-hold).
 
 Images are built in seconds without allocating their size. Boots (TCG) show the ground
 truth: SeaBIOS natively passes the shapes whose table geometry is its own translation
 (128 or 255 heads, one diagnostic cylinder held back) and fails 2g-255x63, where it
 reports 128 heads; gPXE v2 registers the device's 16 heads and fails the table checks;
-a read-only disk refuses writes and stays as built.
+a read-only disk refuses writes and stays as built; v2 is still inside the first INT 13h
+call after an OS-style device reset long after the probe's one-second limit.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
 from test_guests_helpers import boot_native, passed
-from test_validate import SERIES, cache_at, rom_builder, series_rom  # noqa: F401 (the fixtures)
+from test_validate import SERIES, cache_at
 
 from patchkit.build import build_rom
 from patchkit.errors import PatchkitError
 from patchkit.gitrepo import apply_series
 from patchkit.guests import disk, get_guest
 from patchkit.guests.probe import (
+    HOLD_READY,
+    HOLD_RETURNED,
     RESULT_LBA,
     SHAPES,
     TWO_TIB,
@@ -32,9 +38,11 @@ from patchkit.guests.probe import (
     sparse_digest,
     stamp,
 )
+from patchkit.qemu.console import Console
+from patchkit.run import spawned
 from patchkit.series.io import find_series
 from patchkit.upstream import load_pin
-from patchkit.validate import boot_guest
+from patchkit.validate import boot_guest, boot_planned
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TABLE_CHECKS = ["table-geometry-heads", "table-geometry-sectors", "table-geometry-cylinders",
@@ -155,7 +163,7 @@ def test_a_read_only_run_disk_must_hold_no_result_and_no_written_sector(tmp_path
     assert guest.verify_disk(run_disk, "ro-1") == []
     _as_the_probe_leaves_it(guest, run_disk, "ro-1")
     assert guest.verify_disk(run_disk, "ro-1") == [
-        "result sector 61 holds b'PROBE-DONE ro-1 failures=0', expected b'' (the disk is read-only)",
+        "result sector 61 holds b'PROBE-DONE ro-1 failures=0', expected b'' (this probe writes nothing)",
         f"{WRITTEN_SECTORS} scratch sectors carry the written pattern, expected 0",
     ]
 
@@ -227,17 +235,31 @@ def test_the_read_only_probe_fails_on_a_writable_disk(tmp_path: Path) -> None:
 # --- boots through gPXE v2 --------------------------------------------------------------------
 
 
-@pytest.fixture
-def v2_rom(gpxe_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """bin/1af41001.rom of the series' v2 (current or frozen), built once per tree content."""
-    real = gpxe_mirror.parent.parent
-    cache = tmp_path_factory.mktemp("v2-rom-cache")
+def _series_rom(mirror: Path, tmp_path_factory: pytest.TempPathFactory, version: int | None) -> Path:
+    """bin/1af41001.rom of the series at ``version`` (None: the current one), built once per tree content.
+
+    Applied in a private cache whose upstream/ and builds/ are the user's (a build is reused by its key).
+    """
+    real = mirror.parent.parent
+    cache = tmp_path_factory.mktemp("series-rom-cache")
     (real / "builds").mkdir(exist_ok=True)
     for name in ("upstream", "builds"):
         os.symlink(real / name, cache / name)
     with cache_at(cache):
-        applied = apply_series(PROJECT_ROOT, SERIES, version=2)
+        applied = apply_series(PROJECT_ROOT, SERIES, version=version)
         return build_rom(applied.tree, load_pin(PROJECT_ROOT)).path
+
+
+@pytest.fixture
+def v2_rom(gpxe_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """v2's ROM (the current version or the frozen versions/v2): the one with the defects issue 9 lists."""
+    return _series_rom(gpxe_mirror, tmp_path_factory, 2)
+
+
+@pytest.fixture
+def current_rom(gpxe_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ROM of the series' current version."""
+    return _series_rom(gpxe_mirror, tmp_path_factory, None)
 
 
 @pytest.mark.boot
@@ -265,11 +287,104 @@ def _series_version() -> int:
 @pytest.mark.boot
 @pytest.mark.xfail(_series_version() == 2, strict=True,
                    reason="v2 registers the device's 16-head geometry (issue 9, defect 1): fixed in v3")
-def test_the_series_rom_reads_a_255_head_table_as_dos_does(inputs_cache: Path, request: pytest.FixtureRequest) -> None:
-    rom = request.getfixturevalue("series_rom")  # test_validate's fixture (imported above)
+def test_the_series_rom_reads_a_255_head_table_as_dos_does(inputs_cache: Path, current_rom: Path) -> None:
     guest = probe("2g-255x63")
     guest.build()
-    outcome = boot_guest(guest, rom=rom)
+    outcome = boot_guest(guest, rom=current_rom)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     report = parse_probe_log((outcome.run_dir / "serial.log").read_text(errors="replace"))
     assert report.geometry == (261, 255, 63) and set(TABLE_CHECKS) <= set(report.checks)
+
+
+# --- keep-san, then an OS-style device reset ----------------------------------------------------
+
+
+def _keepsan_reset() -> ProbeGuest:
+    get_guest("probe").build()  # keepsan-reset boots the probe image's reset floppy
+    guest = get_guest("keepsan-reset")
+    assert isinstance(guest, ProbeGuest)
+    return guest
+
+
+@pytest.mark.boot
+def test_v2_is_still_in_the_first_call_after_an_os_style_reset(inputs_cache: Path, v2_rom: Path) -> None:
+    # Issue 9, defect 3: v2 sends the request to the reset device and waits for its timeout
+    # (30 s nominal, ~77 s under TCG here) instead of failing at once; the probe's limit is a
+    # second. The note before each call names the one the run is stuck in.
+    outcome = boot_planned(_keepsan_reset(), rom=v2_rom, stall_timeout=20)
+    assert not outcome.passed and "no serial output for 20 s" in outcome.reason
+    console = Console()
+    console.feed((outcome.run_dir / "serial.log").read_bytes())
+    probe_lines = [line.strip() for line in console.text.splitlines() if "PROBE" in line]
+    assert probe_lines[1:] == [
+        "PROBE ok read-before-reset", probe_lines[2], "PROBE ok virtio-reset",
+        "PROBE note calling INT 13h for read-after-reset-fails-quickly"]
+    assert probe_lines[2].startswith("PROBE note reset the virtio-blk device at PCI bus/devfn 0x00000020 io-base ")
+
+
+@pytest.mark.boot
+@pytest.mark.xfail(_series_version() == 2, strict=True,
+                   reason="v2 waits for its request timeout on a reset device (issue 9, defect 3): fixed in v3")
+def test_the_series_rom_fails_calls_to_a_reset_device_at_once(inputs_cache: Path, current_rom: Path) -> None:
+    outcome = boot_planned(_keepsan_reset(), rom=current_rom, stall_timeout=20)
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+
+
+# --- the held read ------------------------------------------------------------------------------
+
+
+def _hmp(sock_path: Path, command: str) -> str:
+    """Run ``command`` on QEMU's human monitor at ``sock_path``; its output up to the next prompt."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(sock_path))
+        seen = b""
+        while not seen.endswith(b"(qemu) "):
+            seen += sock.recv(4096)
+        sock.sendall(command.encode() + b"\n")
+        seen = b""
+        while not seen.endswith(b"(qemu) "):
+            seen += sock.recv(4096)
+        return seen.decode(errors="replace")
+
+
+def _wait_for(log: Path, marker: str, limit: float = 120) -> str:
+    """The serial log once it holds ``marker`` (polling, at most ``limit`` seconds)."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if marker in text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"no {marker!r} in {log}")
+
+
+@pytest.mark.boot
+def test_the_held_read_probe_follows_the_harness_and_watches_its_buffer(tmp_path: Path) -> None:
+    # SeaBIOS natively: the harness holds the read with blkdebug, releases it a little later;
+    # SeaBIOS has no timeout, so its call waits and succeeds (the negative control of
+    # held-read-fails) and nothing changes the buffer once the call returned.
+    guest = get_guest("probe-hold")
+    guest.build()
+    run_disk = guest.make_run_disk(tmp_path / "run", "hold-1")
+    serial, monitor = tmp_path / "serial.log", tmp_path / "hmp.sock"
+    drive = f"if=none,id=disk0,driver=raw,file.driver=blkdebug,file.image.driver=file,file.image.filename={run_disk}"
+    argv = ["qemu-system-x86_64", "-nodefaults", "-accel", "tcg", "-m", "128", "-machine", "pc,graphics=off",
+            "-display", "none", "-serial", f"file:{serial}", "-no-reboot",
+            "-monitor", f"unix:{monitor},server=on,wait=off",
+            "-drive", drive, "-device", "virtio-blk-pci,drive=disk0,addr=04.0,bootindex=0"]
+    with spawned(argv, stderr_file=tmp_path / "qemu-stderr.log") as qemu:
+        _wait_for(serial, HOLD_READY)
+        _hmp(monitor, 'qemu-io disk0 "break read_aio held"')
+        _hmp(monitor, "sendkey spc")
+        time.sleep(2)  # the read is held meanwhile (SeaBIOS waits for it)
+        _hmp(monitor, 'qemu-io disk0 "resume held"')
+        _wait_for(serial, HOLD_RETURNED)
+        _hmp(monitor, "sendkey spc")
+        log = _wait_for(serial, "PATCHKIT-")
+        qemu.wait(timeout=30)  # the probe powers off
+    report = parse_probe_log(log)
+    assert report.failures == ["held-read-fails no-error 0x00000000"]
+    assert report.checks == ["held-read-canary-intact", "held-read-buffer-unchanged-after-return"]
+    assert "PATCHKIT-FAIL probe: 1 failures" in log
+    assert guest.verify_disk(run_disk, "hold-1") == []
