@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +42,19 @@ def ids_for_target(target: str) -> tuple[int, int] | None:
     return int(m.group(1), 16), int(m.group(2), 16)
 
 
+REBUILD = "rebuild it (`patchkit build`); if it persists the build settings or the tree are broken"
+
+
 def check_rom(path: Path, vendor: int = 0x1AF4, device: int = 0x1001) -> RomInfo:
     """Check ``path`` is an option ROM for PCI ``vendor``:``device``; raise BuildError naming the first failure."""
+    return check_rom_for(path, [(vendor, device)], REBUILD)
+
+
+def check_rom_for(path: Path, ids: Sequence[tuple[int, int]], hint: str) -> RomInfo:
+    """Check ``path`` is an option ROM for one of the PCI ``ids``; BuildError naming the first failure and ``hint``."""
     data = path.read_bytes()
     where = f"ROM {path}"
-    rebuild = "rebuild it (`patchkit build`); if it persists the build settings or the tree are broken"
+    rebuild = hint
     if len(data) < UNIT:
         raise BuildError(f"{where} is {len(data)} bytes: too small for an option ROM (at least {UNIT})", hint=rebuild)
     if data[0:2] != b"\x55\xaa":
@@ -64,10 +73,11 @@ def check_rom(path: Path, vendor: int = 0x1AF4, device: int = 0x1001) -> RomInfo
         raise BuildError(f"{where}: no PCI data structure (\"PCIR\") at offset {pcir:#x} given by the word at 0x18",
                          hint=rebuild)
     found_vendor, found_device = struct.unpack_from("<HH", data, pcir + 4)
-    if (found_vendor, found_device) != (vendor, device):
+    if (found_vendor, found_device) not in ids:
+        expected = " or ".join(f"{v:04x}:{d:04x}" for v, d in ids)
         raise BuildError(
-            f"{where} is for PCI {found_vendor:04x}:{found_device:04x}, expected {vendor:04x}:{device:04x}",
-            hint="build the target named after the device (bin/VVVVDDDD.rom)",
+            f"{where} is for PCI {found_vendor:04x}:{found_device:04x}, expected {expected}",
+            hint="build the target named after the device (bin/VVVVDDDD.rom)" if hint == REBUILD else hint,
         )
     image_units = struct.unpack_from("<H", data, pcir + 0x10)[0]
     if image_units * UNIT != size:

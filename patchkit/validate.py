@@ -45,6 +45,7 @@ from patchkit.qemu.aoe import aoe_target
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
 from patchkit.qemu.console import Wait
 from patchkit.qemu.machine import Machine, qemu_version
+from patchkit.rom import check_rom_for
 from patchkit.series.io import find_series
 from patchkit.series.model import DEFAULT_ROOT_PATH, IMPLICIT_CONFIG, Config, qemu_value
 from patchkit.store import ResultKey, Results, TestResult, atomic_write, cache_dir, sha256_file
@@ -559,10 +560,20 @@ def resolve_subject(project: Path, series_name: str | None, rom: Path | None, re
         return Subject(name, revision, version, built.path, built.sha256, built.size), configs
     if not rom.is_file():
         raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
+    check_given_rom(project, rom)
     rom_sha = sha256_file(rom)
     progress(f"note: --rom results are recorded as revision rom-{rom_sha[:12]} (not the series revision: "
              "they do not clear send-email; run without --rom for that)")
     return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), configs
+
+
+def check_given_rom(project: Path, rom: Path) -> None:
+    """The checks `patchkit build` applies, for a ROM given by path: for the pin's device, or its base target's."""
+    pin = load_pin(project)
+    ids = list(dict.fromkeys([build.rom_ids(pin, str(pin.build["target"])),
+                              build.rom_ids(pin, str(pin.build["base_target"]))]))
+    names = " or ".join(f"{vendor:04x}:{device:04x}" for vendor, device in ids)
+    check_rom_for(rom, ids, hint=f"pass a ROM built for {names}, or drop --rom to test the series' own")
 
 
 def _nic_subject(project: Path, subject: Subject, progress: Progress) -> Subject:

@@ -1,0 +1,51 @@
+"""`patchkit test --rom FILE` checks the file like a built ROM before booting anything."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from patchkit.rom import check_rom_for
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def rom_bytes(vendor: int = 0x1AF4, device: int = 0x1001, *, checksum: bool = True) -> bytes:
+    data = bytearray(1024)
+    data[0:3] = bytes([0x55, 0xAA, 2])
+    struct.pack_into("<H", data, 0x18, 0x40)
+    data[0x40:0x44] = b"PCIR"
+    struct.pack_into("<HH", data, 0x44, vendor, device)
+    struct.pack_into("<H", data, 0x50, 2)
+    data[-1] = (-sum(data)) % 256 if checksum else (1 - sum(data)) % 256
+    return bytes(data)
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (b"#!/bin/sh\necho not a rom\n" * 40, "no option ROM signature"),
+    (rom_bytes(checksum=False), "bad checksum"),
+    (rom_bytes(0x8086, 0x100E), "is for PCI 8086:100e, expected 1af4:1001 or 1af4:1000"),
+])
+def test_a_rom_given_by_path_is_checked_before_booting(tmp_path: Path, inputs_cache: Path, content: bytes,
+                                                       said: str) -> None:
+    rom = tmp_path / "given.rom"
+    rom.write_bytes(content)
+    env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
+    done = subprocess.run([sys.executable, "-m", "patchkit", "test", "--rom", str(rom), "--guest", "probe"],
+                          cwd=PROJECT_ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=300, check=False)
+    assert done.returncode == 1, done.stdout
+    assert f"ROM {rom}" in done.stdout and said in done.stdout
+    assert "pass a ROM built for 1af4:1001 or 1af4:1000" in done.stdout and "rebuild it" not in done.stdout
+    assert not (inputs_cache / "runs").exists()  # nothing was booted
+
+
+def test_either_of_the_pins_roms_is_accepted(tmp_path: Path) -> None:
+    rom = tmp_path / "nic.rom"
+    rom.write_bytes(rom_bytes(0x1AF4, 0x1000))
+    assert check_rom_for(rom, [(0x1AF4, 0x1001), (0x1AF4, 0x1000)], hint="x").device == 0x1000
