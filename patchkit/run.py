@@ -48,6 +48,15 @@ class CommandError(PatchkitError):
         super().__init__(message)
 
 
+class CommandTimeout(PatchkitError):
+    """A command did not finish within its timeout (it was stopped)."""
+
+    def __init__(self, argv: Sequence[StrPath], timeout: float) -> None:
+        self.argv = [str(a) for a in argv]
+        self.timeout = timeout
+        super().__init__(f"command did not finish within {timeout:g} s (stopped): {shlex.join(self.argv)}")
+
+
 def run(
     argv: Sequence[StrPath],
     *,
@@ -60,7 +69,8 @@ def run(
     """Run ``argv`` to completion, capturing stdout and stderr (merged into stdout).
 
     ``env`` entries are added to the current environment. Raises CommandError when
-    ``check`` and the command fails, PatchkitError when the program does not exist.
+    ``check`` and the command fails, CommandTimeout when it outlives ``timeout`` seconds,
+    PatchkitError when the program does not exist.
     """
     full_env = {**os.environ, **env} if env else None
     args = _resolve(argv, full_env)
@@ -79,6 +89,9 @@ def run(
     with proc:
         try:
             out, _ = proc.communicate(input=input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            raise CommandTimeout(argv, timeout or 0) from None
         except BaseException:
             _stop(proc)
             raise

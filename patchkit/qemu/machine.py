@@ -24,10 +24,11 @@ from qemu.qmp.error import QMPError
 from patchkit.errors import BootError
 from patchkit.qemu.cmdline import QMP_SOCKET, MachineSpec, qemu_argv
 from patchkit.qemu.console import Console
-from patchkit.run import run, spawned
+from patchkit.run import CommandTimeout, run, spawned
 from patchkit.store import atomic_write
 
 CONNECT_TIMEOUT = 10.0
+VERSION_TIMEOUT = 30.0  # for `qemu --version`: a hanging binary must not hang patchkit
 QUIT_TIMEOUT = 5.0
 KEY_HOLD_MS = 20  # QEMU paces queued keys by this; the echo of each command is checked
 
@@ -38,9 +39,16 @@ _PLAIN = {" ": "spc", "-": "minus", ".": "dot", "/": "slash", "=": "equal", ",":
 
 
 def qemu_version(qemu: str = "qemu-system-x86_64") -> str:
-    """The version QEMU reports (e.g. "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)")."""
-    first = run([qemu, "--version"]).stdout.decode("utf-8", "replace").splitlines()[0]
-    return first.removeprefix("QEMU emulator version ").strip()
+    """The version QEMU reports (e.g. "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"); BootError when it cannot say."""
+    try:
+        out = run([qemu, "--version"], timeout=VERSION_TIMEOUT).stdout.decode("utf-8", "replace")
+    except CommandTimeout:
+        raise BootError(f"{qemu} --version did not answer within {VERSION_TIMEOUT:g} s (it was stopped)",
+                        hint="check the QEMU installation (`qemu-system-x86_64 --version` by hand)") from None
+    lines = out.strip().splitlines()
+    if not lines:
+        raise BootError(f"{qemu} --version printed no version", hint="check the QEMU installation")
+    return lines[0].removeprefix("QEMU emulator version ").strip()
 
 
 def keys_for(char: str) -> list[str]:
