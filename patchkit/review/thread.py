@@ -224,6 +224,7 @@ def reviews(series: Series) -> dict[int, Review]:
     if not mails:
         return {}
     authors = {p.author_email.lower() for n in available_versions(series) for p in _version(series, n).patches}
+    answered_by_series = {m.parents[0] for m in mails.values() if m.parents and m.from_email.lower() in authors}
     targets: dict[str, Sent] = {}
     for mid, mail in mails.items():
         target = _target(mail, sent, mails)
@@ -238,7 +239,7 @@ def reviews(series: Series) -> dict[int, Review]:
         if target.index >= len(review.patches):
             continue  # the journal names more messages than the frozen version has patches
         review.replies += 1
-        answered = any(o.from_email.lower() in authors and mid in o.parents[:1] for o in mails.values())
+        answered = mid in answered_by_series
         if is_patch(mail):  # b4: a patch sent in reply (format-patch --in-reply-to) is no follow-up
             note = Comment(f"sent a patch in reply: {mail.subject}", (), Place())
             review.patches[target.index].comments.append(
