@@ -6,6 +6,7 @@ The servers are real aiosmtpd servers on 127.0.0.1 whose handler injects the fau
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -17,13 +18,14 @@ from pathlib import Path
 
 import git
 import pytest
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
-from test_mail_fixtures import MailProject, Recorder, Server, smtp_options
+from test_mail_fixtures import MailProject, Recorder, Server, authenticator, free_port, smtp_options
 
 from patchkit.errors import MailError
 from patchkit.gitrepo import tree_dir
 from patchkit.mailer.journal import journal_path
-from patchkit.mailer.send import send_email
+from patchkit.mailer.send import SendOptions, send_email
 
 pytest_plugins = ("test_mail_fixtures",)
 
@@ -208,3 +210,41 @@ def test_resume_to_other_recipients_is_refused_without_the_override(mail_project
                    smtp_options(srv, resume=True, to=["other@example.org"], new_recipients=True))
     assert [m.rcpt_tos[0] for m in srv.recorder.messages] == ["devel@example.org", "other@example.org",
                                                                "other@example.org"]
+
+
+# --- a wrong password is said at once ---------------------------------------------------------
+
+
+class OneLoginAttempt(SMTP):
+    """A server that answers a failed AUTH with 535, then never answers another AUTH on that connection
+    (as servers that tarpit or drop repeated failures do)."""
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        if getattr(self.session, "auth_failed", False):
+            await asyncio.sleep(3600)
+        await super().smtp_AUTH(arg)
+        if not self.session.authenticated:
+            self.session.auth_failed = True  # type: ignore[attr-defined]
+
+
+class OneLoginController(Controller):
+    def factory(self) -> SMTP:
+        return OneLoginAttempt(self.handler, **self.SMTP_kwargs)
+
+
+def test_a_wrong_password_is_said_at_once(mail_project: MailProject) -> None:
+    mail_project.record()
+    recorder = Recorder()
+    port = free_port()
+    controller = OneLoginController(recorder, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                                    auth_require_tls=False)
+    controller.start()
+    try:
+        options = SendOptions(smtp={"server": "127.0.0.1", "port": str(port), "user": "jane"})
+        with pytest.raises(MailError) as caught:
+            send_email(mail_project.project, "demo", options, environ={"PATCHKIT_SMTP_PASS": "wrong"})
+    finally:
+        controller.stop()
+    said = str(caught.value)
+    assert "rejected the login: 535" in said and "timed out" not in said
+    assert recorder.messages == []

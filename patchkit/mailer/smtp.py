@@ -25,6 +25,7 @@ from patchkit.errors import MailError
 from patchkit.run import run
 
 ENCRYPTIONS = ("", "tls", "ssl")
+AUTH_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")  # smtplib's, in its order of preference
 DEFAULT_PORTS = {"": 25, "tls": 587, "ssl": 465}
 
 # setting name -> (environment variable, git config key)
@@ -188,11 +189,23 @@ class SmtpConnection:
         self.close()
 
     def _login(self, smtp: smtplib.SMTP) -> None:
-        """AUTH; a password from `git credential` is approved when it worked, rejected when refused."""
+        """AUTH with one mechanism; a password from `git credential` is approved when it worked, rejected when refused.
+
+        smtplib's login() tries every advertised mechanism after a refusal; servers that tarpit or
+        ignore repeated failures then turn a wrong password into a time-out. One refusal is the answer.
+        """
         s = self.settings
         assert s.user is not None
+        if not smtp.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        advertised = smtp.esmtp_features["auth"].upper().split()
+        mechanism = next((m for m in AUTH_MECHANISMS if m in advertised), None)
+        if mechanism is None:
+            raise MailError(f"{s.describe()} offers no AUTH mechanism patchkit speaks ({' '.join(advertised)})",
+                            hint=f"patchkit logs in with {', '.join(AUTH_MECHANISMS)}")
+        smtp.user, smtp.password = s.user, s.password or ""
         try:
-            smtp.login(s.user, s.password or "")
+            smtp.auth(mechanism, getattr(smtp, "auth_" + mechanism.lower().replace("-", "_")))
         except smtplib.SMTPAuthenticationError:
             if s.credential_repo is not None:
                 git_credential(s.credential_repo, "reject", s.server, s.port, s.user, s.password or "")
