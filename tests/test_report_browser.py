@@ -181,3 +181,4 @@ def test_matrix_reads_the_config_field_when_results_have_one(sent_series: SentSe
     assert m.configs == ["pc", "q35"] and m.guests == ["freedos", "probe"]
     assert [r.result.passed for r in m.cells[("freedos", "pc")]] == [True, False]  # newest first
     assert [r.config for r in m.cells[("freedos", "q35")]] == ["q35"]
+    assert ("probe", "pc") in m.planned and ("probe", "q35") not in m.planned  # an empty q35 cell shows "-"

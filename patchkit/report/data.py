@@ -46,6 +46,7 @@ class Matrix:
     guests: list[str]
     configs: list[str]
     cells: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
+    planned: set[tuple[str, str]] = field(default_factory=set)  # (guest, config) the manifest asks for
 
     @property
     def runs(self) -> int:
@@ -124,7 +125,7 @@ def matrix(series: Series, history: list[TestResult]) -> Matrix:
     guests: list[str] = []
     for c in series.test_configs():
         guests += [g for g in c.guests if g not in guests]
-    m = Matrix(guests, configs)
+    m = Matrix(guests, configs, planned={(g, c.name) for c in series.test_configs() for g in c.guests})
     for r in history:  # newest first
         config = result_config(r)
         if config not in m.configs:

@@ -25,7 +25,7 @@ h1{margin:1rem 0 .2rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;marg
 nav a{margin-right:1rem}.meta{color:#666;font-size:90%}
 pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font:13px/1.35 ui-monospace,monospace;border-radius:4px}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.35rem .5rem;vertical-align:top;text-align:left}
-table.matrix td{min-width:14rem}td.pass{background:#e9f7ec}td.fail{background:#fdecec}td.none{color:#888}
+.wide{overflow-x:auto}table.matrix td{min-width:14rem}td.pass{background:#e9f7ec}td.fail{background:#fdecec}td.none{color:#888}
 .verdict{font-weight:700}td.pass .verdict{color:#176f2c}td.fail .verdict{color:#b3261e}
 img.shot{display:block;width:320px;max-width:100%;image-rendering:pixelated;border:1px solid #999;margin:.3rem 0}
 .diff .add{color:#176f2c;background:#e6ffec}.diff .del{color:#b3261e;background:#ffebe9}
@@ -88,16 +88,17 @@ def _matrix(m: Matrix) -> str:
     head = "".join(f"<th scope=\"col\">{escape(c)}</th>" for c in m.configs)
     rows = []
     for guest in m.guests:
-        cells = "".join(_cell(guest, config, m.cells.get((guest, config), [])) for config in m.configs)
+        cells = "".join(_cell(guest, config, m.cells.get((guest, config), []), (guest, config) in m.planned)
+                        for config in m.configs)
         rows.append(f"<tr><th scope=\"row\">{escape(guest)}</th>{cells}</tr>")
-    return (f"<section id=\"matrix\"><h2>Test matrix</h2>{note}<table class=\"matrix\"><thead><tr><th>guest</th>"
-            f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
+    return (f"<section id=\"matrix\"><h2>Test matrix</h2>{note}<div class=\"wide\"><table class=\"matrix\"><thead>"
+            f"<tr><th>guest</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>")
 
 
-def _cell(guest: str, config: str, runs: list[Run]) -> str:
+def _cell(guest: str, config: str, runs: list[Run], planned: bool) -> str:
     attrs = f"data-guest=\"{escape(guest)}\" data-config=\"{escape(config)}\""
     if not runs:
-        return f"<td class=\"none\" {attrs}>not tested</td>"
+        return f"<td class=\"none\" {attrs}>{'not tested' if planned else '-'}</td>"
     newest = runs[0]
     verdict = "pass" if newest.result.passed else "fail"
     body = [f"<div class=\"verdict\">{verdict.upper()}</div>", _run_detail(newest, guest, config, shot=True)]
