@@ -48,6 +48,7 @@ _WARNING = re.compile(r"^(?P<file>[^\s:]+):(?:\d+:)?(?:\d+:)?\s*warning:\s*(?P<m
 _ERROR = re.compile(r"^[^\s:]+:\d+(?::\d+)?:\s*(?:fatal )?error:")
 _LINK_ERROR = re.compile(r"undefined (?:reference|symbol)|\*\*\* ")
 _TMP_OUTPUT = re.compile(r"bin/[\w.-]+\.tmp\b")
+_NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded")
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,12 @@ def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say:
     status = run_logged(["make", f"-j{jobs}", *settings["make_args"], target], log, cwd=src, on_line=counter)
     seconds = time.monotonic() - start
     if status != 0:
-        raise BuildError(failure_message(_read(log), log, target, context),
+        text = _read(log)
+        if _NO_SPACE.search(text):
+            raise BuildError(f"no space left on the device while building {target} in {src}"
+                             + (f" {context}" if context else "") + f" (make's log says so: {log})",
+                             hint=f"free space (`df -h {src}`), then build again; the code is not to blame")
+        raise BuildError(failure_message(text, log, target, context),
                          hint="fix the code at the lines shown (the full log has the context)")
     say(f"built {target} in {seconds:.1f} s ({counter.count} objects compiled)")
     return seconds, full

@@ -19,7 +19,8 @@ from pathlib import Path
 import git
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from test_mail_fixtures import MailProject, Recorder, Server, authenticator, free_port, smtp_options
 
 from patchkit.errors import MailError

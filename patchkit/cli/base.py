@@ -47,7 +47,7 @@ def os_error(exc: OSError) -> PatchkitError | None:
     """What an OSError means for the user: a full disk, or a damaged entry of the cache; None for anything else."""
     path = exc.filename
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        where = f" writing {path}" if path else ""
+        where = f" writing {os.fsdecode(path)}" if path else ""
         return PatchkitError(f"no space left on the device{where} ({exc.strerror})",
                              hint="free space there (`df -h`), then run the command again")
     if path is None:

@@ -1,0 +1,77 @@
+"""A full disk: every command says "no space left" and where, never a traceback or "fix the code".
+
+The full disk is a small tmpfs (mounting one needs root: the tests skip without it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures.gated import GatedProject, make_gated_project
+from test_faults_mail import PAGE, fill, small_tmpfs
+from test_mail_fixtures import MailProject
+from test_validate import guest_or_skip, processes_in
+
+pytest_plugins = ("test_mail_fixtures",)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def assert_no_space(done: subprocess.CompletedProcess[str], where: Path) -> None:
+    assert done.returncode == 1, done.stdout
+    assert "no space left" in done.stdout.lower() and str(where) in done.stdout, done.stdout
+    assert "Traceback" not in done.stdout and "crashed" not in done.stdout and "fix the code" not in done.stdout
+
+
+def test_mbox_on_a_full_disk(mail_project: MailProject, tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "full") as disk:
+        fill(disk)
+        mbox = disk / "out.mbox"
+        done = subprocess.run([sys.executable, "-m", "patchkit", "-C", str(mail_project.project), "send-email",
+                               "--mbox", str(mbox)], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              check=False)
+        assert_no_space(done, disk)
+        assert not mbox.exists()
+
+
+@pytest.fixture
+def gated(tmp_path: Path, isolated_cache: Path) -> GatedProject:
+    return make_gated_project(tmp_path, isolated_cache)
+
+
+def test_building_a_tree_on_a_full_disk(gated: GatedProject, tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "full", size="2m") as disk:
+        tree = disk / "tree"
+        subprocess.run(["git", "clone", "-q", str(gated.upstream), str(tree)], check=True)
+        fill(disk)
+        done = gated.run("build", "--tree", str(tree))
+        assert_no_space(done, tree / "src")
+
+
+def test_make_failing_for_want_of_space_is_not_blamed_on_the_code(gated: GatedProject, tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "full", size="2m") as disk:
+        tree = disk / "tree"
+        subprocess.run(["git", "clone", "-q", str(gated.upstream), str(tree)], check=True)
+        reserve = disk / "reserve"
+        reserve.write_bytes(bytes(PAGE))
+        fill(disk)
+        reserve.unlink()  # one page left: patchkit's record of the build fits, make's ROM does not
+        done = gated.run("build", "--tree", str(tree))
+        assert_no_space(done, tree / "src")
+        assert "build.log" in done.stdout
+
+
+def test_booting_with_a_full_cache_disk(inputs_cache: Path) -> None:
+    guest_or_skip("probe")
+    with small_tmpfs(inputs_cache / "runs", size="4m") as runs:
+        fill(runs)
+        env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
+        done = subprocess.run([sys.executable, "-m", "patchkit", "test", "--reference", "--guest", "probe"],
+                              cwd=PROJECT_ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=300, check=False)
+        assert_no_space(done, runs)
+        for run_dir in runs.glob("*"):
+            assert processes_in(run_dir) == []
