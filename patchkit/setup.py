@@ -16,7 +16,7 @@ from pathlib import Path
 
 from patchkit.build import base_rom, ensure_series_rom
 from patchkit.errors import PatchkitError
-from patchkit.guests import get_guest
+from patchkit.guests import debpkgs, get_guest
 from patchkit.guests.freedos import import_media
 from patchkit.series.io import list_series
 from patchkit.upstream import load_pin, mirror_dir, vendor_report
@@ -43,7 +43,17 @@ def setup(project: Path, gpxe_from: str | None, freedos_media: Path | None, prog
         image = get_guest(name).build(progress)
         items.append(SetupItem(f"{name} guest", True, str(image)))
     items += _freedos(freedos_media, progress)
+    items.append(_grub_rescue(progress))
     return items
+
+
+def _grub_rescue(progress: Progress) -> SetupItem:
+    """Debian's GRUB rescue image package: the third-party image the `patchkit test --image` tests boot."""
+    try:
+        deb = debpkgs.fetch((debpkgs.GRUB_RESCUE,), progress)[debpkgs.GRUB_RESCUE.name]
+    except PatchkitError as exc:
+        return SetupItem("grub-rescue-pc (test image)", False, f"{exc.message}; the --image tests skip")
+    return SetupItem("grub-rescue-pc (test image)", True, str(deb))
 
 
 def _gpxe(project: Path, source: str | None, progress: Progress) -> SetupItem:

@@ -33,17 +33,18 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from qemu.qmp import QMPError
 
 from patchkit import build
 from patchkit.errors import PatchkitError, SeriesError, Terminated
 from patchkit.guests import GUEST_NAMES, Guest
+from patchkit.guests.image import ImageGuest, ImageSpec
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
 from patchkit.qemu.aoe import aoe_target
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
-from patchkit.qemu.console import Wait
+from patchkit.qemu.console import Pattern, Wait
 from patchkit.qemu.machine import Machine, qemu_version
 from patchkit.rom import check_rom_for
 from patchkit.series.io import find_series
@@ -57,6 +58,7 @@ _T = TypeVar("_T")
 DEFAULT_STALL_TIMEOUT = 60.0
 STEP_TIMEOUT = 30.0  # for one gPXE prompt step (banner, prompt, echo), within the overall timeout
 SHUTDOWN_GRACE = 10.0  # after the success marker, time for the guest to power off
+GPXE_RETURN_GRACE = 1.0  # after a failure marker, time for sanboot to return to gPXE's prompt
 BLANK_DISK_BYTES = 8 << 20
 
 # What gPXE and SeaBIOS print (facts about their output, matched as substrings).
@@ -67,6 +69,8 @@ GPXE_SANBOOT_FAILED = "Could not boot from"  # sanboot_cmd.c, when sanboot retur
 BOOT_MARKERS = ("Booting from BIOS drive", "Booting from SAN device", "Booting from INT 13", "Booting from Hard Disk",
                 "Booting from Floppy")
 NO_BOOT_DEVICE = "No bootable device"
+BOOTING_FROM = "Booting from"  # SeaBIOS's line before it runs a boot sector
+SANBOOT_LINE = f"{GPXE_PROMPT} sanboot "  # the command line typed at gPXE's prompt
 SEABIOS_DISK_BOOT = "Booting from Hard Disk"  # SeaBIOS booting a disk itself
 NOT_VIRTIO = ("ide", "floppy", "aoe")  # guest disk places other than a virtio-blk slot
 
@@ -131,7 +135,7 @@ def choose_accel(requested: str) -> tuple[str, str]:
 def new_run_dir(label: str) -> Path:
     """A fresh ``runs/<id>/`` directory in the cache (``label``: the guest, or config-guest)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = cache_dir() / "runs" / f"{stamp}-{label}-{secrets.token_hex(3)}"
+    path = cache_dir() / "runs" / f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '-', label)}-{secrets.token_hex(3)}"
     path.mkdir(parents=True)
     return path
 
@@ -239,7 +243,7 @@ async def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str
         if layout.guest_addr == "aoe":
             target = stack.enter_context(aoe_target(disk, run_dir))
             nic = Nic(target.netns, target.tap)
-        spec = await asyncio.to_thread(_machine_spec, run_dir, disk, rom, accel, layout, nic)
+        spec = await asyncio.to_thread(_machine_spec, run_dir, disk, rom, accel, layout, nic, guest.disk_format)
         session = _Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
                            guest.success_marker(expect_token or token))
         outcome = await session.run()
@@ -297,10 +301,10 @@ def _run_interruptibly(work: Coroutine[None, None, _T]) -> _T:
 
 
 def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layout: Layout,
-                  nic: Nic | None) -> MachineSpec:
+                  nic: Nic | None, disk_format: Literal["raw", "qcow2"] = "raw") -> MachineSpec:
     """The machine for one run: the guest disk (and blank disks) placed per ``layout``."""
     if rom is None and not (layout.blank_addrs or layout.boot_floppy) and layout.guest_addr not in NOT_VIRTIO:
-        return reference_spec(disk, accel, pci_addr=layout.guest_addr)
+        return reference_spec(disk, accel, pci_addr=layout.guest_addr, disk_format=disk_format)
     drives: list[Drive] = []
     if layout.boot_floppy is not None:
         floppy = run_dir / "boot-floppy.img"
@@ -316,10 +320,10 @@ def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layou
                             bootindex=first_busy + n - len(layout.blank_addrs) if busy else None))
     if layout.guest_addr in ("ide", "floppy"):
         drives.append(Drive(disk, interface="ide" if layout.guest_addr == "ide" else "floppy", bootindex=1,
-                            readonly=layout.readonly))
+                            readonly=layout.readonly, format=disk_format))
     elif layout.guest_addr != "aoe":  # an AoE disk is served by the run's target, not attached
         drives.append(Drive(disk, pci_addr=layout.guest_addr, bootindex=None if rom else 0, readonly=layout.readonly,
-                            properties=layout.properties))
+                            properties=layout.properties, format=disk_format))
     return check_spec(MachineSpec(drives=tuple(drives), rom=rom, accel=accel, nic=nic, machine=layout.machine,
                                   strict_boot=layout.strict_boot))
 
@@ -332,7 +336,7 @@ class _Session:
     """One QEMU boot: drive gPXE or SeaBIOS, watch the markers, keep the artifacts."""
 
     def __init__(self, guest: Guest, spec: MachineSpec, run_dir: Path, script: _Script, timeout: float,
-                 stall_timeout: float, success: str) -> None:
+                 stall_timeout: float, success: Pattern) -> None:
         self.guest = guest
         self.spec = spec
         self.run_dir = run_dir
@@ -340,7 +344,7 @@ class _Session:
         self.timeout = timeout
         self.stall_timeout = stall_timeout
         self.success = success
-        self.failures: tuple[str, ...] = (*guest.failure_markers, NO_BOOT_DEVICE)
+        self.failures: tuple[Pattern, ...] = (*guest.failure_markers, NO_BOOT_DEVICE)
         self.boot_markers: tuple[str, ...] = BOOT_MARKERS
         if spec.rom is not None and not spec.strict_boot:
             # QEMU's default boot order lets SeaBIOS boot the virtio disks itself once the ROM returns.
@@ -376,16 +380,19 @@ class _Session:
         self._write_screens()
         return BootOutcome(passed, reason, self.spec.accel, self.run_dir, self.timings, kvm_failed=self.kvm_failed)
 
-    async def _expect(self, patterns: Sequence[str], what: str, since: int, step: float | None = None,
-                      prompt: bool = False) -> Wait:
+    async def _expect(self, patterns: Sequence[Pattern], what: str, since: int, step: float | None = None,
+                      prompt: bool = False, screen: Sequence[Pattern] = ()) -> Wait:
         """Wait for ``patterns`` (or a failure marker); _Failed saying ``what`` was missing otherwise.
 
         ``prompt``: the patterns are interactive prompts, also matched on the cursor's screen line.
+        ``screen``: markers that also match the rendered screen below the boot's last line of its
+        own (the `sanboot` command typed at gPXE's prompt, or SeaBIOS's "Booting from").
         """
         remaining = self.deadline - time.monotonic()
         wait = await self.machine.console.wait_for(
             [*patterns, *self.failures], timeout=min(remaining, step or remaining),
-            stall_timeout=self.stall_timeout, since=since, on_cursor_line=prompt)
+            stall_timeout=self.stall_timeout, since=since, on_cursor_line=prompt,
+            screen_below=BOOTING_FROM if self.spec.rom is None else SANBOOT_LINE, screen_patterns=screen)
         if wait.matched and wait.pattern in patterns:
             return wait
         if wait.matched:
@@ -440,15 +447,16 @@ class _Session:
     async def _await_guest(self, since: int) -> str:
         """Wait for the success marker (noting the boot sector on the way), or for the expected
         refusal; the verdict's reason."""
-        patterns = [self.success, *self.boot_markers]
+        patterns: list[Pattern] = [self.success, *self.boot_markers]
         if self.spec.rom is not None and not self.script.exit_after_sanboot:
             patterns.append(GPXE_PROMPT)  # sanboot returned: it failed, or refused as expected
+        on_screen = [self.success, *self.guest.failure_markers] if self.guest.matches_screen else []
         refusal = self.script.refusal
-        what = f"the guest's marker \"{self.success}\""
+        what = f"the guest's marker \"{shown(self.success)}\""
         if refusal is not None:
             what = f"sanboot to refuse the disk (/{refusal.pattern}/)"
         while True:
-            wait = await self._expect(patterns, what, since)
+            wait = await self._expect(patterns, what, since, screen=on_screen)
             since = wait.end
             if wait.pattern in self.boot_markers:
                 self._mark("boot_sector")
@@ -509,12 +517,20 @@ class _Session:
             return "SeaBIOS printed \"No bootable device\" (the ROM returned without booting, nothing else booted)"
         if wait.pattern == SEABIOS_DISK_BOOT:
             return "SeaBIOS booted a disk itself (\"Booting from Hard Disk\"): the ROM returned without booting"
+        console = self.machine.console
+        if "sanboot" in self.timings and not self.script.exit_after_sanboot:
+            back = await console.wait_for([GPXE_PROMPT], timeout=GPXE_RETURN_GRACE, since=wait.end)
+            if back.matched:  # gPXE printed it and sanboot returned: quote gPXE's whole message
+                return f"sanboot {self.script.root_path} returned to the gPXE prompt: {self._gpxe_said()}"
         await asyncio.sleep(0.3)  # the rest of the line
-        text = self.machine.console.text
+        assert wait.pattern is not None
+        text = console.text
         start = text.rfind("\n", 0, wait.end) + 1
         end = text.find("\n", wait.end)
-        line = self.machine.console.lines_between(start, end if end >= 0 else len(text))
-        return f"failure marker \"{wait.pattern}\" seen: {line[-1] if line else wait.pattern}"
+        line = console.lines_between(start, end if end >= 0 else len(text))
+        if line and not _contains(line[-1], wait.pattern):  # it matched on the screen
+            line = [n for n in console.screen().splitlines() if _contains(n, wait.pattern)] or line
+        return f"failure marker \"{shown(wait.pattern)}\" seen: {line[-1].strip() if line else shown(wait.pattern)}"
 
     def _write_screens(self) -> None:
         screens = self.machine.console.screens()
@@ -597,6 +613,7 @@ def run_tests(
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     reference: bool = False,
     root_path: str | None = None,
+    user_images: Sequence[ImageSpec] = (),
     progress: Progress = print,
 ) -> list[TestResult]:
     """Boot guests (names, or "all") x configurations against the series' ROM and record the results.
@@ -606,13 +623,16 @@ def run_tests(
     once (default: the number of CPUs). One line per finished boot goes to ``progress``, and
     a configuration x guest table at the end of a run of several. Cells that cannot run
     (a guest without the configuration's disk shape) are reported, then raised as
-    PatchkitError once the others have run.
+    PatchkitError once the others have run. ``user_images`` (`--image`) boot on
+    each chosen configuration besides the guests.
     """
+    image_guests = [ImageGuest(spec) for spec in user_images]  # a missing or unknown image fails before any build
     subject, series_configs = resolve_subject(project, series_name, rom, reference, progress)
     chosen = select_configs(series_configs, configs, matrix)
     if reference and (matrix or configs):
         raise PatchkitError("--reference boots the guests natively on the default machine: drop --config/--matrix")
     plan = plan_cells(chosen, guest_names, matrix)
+    plan.cells.extend(Cell(config, guest) for config in chosen for guest in image_guests)
     if not plan.cells:
         first = next(iter(plan.unrunnable.items()), None)
         if first is None:
@@ -687,6 +707,15 @@ async def _gather_limited(jobs: int,
     async with asyncio.TaskGroup() as group:
         for start in work:
             group.create_task(start(slots))
+
+
+def _contains(line: str, pattern: Pattern) -> bool:
+    return pattern in line if isinstance(pattern, str) else bool(pattern.search(line))
+
+
+def shown(pattern: Pattern) -> str:
+    """A marker as the verdicts quote it: the text, or a regular expression's source."""
+    return pattern if isinstance(pattern, str) else pattern.pattern
 
 
 def verdict_line(result: TestResult) -> str:

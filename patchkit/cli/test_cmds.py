@@ -8,14 +8,22 @@ import click
 
 from patchkit.cli.base import cli
 from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
+from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.validate import DEFAULT_STALL_TIMEOUT, run_tests
 
 
 @cli.command("test")
 @click.option("--guest", "guests", type=click.Choice([*GUEST_NAMES, *KEEP_SAN_NAMES, "all"]), multiple=True,
-              default=("all",), show_default=True,
-              help="Guest to boot (repeatable); all = the series' guests. keepsan / keepsan-aoe: the probe "
-                   "uses the virtio / AoE disk gPXE kept after a sanboot that returned with keep-san set.")
+              help="Guest to boot (repeatable); all = the series' guests (the default without --image). keepsan / "
+                   "keepsan-aoe: the probe uses the virtio / AoE disk gPXE kept after a sanboot that returned "
+                   "with keep-san set.")
+@click.option("--image", type=click.Path(path_type=Path),
+              help="Boot this disk image (raw or qcow2) too, through an overlay: it is never written.")
+@click.option("--expect", default=DEFAULT_EXPECT, show_default="a login, shell, DOS or grub> prompt at a line's end",
+              help="--image passes when this regular expression shows up on serial or on the screen.")
+@click.option("--fail", "fail_pattern",
+              help="--image fails when this regular expression shows up (besides boot loaders' own failure "
+                   "messages: " + ", ".join(BOOT_FAILURES) + ").")
 @click.option("--series", "series_name", help="The series (default: the only one).")
 @click.option("--config", "configs", multiple=True, metavar="NAME",
               help="Configuration of the manifest to boot on (repeatable; default: its first). "
@@ -27,14 +35,16 @@ from patchkit.validate import DEFAULT_STALL_TIMEOUT, run_tests
               help="Boot this ROM instead of building the series' bin/1af41001.rom.")
 @click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
               help="auto uses KVM only when it can run the guests, and falls back to TCG.")
-@click.option("--timeout", type=float, help="Overall seconds per boot (default: the guest's).")
+@click.option("--timeout", type=float, help=f"Overall seconds per boot (default: the guest's; --image: "
+                                            f"{DEFAULT_TIMEOUT:g}).")
 @click.option("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, show_default=True,
               help="Fail a boot after this many seconds without serial output.")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
 @click.pass_obj
-def test_command(project: Path, guests: tuple[str, ...], series_name: str | None, configs: tuple[str, ...],
+def test_command(project: Path, guests: tuple[str, ...], image: Path | None, expect: str, fail_pattern: str | None,
+                 series_name: str | None, configs: tuple[str, ...],
                  matrix: bool, jobs: int | None, rom: Path | None, accel: str, timeout: float | None,
                  stall_timeout: float, reference: bool, root_path: str | None) -> int:
     """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
@@ -43,14 +53,24 @@ def test_command(project: Path, guests: tuple[str, ...], series_name: str | None
     serial.log, screen.txt, screenshots and the SeaBIOS log; a run of several boots
     ends with a configuration x guest table. keepsan-aoe boots through the series'
     NIC ROM (bin/1af41000.rom) and needs root and vblade.
+
+    --image FILE boots a disk image of your own the same way (recorded as guest
+    image:FILE-NAME, keyed by the file's content): it passes on --expect, fails on
+    --fail, on a boot loader's failure message, when gPXE's sanboot returns, after
+    --stall-timeout seconds without output or at the timeout.
     """
     if reference and rom:
         raise click.UsageError("--reference boots without a ROM: drop --rom")
     if matrix and configs:
         raise click.UsageError("--matrix runs every configuration: drop --config")
-    results = run_tests(project, guests, series_name=series_name, configs=configs, matrix=matrix, jobs=jobs, rom=rom,
-                        accel=accel, timeout=timeout, stall_timeout=stall_timeout, reference=reference,
-                        root_path=root_path, progress=click.echo)
+    images = []
+    if image is not None:
+        images.append(ImageSpec(image, expect=expect, fail=fail_pattern, timeout=timeout or DEFAULT_TIMEOUT))
+    elif expect != DEFAULT_EXPECT or fail_pattern:
+        raise click.UsageError("--expect and --fail judge an --image: give one")
+    results = run_tests(project, guests or (() if images else ("all",)), series_name=series_name, configs=configs,
+                        matrix=matrix, jobs=jobs, rom=rom, accel=accel, timeout=timeout, stall_timeout=stall_timeout,
+                        reference=reference, root_path=root_path, user_images=images, progress=click.echo)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)

@@ -15,7 +15,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from patchkit.errors import GuestError, MissingInputError, PatchkitError
 from patchkit.run import run
@@ -58,8 +58,11 @@ class Guest(abc.ABC):
 
     name: str
     default_timeout: float  # overall seconds for one boot under TCG, generous
-    failure_markers: tuple[str, ...] = ("PATCHKIT-FAIL",)
+    failure_markers: tuple[str | re.Pattern[str], ...] = ("PATCHKIT-FAIL",)
     build_command: str  # the patchkit command that makes the base image
+    disk_format: ClassVar[Literal["raw", "qcow2"]] = "raw"  # of the run disk
+    # Markers also match the rendered screen below the `sanboot` command (or SeaBIOS's "Booting from"), not only serial.
+    matches_screen: ClassVar[bool] = False
     sanboot: ClassVar[Sanboot] = Sanboot()
     disk_shapes: ClassVar[tuple[str, ...]] = ()  # names accepted by variant(disk_shape=...)
 
@@ -180,8 +183,8 @@ class Guest(abc.ABC):
         raise PatchkitError(f"the {self.name} guest cannot run on {wanted}{known}",
                             hint="run configurations with disk shapes or read-only disks on the probe guest")
 
-    def success_marker(self, token: str) -> str:
-        """What the guest prints on serial when every check passed."""
+    def success_marker(self, token: str) -> str | re.Pattern[str]:
+        """What the guest prints on serial when every check passed (a substring or a regular expression)."""
         return f"PATCHKIT-PASS {token}"
 
 

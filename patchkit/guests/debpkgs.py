@@ -37,6 +37,10 @@ BUSYBOX = Pin("busybox-static", "1:1.35.0-4+deb12u1+b1", "amd64")
 SYSLINUX = Pin("syslinux", "3:6.04~git20190206.bf6db5b4+dfsg1-3+b1", "amd64")
 SYSLINUX_COMMON = Pin("syslinux-common", "3:6.04~git20190206.bf6db5b4+dfsg1-3", "all")
 
+# GRUB's rescue image as Debian builds it: a disk image made by a third party, booted by the --image tests.
+GRUB_RESCUE = Pin("grub-rescue-pc", "2.06-13+deb12u2", "amd64")
+GRUB_RESCUE_IMAGE = "usr/lib/grub-rescue/grub-rescue-cdrom.iso"  # a hybrid ISO: an MBR disk image as well
+
 DEBIAN_PINS = (KERNEL, BUSYBOX, SYSLINUX, SYSLINUX_COMMON)
 SYSLINUX_PINS = (SYSLINUX, SYSLINUX_COMMON)
 

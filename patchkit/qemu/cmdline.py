@@ -58,6 +58,7 @@ class Drive:
     blank: bool = False  # zero-filled by patchkit: no boot sector, so a bootindex cannot boot anything
     readonly: bool = False
     properties: tuple[tuple[str, str], ...] = ()  # virtio-blk-pci properties (VIRTIO_BLK_PROPERTIES)
+    format: Literal["raw", "qcow2"] = "raw"  # qcow2: a run's overlay on a user's image (patchkit test --image)
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,11 @@ def rom_boot_spec(rom: Path, drives: tuple[Drive, ...], accel: str = "tcg") -> M
     return check_spec(MachineSpec(drives=drives, rom=rom, accel=accel))
 
 
-def reference_spec(disk: Path, accel: str = "tcg", pci_addr: str = "04.0") -> MachineSpec:
+def reference_spec(disk: Path, accel: str = "tcg", pci_addr: str = "04.0",
+                   disk_format: Literal["raw", "qcow2"] = "raw") -> MachineSpec:
     """A machine where SeaBIOS boots ``disk`` natively (the reference path, no ROM)."""
-    return check_spec(MachineSpec(drives=(Drive(disk, pci_addr=pci_addr, bootindex=0),), accel=accel))
+    drive = Drive(disk, pci_addr=pci_addr, bootindex=0, format=disk_format)
+    return check_spec(MachineSpec(drives=(drive,), accel=accel))
 
 
 def check_spec(spec: MachineSpec) -> MachineSpec:
@@ -181,7 +184,7 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
     ]
     ide_unit = 0
     for n, drive in enumerate(spec.drives):
-        argv += ["-drive", f"file={_escape(drive.path)},format=raw,if=none,id=disk{n}"
+        argv += ["-drive", f"file={_escape(drive.path)},format={drive.format},if=none,id=disk{n}"
                  + (",readonly=on" if drive.readonly else "")]
         if drive.interface == "floppy":
             if spec.machine == "q35":  # q35 has no floppy controller of its own

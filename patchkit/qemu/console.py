@@ -32,6 +32,7 @@ _CURSOR_POSITION = re.compile(r"\x1b\[(\d*)(?:;(\d*))?[Hf]")
 _ESCAPE_START = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[()])?\Z")
 
 Outcome = Literal["match", "timeout", "stall", "eof", "aborted"]
+Pattern = str | re.Pattern[str]  # a substring, or a regular expression (a user's --expect / --fail)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Wait:
     """How a wait ended: the pattern that matched (and where its match ends), or why none did."""
 
     outcome: Outcome
-    pattern: str | None = None
+    pattern: Pattern | None = None
     end: int = 0  # offset just after the match in Console.text
     reason: str = ""
 
@@ -185,39 +186,54 @@ class Console:
         """The rendered screen line the cursor is on (where a prompt waits for input)."""
         return self._screen.display[self._screen.cursor.y].rstrip()
 
+    def screen_below(self, line_marker: str) -> str:
+        """The rendered screen below its last line containing ``line_marker`` (all of it when none does)."""
+        lines = self.screen().splitlines()
+        at = max((n for n, line in enumerate(lines) if line_marker in line), default=-1)
+        return "\n".join(lines[at + 1:])
+
     async def wait_for(
         self,
-        patterns: Sequence[str],
+        patterns: Sequence[Pattern],
         *,
         timeout: float,
         stall_timeout: float | None = None,
         since: int = 0,
         on_cursor_line: bool = False,
+        screen_below: str = "",
+        screen_patterns: Sequence[Pattern] = (),
     ) -> Wait:
         """Wait until one of ``patterns`` appears in the text at or after offset ``since``.
 
         With ``on_cursor_line`` a pattern also matches when the rendered line the
         cursor is on contains it (for prompts: SeaBIOS's mirror may repeat characters
         in the stream that the screen overwrites); ``end`` is then the text's length.
+        ``screen_patterns`` (some of ``patterns``) also match the rendered screen below the
+        last line containing ``screen_below`` (see screen_below()); ``end`` is again the text's
+        length. Give only patterns that end the waiting: the screen matches every time.
         Ends with ``timeout`` after ``timeout`` seconds, ``stall`` when nothing was
         printed for ``stall_timeout`` seconds during the wait, ``eof`` when the port
         closed, ``aborted`` after abort(). When several patterns match, the earliest wins.
         """
         start = time.monotonic()
         deadline = start + timeout
-        longest = max((len(p) for p in patterns), default=1)
+        regex = any(not isinstance(p, str) for p in patterns)
+        longest = max((len(p) for p in patterns if isinstance(p, str)), default=1)
         scan_from = since
         while True:
             text = self.text
             found = _earliest(text, patterns, scan_from)
             if found:
-                return Wait("match", pattern=found[1], end=found[0] + len(found[1]))
-            if on_cursor_line:
-                line = self.cursor_line()
-                for pattern in patterns:
-                    if pattern in line:
+                return Wait("match", pattern=found[2], end=found[1])
+            screens = [(self.cursor_line(), patterns)] if on_cursor_line else []
+            if screen_patterns:
+                screens.append((self.screen_below(screen_below), screen_patterns))
+            for screen, candidates in screens:
+                for pattern in candidates:
+                    if _search(screen, pattern, 0):
                         return Wait("match", pattern=pattern, end=len(text))
-            scan_from = max(since, len(text) - longest + 1)
+            if not regex:  # a regular expression may match text that starts anywhere: scan all again
+                scan_from = max(since, len(text) - longest + 1)
             if self._abort_reason:
                 return Wait("aborted", reason=self._abort_reason)
             if self.eof:
@@ -236,11 +252,20 @@ class Console:
                 await asyncio.wait_for(self._changed.wait(), timeout=max(wake - now, 0.001))
 
 
-def _earliest(text: str, patterns: Sequence[str], start: int) -> tuple[int, str] | None:
-    """(offset, pattern) of the first occurrence of any pattern at or after ``start``."""
-    best: tuple[int, str] | None = None
-    for pattern in patterns:
+def _search(text: str, pattern: Pattern, start: int) -> tuple[int, int] | None:
+    """(start, end) of the first match of ``pattern`` in ``text`` at or after ``start``."""
+    if isinstance(pattern, str):
         at = text.find(pattern, start)
-        if at >= 0 and (best is None or at < best[0]):
-            best = (at, pattern)
+        return (at, at + len(pattern)) if at >= 0 else None
+    match = pattern.search(text, start)
+    return match.span() if match else None
+
+
+def _earliest(text: str, patterns: Sequence[Pattern], start: int) -> tuple[int, int, Pattern] | None:
+    """(start, end, pattern) of the first match of any pattern at or after ``start``."""
+    best: tuple[int, int, Pattern] | None = None
+    for pattern in patterns:
+        span = _search(text, pattern, start)
+        if span and (best is None or span[0] < best[0]):
+            best = (*span, pattern)
     return best

@@ -1,0 +1,149 @@
+"""`patchkit test --image`: a user's image booted through the ROM and judged by patterns.
+
+The third-party image is GRUB's rescue image as Debian builds it (package
+grub-rescue-pc, a hybrid ISO that is an MBR disk as well): it must reach GRUB's menu
+through the series' ROM, and fail through the base ROM with gPXE's reason. A blank
+image fails with gPXE's (or SeaBIOS's) own message, not a timeout. The image file is
+never written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+from conftest import REAL_CACHE
+from test_validate import PROJECT_ROOT, SERIES, base_rom, patchkit, rom_builder, series_rom  # noqa: F401 (fixtures)
+
+from patchkit.errors import PatchkitError
+from patchkit.guests import debpkgs
+from patchkit.guests.image import DEFAULT_EXPECT, ImageGuest, ImageSpec, image_format
+from patchkit.qemu.console import Console
+from patchkit.run import run
+from patchkit.series.io import find_series
+from patchkit.store import Results, cache_dir, sha256_file
+from patchkit.validate import boot_guest
+
+GRUB_MENU = "Press enter to boot the selected OS"
+
+
+@pytest.fixture
+def grub_rescue(tmp_path: Path) -> Path:
+    """Debian's GRUB rescue image, unpacked from the package `patchkit setup` downloads (or skip)."""
+    deb = REAL_CACHE / "inputs" / "debian" / debpkgs.GRUB_RESCUE.filename
+    if not deb.is_file():
+        pytest.skip(f"{deb.name} not downloaded: run `patchkit setup`")
+    debpkgs.extract(deb, tmp_path / "deb")
+    return tmp_path / "deb" / debpkgs.GRUB_RESCUE_IMAGE
+
+
+def _blank(path: Path) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(8 << 20)
+    return path
+
+
+# --- without booting ---------------------------------------------------------------------
+
+
+def test_missing_and_unknown_images_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(PatchkitError, match="does not exist"):
+        image_format(tmp_path / "nope.img")
+    vdi = tmp_path / "disk.vdi"
+    run(["qemu-img", "create", "-q", "-f", "vdi", vdi, "1M"])
+    with pytest.raises(PatchkitError, match="in vdi format") as err:
+        ImageGuest(ImageSpec(vdi))
+    assert "qemu-img convert -O qcow2" in str(err.value)
+    with pytest.raises(PatchkitError, match="--expect '\\(' is not a regular expression"):
+        ImageGuest(ImageSpec(_blank(tmp_path / "b.img"), expect="("))
+
+
+def test_a_run_boots_an_overlay_of_the_image(tmp_path: Path) -> None:
+    image = _blank(tmp_path / "mine.img")
+    run(["qemu-img", "convert", "-O", "qcow2", image, tmp_path / "mine.qcow2"])
+    for path, fmt in ((image, "raw"), (tmp_path / "mine.qcow2", "qcow2")):
+        guest = ImageGuest(ImageSpec(path))
+        assert guest.name == f"image:{path.name}" and guest.format == fmt
+        overlay = guest.make_run_disk(tmp_path / f"run-{fmt}", "t")
+        assert overlay.parent == tmp_path / f"run-{fmt}"
+        info = run(["qemu-img", "info", "--output=json", overlay]).stdout.decode()
+        assert '"format": "qcow2"' in info and f'"backing-filename": "{path}"' in info
+        assert guest.image_sha256() == sha256_file(path)
+
+
+def test_the_default_expect_matches_prompts_only() -> None:
+    expect = re.compile(DEFAULT_EXPECT)
+    for prompt in ("debian login: ", "root@box:~# ", "C:\\>", "C:\\DOS>", "grub> ", "$"):
+        assert expect.search(f"banner\r\n{prompt}"), prompt
+    for text in ("gPXE> sanboot virtio_blk:PCI00:04.0\r\n", "Booting from BIOS drive 0x80\r\n", "50% done\r\n"):
+        assert not expect.search(text), text
+
+
+def test_regular_expressions_match_serial_and_the_screen_below_a_line() -> None:
+    async def main() -> None:
+        console = Console()
+        console.feed(b"gPXE> sanboot x\r\nGRUB menu\r\n")
+        wait = await console.wait_for([re.compile(r"GR.B menu")], timeout=1)
+        assert wait.matched and wait.end == len("gPXE> sanboot x\r\nGRUB menu")
+        # split on serial by a cursor move, whole on the screen
+        console.feed(b"\x1b[5;1HPress en\x1b[5;9Hter to boot")
+        pattern = re.compile("Press enter to boot")
+        wait = await console.wait_for([pattern], timeout=1, screen_below="sanboot", screen_patterns=[pattern])
+        assert wait.matched
+        # nothing above the line counts
+        above = re.compile("gPXE>")
+        assert not (await console.wait_for([], timeout=0.2, screen_below="sanboot", screen_patterns=[above])).matched
+
+    asyncio.run(main())
+
+
+# --- boots ------------------------------------------------------------------------------
+
+
+def test_a_third_party_image_reaches_grubs_menu_through_the_series_rom(inputs_cache: Path, series_rom: Path,
+                                                                       grub_rescue: Path) -> None:
+    before = sha256_file(grub_rescue)
+    outcome = boot_guest(ImageGuest(ImageSpec(grub_rescue, expect=GRUB_MENU)), rom=series_rom)
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
+    assert outcome.timings["sanboot"] < outcome.timings["success"]
+    assert sha256_file(grub_rescue) == before  # the image itself is never written
+
+
+def test_the_base_rom_fails_it_with_gpxes_reason(inputs_cache: Path, base_rom: Path, grub_rescue: Path) -> None:
+    outcome = boot_guest(ImageGuest(ImageSpec(grub_rescue, expect=GRUB_MENU)), rom=base_rom)
+    assert not outcome.passed
+    assert "returned to the gPXE prompt: Could not boot from virtio_blk:PCI00:04.0: Not supported" in outcome.reason
+
+
+def test_fail_pattern_and_the_reference_path(inputs_cache: Path, grub_rescue: Path) -> None:
+    outcome = boot_guest(ImageGuest(ImageSpec(grub_rescue, expect="no such text", fail="GNU GRUB")), rom=None)
+    assert not outcome.passed and 'failure marker "GNU GRUB" seen: GNU GRUB  version 2.' in outcome.reason
+
+
+def test_a_blank_image_fails_with_gpxes_and_seabioss_messages(inputs_cache: Path, series_rom: Path,
+                                                             tmp_path: Path) -> None:
+    guest = ImageGuest(ImageSpec(_blank(tmp_path / "blank.img"), timeout=60))
+    outcome = boot_guest(guest, rom=series_rom)
+    assert not outcome.passed
+    assert "returned to the gPXE prompt:" in outcome.reason and "Not an executable image" in outcome.reason
+    outcome = boot_guest(guest, rom=None)
+    assert not outcome.passed and "Boot failed: not a bootable disk" in outcome.reason
+
+
+def test_the_command_records_the_image_and_status_shows_it(inputs_cache: Path, series_rom: Path,
+                                                          grub_rescue: Path) -> None:
+    done = patchkit("test", "--image", str(grub_rescue), "--expect", GRUB_MENU, "--accel", "tcg",
+                    cache=inputs_cache, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS image:grub-rescue-cdrom.iso on pc (tcg)" in done.stdout
+    revision = find_series(PROJECT_ROOT, SERIES).revision_hash()
+    with Results(cache_dir() / "results.sqlite") as db:
+        latest = db.latest_by_guest(SERIES, revision)
+    assert list(latest) == ["image:grub-rescue-cdrom.iso"]  # --image alone boots no other guest
+    result = latest["image:grub-rescue-cdrom.iso"]
+    assert result.passed and result.key.image_sha256 == sha256_file(grub_rescue)
+    assert result.key.rom_sha256 == sha256_file(series_rom)
+    status = patchkit("status", cache=inputs_cache, cwd=PROJECT_ROOT)
+    assert "image:grub-rescue-cdrom.iso" in status.stdout
