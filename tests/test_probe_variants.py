@@ -27,7 +27,9 @@ from patchkit.gitrepo import apply_series
 from patchkit.guests import disk, get_guest
 from patchkit.guests.probe import (
     HOLD_READY,
+    HOLD_RELEASE,
     HOLD_RETURNED,
+    HOLD_THROTTLE,
     RESULT_LBA,
     SHAPES,
     TWO_TIB,
@@ -361,30 +363,30 @@ def _wait_for(log: Path, marker: str, limit: float = 120) -> str:
 
 @pytest.mark.boot
 def test_the_held_read_probe_follows_the_harness_and_watches_its_buffer(tmp_path: Path) -> None:
-    # SeaBIOS natively: the harness holds the read with blkdebug, releases it a little later;
+    # SeaBIOS natively: the harness throttles the drive, lifts the throttle a little later;
     # SeaBIOS has no timeout, so its call waits and succeeds (the negative control of
     # held-read-fails) and nothing changes the buffer once the call returned.
     guest = get_guest("probe-hold")
     guest.build()
     run_disk = guest.make_run_disk(tmp_path / "run", "hold-1")
     serial, monitor = tmp_path / "serial.log", tmp_path / "hmp.sock"
-    drive = f"if=none,id=disk0,driver=raw,file.driver=blkdebug,file.image.driver=file,file.image.filename={run_disk}"
+    drive = f"if=none,id=disk0,format=raw,file={run_disk}"
     argv = ["qemu-system-x86_64", "-nodefaults", "-accel", "tcg", "-m", "128", "-machine", "pc,graphics=off",
             "-display", "none", "-serial", f"file:{serial}", "-no-reboot",
             "-monitor", f"unix:{monitor},server=on,wait=off",
             "-drive", drive, "-device", "virtio-blk-pci,drive=disk0,addr=04.0,bootindex=0"]
     with spawned(argv, stderr_file=tmp_path / "qemu-stderr.log") as qemu:
         _wait_for(serial, HOLD_READY)
-        _hmp(monitor, 'qemu-io disk0 "break read_aio held"')
+        _hmp(monitor, HOLD_THROTTLE.format(drive="disk0"))
         _hmp(monitor, "sendkey spc")
         time.sleep(2)  # the read is held meanwhile (SeaBIOS waits for it)
-        _hmp(monitor, 'qemu-io disk0 "resume held"')
+        _hmp(monitor, HOLD_RELEASE.format(drive="disk0"))
         _wait_for(serial, HOLD_RETURNED)
         _hmp(monitor, "sendkey spc")
         log = _wait_for(serial, "PATCHKIT-")
         qemu.wait(timeout=30)  # the probe powers off
     report = parse_probe_log(log)
     assert report.failures == ["held-read-fails no-error 0x00000000"]
-    assert report.checks == ["held-read-canary-intact", "held-read-buffer-unchanged-after-return"]
+    assert report.checks == ["held-read-primer", "held-read-canary-intact", "held-read-buffer-unchanged-after-return"]
     assert "PATCHKIT-FAIL probe: 1 failures" in log
     assert guest.verify_disk(run_disk, "hold-1") == []

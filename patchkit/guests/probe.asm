@@ -30,6 +30,9 @@
 ;                  and AH=42 reads above and across 2^32 are checked.
 ;   -DREAD_ONLY    the disk is read-only: every write must fail with status 03 (write protected)
 ;                  and leave the sectors as they were; no result sector is written.
+;   -DRESET_DEVICE (with TEST_DRIVE) the keep-san floppy that resets the virtio-blk device first,
+;                  as an OS driver does, then expects drive calls to fail at once (reset_checks).
+;   -DHOLD_READ    a read the harness holds back at the probe's markers (hold_checks).
 
         cpu     586
         bits    16
@@ -1207,13 +1210,14 @@ quick_failure:
 
 %ifdef HOLD_READ
 ; ---------------------------------------------------------------- a request the device holds
-; For a run whose disk holds a request back (QEMU blkdebug `break`, then `resume`): the
-; harness sets the breakpoint when it sees HOLD_READY and presses a key; the probe then reads
-; HOLD_COUNT sectors into a buffer whose next sector is a canary. The call must fail (its
-; timeout), must not have touched the canary, and after HOLD_RETURNED (the harness releases
-; the request, then presses a key) the buffer must not change for HOLD_WATCH_TICKS: a driver
-; that left the request with the device lets it write the caller's memory later. Nothing is
-; written to the disk (the device may be unusable after the timeout).
+; For a run whose disk holds a request back: the harness throttles the disk when it sees
+; HOLD_READY (QEMU throttle filter, a rate of a byte per second) and presses a key; the probe
+; reads one sector (the primer, which passes and fills the throttle's bucket), then HOLD_COUNT
+; sectors into a buffer whose next sector is a canary: that read is held. It must fail (the
+; driver's timeout), must not have touched the canary, and after HOLD_RETURNED (the harness
+; lifts the limit, then presses a key) the buffer must not change for HOLD_WATCH_TICKS: a
+; driver that left the request with the device lets it write the caller's memory later.
+; Nothing is written to the disk (the device may be unusable after the timeout).
 HOLD_LBA        equ DATA_LBA + 7000
 HOLD_COUNT      equ 8
 HOLD_BYTES      equ (HOLD_COUNT + 1) * 512
@@ -1238,6 +1242,11 @@ hold_checks:
         call    wait_key
         jc      finish.verdict
         mov     byte [io_op], 0x42
+        mov     word [io_seg], BUF_A
+        mov     word [io_count], 1
+        mov     dword [io_lba], HOLD_LBA - 1
+        mov     si, n_hold_primer
+        call    read_check
         mov     word [io_seg], BUF_B
         mov     word [io_count], HOLD_COUNT
         mov     dword [io_lba], HOLD_LBA
@@ -1578,10 +1587,11 @@ s_reset_io:     db " io-base ", 0
 s_calling_note: db "PROBE note calling INT 13h for ", 0
 %endif
 %ifdef HOLD_READ
-s_hold_ready:   db "PROBE hold-ready: press a key to issue the read", 13, 10, 0
-s_hold_returned: db "PROBE hold-returned: release the request, then press a key", 13, 10, 0
+s_hold_ready:   db "PROBE hold-ready: throttle the disk, then press a key", 13, 10, 0
+s_hold_returned: db "PROBE hold-returned: lift the throttle, then press a key", 13, 10, 0
 s_hold_status:  db "PROBE note held read returned status ", 0
 s_hold_ticks:   db " after BIOS ticks ", 0
+n_hold_primer:  db "held-read-primer", 0
 n_hold_fails:   db "held-read-fails", 0
 n_hold_canary:  db "held-read-canary-intact", 0
 n_hold_unchanged: db "held-read-buffer-unchanged-after-return", 0

@@ -48,11 +48,18 @@ SAN_DRIVE = 0x80  # the BIOS drive the keep-san floppy tests
 FLOPPY_NAME = "keepsan-floppy.img"
 AOE_FLOPPY_NAME = "aoe-keepsan-floppy.img"
 RESET_FLOPPY_NAME = "keepsan-reset-floppy.img"
-# probe-hold's markers (probe.asm, HOLD_READ): at HOLD_READY the harness makes the device hold the
-# next request (blkdebug `break`) and presses a key; at HOLD_RETURNED it releases the request
-# (`resume`) and presses a key. HOLD_LBA .. + HOLD_COUNT is the held read.
+# probe-hold's markers (probe.asm, HOLD_READ): at HOLD_READY the harness throttles the drive's
+# reads to a byte per second (HOLD_THROTTLE) and presses a key; the probe's one-sector primer
+# read passes and fills the throttle's bucket, so its read of HOLD_COUNT sectors at HOLD_LBA is
+# held. At HOLD_RETURNED the harness lifts the throttle (HOLD_RELEASE: disabling it drains the
+# drive, so the held request completes at once) and presses a key. Both are human-monitor
+# commands (QMP: block_set_io_throttle) on the drive's id. blkdebug break/resume does not do:
+# a driver that resets the device on its timeout then deadlocks QEMU 7.2 (the reset drains the
+# request the breakpoint holds, and the monitor that would resume it no longer answers).
 HOLD_READY = "PROBE hold-ready"
 HOLD_RETURNED = "PROBE hold-returned"
+HOLD_THROTTLE = "block_set_io_throttle {drive} 0 1 0 0 0 0"
+HOLD_RELEASE = "block_set_io_throttle {drive} 0 0 0 0 0 0"
 HOLD_LBA = DATA_LBA + 7000
 HOLD_COUNT = 8
 FLOPPY_BYTES = 1474560  # 1.44 MB: 80 cylinders x 2 heads x 18 sectors
@@ -454,12 +461,12 @@ class HoldReadProbeGuest(ProbeGuest):
     """The probe for a run whose disk holds a request back (the timeout cell, issue 9 defect 2).
 
     Its own image (the default disk, the program assembled with HOLD_READ): it reads its token,
-    prints HOLD_READY and waits for a key; the harness makes the device hold the next request and
-    presses a key; the probe's read of HOLD_COUNT sectors at HOLD_LBA must fail (the driver's
-    timeout) without touching the canary sector after its buffer; at HOLD_RETURNED the harness
-    releases the request and presses a key, and the buffer must stay as the call left it for
-    about 3 s. It writes nothing to the disk. Without a harness that acts on the markers it fails
-    ("hold-key-from-harness no-key") after a minute.
+    prints HOLD_READY and waits for a key; the harness throttles the drive (HOLD_THROTTLE) and
+    presses a key; after a primer read the probe's read of HOLD_COUNT sectors at HOLD_LBA must
+    fail (the driver's timeout) without touching the canary sector after its buffer; at
+    HOLD_RETURNED the harness lifts the throttle (HOLD_RELEASE) and presses a key, and the buffer
+    must stay as the call left it for about 3 s. It writes nothing to the disk. Without a harness
+    that acts on the markers it fails ("hold-key-from-harness no-key") after a minute.
     """
 
     name = "probe-hold"
