@@ -9,7 +9,9 @@ complete build is reused without running make.
 
 gPXE does not rebuild when EXTRA_CFLAGS or other settings change, so each tree
 records the settings it was last built with (``<build dir>/bin/.patchkit-build.json``)
-and is cleaned (``make clean``) before a build with different ones.
+and is cleaned (``make clean``) before a build with different ones. A marker in bin/
+exists while make runs; a build finding it (make was killed with patchkit) first
+removes what that make wrote, since an object it was writing may be truncated.
 
 ``--each-patch`` checks every commit of the series out in one scratch tree
 (``trees/<series>.each-patch/``), rewriting only changed files so each step is an
@@ -44,6 +46,7 @@ Progress = Callable[[str], None]
 
 PROGRESS_EVERY = 50  # report every this many compiled objects
 TREE_STATE = ".patchkit-build.json"  # in <build dir>/bin/: the settings the tree was last built with
+MAKE_RUNNING = ".patchkit-make-running"  # in <build dir>/bin/ while make runs: left behind when it was killed
 _WARNING = re.compile(r"^(?P<file>[^\s:]+):(?:\d+:)?(?:\d+:)?\s*warning:\s*(?P<message>.*)$")
 _ERROR = re.compile(r"^[^\s:]+:\d+(?::\d+)?:\s*(?:fatal )?error:")
 _LINK_ERROR = re.compile(r"undefined (?:reference|symbol)|\*\*\* ")
@@ -218,6 +221,7 @@ def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say:
     patch) and the log.
     """
     state_file = src / "bin" / TREE_STATE
+    _forget_interrupted_make(src, say)
     state = _read_json(state_file)
     if state.get("settings") != settings:
         why = "the tree was last built with other settings" if state else "no record of how this tree was built"
@@ -229,9 +233,12 @@ def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say:
     jobs = os.cpu_count() or 1
     say(f"make -j{jobs} {target} in {src}" + (" (clean tree)" if full else " (incremental)"))
     counter = _Counter(say)
+    marker = src / "bin" / MAKE_RUNNING
+    atomic_write(marker, f"{os.getpid()}\n")
     start = time.monotonic()
     status = run_logged(["make", f"-j{jobs}", *settings["make_args"], target], log, cwd=src, on_line=counter)
     seconds = time.monotonic() - start
+    marker.unlink()  # make ended by itself: what it left is whole (an interrupted make leaves the marker)
     if status != 0:
         text = _read(log)
         if _NO_SPACE.search(text):
@@ -242,6 +249,27 @@ def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say:
                          hint="fix the code at the lines shown (the full log has the context)")
     say(f"built {target} in {seconds:.1f} s ({counter.count} objects compiled)")
     return seconds, full
+
+
+def _forget_interrupted_make(src: Path, say: Progress) -> None:
+    """Remove what a make that never ended (patchkit and its children killed) was writing.
+
+    An object it was writing can be left truncated, even empty, yet newer than its sources:
+    make would trust it and every later link would fail. Everything in bin/ written since
+    the marker that make run left behind is removed, so make builds it again.
+    """
+    marker = src / "bin" / MAKE_RUNNING
+    try:
+        since = marker.stat().st_mtime_ns
+    except FileNotFoundError:
+        return
+    keep = {MAKE_RUNNING, TREE_STATE}
+    written = [p for p in (src / "bin").rglob("*")
+               if p.is_file() and not p.is_symlink() and p.name not in keep and p.stat().st_mtime_ns >= since]
+    say(f"the last make in {src} was interrupted: removing the {len(written)} file(s) it wrote, to build them again")
+    for path in written:
+        path.unlink()
+    marker.unlink()
 
 
 def _store(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: MakeSettings, log: Path,

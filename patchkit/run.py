@@ -2,8 +2,9 @@
 
 Every command is logged, gets stdin from /dev/null, and is always waited for:
 on any exception (including KeyboardInterrupt) the child is terminated, then killed.
-Background processes (``spawned``: QEMU, vblade) also die with patchkit when it is
-killed outright (PR_SET_PDEATHSIG), so none is left running after a SIGKILL.
+When patchkit is killed outright, its children follow (PR_SET_PDEATHSIG): background
+processes (``spawned``: QEMU, vblade) get SIGKILL, logged runs (``run_logged``: make)
+SIGTERM, so none is left running after a SIGKILL.
 Failures become a PatchkitError carrying the command and the tail of its output.
 Programs not on PATH are also looked for in the sbin directories: Debian keeps tools
 patchkit runs without root there (mkfs.fat), and a normal user's PATH lacks them.
@@ -116,9 +117,11 @@ def run_logged(
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "w", encoding="utf-8", errors="replace") as sink:
         try:
+            # SIGTERM when patchkit dies: make then stops its jobs and deletes the targets they were writing.
             proc = subprocess.Popen(
                 args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509 (patchkit has one thread)
             )
         except FileNotFoundError as exc:
             raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
@@ -147,7 +150,7 @@ def spawned(
         try:
             # preexec_fn is safe here: patchkit starts its background processes from its only thread.
             proc = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                    preexec_fn=_die_with_parent(signal.SIGKILL))
+                                    preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509 (one thread)
         except FileNotFoundError as exc:
             raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
     with proc:

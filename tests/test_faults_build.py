@@ -7,11 +7,13 @@ another terminal would.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
-from fixtures.gated import GatedProject, blocked_on_lock, make_gated_project, wait_until
+from fixtures.gated import OBJECT_GATE_ENV, GatedProject, blocked_on_lock, make_gated_project, wait_until
 
 
 @pytest.fixture
@@ -74,3 +76,43 @@ def test_a_tree_edited_during_make_is_not_stored(gated: GatedProject) -> None:
     again = gated.run("build", "--tree", str(tree))
     assert again.returncode == 0, again.stdout
     assert b"edited" in rom_of(again.stdout) and "reused" not in again.stdout
+
+
+def test_an_object_left_empty_by_a_killed_build_is_rebuilt(gated: GatedProject) -> None:
+    # Killed with its children (a terminal closed, a kill of the group) while the object is being written.
+    building = gated.start("build", "demo", gated=True, session=True, gate_env=OBJECT_GATE_ENV)
+    try:
+        gated.wait_started(building)
+        os.killpg(building.pid, signal.SIGKILL)
+        building.wait()
+    finally:
+        gated.release()
+        if building.poll() is None:
+            os.killpg(building.pid, signal.SIGKILL)
+            building.wait()
+    obj = gated.cache / "trees" / "demo" / "src" / "bin" / "v.o"
+    assert obj.stat().st_size == 0  # what make would trust: it is newer than version.txt
+    again = gated.run("build", "demo")
+    assert again.returncode == 0, again.stdout
+    assert "interrupted" in again.stdout and "fix the code" not in again.stdout
+    assert b"two" in rom_of(again.stdout)
+
+
+def test_make_dies_with_a_killed_patchkit(gated: GatedProject) -> None:
+    building = gated.start("build", "demo", gated=True)
+    try:
+        gated.wait_started(building)
+        held = int((gated.gate / "started").read_text())  # the ROM step make is running
+        building.kill()  # patchkit alone: make and its children are not signalled by the test
+        building.wait()
+        wait_until(lambda: not Path(f"/proc/{held}").exists() or b"zombie" in _status(held),
+                   "make's children to stop with patchkit", limit=30)
+    finally:
+        gated.release()
+
+
+def _status(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return b"zombie"
