@@ -125,7 +125,8 @@ def test_dry_run_sends_nothing_and_writes_no_journal(mail_project: MailProject) 
     assert [m.subject.split("]")[0] for m in report.mails] == ["[RFC PATCH v2 0/2", "[RFC PATCH v2 1/2",
                                                                   "[RFC PATCH v2 2/2"]
     assert not journal_path("demo", 2).exists()
-    assert mail_project.series().version_info(2).sent is None  # type: ignore[union-attr]
+    info = mail_project.series().version_info(2)
+    assert info is not None and info.sent is None
 
 
 def test_sent_version_changed_in_place_is_refused_even_with_resend(mail_project: MailProject) -> None:

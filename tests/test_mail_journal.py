@@ -22,7 +22,8 @@ def test_last_send_tracks_accepted_and_pending() -> None:
     j.accepted("<1@x>", ["list@example.org"])
     j.accepted("<2@x>", ["list@example.org"])
     j.done("demo-v1")
-    assert j.last_send().done and j.sent_revisions() == {"rev-a"}  # type: ignore[union-attr]
+    last = j.last_send()
+    assert last is not None and last.done and j.sent_revisions() == {"rev-a"}
     j.start("rev-a", ["<c2@x>"], ["cover"], "forced: reason")
     state = j.last_send()
     assert state is not None and state.pending == ["<c2@x>"] and state.forced_reason == "forced: reason"
