@@ -14,8 +14,8 @@ import pytest
 
 from patchkit.store import cache_dir
 
-# Shared fixtures (world: a vendored fixture upstream and a project pinned to it).
-pytest_plugins = ("fixtures.world",)
+# Shared fixtures: world (a fixture upstream and a project pinned to it), the ROMs (fixtures/roms.py).
+pytest_plugins = ("fixtures.world", "fixtures.roms")
 
 REAL_CACHE = cache_dir()
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.gated import wait_until
-from test_validate import base_rom, guest_or_skip, processes_in, rom_builder  # noqa: F401
+from test_validate import guest_or_skip, processes_in
 
 from patchkit.qemu.aoe import aoe_target, aoe_unavailable
 
@@ -96,7 +96,7 @@ def aoe_ready(inputs_cache: Path) -> None:
 
 
 def test_sigterm_during_an_aoe_boot_leaves_no_vblade_or_namespace(aoe_ready: None, inputs_cache: Path,
-                                                                  base_rom: Path) -> None:  # noqa: F811
+                                                                  base_rom: Path) -> None:
     before = namespaces()
     with command(inputs_cache, "test", "--rom", str(base_rom), "--guest", "keepsan-aoe", "--accel", "tcg") as proc:
         run_dir = booting(inputs_cache, proc, wanted=2)  # QEMU (inside `ip netns exec`) and vblade
@@ -108,7 +108,7 @@ def test_sigterm_during_an_aoe_boot_leaves_no_vblade_or_namespace(aoe_ready: Non
 
 
 def test_a_killed_aoe_boot_is_cleaned_up_by_the_next_run(aoe_ready: None, inputs_cache: Path,
-                                                        base_rom: Path, tmp_path: Path) -> None:  # noqa: F811
+                                                        base_rom: Path, tmp_path: Path) -> None:
     before = namespaces()
     with command(inputs_cache, "test", "--rom", str(base_rom), "--guest", "keepsan-aoe", "--accel", "tcg") as proc:
         run_dir = booting(inputs_cache, proc, wanted=2)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REAL_CACHE
-from test_validate import PROJECT_ROOT, SERIES, base_rom, patchkit, rom_builder, series_rom  # noqa: F401 (fixtures)
+from fixtures.roms import PROJECT_ROOT, SERIES
+from test_validate import patchkit
 
 from patchkit.errors import PatchkitError
 from patchkit.guests import debpkgs

@@ -21,17 +21,8 @@ from pathlib import Path
 
 import pytest
 from fixtures.gated import wait_until
-from test_probe_shapes import v2_rom  # noqa: F401 (the fixture)
-from test_validate import (  # noqa: F401 (the fixtures)
-    PROJECT_ROOT,
-    SERIES,
-    base_rom,
-    guest_or_skip,
-    processes_in,
-    rom_builder,
-    series_rom,
-    transcript,
-)
+from fixtures.roms import PROJECT_ROOT, SERIES
+from test_validate import guest_or_skip, processes_in, transcript
 
 from patchkit.guests import Guest
 from patchkit.series.io import find_series
@@ -52,7 +43,7 @@ def probe(inputs_cache: Path) -> Guest:
     return guest_or_skip("probe")
 
 
-def test_q35_bare_boots_through_the_series_rom(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+def test_q35_bare_boots_through_the_series_rom(probe: Guest, series_rom: Path) -> None:
     outcome = boot_planned(probe, rom=series_rom, config=config("q35-bare"))
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     cmdline = (outcome.run_dir / "qemu-cmdline.txt").read_text()
@@ -60,13 +51,13 @@ def test_q35_bare_boots_through_the_series_rom(probe: Guest, series_rom: Path) -
     assert "gPXE> sanboot virtio_blk:" in transcript(outcome)
 
 
-def test_q35_bare_fails_through_the_base_rom(probe: Guest, base_rom: Path) -> None:  # noqa: F811
+def test_q35_bare_fails_through_the_base_rom(probe: Guest, base_rom: Path) -> None:
     outcome = boot_planned(probe, rom=base_rom, config=config("q35-bare"))
     assert not outcome.passed
     assert outcome.reason.startswith("sanboot virtio_blk: returned to the gPXE prompt: Could not boot from")
 
 
-def test_an_expected_refusal_passes_on_its_message_only(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+def test_an_expected_refusal_passes_on_its_message_only(probe: Guest, series_rom: Path) -> None:
     refused = config("default-boot")
     outcome = boot_planned(probe, rom=series_rom, config=refused)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
@@ -78,14 +69,14 @@ def test_an_expected_refusal_passes_on_its_message_only(probe: Guest, series_rom
     assert "which does not match the expected refusal /(?i)block size/" in other.reason
 
 
-def test_an_expected_refusal_fails_when_the_guest_boots(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+def test_an_expected_refusal_fails_when_the_guest_boots(probe: Guest, series_rom: Path) -> None:
     outcome = boot_planned(probe, rom=series_rom, config=replace(config("pc"), expect_refusal="(?i)in use"))
     assert not outcome.passed
     assert outcome.reason.startswith("the guest booted and passed, but sanboot virtio_blk:PCI00:04.0 should have "
                                      "refused the disk")
 
 
-def test_under_the_default_boot_order_a_disk_seabios_boots_fails(probe: Guest, base_rom: Path) -> None:  # noqa: F811
+def test_under_the_default_boot_order_a_disk_seabios_boots_fails(probe: Guest, base_rom: Path) -> None:
     # The base ROM cannot sanboot; once gPXE exits, SeaBIOS boots the guest disk itself,
     # which would pass the probe without the ROM: the run must fail on SeaBIOS's own boot.
     outcome = boot_guest(probe, rom=base_rom, layout=Layout(strict_boot=False), exit_after_sanboot=True)
@@ -101,14 +92,14 @@ def test_under_the_default_boot_order_a_disk_seabios_boots_fails(probe: Guest, b
     ("queue-1024", "ERROR: queue size 1024 > 512"),  # defect 4
     ("bios-busy-first", "PCI00:04.0 is in use by another driver"),  # defect 6: the bare path stops at the busy disk
 ])
-def test_v2_fails_the_cells_that_show_its_defects(probe: Guest, v2_rom: Path, name: str,  # noqa: F811
+def test_v2_fails_the_cells_that_show_its_defects(probe: Guest, v2_rom: Path, name: str,
                                                   defect: str) -> None:
     outcome = boot_planned(probe, rom=v2_rom, config=config(name))
     assert not outcome.passed
     assert "returned to the gPXE prompt" in outcome.reason and defect in outcome.reason
 
 
-def test_v2_boots_the_disk_behind_a_busy_one_by_its_address(probe: Guest, v2_rom: Path) -> None:  # noqa: F811
+def test_v2_boots_the_disk_behind_a_busy_one_by_its_address(probe: Guest, v2_rom: Path) -> None:
     outcome = boot_planned(probe, rom=v2_rom, config=replace(config("bios-busy-first"),
                                                              root_path="virtio_blk:PCI00:05.0"))
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
@@ -124,7 +115,7 @@ def patchkit(cache: Path, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_command_runs_configurations_in_parallel(probe: Guest, series_rom: Path,  # noqa: F811
+def test_command_runs_configurations_in_parallel(probe: Guest, series_rom: Path,
                                                  inputs_cache: Path) -> None:
     proc = patchkit(inputs_cache, "test", "--config", "q35", "--config", "disks-4", "--config", "block-4096",
                     "--jobs", "2", "--accel", "tcg")
@@ -145,7 +136,7 @@ def test_command_runs_configurations_in_parallel(probe: Guest, series_rom: Path,
     assert len({r.run_dir for r in cells.values()}) == 3
 
 
-def test_sigterm_stops_every_parallel_boot(probe: Guest, series_rom: Path, inputs_cache: Path) -> None:  # noqa: F811
+def test_sigterm_stops_every_parallel_boot(probe: Guest, series_rom: Path, inputs_cache: Path) -> None:
     proc = patchkit(inputs_cache, "test", "--config", "q35", "--config", "disks-2", "--jobs", "2", "--accel", "tcg")
     running: list[Path] = []
 

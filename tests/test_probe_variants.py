@@ -18,12 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures.roms import PROJECT_ROOT, SERIES
 from test_guests_helpers import boot_native, passed
-from test_validate import SERIES, cache_at
 
-from patchkit.build import build_rom
 from patchkit.errors import PatchkitError
-from patchkit.gitrepo import apply_series
 from patchkit.guests import disk, get_guest
 from patchkit.guests.probe import (
     HOLD_READY,
@@ -43,10 +41,8 @@ from patchkit.guests.probe import (
 from patchkit.qemu.console import Console
 from patchkit.run import spawned
 from patchkit.series.io import find_series
-from patchkit.upstream import load_pin
 from patchkit.validate import boot_guest, boot_planned
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TABLE_CHECKS = ["table-geometry-heads", "table-geometry-sectors", "table-geometry-cylinders",
                 "chs-read-partition-start", "chs-read-partition-end"]
 MAX_ALLOCATED = 64 << 20  # bytes a shaped image may take on disk, whatever its size
@@ -235,33 +231,6 @@ def test_the_read_only_probe_fails_on_a_writable_disk(tmp_path: Path) -> None:
 
 
 # --- boots through gPXE v2 --------------------------------------------------------------------
-
-
-def _series_rom(mirror: Path, tmp_path_factory: pytest.TempPathFactory, version: int | None) -> Path:
-    """bin/1af41001.rom of the series at ``version`` (None: the current one), built once per tree content.
-
-    Applied in a private cache whose upstream/ and builds/ are the user's (a build is reused by its key).
-    """
-    real = mirror.parent.parent
-    cache = tmp_path_factory.mktemp("series-rom-cache")
-    (real / "builds").mkdir(exist_ok=True)
-    for name in ("upstream", "builds"):
-        os.symlink(real / name, cache / name)
-    with cache_at(cache):
-        applied = apply_series(PROJECT_ROOT, SERIES, version=version)
-        return build_rom(applied.tree, load_pin(PROJECT_ROOT)).path
-
-
-@pytest.fixture
-def v2_rom(gpxe_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """v2's ROM (the current version or the frozen versions/v2): the one with the defects issue 9 lists."""
-    return _series_rom(gpxe_mirror, tmp_path_factory, 2)
-
-
-@pytest.fixture
-def current_rom(gpxe_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The ROM of the series' current version."""
-    return _series_rom(gpxe_mirror, tmp_path_factory, None)
 
 
 @pytest.mark.boot

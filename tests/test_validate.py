@@ -17,11 +17,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fixtures.roms import PROJECT_ROOT, SERIES
 from test_guests_boot import PROBE_CHECKS
 
 from patchkit.errors import MissingInputError
@@ -31,14 +31,10 @@ from patchkit.qemu.aoe import aoe_unavailable
 from patchkit.qemu.console import Console
 from patchkit.series.io import find_series
 from patchkit.store import Results, cache_dir, sha256_file
-from patchkit.upstream import load_pin
 from patchkit.validate import BootOutcome, Layout, boot_guest, boot_planned, choose_accel
 
 pytestmark = pytest.mark.boot
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SERIES = "gpxe-virtio-blk"
-BASE_TARGET = str(load_pin(PROJECT_ROOT).build["base_target"])  # gPXE with virtio-net only
 ARTIFACTS = ("serial.log", "screen.txt", "end.png", "seabios.log", "qemu-cmdline.txt", "timings.json", "result.json")
 
 
@@ -50,70 +46,6 @@ def guest_or_skip(name: str) -> Guest:
     except MissingInputError as exc:
         pytest.skip(f"{exc.message}: run `{guest.build_command}`" if exc.hint is None else str(exc))
     return guest
-
-
-@contextlib.contextmanager
-def cache_at(path: Path) -> Iterator[None]:
-    """PATCHKIT_CACHE points at ``path`` for the block (session fixtures have no monkeypatch)."""
-    before = os.environ.get("PATCHKIT_CACHE")
-    os.environ["PATCHKIT_CACHE"] = str(path)
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["PATCHKIT_CACHE"]
-        else:
-            os.environ["PATCHKIT_CACHE"] = before
-
-
-@pytest.fixture(scope="session")
-def rom_builder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path, str], Path]:
-    """Builds ROMs once per session, reusing builds across sessions.
-
-    The builds run in a session cache whose upstream/ is the user's (read only) and
-    whose builds/ is the user's content-keyed build cache, so a ROM is compiled
-    once per tree content and settings, not once per test run.
-    """
-    built: dict[str, Path] = {}
-
-    def build(mirror: Path, which: str) -> Path:
-        if which not in built:
-            from patchkit import build as builder
-
-            real = mirror.parent.parent
-            session_cache = tmp_path_factory.mktemp("rom-cache")
-            (real / "builds").mkdir(exist_ok=True)
-            for name in ("upstream", "builds"):
-                os.symlink(real / name, session_cache / name)
-            with cache_at(session_cache):
-                if which == "base":
-                    rom = builder.base_rom(PROJECT_ROOT)
-                elif which == "series-nic":
-                    rom = builder.ensure_series_rom(PROJECT_ROOT, SERIES, target=BASE_TARGET)
-                else:
-                    rom = builder.ensure_series_rom(PROJECT_ROOT, SERIES)
-            built[which] = rom.path
-        return built[which]
-
-    return build
-
-
-@pytest.fixture
-def base_rom(gpxe_mirror: Path, rom_builder: Callable[[Path, str], Path]) -> Path:
-    """bin/1af41000.rom of the series base: gPXE with virtio-net only (the negative control)."""
-    return rom_builder(gpxe_mirror, "base")
-
-
-@pytest.fixture
-def series_rom(gpxe_mirror: Path, rom_builder: Callable[[Path, str], Path]) -> Path:
-    """bin/1af41001.rom of the series' current revision."""
-    return rom_builder(gpxe_mirror, "series")
-
-
-@pytest.fixture
-def series_nic_rom(gpxe_mirror: Path, rom_builder: Callable[[Path, str], Path]) -> Path:
-    """bin/1af41000.rom of the series' current revision: gPXE with virtio-net, for AoE sanboot."""
-    return rom_builder(gpxe_mirror, "series-nic")
 
 
 def assert_artifacts(run_dir: Path) -> None:
