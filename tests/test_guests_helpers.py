@@ -6,6 +6,7 @@ when one does not, so no QEMU outlives a test.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -62,7 +63,11 @@ def boot_native(disk: Path, timeout: float, *, blank_at: str | None = None, ide:
 
 def passed(guest: Guest, boot: Boot, token: str) -> bool:
     """The marker check `patchkit test` makes: success marker seen, no failure marker."""
-    return guest.success_marker(token) in boot.log and not any(m in boot.log for m in guest.failure_markers)
+    return _seen(guest.success_marker(token), boot.log) and not any(_seen(m, boot.log) for m in guest.failure_markers)
+
+
+def _seen(marker: str | re.Pattern[str], log: str) -> bool:
+    return marker.search(log) is not None if isinstance(marker, re.Pattern) else marker in log
 
 
 def freedos_imported() -> Path:
