@@ -25,7 +25,8 @@ h1{margin:1rem 0 .2rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;marg
 nav a{margin-right:1rem}.meta{color:#666;font-size:90%}
 pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font:13px/1.35 ui-monospace,monospace;border-radius:4px}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.35rem .5rem;vertical-align:top;text-align:left}
-.wide{overflow-x:auto}table.matrix td{min-width:14rem}td.pass{background:#e9f7ec}td.fail{background:#fdecec}td.none{color:#888}
+.wide{overflow-x:auto}table.matrix td{min-width:14rem}
+td.pass{background:#e9f7ec}td.fail{background:#fdecec}td.none{color:#888}
 .verdict{font-weight:700}td.pass .verdict{color:#176f2c}td.fail .verdict{color:#b3261e}
 img.shot{display:block;width:320px;max-width:100%;image-rendering:pixelated;border:1px solid #999;margin:.3rem 0}
 .diff .add{color:#176f2c;background:#e6ffec}.diff .del{color:#b3261e;background:#ffebe9}
