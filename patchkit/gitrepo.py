@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -189,12 +189,8 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
     by_id = {patch_id(repo.working_tree_dir, p.diff): p for p in s.patches}
     new: list[Patch] = []
     for number, sha in enumerate(shas, 1):
-        old = by_name.get(known.get(sha, ""))
-        if old is None:
-            old = _patch_from_commit(repo, sha, by_id)
-        name = old.filename if old.filename.startswith(f"{number:04d}-") and old.filename in by_name \
-            and by_name[old.filename].subject == old.subject else patch_filename(number, old.subject)
-        new.append(replace(old, filename=name))
+        old = by_name.get(known.get(sha, "")) or _patch_from_commit(repo, sha, by_id)
+        new.append(replace(old, filename=_kept_filename(s.patches, number, old.subject)))
     captured = len(new)
     for number, rest in enumerate(s.patches[state.upto:], captured + 1):
         keep = rest.filename.startswith(f"{number:04d}-")
@@ -209,6 +205,14 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
         "patches": [p.filename for p in new[:captured]], "upto": captured, "onto": False, "merged": []})
     say(f"{len(changed)} patch file(s) changed" if changed else "series unchanged")
     return changed
+
+
+def _kept_filename(patches: Sequence[Patch], number: int, subject: str) -> str:
+    """The series' file name for patch ``number`` with ``subject`` (also after an amend), else a new one."""
+    for patch in patches:
+        if patch.subject == subject and patch.filename.startswith(f"{number:04d}-"):
+            return patch.filename
+    return patch_filename(number, subject)
 
 
 def read_state(tree: Path, branch: str) -> AppliedState | None:

@@ -261,6 +261,22 @@ def test_refresh_captures_amend_and_new_commit(world: World) -> None:
     assert gitrepo.refresh_series(world.project, "demo") == []
 
 
+def test_refresh_keeps_a_patch_file_name_after_an_amend(world: World) -> None:
+    """A patch file named by hand keeps its name when its commit is amended (same place, same subject)."""
+    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    sdir = world.project / "series" / "demo"
+    (sdir / "patches" / "0002-blk-Add-a-block-driver-stub.patch").rename(sdir / "patches" / "0002-blk-stub.patch")
+    manifest = sdir / "series.toml"
+    manifest.write_text(manifest.read_text().replace("0002-blk-Add-a-block-driver-stub.patch", "0002-blk-stub.patch"))
+    r = gitrepo.apply_series(world.project, "demo")
+    run(["git", "-C", r.tree, "-c", "user.name=E", "-c", "user.email=e@example.org", "rebase", "-q", "--exec",
+         "git -c user.name=E -c user.email=e@example.org commit -q --amend --no-edit --date=now", "HEAD~2"],
+        env=GIT_ENV)
+    gitrepo.refresh_series(world.project, "demo")
+    assert [p.filename for p in find_series(world.project, "demo").patches][:3] == [
+        "0001-core-Change-line-five.patch", "0002-blk-stub.patch", "0003-core-Touch-two-files.patch"]
+
+
 def test_refresh_after_upto_keeps_the_rest(world: World) -> None:
     series_from_commits(world.project, "demo", world.upstream, world.tmp)
     before = series_bytes(world.project, "demo")
