@@ -9,7 +9,7 @@ interleaved (ROM, SeaBIOS, SeaBIOS, ROM, ...) so slow phases of the host hit bot
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +17,7 @@ from patchkit import validate
 from patchkit.errors import PatchkitError
 from patchkit.guests import Guest, get_guest
 from patchkit.guests.probe import parse_probe_log
-
-Progress = Callable[[str], None]
+from patchkit.progress import Progress
 
 ROM, SEABIOS = "rom", "seabios"
 ACCEL = "tcg"

@@ -16,19 +16,18 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from patchkit.build import BuiltRom, base_rom, build_rom
 from patchkit.errors import PatchkitError
 from patchkit.gitrepo import apply_series
+from patchkit.progress import Progress
 from patchkit.series.io import find_series
 from patchkit.store import atomic_write
 from patchkit.upstream import load_pin, vendor
 from patchkit.validate import run_tests
-
-Progress = Callable[[str], None]
 
 DRIVER = "src/drivers/block/virtio-blk.c"
 EDIT_LINE = "/* bench: a one-line change for the warm validation loop */"

@@ -29,20 +29,19 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 from patchkit.errors import BuildError
 from patchkit.gitrepo import apply_series, export_tree, tree_dir, tree_lock, work_tree
+from patchkit.progress import Progress
 from patchkit.rom import check_rom, ids_for_target
 from patchkit.run import run, run_logged
 from patchkit.series.io import find_series
 from patchkit.store import atomic_write, cache_dir, file_lock, sha256_file
 from patchkit.upstream import Pin, load_pin
-
-Progress = Callable[[str], None]
 
 PROGRESS_EVERY = 50  # report every this many compiled objects
 TREE_STATE = ".patchkit-build.json"  # in <build dir>/bin/: the settings the tree was last built with

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -33,12 +33,12 @@ import git
 import unidiff
 
 from patchkit.errors import ApplyError, DirtyTreeError, SeriesError, UpstreamError
+from patchkit.progress import Progress
 from patchkit.series.io import find_series, load_version, save_series, unsafe_path
 from patchkit.series.model import Patch, Series, parse_patch, patch_filename
 from patchkit.store import atomic_write, build_dir, cache_dir, file_lock
 from patchkit.upstream import Pin, load_pin, mirror_path
 
-Progress = Callable[[str], None]
 IDENTITY_NAME = "patchkit"
 IDENTITY_EMAIL = "patchkit@localhost"
 # Keep the user's git configuration (diff.noprefix, format.*, hooks) out of our results.

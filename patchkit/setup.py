@@ -10,7 +10,6 @@ base tree are built once, so later builds (and the tests) reuse them by content 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,9 @@ from patchkit.build import base_rom, ensure_series_rom
 from patchkit.errors import PatchkitError
 from patchkit.guests import debpkgs, get_guest
 from patchkit.guests.freedos import import_media
+from patchkit.progress import Progress
 from patchkit.series.io import list_series
 from patchkit.upstream import load_pin, mirror_dir, vendor_report
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,14 @@ so a failed or interrupted import leaves the previous mirror (or nothing) behind
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from patchkit.errors import MissingInputError, UpstreamError
+from patchkit.progress import Progress
 from patchkit.run import run, run_logged
 from patchkit.store import build_dir, cache_dir, file_lock
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

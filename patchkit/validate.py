@@ -42,6 +42,7 @@ from patchkit.errors import PatchkitError, SeriesError, Terminated
 from patchkit.guests import GUEST_NAMES, Guest
 from patchkit.guests.image import ImageGuest, ImageSpec
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
+from patchkit.progress import Progress
 from patchkit.qemu.aoe import aoe_target
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
 from patchkit.qemu.console import Pattern, Wait
@@ -52,7 +53,6 @@ from patchkit.series.model import DEFAULT_ROOT_PATH, IMPLICIT_CONFIG, Config, qe
 from patchkit.store import ResultKey, Results, TestResult, atomic_write, cache_dir, sha256_file
 from patchkit.upstream import load_pin
 
-Progress = Callable[[str], None]
 _T = TypeVar("_T")
 
 DEFAULT_STALL_TIMEOUT = 60.0

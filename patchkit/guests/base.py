@@ -12,12 +12,12 @@ import abc
 import os
 import re
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from patchkit.errors import GuestError, MissingInputError, PatchkitError
+from patchkit.progress import Progress, quiet
 from patchkit.run import run
 from patchkit.store import atomic_write, build_dir, cache_dir, file_lock, sha256_file
 
@@ -26,8 +26,6 @@ GUEST_NAMES = ("freedos", "debian", "probe", "freedos-installed")  # the guest i
 KEEP_SAN_NAMES = ("keepsan", "keepsan-aoe", "keepsan-reset")
 # Probe runs whose harness must act on the device at the probe's markers (probe.HOLD_READY ...).
 HARNESS_NAMES = ("probe-hold",)
-
-Progress = Callable[[str], None]
 
 DISK_NAME = "disk.img"
 TOKEN_RE = re.compile(r"[A-Za-z0-9-]{1,40}")
@@ -47,10 +45,6 @@ class Sanboot:
     def needs_gpxe(self) -> bool:
         """Whether the run types gPXE commands beyond `sanboot` of a bootable virtio disk (so no --reference)."""
         return self != Sanboot()
-
-
-def quiet(_message: str) -> None:
-    """A progress callback that shows nothing."""
 
 
 class Guest(abc.ABC):

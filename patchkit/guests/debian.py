@@ -16,8 +16,9 @@ from importlib import resources
 from pathlib import Path
 
 from patchkit.guests import bootdisk, debpkgs, disk, fat
-from patchkit.guests.base import Guest, Progress
+from patchkit.guests.base import Guest
 from patchkit.guests.initramfs import Cpio, load_order
+from patchkit.progress import Progress
 
 RECIPE_VERSION = "2"
 CYLINDERS = 50  # 24.6 MiB

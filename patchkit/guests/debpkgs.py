@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchkit.errors import GuestError
-from patchkit.guests.base import Progress
+from patchkit.progress import Progress
 from patchkit.run import CommandError, run
 from patchkit.store import cache_dir, file_lock
 

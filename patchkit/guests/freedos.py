@@ -19,7 +19,8 @@ from typing import ClassVar
 
 from patchkit.errors import GuestError, MissingInputError
 from patchkit.guests import asm, bootdisk, debpkgs, disk, fat, fatboot
-from patchkit.guests.base import Guest, Progress, quiet
+from patchkit.guests.base import Guest
+from patchkit.progress import Progress, quiet
 from patchkit.run import CommandError, run
 from patchkit.store import atomic_write, cache_dir
 

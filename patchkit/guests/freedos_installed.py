@@ -31,7 +31,6 @@ from typing import ClassVar
 
 from patchkit.errors import GuestError, MissingInputError
 from patchkit.guests import asm, fat, fatboot
-from patchkit.guests.base import Progress
 from patchkit.guests.freedos import (
     AUTOEXEC_BAT,
     BOOT_SECTOR,
@@ -42,6 +41,7 @@ from patchkit.guests.freedos import (
     FreedosGuest,
     inputs_dir,
 )
+from patchkit.progress import Progress
 from patchkit.run import run
 
 RECIPE_VERSION = "1"

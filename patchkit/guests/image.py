@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from patchkit.errors import GuestError, PatchkitError
-from patchkit.guests.base import Guest, Progress
+from patchkit.guests.base import Guest
+from patchkit.progress import Progress
 from patchkit.run import CommandError, run
 from patchkit.store import sha256_file
 

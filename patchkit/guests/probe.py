@@ -31,7 +31,8 @@ from typing import ClassVar
 
 from patchkit.errors import PatchkitError
 from patchkit.guests import asm, disk
-from patchkit.guests.base import Guest, Progress, Sanboot
+from patchkit.guests.base import Guest, Sanboot
+from patchkit.progress import Progress
 
 RECIPE_VERSION = "5"
 CYLINDERS = 32

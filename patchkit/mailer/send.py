@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -22,12 +22,11 @@ from patchkit.mailer.gate import GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
 from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.progress import Progress
 from patchkit.run import run
 from patchkit.series.io import find_series, save_series
 from patchkit.series.model import Series, VersionInfo
 from patchkit.store import Results, atomic_write
-
-Progress = Callable[[str], None]
 
 
 @dataclass
