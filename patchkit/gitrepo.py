@@ -34,6 +34,7 @@ import unidiff
 
 from patchkit.errors import ApplyError, DirtyTreeError, SeriesError, UpstreamError
 from patchkit.progress import Progress
+from patchkit.run import CHILD_LOCALE
 from patchkit.series.io import find_series, load_version, save_series, unsafe_path
 from patchkit.series.model import Patch, Series, parse_patch, patch_filename
 from patchkit.store import atomic_write, build_dir, cache_dir, file_lock
@@ -42,7 +43,7 @@ from patchkit.upstream import Pin, load_pin, mirror_path
 IDENTITY_NAME = "patchkit"
 IDENTITY_EMAIL = "patchkit@localhost"
 # Keep the user's git configuration (diff.noprefix, format.*, hooks) out of our results.
-_GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+_GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", **CHILD_LOCALE}
 _STATE = "patchkit-applied.json"
 _SWITCH = "patchkit-switch.json"  # present while apply switches the work tree: {series, branch, head, entry}
 

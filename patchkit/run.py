@@ -8,6 +8,8 @@ SIGTERM, so none is left running after a SIGKILL.
 Failures become a PatchkitError carrying the command and the tail of its output.
 Programs not on PATH are also looked for in the sbin directories: Debian keeps tools
 patchkit runs without root there (mkfs.fat), and a normal user's PATH lacks them.
+Children run in the C.UTF-8 locale, whatever the user's: patchkit parses their output
+(compiler warnings, git's messages), which a translation would change.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ StrPath = str | os.PathLike[str]
 
 SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 SETUP_HINT = "`bash ci/setup.sh` installs the programs patchkit runs"
+# LANGUAGE outranks LC_ALL in gettext unless the locale is plain C; empty, it is ignored.
+CHILD_LOCALE = {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "LANGUAGE": ""}
 
 
 class CommandError(PatchkitError):
@@ -69,11 +73,11 @@ def run(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` to completion, capturing stdout and stderr (merged into stdout).
 
-    ``env`` entries are added to the current environment. Raises CommandError when
+    ``env`` entries are added to the current environment (in the C.UTF-8 locale). Raises CommandError when
     ``check`` and the command fails, CommandTimeout when it outlives ``timeout`` seconds,
     PatchkitError when the program does not exist.
     """
-    full_env = {**os.environ, **env} if env else None
+    full_env = _child_env(env)
     args = _resolve(argv, full_env)
     log.debug("run: %s (cwd=%s)", shlex.join(args), cwd or ".")
     try:
@@ -111,7 +115,7 @@ def run_logged(
     on_line: Callable[[str], None] | None = None,
 ) -> int:
     """Run ``argv`` streaming its merged output to ``logfile`` (and ``on_line``); return the exit status."""
-    full_env = {**os.environ, **env} if env else None
+    full_env = _child_env(env)
     args = _resolve(argv, full_env)
     log.debug("run: %s (cwd=%s, log=%s)", shlex.join(args), cwd or ".", logfile)
     logfile.parent.mkdir(parents=True, exist_ok=True)
@@ -144,13 +148,14 @@ def spawned(
     However the block is left (including KeyboardInterrupt), the child is
     terminated, then killed, and always reaped. Callers may stop it more politely first.
     """
-    args = _resolve(argv, None)
+    full_env = _child_env(None)
+    args = _resolve(argv, full_env)
     log.debug("spawn: %s (cwd=%s)", shlex.join(args), cwd or ".")
     with open(stderr_file, "wb") as err:
         try:
             # preexec_fn is safe here: patchkit starts its background processes from its only thread.
-            proc = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                    preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509 (one thread)
+            proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=err, preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509 (one thread)
         except FileNotFoundError as exc:
             raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
     with proc:
@@ -184,10 +189,15 @@ def _die_with_parent(sig: signal.Signals) -> Callable[[], None]:
     return arm
 
 
-def _resolve(argv: Sequence[StrPath], env: Mapping[str, str] | None) -> list[str]:
+def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """patchkit's environment in the C.UTF-8 locale, then ``env``."""
+    return {**os.environ, **CHILD_LOCALE, **(env or {})}
+
+
+def _resolve(argv: Sequence[StrPath], env: Mapping[str, str]) -> list[str]:
     """``argv`` as strings, its program taken from the sbin directories when PATH lacks it."""
     args = [str(a) for a in argv]
-    path = (env or os.environ).get("PATH", os.defpath)
+    path = env.get("PATH", os.defpath)
     if os.sep not in args[0] and shutil.which(args[0], path=path) is None:
         args[0] = shutil.which(args[0], path=SBIN_PATH) or args[0]
     return args
