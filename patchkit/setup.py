@@ -42,7 +42,18 @@ def setup(project: Path, gpxe_from: str | None, freedos_media: Path | None, prog
         items.append(SetupItem(f"{name} guest", True, str(image)))
     items += _freedos(freedos_media, progress)
     items.append(_grub_rescue(progress))
+    items.append(_debian_system(progress))
     return items
+
+
+def _debian_system(progress: Progress) -> SetupItem:
+    """The installed Debian system: mmdebstrap as root, ~2 minutes and ~500 MB once per pin set."""
+    try:
+        image = get_guest("debian-system").build(progress)
+    except PatchkitError as exc:
+        return SetupItem("debian-system guest", False, f"{exc.message}; tests needing it skip. Build it as root "
+                                                       "with `patchkit guest build debian-system`")
+    return SetupItem("debian-system guest", True, str(image))
 
 
 def _grub_rescue(progress: Progress) -> SetupItem:

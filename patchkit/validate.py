@@ -244,6 +244,7 @@ async def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str
             target = stack.enter_context(aoe_target(disk, run_dir))
             nic = Nic(target.netns, target.tap)
         spec = await asyncio.to_thread(_machine_spec, run_dir, disk, rom, accel, layout, nic, guest.disk_format)
+        spec = replace(spec, memory_mib=guest.memory_mib)
         session = _Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
                            guest.success_marker(expect_token or token))
         outcome = await session.run()

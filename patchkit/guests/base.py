@@ -21,7 +21,7 @@ from patchkit.progress import Progress, quiet
 from patchkit.run import run
 from patchkit.store import atomic_write, build_dir, cache_dir, file_lock, sha256_file
 
-GUEST_NAMES = ("freedos", "debian", "probe", "freedos-installed")  # the guest images
+GUEST_NAMES = ("freedos", "debian", "probe", "freedos-installed", "debian-system")  # the guest images
 # Runs of the probe's image after a sanboot that returns with keep-san set (virtio, then AoE).
 KEEP_SAN_NAMES = ("keepsan", "keepsan-aoe", "keepsan-reset")
 # Probe runs whose harness must act on the device at the probe's markers (probe.HOLD_READY ...).
@@ -55,6 +55,7 @@ class Guest(abc.ABC):
     failure_markers: tuple[str | re.Pattern[str], ...] = ("PATCHKIT-FAIL",)
     build_command: str  # the patchkit command that makes the base image
     disk_format: ClassVar[Literal["raw", "qcow2"]] = "raw"  # of the run disk
+    memory_mib: ClassVar[int] = 128  # the machine's memory
     # Markers also match the rendered screen below the `sanboot` command (or SeaBIOS's "Booting from"), not only serial.
     matches_screen: ClassVar[bool] = False
     sanboot: ClassVar[Sanboot] = Sanboot()
@@ -198,6 +199,10 @@ def get_guest(name: str) -> Guest:
         from patchkit.guests.freedos import FreedosGuest
 
         return FreedosGuest()
+    if name == "debian-system":
+        from patchkit.guests.debian_system import DebianSystemGuest
+
+        return DebianSystemGuest()
     if name == "freedos-installed":
         from patchkit.guests.freedos_installed import FreedosInstalledGuest
 
