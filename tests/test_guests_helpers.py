@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from patchkit.guests.base import Guest
-from patchkit.run import run
+from patchkit.run import CommandTimeout, run
 
 
 @dataclass
@@ -54,7 +53,7 @@ def boot_native(disk: Path, timeout: float, *, blank_at: str | None = None, ide:
     timed_out = False
     try:
         run(argv, timeout=timeout)  # a QEMU error (exit status != 0) raises CommandError
-    except subprocess.TimeoutExpired:
+    except CommandTimeout:  # patchkit.run stopped and reaped QEMU
         timed_out = True
     seconds = time.monotonic() - started
     log = serial.read_text(errors="replace") if serial.exists() else ""
