@@ -233,7 +233,7 @@ def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say:
     say(f"make -j{jobs} {target} in {src}" + (" (clean tree)" if full else " (incremental)"))
     counter = _Counter(say)
     marker = src / "bin" / MAKE_RUNNING
-    atomic_write(marker, f"{os.getpid()}\n")
+    marker.touch()  # empty: its time is what counts, and it needs no space beyond its name
     start = time.monotonic()
     status = run_logged(["make", f"-j{jobs}", *settings["make_args"], target], log, cwd=src, on_line=counter)
     seconds = time.monotonic() - start

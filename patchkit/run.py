@@ -53,13 +53,17 @@ class CommandError(PatchkitError):
         super().__init__(message)
 
 
-class CommandTimeout(PatchkitError):
-    """A command did not finish within its timeout (it was stopped)."""
+class CommandTimeout(PatchkitError, subprocess.TimeoutExpired):
+    """A command did not finish within its timeout (it was stopped).
 
-    def __init__(self, argv: Sequence[StrPath], timeout: float) -> None:
+    Also a subprocess.TimeoutExpired, for callers that catch that.
+    """
+
+    def __init__(self, argv: Sequence[StrPath], timeout: float, output: bytes | None = None) -> None:
         self.argv = [str(a) for a in argv]
-        self.timeout = timeout
-        super().__init__(f"command did not finish within {timeout:g} s (stopped): {shlex.join(self.argv)}")
+        subprocess.TimeoutExpired.__init__(self, self.argv, timeout, output)  # cmd, timeout, output, stderr
+        self.message = f"command did not finish within {timeout:g} s (stopped): {shlex.join(self.argv)}"
+        self.hint = None
 
 
 def run(
