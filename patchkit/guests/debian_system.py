@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from patchkit.errors import GuestError, MissingInputError
-from patchkit.guests.base import Guest, Progress, check_token
+from patchkit.guests.base import Guest, check_token
+from patchkit.progress import Progress
 from patchkit.run import CommandError, run
 
 RECIPE_VERSION = "1"
