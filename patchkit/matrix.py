@@ -50,8 +50,11 @@ def select_configs(configs: Sequence[Config], names: Sequence[str], matrix: bool
     return [by_name[n] for n in dict.fromkeys(names)]
 
 
-def plan_cells(configs: Sequence[Config], guest_names: Sequence[str], matrix: bool) -> Plan:
+def plan_cells(configs: Sequence[Config], guest_names: Sequence[str], matrix: bool,
+               extra: Mapping[str, Guest] | None = None) -> Plan:
     """Guests x configurations. ``guest_names`` "all" means each configuration's guests.
+
+    ``extra`` holds guests known by name besides the built-in ones (the manifest's images).
 
     With ``matrix``, named guests filter each configuration's own list; otherwise the
     named guests run on the chosen configurations whether those list them or not.
@@ -68,7 +71,8 @@ def plan_cells(configs: Sequence[Config], guest_names: Sequence[str], matrix: bo
             names = list(dict.fromkeys(guest_names))
         for name in names:
             try:
-                guest = get_guest(name).variant(disk_shape=config.disk_shape, read_only=config.readonly)
+                known = (extra or {}).get(name) or get_guest(name)
+                guest = known.variant(disk_shape=config.disk_shape, read_only=config.readonly)
             except PatchkitError as exc:
                 unrunnable[config.name, name] = exc.message
                 continue

@@ -40,7 +40,7 @@ from qemu.qmp import QMPError
 from patchkit import build
 from patchkit.errors import PatchkitError, SeriesError, Terminated
 from patchkit.guests import GUEST_NAMES, Guest
-from patchkit.guests.image import ImageGuest, ImageSpec
+from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
 from patchkit.progress import Progress
 from patchkit.qemu.aoe import aoe_target
@@ -584,6 +584,17 @@ def resolve_subject(project: Path, series_name: str | None, rom: Path | None, re
     return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), configs
 
 
+def manifest_images(project: Path, series_name: str | None) -> dict[str, ImageSpec]:
+    """The manifest's ``[[images]]`` by name (none without a series)."""
+    try:
+        series = find_series(project, series_name)
+    except SeriesError:
+        return {}
+    assert series.path is not None
+    return {i.name: ImageSpec(series.path / Path(i.path).expanduser(), name=i.name, expect=i.expect or DEFAULT_EXPECT,
+                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT) for i in series.images}
+
+
 def check_given_rom(project: Path, rom: Path) -> None:
     """The checks `patchkit build` applies, for a ROM given by path: for the pin's device, or its base target's."""
     pin = load_pin(project)
@@ -632,7 +643,9 @@ def run_tests(
     chosen = select_configs(series_configs, configs, matrix)
     if reference and (matrix or configs):
         raise PatchkitError("--reference boots the guests natively on the default machine: drop --config/--matrix")
-    plan = plan_cells(chosen, guest_names, matrix)
+    wanted = {*guest_names, *(name for config in chosen for name in config.guests)}
+    extra = {name: ImageGuest(spec) for name, spec in manifest_images(project, series_name).items() if name in wanted}
+    plan = plan_cells(chosen, guest_names, matrix, extra=extra)
     plan.cells.extend(Cell(config, guest) for config in chosen for guest in image_guests)
     if not plan.cells:
         first = next(iter(plan.unrunnable.items()), None)

@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 from conftest import REAL_CACHE
 from fixtures.roms import PROJECT_ROOT, SERIES
 from test_validate import patchkit
 
-from patchkit.errors import PatchkitError
+from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests import debpkgs
 from patchkit.guests.image import DEFAULT_EXPECT, ImageGuest, ImageSpec, image_format
 from patchkit.qemu.console import Console
 from patchkit.run import run
-from patchkit.series.io import find_series
+from patchkit.series.io import find_series, save_series
+from patchkit.series.model import ImageEntry
 from patchkit.store import Results, cache_dir, sha256_file
-from patchkit.validate import boot_guest
+from patchkit.validate import boot_guest, run_tests
 
 GRUB_MENU = "Press enter to boot the selected OS"
 
@@ -148,3 +152,46 @@ def test_the_command_records_the_image_and_status_shows_it(inputs_cache: Path, s
     assert result.key.rom_sha256 == sha256_file(series_rom)
     status = patchkit("status", cache=inputs_cache, cwd=PROJECT_ROOT)
     assert "image:grub-rescue-cdrom.iso" in status.stdout
+
+
+# --- [[images]] in the manifest ----------------------------------------------------------------
+
+
+def _series_copy(tmp_path: Path, images: list[dict[str, object]], guests: list[str] | None = None) -> Path:
+    """The real series in a project of its own, with ``images`` as its [[images]] (and ``guests``)."""
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "series", project / "series")
+    shutil.copytree(PROJECT_ROOT / "gpxe-tree", project / "gpxe-tree")
+    manifest = project / "series" / SERIES / "series.toml"
+    data = tomllib.loads(manifest.read_text())
+    data["images"] = images
+    if guests is not None:
+        data["guests"] = guests
+        data.pop("configs", None)
+    manifest.write_text(tomli_w.dumps(data))
+    return project
+
+
+def test_manifest_images_are_parsed_saved_and_checked(tmp_path: Path) -> None:
+    image = {"name": "grub-rescue", "path": "images/rescue.iso", "expect": "GNU GRUB", "timeout": 120}
+    project = _series_copy(tmp_path, [image], guests=["freedos", "grub-rescue"])
+    series = find_series(project, SERIES)
+    assert series.images == [ImageEntry("grub-rescue", "images/rescue.iso", "GNU GRUB", None, 120)]
+    assert series.guests == ["freedos", "grub-rescue"]
+    save_series(series)
+    assert find_series(project, SERIES).images == series.images
+    for n, (bad, message) in enumerate((({"name": "freedos", "path": "x"}, "not a built-in guest's"),
+                                        ({"name": "x"}, "an image needs a `path` string"),
+                                        ({"name": "x", "path": "x", "expect": "("}, "'expect' is not a regular"),
+                                        ({"name": "x", "path": "x", "colour": 1}, "unknown image key 'colour'"))):
+        with pytest.raises(SeriesError, match=re.escape(message)):
+            find_series(_series_copy(tmp_path / str(n), [bad]), SERIES)
+
+
+def test_a_manifest_image_boots_as_one_of_the_series_guests(inputs_cache: Path, series_rom: Path,
+                                                            grub_rescue: Path, tmp_path: Path) -> None:
+    image = {"name": "grub-rescue", "path": str(grub_rescue), "expect": GRUB_MENU}
+    project = _series_copy(tmp_path, [image], guests=["grub-rescue"])
+    [result] = run_tests(project, ["all"], rom=series_rom, accel="tcg", progress=lambda _m: None)
+    assert result.passed, result.reason
+    assert result.key.guest == "grub-rescue" and result.key.image_sha256 == sha256_file(grub_rescue)

@@ -13,7 +13,7 @@ import posixpath
 import re
 import shutil
 import tomllib
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from patchkit.series.model import (
     DEFAULT_ROOT_PATH,
     MACHINES,
     Config,
+    ImageEntry,
     Patch,
     Series,
     VersionInfo,
@@ -43,6 +44,7 @@ COVER = "cover.txt"
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _PATH_HEADERS = ("rename from ", "rename to ", "copy from ", "copy to ")
 _CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+_IMAGE_KEYS = ("name", "path", "expect", "fail", "timeout")
 _CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "disk_addr", "blank_disks",
                 "bios_disks", "virtio_blk", "readonly", "disk_shape", "expect_refusal")
 
@@ -110,11 +112,13 @@ def load_series(directory: Path) -> Series:
         patches.append(load_patch(path))
     title, body = _load_cover(directory / COVER)
     guests = m.get_strs("guests")
+    images = _images(m)
     return Series(
         name=m.get("name", str), upstream=m.get("upstream", str), base=m.get("base", str),
         subject_prefix=m.get("subject_prefix", str, "PATCH"), to=m.get_strs("to"), cc=m.get_strs("cc"),
         guests=guests, version=version, versions=versions,
-        cover_title=title, cover_body=body, patches=patches, path=directory, configs=_configs(m, guests),
+        cover_title=title, cover_body=body, patches=patches, path=directory,
+        configs=_configs(m, guests, [i.name for i in images]), images=images,
     )
 
 
@@ -381,7 +385,7 @@ class _Manifest:
 
 
 _TOP_KEYS = ("name", "upstream", "base", "subject_prefix", "to", "cc", "guests", "version", "patches", "versions",
-             "configs")
+             "configs", "images")
 _VERSION_KEYS = ("number", "changelog", "sent", "tag")
 
 
@@ -429,14 +433,54 @@ def _version(m: _Manifest, index: int, entry: Any) -> VersionInfo:
                        sent=entry.get("sent"), tag=entry.get("tag"))
 
 
-def _configs(m: _Manifest, guests: list[str]) -> list[Config]:
+def _images(m: _Manifest) -> list[ImageEntry]:
+    """The ``[[images]]`` tables: a name (not a built-in guest's), a path, patterns that compile."""
+    images: list[ImageEntry] = []
+    for index, entry in enumerate(m.get("images", list, [])):
+        if not isinstance(entry, dict):
+            raise SeriesError(f"{m.at('images')}: 'images' must be [[images]] tables")
+
+        def fail(key: str | None, message: str, index: int = index) -> SeriesError:
+            return SeriesError(f"{m.table_at('images', index, key)}: {message}")
+
+        for key in entry:
+            if key not in _IMAGE_KEYS:
+                raise fail(key, f"unknown image key {key!r} (known: {', '.join(_IMAGE_KEYS)})")
+        for key in ("name", "path"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise fail(None if key not in entry else key, f"an image needs a `{key}` string")
+        name = entry["name"]
+        if not _CONFIG_NAME.fullmatch(name) or name in GUEST_NAMES + KEEP_SAN_NAMES:
+            raise fail("name", f"image name {name!r} must be lowercase letters, digits and '-', "
+                               "and not a built-in guest's")
+        if any(i.name == name for i in images):
+            raise fail("name", f"a second image named {name!r}")
+        for key in ("expect", "fail"):
+            value = entry.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value:
+                raise fail(key, f"'{key}' must be a regular expression, got {value!r}")
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise fail(key, f"'{key}' is not a regular expression: {exc}") from exc
+        timeout = entry.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or timeout <= 0):
+            raise fail("timeout", f"'timeout' must be a positive number of seconds, got {timeout!r}")
+        images.append(ImageEntry(name, entry["path"], entry.get("expect"), entry.get("fail"), timeout))
+    return images
+
+
+def _configs(m: _Manifest, guests: list[str], image_names: list[str]) -> list[Config]:
     """The ``[[configs]]`` tables, validated (errors name the line of the offending key)."""
     entries = m.get("configs", list, [])
     configs: list[Config] = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise SeriesError(f"{m.at('configs')}: 'configs' must be [[configs]] tables")
-        config = _config(_ConfigTable(m, index, entry), guests)
+        config = _config(_ConfigTable(m, index, entry), guests, image_names)
         if any(c.name == config.name for c in configs):
             raise SeriesError(f"{m.table_at('configs', index, 'name')}: a second configuration named {config.name!r}",
                               hint="configuration names are unique: results are recorded by name")
@@ -477,7 +521,7 @@ class _ConfigTable:
         return tuple(value)
 
 
-def _config(t: _ConfigTable, manifest_guests: list[str]) -> Config:
+def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str]) -> Config:
     """Validate one [[configs]] table."""
     for key in t.data:
         if key not in _CONFIG_KEYS:
@@ -488,7 +532,7 @@ def _config(t: _ConfigTable, manifest_guests: list[str]) -> Config:
     if not _CONFIG_NAME.fullmatch(name):
         raise t.fail("name", f"configuration name {name!r} must be lowercase letters, digits and '-'")
     guests = t.get("guests", list, manifest_guests)
-    known = GUEST_NAMES + KEEP_SAN_NAMES
+    known = (*GUEST_NAMES, *KEEP_SAN_NAMES, *image_names)
     for guest in guests:
         if guest not in known:
             raise t.fail("guests", f"unknown guest {guest!r} (known: {', '.join(known)})")
@@ -575,6 +619,8 @@ def _manifest_data(series: Series) -> dict[str, Any]:
         data["versions"] = versions
     if series.configs:
         data["configs"] = [_config_data(c, series.guests) for c in series.configs]
+    if series.images:
+        data["images"] = [{k: v for k, v in asdict(i).items() if v is not None} for i in series.images]
     return data
 
 
@@ -603,7 +649,8 @@ def _save_manifest(path: Path, data: dict[str, Any]) -> None:
 def _same_configs(path: Path, old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether two manifests' [[configs]] describe the same configurations (defaults spelled out or not)."""
     try:
-        parse = [_configs(_Manifest(path, "", d), d.get("guests", [])) for d in (old, new)]
+        parse = [_configs(_Manifest(path, "", d), d.get("guests", []),
+                          [str(i.get("name")) for i in d.get("images", []) if isinstance(i, dict)]) for d in (old, new)]
     except SeriesError:
         return False
     return parse[0] == parse[1]

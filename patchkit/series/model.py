@@ -150,6 +150,22 @@ def qemu_value(value: int | str | bool) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class ImageEntry:
+    """A disk image of the maintainer's own tested like a guest (an ``[[images]]`` table of series.toml).
+
+    ``name`` is the guest name (in ``guests``, configurations and results); ``path`` is
+    absolute or relative to the series directory; ``expect`` and ``fail`` are regular
+    expressions (None: `patchkit test --image`'s defaults); ``timeout`` in seconds.
+    """
+
+    name: str
+    path: str
+    expect: str | None = None
+    fail: str | None = None
+    timeout: float | None = None
+
+
 @dataclass
 class Series:
     """A patch series: where it applies, who it goes to, its versions, cover letter and patches."""
@@ -168,6 +184,7 @@ class Series:
     patches: list[Patch] = field(default_factory=list)
     path: Path | None = None
     configs: list[Config] = field(default_factory=list)  # as written in the manifest (may be empty)
+    images: list[ImageEntry] = field(default_factory=list)  # [[images]]: users' own images as extra guests
 
     def revision_hash(self) -> str:
         """SHA-256 (hex) of the base commit and the patches' canonical bytes, in order.
