@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 
 from patchkit.errors import GuestError, PatchkitError
 from patchkit.guests.base import Guest
-from patchkit.progress import Progress
+from patchkit.progress import Progress, quiet
 from patchkit.run import CommandError, run
 from patchkit.store import sha256_file
 
@@ -96,7 +96,7 @@ class ImageGuest(Guest):
     def _build_image(self, out: Path, progress: Progress) -> None:
         raise GuestError(f"{self.name} is a user's image: patchkit does not build it")
 
-    def build(self, progress: Progress = lambda _m: None) -> Path:
+    def build(self, progress: Progress = quiet) -> Path:
         return self.base_image()
 
     def base_image(self) -> Path:
