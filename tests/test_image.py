@@ -13,6 +13,7 @@ import asyncio
 import re
 import shutil
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -157,14 +158,14 @@ def test_the_command_records_the_image_and_status_shows_it(inputs_cache: Path, s
 # --- [[images]] in the manifest ----------------------------------------------------------------
 
 
-def _series_copy(tmp_path: Path, images: list[dict[str, object]], guests: list[str] | None = None) -> Path:
+def _series_copy(tmp_path: Path, images: Sequence[Mapping[str, object]], guests: list[str] | None = None) -> Path:
     """The real series in a project of its own, with ``images`` as its [[images]] (and ``guests``)."""
     project = tmp_path / "project"
     shutil.copytree(PROJECT_ROOT / "series", project / "series")
     shutil.copytree(PROJECT_ROOT / "gpxe-tree", project / "gpxe-tree")
     manifest = project / "series" / SERIES / "series.toml"
     data = tomllib.loads(manifest.read_text())
-    data["images"] = images
+    data["images"] = [dict(image) for image in images]
     if guests is not None:
         data["guests"] = guests
         data.pop("configs", None)
@@ -180,10 +181,13 @@ def test_manifest_images_are_parsed_saved_and_checked(tmp_path: Path) -> None:
     assert series.guests == ["freedos", "grub-rescue"]
     save_series(series)
     assert find_series(project, SERIES).images == series.images
-    for n, (bad, message) in enumerate((({"name": "freedos", "path": "x"}, "not a built-in guest's"),
-                                        ({"name": "x"}, "an image needs a `path` string"),
-                                        ({"name": "x", "path": "x", "expect": "("}, "'expect' is not a regular"),
-                                        ({"name": "x", "path": "x", "colour": 1}, "unknown image key 'colour'"))):
+    refused: list[tuple[dict[str, object], str]] = [
+        ({"name": "freedos", "path": "x"}, "not a built-in guest's"),
+        ({"name": "x"}, "an image needs a `path` string"),
+        ({"name": "x", "path": "x", "expect": "("}, "'expect' is not a regular"),
+        ({"name": "x", "path": "x", "colour": 1}, "unknown image key 'colour'"),
+    ]
+    for n, (bad, message) in enumerate(refused):
         with pytest.raises(SeriesError, match=re.escape(message)):
             find_series(_series_copy(tmp_path / str(n), [bad]), SERIES)
 
