@@ -10,7 +10,7 @@ import pytest
 from patchkit import store
 from patchkit.errors import PatchkitError
 from patchkit.guests import get_guest
-from patchkit.matrix import plan_cells, select_configs, summary_table
+from patchkit.matrix import Plan, plan_cells, select_configs, summary_table
 from patchkit.qemu.cmdline import qemu_argv
 from patchkit.series.model import Config
 from patchkit.validate import Layout, _machine_spec
@@ -23,8 +23,8 @@ BUSY = Config(name="bios-busy-first", guests=("probe",), disk_addr="05.0", bios_
 CONFIGS = [PC, Q35, SHAPED]
 
 
-def names(plan_cells_result: object) -> list[str]:
-    return [cell.name for cell in plan_cells_result.cells]  # type: ignore[attr-defined]
+def names(plan: Plan) -> list[str]:
+    return [cell.name for cell in plan.cells]
 
 
 def test_configurations_are_chosen_by_name_or_all() -> None:

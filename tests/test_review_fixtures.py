@@ -83,7 +83,9 @@ def reply(parent: email.message.Message | bytes, sender: str, body: str, *, mess
 
 def quote(parent: email.message.Message, lines: slice | None = None) -> str:
     """The parent's text quoted with '> ' (a slice of its lines, or all)."""
-    text = parent.get_payload(decode=True).decode("utf-8")  # type: ignore[union-attr]
+    payload = parent.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    text = payload.decode("utf-8")
     chosen = text.split("\n")[lines] if lines else text.split("\n")
     return "\n".join(f"> {line}" if line else ">" for line in chosen)
 

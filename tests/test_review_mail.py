@@ -128,7 +128,9 @@ def test_malformed_mails_are_reported_never_dropped_or_fatal(sent_series: SentSe
 
 def test_comments_map_quoted_hunks_to_file_and_line(sent_series: SentSeries, tmp_path: Path) -> None:
     p1 = sent_series.sent[1]
-    body = p1.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    payload = p1.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    body = payload.decode()
     lines = body.split("\n")
     plus = lines.index("+static int line7 = 7;")
     minus = lines.index("-int line7 = 7;")

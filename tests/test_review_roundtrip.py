@@ -106,7 +106,9 @@ def test_version_new_drops_trailers_of_a_changed_patch(sent_series: SentSeries, 
     assert f"Reviewed-by: {BOB}" in v4.patches[0].message  # unchanged patch keeps its trailers
     assert "Reviewed-by" not in v4.patches[1].message and "Tested-by" not in v4.patches[1].message
     assert "Signed-off-by: Zoë Ünïcode <zoe@example.net>" in v4.patches[1].message
-    changelog = v4.version_info(4).changelog  # type: ignore[union-attr]
+    info = v4.version_info(4)
+    assert info is not None
+    changelog = info.changelog
     assert changelog.startswith("- virtio: initialise the flag\n\nTrailers dropped because the patch changed")
     assert f"- 2/2 {p2.subject}: Reviewed-by: {BOB} (given on v2)" in changelog
     # The frozen v3 keeps what it had.
