@@ -44,12 +44,12 @@ from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageGuest, I
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
 from patchkit.progress import Progress
 from patchkit.qemu.aoe import aoe_target
-from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
+from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, drive_id, reference_spec
 from patchkit.qemu.console import Pattern, Wait
 from patchkit.qemu.machine import Machine, qemu_version
 from patchkit.rom import check_rom_for
 from patchkit.series.io import find_series
-from patchkit.series.model import DEFAULT_ROOT_PATH, IMPLICIT_CONFIG, Config, qemu_value
+from patchkit.series.model import DEFAULT_ROOT_PATH, IMPLICIT_CONFIG, Config, Hold, InjectError, qemu_value
 from patchkit.store import ResultKey, Results, TestResult, atomic_write, cache_dir, sha256_file
 from patchkit.upstream import load_pin
 
@@ -71,6 +71,9 @@ BOOT_MARKERS = ("Booting from BIOS drive", "Booting from SAN device", "Booting f
 NO_BOOT_DEVICE = "No bootable device"
 BOOTING_FROM = "Booting from"  # SeaBIOS's line before it runs a boot sector
 SANBOOT_LINE = f"{GPXE_PROMPT} sanboot "  # the command line typed at gPXE's prompt
+BLKDEBUG_CONFIG = "blkdebug.conf"
+HOLD_TAG = "patchkit-hold"  # the blkdebug breakpoint of a held request
+MONITOR_TIMEOUT = 5.0  # for one monitor command
 SEABIOS_DISK_BOOT = "Booting from Hard Disk"  # SeaBIOS booting a disk itself
 NOT_VIRTIO = ("ide", "floppy", "aoe")  # guest disk places other than a virtio-blk slot
 
@@ -84,7 +87,8 @@ class Layout:
     ``bios_addrs`` more of them with a bootindex after the ROM, so SeaBIOS drives them itself.
     ``boot_floppy`` is an image for A: (bootindex 1, booted from a copy in the run directory).
     ``machine``, ``strict_boot``, ``readonly`` and ``properties`` (of the guest's virtio disk)
-    are a configuration's (see patchkit.qemu.cmdline).
+    are a configuration's (see patchkit.qemu.cmdline), as are ``inject_error`` and ``hold``,
+    which put the guest disk behind QEMU's blkdebug driver (its config is the run's blkdebug.conf).
     """
 
     guest_addr: str = "04.0"
@@ -95,6 +99,8 @@ class Layout:
     strict_boot: bool = True
     readonly: bool = False
     properties: tuple[tuple[str, str], ...] = ()
+    inject_error: InjectError | None = None
+    hold: Hold | None = None
 
     @classmethod
     def for_cell(cls, config: Config, guest: Guest) -> Layout:
@@ -103,7 +109,8 @@ class Layout:
         return cls(guest_addr=plan.disk if plan.disk in NOT_VIRTIO else config.disk_addr,
                    blank_addrs=config.blank_disks, boot_floppy=guest.boot_floppy(), bios_addrs=config.bios_disks,
                    machine=config.machine, strict_boot=config.boot == "strict", readonly=config.readonly,
-                   properties=tuple((k, qemu_value(v)) for k, v in config.virtio_blk))
+                   properties=tuple((k, qemu_value(v)) for k, v in config.virtio_blk),
+                   inject_error=config.inject_error, hold=config.hold)
 
 
 @dataclass
@@ -143,12 +150,12 @@ def new_run_dir(label: str) -> Path:
 def boot_guest(guest: Guest, *, rom: Path | None, root_path: str = DEFAULT_ROOT_PATH, accel: str = "tcg",
                timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT, layout: Layout = Layout(),
                gpxe_commands: Sequence[str] = (), exit_after_sanboot: bool = False, expect_token: str | None = None,
-               expect_refusal: str | None = None) -> BootOutcome:
+               expect_refusal: str | None = None, expect_failure: str | None = None) -> BootOutcome:
     """boot_guest_async, run to its end (^C stops QEMU and raises KeyboardInterrupt)."""
     return _run_interruptibly(boot_guest_async(
         guest, rom=rom, root_path=root_path, accel=accel, timeout=timeout, stall_timeout=stall_timeout,
         layout=layout, gpxe_commands=gpxe_commands, exit_after_sanboot=exit_after_sanboot,
-        expect_token=expect_token, expect_refusal=expect_refusal))
+        expect_token=expect_token, expect_refusal=expect_refusal, expect_failure=expect_failure))
 
 
 async def boot_guest_async(
@@ -164,6 +171,7 @@ async def boot_guest_async(
     exit_after_sanboot: bool = False,
     expect_token: str | None = None,
     expect_refusal: str | None = None,
+    expect_failure: str | None = None,
     label: str | None = None,
 ) -> BootOutcome:
     """Boot ``guest`` once (through ``rom``, or natively when ``rom`` is None) and judge it.
@@ -177,13 +185,15 @@ async def boot_guest_async(
     mismatch is a negative control. ``accel`` "auto" retries on TCG after a KVM error.
     With ``expect_refusal`` (a regex) the boot passes only when sanboot returns to the
     gPXE prompt with a message matching it; booting, another message or a hang fail it.
-    ``label`` names the run directory (default: the guest's name).
+    With ``expect_failure`` it passes only when the guest reports a failure (the line of its
+    failure marker) matching it. ``label`` names the run directory (default: the guest's name).
     """
     first, note = choose_accel(accel)
     refusal = re.compile(expect_refusal) if expect_refusal is not None else None
     if refusal is not None and (rom is None or exit_after_sanboot):
         raise PatchkitError("a refusal is checked at the gPXE prompt: it needs a ROM and a sanboot that boots")
-    script = _Script(root_path, list(gpxe_commands), exit_after_sanboot, refusal)
+    failure = re.compile(expect_failure) if expect_failure is not None else None
+    script = _Script(root_path, list(gpxe_commands), exit_after_sanboot, refusal, failure, layout.hold)
     label = label or guest.name
     outcome = await _boot_once(guest, rom, script, first, timeout, stall_timeout, layout, expect_token, label)
     if note:
@@ -203,6 +213,8 @@ class _Script:
     commands: list[str]  # before sanboot
     exit_after_sanboot: bool
     refusal: re.Pattern[str] | None = None  # sanboot must return with a message matching this
+    failure: re.Pattern[str] | None = None  # the guest must report a failure matching this
+    hold: Hold | None = None  # a request to hold back at the guest's markers
 
 
 def boot_planned(guest: Guest, *, rom: Path | None, config: Config | None = None, root_path: str | None = None,
@@ -230,6 +242,7 @@ async def boot_planned_async(guest: Guest, *, rom: Path | None, config: Config |
         guest, rom=rom, root_path=plan.root_path or root_path or config.root_path, accel=accel, timeout=timeout,
         stall_timeout=stall_timeout, layout=Layout.for_cell(config, guest), gpxe_commands=plan.commands,
         exit_after_sanboot=plan.exit_after_sanboot, expect_refusal=config.expect_refusal,
+        expect_failure=config.expect_failure,
         label=guest.name if config.name == IMPLICIT_CONFIG else f"{config.name}-{guest.name}")
 
 
@@ -246,10 +259,13 @@ async def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str
         spec = await asyncio.to_thread(_machine_spec, run_dir, disk, rom, accel, layout, nic, guest.disk_format)
         spec = replace(spec, memory_mib=guest.memory_mib)
         session = _Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
-                           guest.success_marker(expect_token or token))
+                           guest.success_marker(expect_token or token),
+                           drive_id(spec, disk) if layout.guest_addr != "aoe" else "")
         outcome = await session.run()
-    # A refused sanboot never started the guest: there is nothing of its own to check on the disk.
-    problems = [] if script.refusal is not None else await asyncio.to_thread(guest.verify_disk, disk, token)
+    # A refused sanboot never started the guest, a guest reporting a fault stopped half-way:
+    # neither left its own checks on the disk.
+    expected_stop = script.refusal is not None or script.failure is not None
+    problems = [] if expected_stop else await asyncio.to_thread(guest.verify_disk, disk, token)
     if outcome.passed and problems:
         outcome.passed = False
         outcome.reason = "the guest's disk check failed: " + "; ".join(problems)
@@ -324,9 +340,24 @@ def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layou
                             readonly=layout.readonly, format=disk_format))
     elif layout.guest_addr != "aoe":  # an AoE disk is served by the run's target, not attached
         drives.append(Drive(disk, pci_addr=layout.guest_addr, bootindex=None if rom else 0, readonly=layout.readonly,
-                            properties=layout.properties, format=disk_format))
+                            properties=layout.properties, format=disk_format,
+                            blkdebug=_blkdebug_config(run_dir, layout)))
     return check_spec(MachineSpec(drives=tuple(drives), rom=rom, accel=accel, nic=nic, machine=layout.machine,
                                   strict_boot=layout.strict_boot))
+
+
+def _blkdebug_config(run_dir: Path, layout: Layout) -> Path | None:
+    """The run's blkdebug.conf for a layout that injects errors or holds a request (else None)."""
+    if layout.inject_error is None and layout.hold is None:
+        return None
+    text = ""
+    if (fault := layout.inject_error) is not None:
+        text = f'[inject-error]\nevent = "{fault.event}"\nerrno = "{fault.errno}"\n'
+        text += f'sector = "{fault.sector}"\n' if fault.sector is not None else ""
+        text += f'once = "{"on" if fault.once else "off"}"\n'
+    path = run_dir / BLKDEBUG_CONFIG
+    atomic_write(path, text)
+    return path
 
 
 class _Failed(Exception):
@@ -337,8 +368,10 @@ class _Session:
     """One QEMU boot: drive gPXE or SeaBIOS, watch the markers, keep the artifacts."""
 
     def __init__(self, guest: Guest, spec: MachineSpec, run_dir: Path, script: _Script, timeout: float,
-                 stall_timeout: float, success: Pattern) -> None:
+                 stall_timeout: float, success: Pattern, disk_node: str) -> None:
         self.guest = guest
+        self.disk_node = disk_node  # the guest disk's -drive id (blkdebug breakpoints)
+        self.monitor_log: list[str] = []  # qemu-io commands and answers, kept in monitor.log
         self.spec = spec
         self.run_dir = run_dir
         self.script = script
@@ -362,6 +395,7 @@ class _Session:
             self.machine = machine
             self.deadline = time.monotonic() + self.timeout
             watcher = asyncio.create_task(self._watch())
+            holder = asyncio.create_task(self._hold()) if self.script.hold is not None else None
             try:
                 if self.spec.rom is not None:
                     since = await self._drive_gpxe()
@@ -376,9 +410,14 @@ class _Session:
                 reason = f"lost control of QEMU ({type(exc).__name__}: {exc}); see qemu-stderr.log"
             finally:
                 watcher.cancel()
+                if holder is not None:
+                    holder.cancel()
+                    await self._release_held()
                 self.timings["total"] = round(machine.elapsed(), 3)
             await machine.screendump(self.run_dir / "end.png")
         self._write_screens()
+        if self.monitor_log:
+            atomic_write(self.run_dir / "monitor.log", "\n".join(self.monitor_log) + "\n")
         return BootOutcome(passed, reason, self.spec.accel, self.run_dir, self.timings, kvm_failed=self.kvm_failed)
 
     async def _expect(self, patterns: Sequence[Pattern], what: str, since: int, step: float | None = None,
@@ -452,16 +491,27 @@ class _Session:
         if self.spec.rom is not None and not self.script.exit_after_sanboot:
             patterns.append(GPXE_PROMPT)  # sanboot returned: it failed, or refused as expected
         on_screen = [self.success, *self.guest.failure_markers] if self.guest.matches_screen else []
-        refusal = self.script.refusal
+        refusal, failure = self.script.refusal, self.script.failure
         what = f"the guest's marker \"{shown(self.success)}\""
         if refusal is not None:
             what = f"sanboot to refuse the disk (/{refusal.pattern}/)"
+        if failure is not None:
+            what = f"the guest to report the failure (/{failure.pattern}/)"
+            patterns += self.guest.failure_markers
         while True:
             wait = await self._expect(patterns, what, since, screen=on_screen)
             since = wait.end
             if wait.pattern in self.boot_markers:
                 self._mark("boot_sector")
                 continue
+            if failure is not None and wait.pattern in self.guest.failure_markers:
+                line = await self._marker_line(wait)
+                if not failure.search(line):
+                    raise _Failed(f"the guest reported \"{line}\", which does not match the expected failure "
+                                  f"/{failure.pattern}/")
+                self._mark("failure_reported")
+                return f"the guest reported the failure as expected after {self.timings['failure_reported']:.1f} s: " \
+                       f"{line}"
             if wait.pattern == GPXE_PROMPT:
                 said = self._gpxe_said()
                 if refusal is None:
@@ -475,8 +525,49 @@ class _Session:
             if refusal is not None:
                 raise _Failed(f"the guest booted and passed, but sanboot {self.script.root_path} should have "
                               f"refused the disk (/{refusal.pattern}/)")
+            if failure is not None:
+                raise _Failed(f"the guest passed, but it should have reported a failure (/{failure.pattern}/)")
             await self._await_power_off()
             return f"marker seen after {self.timings['success']:.1f} s"
+
+    async def _hold(self) -> None:
+        """At the guest's ``at`` marker break the next request and press the key; at ``release``
+        resume it and press the key again (the guest waits for each key before going on)."""
+        hold = self.script.hold
+        assert hold is not None
+        since = 0
+        for marker, command, mark in ((hold.at, f"break {hold.event} {HOLD_TAG}", "held"),
+                                      (hold.release, f"resume {HOLD_TAG}", "released")):
+            wait = await self.machine.console.wait_for([marker], timeout=self.timeout, since=since)
+            if not wait.matched or not await self._qemu_io(command):
+                return
+            since = wait.end
+            self._mark(mark)
+            await self.machine.send_key(hold.key)
+
+    async def _release_held(self) -> None:
+        """Resume a request still held (and drop an unused breakpoint), so QEMU can quit.
+
+        A guest that stops (powers off, resets) while its request is held leaves QEMU's
+        main loop draining that request for ever: the monitor no longer answers, and
+        stopping the machine ends in SIGKILL.
+        """
+        if "held" in self.timings and "released" not in self.timings and self.machine.running():
+            for command in (f"remove_break {HOLD_TAG}", f"resume {HOLD_TAG}"):
+                if not await self._qemu_io(command):
+                    return
+
+    async def _qemu_io(self, command: str) -> bool:
+        """A qemu-io command on the guest disk through the monitor (its answer goes to monitor.log);
+        False when the monitor did not answer within MONITOR_TIMEOUT."""
+        try:
+            said = await asyncio.wait_for(self.machine.hmp(f'qemu-io {self.disk_node} "{command}"'), MONITOR_TIMEOUT)
+        except (TimeoutError, QMPError, OSError, EOFError) as exc:
+            said, answered = f"no answer ({type(exc).__name__}: QEMU's main loop may be draining a held request)", False
+        else:
+            answered = True
+        self.monitor_log.append(f"{self.machine.elapsed():.3f} qemu-io {self.disk_node} {command!r}: {said.strip()}")
+        return answered
 
     def _gpxe_said(self) -> str:
         """What gPXE printed on the screen between the sanboot command and its next prompt."""
@@ -514,6 +605,7 @@ class _Session:
 
     async def _failure_text(self, wait: Wait) -> str:
         """A failure marker with the line it appeared on."""
+        assert wait.pattern is not None
         if wait.pattern == NO_BOOT_DEVICE:
             return "SeaBIOS printed \"No bootable device\" (the ROM returned without booting, nothing else booted)"
         if wait.pattern == SEABIOS_DISK_BOOT:
@@ -523,6 +615,11 @@ class _Session:
             back = await console.wait_for([GPXE_PROMPT], timeout=GPXE_RETURN_GRACE, since=wait.end)
             if back.matched:  # gPXE printed it and sanboot returned: quote gPXE's whole message
                 return f"sanboot {self.script.root_path} returned to the gPXE prompt: {self._gpxe_said()}"
+        return f"failure marker \"{shown(wait.pattern)}\" seen: {await self._marker_line(wait)}"
+
+    async def _marker_line(self, wait: Wait) -> str:
+        """The line a marker appeared on, from the serial text or the screen (after a moment for the rest)."""
+        console = self.machine.console
         await asyncio.sleep(0.3)  # the rest of the line
         assert wait.pattern is not None
         text = console.text
@@ -531,7 +628,7 @@ class _Session:
         line = console.lines_between(start, end if end >= 0 else len(text))
         if line and not _contains(line[-1], wait.pattern):  # it matched on the screen
             line = [n for n in console.screen().splitlines() if _contains(n, wait.pattern)] or line
-        return f"failure marker \"{shown(wait.pattern)}\" seen: {line[-1].strip() if line else shown(wait.pattern)}"
+        return line[-1].strip() if line else shown(wait.pattern)
 
     def _write_screens(self) -> None:
         screens = self.machine.console.screens()

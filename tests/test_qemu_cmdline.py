@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from patchkit.errors import BootError
-from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, qemu_argv, reference_spec, rom_boot_spec
+from patchkit.qemu.cmdline import (
+    Drive,
+    MachineSpec,
+    Nic,
+    check_spec,
+    drive_id,
+    qemu_argv,
+    reference_spec,
+    rom_boot_spec,
+)
 
 ROM = Path("/roms/1af41001.rom")
 DISK = Path("/runs/x/freedos.img")
@@ -182,3 +191,17 @@ def test_configurations_cannot_set_what_keeps_the_test_honest() -> None:
         check_spec(MachineSpec(drives=(Drive(DISK),), rom=ROM, machine="isapc"))
     with pytest.raises(BootError, match=r"not slot\.function"):
         check_spec(MachineSpec(drives=(Drive(DISK, pci_addr="4"),), rom=ROM))
+
+
+def test_a_faulty_disk_is_read_through_blkdebug() -> None:
+    config = Path("/runs/x/blkdebug.conf")
+    spec = rom_boot_spec(ROM, (Drive(Path("/runs/x/blank.img"), blank=True),
+                               Drive(DISK, pci_addr="05.0", blkdebug=config, readonly=True)))
+    argv = qemu_argv(spec)
+    assert option(argv, "-drive")[1] == (
+        f"file.driver=blkdebug,file.config={config},file.image.driver=file,file.image.filename={DISK},"
+        "format=raw,if=none,id=disk1,readonly=on")
+    assert devices(argv)[-1] == "virtio-blk-pci,drive=disk1,addr=05.0"
+    assert drive_id(spec, DISK) == "disk1"  # what the monitor's qemu-io names
+    with pytest.raises(BootError, match="no disk other.img"):
+        drive_id(spec, Path("/other.img"))

@@ -11,7 +11,7 @@ from test_series_io import BASE, all_bytes, patch_text
 
 from patchkit.errors import SeriesError
 from patchkit.series.io import load_series, save_series
-from patchkit.series.model import Config
+from patchkit.series.model import Config, Hold, InjectError
 
 CONFIGS = """
 [[configs]]
@@ -124,6 +124,14 @@ def bad(series_dir: Path, table: str) -> str:
     ('name = "x"\nvirtio_blk = { serial = "a,b" }\n', r":17: .*may not hold commas"),
     ('name = "x"\nroot_path = "virtio_blk: x"\n', r":17: 'root_path' must be one word"),
     ('name = "x"\nexpect_refusal = "(unclosed"\n', r":17: 'expect_refusal' is not a regular expression"),
+    ('name = "x"\ninject_error = { event = "open" }\n', r":17: inject_error.event must be one of read_aio, "),
+    ('name = "x"\ninject_error = { errno = -5 }\n', r":17: inject_error.errno must be a int"),
+    ('name = "x"\ninject_error = { sector = "0" }\n', r":17: inject_error.sector must be a int"),
+    ('name = "x"\ninject_error = { where = 1 }\n', r":17: unknown inject_error key 'where'"),
+    ('name = "x"\nhold = { at = "A" }\n', r":17: a hold needs `at` and `release`"),
+    ('name = "x"\nhold = { at = "A", release = "B", key = "Space!" }\n', r":17: hold.key must be a QEMU key code"),
+    ('name = "x"\nexpect_refusal = "a"\nexpect_failure = "b"\n', r":18: .*either a refusal by sanboot or a failure"),
+    ('name = "x"\nexpect_failure = "(unclosed"\n', r":17: 'expect_failure' is not a regular expression"),
     ('name = "x"\ndisk_shape = 2\n', r":17: 'disk_shape' must be a shape name"),
 ])
 def test_each_config_error_names_its_line(series_dir: Path, table: str, message: str) -> None:
@@ -143,3 +151,28 @@ def test_the_real_series_configs_load() -> None:
     names = [c.name for c in s.test_configs()]
     assert names[0] == "pc" and len(names) == len(set(names))
     assert s.config("pc").guests == ("freedos", "debian", "probe")
+
+
+def test_faults_are_read_and_described(series_dir: Path) -> None:
+    with_configs(series_dir, """
+[[configs]]
+name = "read-error"
+guests = ["probe"]
+inject_error = { sector = 200, once = true }
+expect_failure = "status 0x0*4"
+
+[[configs]]
+name = "held"
+guests = ["probe"]
+hold = { at = "PROBE hold", release = "PROBE returned" }
+""")
+    failing, held = load_series(series_dir).test_configs()
+    assert failing.inject_error == InjectError(event="read_aio", errno=5, sector=200, once=True)
+    assert failing.expect_failure == "status 0x0*4" and failing.hold is None
+    assert held.hold == Hold(at="PROBE hold", release="PROBE returned", event="read_aio", key="spc")
+    assert failing.describe().endswith("read_aio fails with errno 5 at sector 200 once; "
+                                       "the guest must report the failure (/status 0x0*4/)")
+    assert 'the first read_aio after "PROBE hold" held until "PROBE returned"' in held.describe()
+    before = all_bytes(series_dir)
+    save_series(load_series(series_dir))
+    assert all_bytes(series_dir) == before

@@ -59,6 +59,15 @@ class Drive:
     readonly: bool = False
     properties: tuple[tuple[str, str], ...] = ()  # virtio-blk-pci properties (VIRTIO_BLK_PROPERTIES)
     format: Literal["raw", "qcow2"] = "raw"  # qcow2: a run's overlay on a user's image (patchkit test --image)
+    blkdebug: Path | None = None  # a blkdebug config file: the image is read through QEMU's blkdebug driver
+
+
+def drive_id(spec: MachineSpec, path: Path) -> str:
+    """The -drive id of the disk ``path`` in ``spec`` (for the monitor's qemu-io, e.g. blkdebug breakpoints)."""
+    for n, drive in enumerate(spec.drives):
+        if drive.path == path:
+            return f"disk{n}"
+    raise BootError(f"no disk {path.name} in the machine")
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,12 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
     ]
     ide_unit = 0
     for n, drive in enumerate(spec.drives):
-        argv += ["-drive", f"file={_escape(drive.path)},format={drive.format},if=none,id=disk{n}"
+        if drive.blkdebug is not None:
+            image = (f"file.driver=blkdebug,file.config={_escape(drive.blkdebug)},file.image.driver=file,"
+                     f"file.image.filename={_escape(drive.path)}")
+        else:
+            image = f"file={_escape(drive.path)}"
+        argv += ["-drive", f"{image},format={drive.format},if=none,id=disk{n}"
                  + (",readonly=on" if drive.readonly else "")]
         if drive.interface == "floppy":
             if spec.machine == "q35":  # q35 has no floppy controller of its own

@@ -122,6 +122,11 @@ class Machine:
             return False
         return path.is_file()
 
+    async def hmp(self, command: str) -> str:
+        """A human monitor command (e.g. ``qemu-io disk0 "break read_aio tag"``); what the monitor answered."""
+        reply = await self._qmp.execute("human-monitor-command", {"command-line": command})
+        return str(reply)
+
     async def send_key(self, *qcodes: str) -> None:
         """Press ``qcodes`` together, then release them (e.g. send_key("ctrl", "b"))."""
         keys = [{"type": "qcode", "data": q} for q in qcodes]

@@ -29,7 +29,9 @@ from patchkit.series.model import (
     DEFAULT_ROOT_PATH,
     MACHINES,
     Config,
+    Hold,
     ImageEntry,
+    InjectError,
     Patch,
     Series,
     VersionInfo,
@@ -46,7 +48,10 @@ _PATH_HEADERS = ("rename from ", "rename to ", "copy from ", "copy to ")
 _CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 _IMAGE_KEYS = ("name", "path", "expect", "fail", "timeout")
 _CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "disk_addr", "blank_disks",
-                "bios_disks", "virtio_blk", "readonly", "disk_shape", "expect_refusal")
+                "bios_disks", "virtio_blk", "readonly", "disk_shape", "expect_refusal", "inject_error", "hold",
+                "expect_failure")
+# blkdebug events a fault may name (QEMU's BlkdebugEvent values for guest requests).
+_BLKDEBUG_EVENTS = ("read_aio", "write_aio", "flush_to_disk")
 
 
 def series_root(project: Path) -> Path:
@@ -512,6 +517,18 @@ class _ConfigTable:
             raise self.fail(key, f"'{key}' must be one of {', '.join(choices)}, got {value!r}")
         return str(value)
 
+    def regex(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"'{key}' must be a regular expression, got {value!r}")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise self.fail(key, f"'{key}' is not a regular expression: {exc}") from exc
+        return value
+
     def addrs(self, key: str) -> tuple[str, ...]:
         value = self.get(key, list, [])
         for addr in value:
@@ -555,14 +572,10 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
     root_path = t.get("root_path", str, DEFAULT_ROOT_PATH)
     if not root_path or not root_path.isprintable() or " " in root_path:
         raise t.fail("root_path", f"'root_path' must be one word typed after `sanboot`, got {root_path!r}")
-    refusal = t.data.get("expect_refusal")
-    if refusal is not None:
-        if not isinstance(refusal, str) or not refusal:
-            raise t.fail("expect_refusal", f"'expect_refusal' must be a regular expression, got {refusal!r}")
-        try:
-            re.compile(refusal)
-        except re.error as exc:
-            raise t.fail("expect_refusal", f"'expect_refusal' is not a regular expression: {exc}") from exc
+    refusal, failure = t.regex("expect_refusal"), t.regex("expect_failure")
+    if refusal is not None and failure is not None:
+        raise t.fail("expect_failure", "a configuration expects either a refusal by sanboot or a failure the guest "
+                                       "reports, not both")
     shape = t.data.get("disk_shape")
     if shape is not None and not (isinstance(shape, str) and shape):
         raise t.fail("disk_shape", f"'disk_shape' must be a shape name, got {shape!r}")
@@ -571,7 +584,47 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
         machine=t.choice("machine", MACHINES, "pc"), boot=t.choice("boot", BOOT_MODES, "strict"),
         root_path=root_path, disk_addr=disk_addr, blank_disks=blank, bios_disks=busy, virtio_blk=properties,
         readonly=t.get("readonly", bool, False), disk_shape=shape, expect_refusal=refusal,
+        inject_error=_inject_error(t), hold=_hold(t), expect_failure=failure,
     )
+
+
+def _inject_error(t: _ConfigTable) -> InjectError | None:
+    """``inject_error = { event = "read_aio", errno = 5, sector = 63, once = false }``."""
+    table = t.get("inject_error", dict, None) if "inject_error" in t.data else None
+    if table is None:
+        return None
+    for key, value in table.items():
+        kind = {"event": str, "errno": int, "sector": int, "once": bool}.get(key)
+        if kind is None:
+            raise t.fail("inject_error", f"unknown inject_error key {key!r} (known: event, errno, sector, once)")
+        negative = isinstance(value, int) and not isinstance(value, bool) and value < 0
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)) or negative:
+            raise t.fail("inject_error", f"inject_error.{key} must be a {kind.__name__}, got {value!r}")
+    fault = InjectError(**table)
+    if fault.event not in _BLKDEBUG_EVENTS:
+        raise t.fail("inject_error", f"inject_error.event must be one of {', '.join(_BLKDEBUG_EVENTS)}, "
+                                     f"got {fault.event!r}")
+    return fault
+
+
+def _hold(t: _ConfigTable) -> Hold | None:
+    """``hold = { at = "MARKER", release = "MARKER", event = "read_aio", key = "spc" }``."""
+    table = t.get("hold", dict, None) if "hold" in t.data else None
+    if table is None:
+        return None
+    for key, value in table.items():
+        if key not in ("at", "release", "event", "key"):
+            raise t.fail("hold", f"unknown hold key {key!r} (known: at, release, event, key)")
+        if not isinstance(value, str) or not value:
+            raise t.fail("hold", f"hold.{key} must be a non-empty string, got {value!r}")
+    if "at" not in table or "release" not in table:
+        raise t.fail("hold", "a hold needs `at` and `release`: the guest's markers for holding and releasing")
+    hold = Hold(**table)
+    if hold.event not in _BLKDEBUG_EVENTS:
+        raise t.fail("hold", f"hold.event must be one of {', '.join(_BLKDEBUG_EVENTS)}, got {hold.event!r}")
+    if not re.fullmatch(r"[a-z0-9_]+", hold.key):
+        raise t.fail("hold", f"hold.key must be a QEMU key code (e.g. spc, ret), got {hold.key!r}")
+    return hold
 
 
 def _properties(t: _ConfigTable) -> tuple[tuple[str, int | str | bool], ...]:
@@ -593,8 +646,14 @@ def _config_data(config: Config, manifest_guests: list[str]) -> dict[str, Any]:
     defaults = Config(name=config.name, guests=config.guests)
     for key in _CONFIG_KEYS[3:]:
         value = getattr(config, key)
-        if value != getattr(defaults, key):
-            data[key] = dict(value) if key == "virtio_blk" else list(value) if isinstance(value, tuple) else value
+        if value == getattr(defaults, key):
+            continue
+        if key == "virtio_blk":
+            data[key] = dict(value)
+        elif isinstance(value, (InjectError, Hold)):
+            data[key] = {k: v for k, v in vars(value).items() if v is not None}
+        else:
+            data[key] = list(value) if isinstance(value, tuple) else value
     if not config.required:
         data["required"] = False
     return data

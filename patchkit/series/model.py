@@ -101,6 +101,36 @@ class VersionInfo:
 
 
 @dataclass(frozen=True)
+class InjectError:
+    """A device fault through QEMU's blkdebug driver: ``event`` requests (touching ``sector``,
+    when given) fail with ``errno``; ``once``: only the first."""
+
+    event: str = "read_aio"
+    errno: int = 5  # EIO
+    sector: int | None = None
+    once: bool = False
+
+    def describe(self) -> str:
+        where = f" at sector {self.sector}" if self.sector is not None else ""
+        return f"{self.event} fails with errno {self.errno}{where}{' once' if self.once else ''}"
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A request held back through blkdebug: when the guest prints ``at``, the next ``event`` request
+    is suspended and ``key`` is pressed; when it prints ``release``, the request resumes and ``key``
+    is pressed again. The guest waits for each key, so nothing races the breakpoint."""
+
+    at: str
+    release: str
+    event: str = "read_aio"
+    key: str = "spc"  # a QEMU key code
+
+    def describe(self) -> str:
+        return f"the first {self.event} after \"{self.at}\" held until \"{self.release}\""
+
+
+@dataclass(frozen=True)
 class Config:
     """One machine configuration the series is tested on (a ``[[configs]]`` table of series.toml).
 
@@ -108,7 +138,9 @@ class Config:
     blank disks with a bootindex after the ROM, so SeaBIOS drives them itself ("busy" devices).
     ``virtio_blk`` holds virtio-blk-pci properties of the guest disk as (name, TOML value) pairs.
     With ``expect_refusal`` (a regex) a cell passes only when sanboot returns to the gPXE prompt
-    with a message matching it.
+    with a message matching it; with ``expect_failure`` only when the guest reports a failure
+    (its failure marker's line) matching it: a fault that ends the boot cleanly, not a hang.
+    ``inject_error`` and ``hold`` put the guest disk behind QEMU's blkdebug driver.
     """
 
     name: str
@@ -124,6 +156,9 @@ class Config:
     readonly: bool = False
     disk_shape: str | None = None
     expect_refusal: str | None = None
+    inject_error: InjectError | None = None
+    hold: Hold | None = None
+    expect_failure: str | None = None
 
     def describe(self) -> str:
         """The configuration in one line (for status and the cover letter)."""
@@ -138,8 +173,14 @@ class Config:
         if self.bios_disks:
             parts.append(f"disks driven by SeaBIOS at {', '.join(self.bios_disks)}")
         parts.append(f"sanboot {self.root_path}")
+        if self.inject_error:
+            parts.append(self.inject_error.describe())
+        if self.hold:
+            parts.append(self.hold.describe())
         if self.expect_refusal:
             parts.append(f"must be refused (/{self.expect_refusal}/)")
+        if self.expect_failure:
+            parts.append(f"the guest must report the failure (/{self.expect_failure}/)")
         return "; ".join(parts)
 
 
