@@ -72,7 +72,6 @@ NO_BOOT_DEVICE = "No bootable device"
 BOOTING_FROM = "Booting from"  # SeaBIOS's line before it runs a boot sector
 SANBOOT_LINE = f"{GPXE_PROMPT} sanboot "  # the command line typed at gPXE's prompt
 BLKDEBUG_CONFIG = "blkdebug.conf"
-HOLD_TAG = "patchkit-hold"  # the blkdebug breakpoint of a held request
 MONITOR_TIMEOUT = 5.0  # for one monitor command
 SEABIOS_DISK_BOOT = "Booting from Hard Disk"  # SeaBIOS booting a disk itself
 NOT_VIRTIO = ("ide", "floppy", "aoe")  # guest disk places other than a virtio-blk slot
@@ -110,7 +109,7 @@ class Layout:
                    blank_addrs=config.blank_disks, boot_floppy=guest.boot_floppy(), bios_addrs=config.bios_disks,
                    machine=config.machine, strict_boot=config.boot == "strict", readonly=config.readonly,
                    properties=tuple((k, qemu_value(v)) for k, v in config.virtio_blk),
-                   inject_error=config.inject_error, hold=config.hold)
+                   inject_error=config.inject_error, hold=config.hold or guest.hold)
 
 
 @dataclass
@@ -348,7 +347,7 @@ def _machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layou
 
 def _blkdebug_config(run_dir: Path, layout: Layout) -> Path | None:
     """The run's blkdebug.conf for a layout that injects errors or holds a request (else None)."""
-    if layout.inject_error is None and layout.hold is None:
+    if layout.inject_error is None and (layout.hold is None or layout.hold.via != "blkdebug"):
         return None
     text = ""
     if (fault := layout.inject_error) is not None:
@@ -370,8 +369,8 @@ class _Session:
     def __init__(self, guest: Guest, spec: MachineSpec, run_dir: Path, script: _Script, timeout: float,
                  stall_timeout: float, success: Pattern, disk_node: str) -> None:
         self.guest = guest
-        self.disk_node = disk_node  # the guest disk's -drive id (blkdebug breakpoints)
-        self.monitor_log: list[str] = []  # qemu-io commands and answers, kept in monitor.log
+        self.disk_node = disk_node  # the guest disk's -drive id (for holds)
+        self.monitor_log: list[str] = []  # monitor commands and answers, kept in monitor.log
         self.spec = spec
         self.run_dir = run_dir
         self.script = script
@@ -531,42 +530,43 @@ class _Session:
             return f"marker seen after {self.timings['success']:.1f} s"
 
     async def _hold(self) -> None:
-        """At the guest's ``at`` marker break the next request and press the key; at ``release``
-        resume it and press the key again (the guest waits for each key before going on)."""
+        """At the guest's ``at`` marker hold the disk's next request and press the key; at ``release``
+        let it go and press the key again (the guest waits for each key before going on)."""
         hold = self.script.hold
         assert hold is not None
+        hold_command, release_command, _ = hold.monitor_commands(self.disk_node)
         since = 0
-        for marker, command, mark in ((hold.at, f"break {hold.event} {HOLD_TAG}", "held"),
-                                      (hold.release, f"resume {HOLD_TAG}", "released")):
+        for marker, command, mark in ((hold.at, hold_command, "held"), (hold.release, release_command, "released")):
             wait = await self.machine.console.wait_for([marker], timeout=self.timeout, since=since)
-            if not wait.matched or not await self._qemu_io(command):
+            if not wait.matched or not await self._monitor(command):
                 return
             since = wait.end
             self._mark(mark)
             await self.machine.send_key(hold.key)
 
     async def _release_held(self) -> None:
-        """Resume a request still held (and drop an unused breakpoint), so QEMU can quit.
+        """Let a request still held go (and drop an unused breakpoint), so QEMU can quit.
 
-        A guest that stops (powers off, resets) while its request is held leaves QEMU's
-        main loop draining that request for ever: the monitor no longer answers, and
-        stopping the machine ends in SIGKILL.
+        A guest that stops (powers off, resets) while a blkdebug breakpoint holds its request
+        leaves QEMU's main loop draining that request for ever: the monitor no longer answers,
+        and stopping the machine ends in SIGKILL.
         """
-        if "held" in self.timings and "released" not in self.timings and self.machine.running():
-            for command in (f"remove_break {HOLD_TAG}", f"resume {HOLD_TAG}"):
-                if not await self._qemu_io(command):
+        hold = self.script.hold
+        if hold is not None and "held" in self.timings and "released" not in self.timings and self.machine.running():
+            for command in hold.monitor_commands(self.disk_node)[2]:
+                if not await self._monitor(command):
                     return
 
-    async def _qemu_io(self, command: str) -> bool:
-        """A qemu-io command on the guest disk through the monitor (its answer goes to monitor.log);
-        False when the monitor did not answer within MONITOR_TIMEOUT."""
+    async def _monitor(self, command: str) -> bool:
+        """A human-monitor command (its answer goes to monitor.log); False when the monitor did not
+        answer within MONITOR_TIMEOUT."""
         try:
-            said = await asyncio.wait_for(self.machine.hmp(f'qemu-io {self.disk_node} "{command}"'), MONITOR_TIMEOUT)
+            said = await asyncio.wait_for(self.machine.hmp(command), MONITOR_TIMEOUT)
         except (TimeoutError, QMPError, OSError, EOFError) as exc:
             said, answered = f"no answer ({type(exc).__name__}: QEMU's main loop may be draining a held request)", False
         else:
             answered = True
-        self.monitor_log.append(f"{self.machine.elapsed():.3f} qemu-io {self.disk_node} {command!r}: {said.strip()}")
+        self.monitor_log.append(f"{self.machine.elapsed():.3f} {command}: {said.strip() or 'ok'}")
         return answered
 
     def _gpxe_said(self) -> str:
@@ -752,8 +752,8 @@ def run_tests(
     if reference and (planned := sorted({c.guest.name for c in plan.cells if c.guest.sanboot.needs_gpxe})):
         raise PatchkitError(f"--reference boots without gPXE, and {', '.join(planned)} runs gPXE commands",
                             hint="run it without --reference")
-    for cell in plan.cells:  # a configuration's variant of a guest (disk shape, read-only) is built on demand
-        if cell.config.disk_shape is not None or cell.config.readonly:
+    for cell in plan.cells:  # an image made of patchkit's own sources (the probe's, its variants) is built on demand
+        if cell.guest.self_contained:
             cell.guest.build(progress)
     images = {id(c): c.guest.image_sha256() for c in plan.cells}  # fails early, naming the build command
     subjects = {id(c): subject for c in plan.cells}

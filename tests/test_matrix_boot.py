@@ -192,19 +192,19 @@ def test_an_error_on_the_boot_sector_fails_sanboot_cleanly(probe: Guest, series_
 
 def test_a_held_request_waits_for_its_release(probe: Guest, series_rom: Path) -> None:  # noqa: F811
     # The first read after sanboot is held; QEMU's own message that it is suspended is the release marker.
-    held = replace(config("pc"), hold=Hold(at="gPXE> sanboot", release=BLKDEBUG_SUSPENDED))
+    held = replace(config("pc"), hold=Hold(at="gPXE> sanboot", release=BLKDEBUG_SUSPENDED, via="blkdebug"))
     outcome = boot_planned(probe, rom=series_rom, config=held)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     assert outcome.timings["held"] <= outcome.timings["released"] <= outcome.timings["success"]
     log = (outcome.run_dir / "monitor.log").read_text()
-    assert "qemu-io disk0 'break read_aio patchkit-hold'" in log and "qemu-io disk0 'resume patchkit-hold'" in log
+    assert 'qemu-io disk0 "break read_aio patchkit-hold": ok' in log and 'qemu-io disk0 "resume patchkit-hold"' in log
 
 
 def test_a_request_never_released_stalls_the_boot(probe: Guest, series_rom: Path) -> None:  # noqa: F811
-    held = replace(config("pc"), hold=Hold(at="gPXE> sanboot", release="never printed"))
+    held = replace(config("pc"), hold=Hold(at="gPXE> sanboot", release="never printed", via="blkdebug"))
     outcome = boot_planned(probe, rom=series_rom, config=held, stall_timeout=10)
     assert not outcome.passed
     assert outcome.reason.startswith("no serial output for 10 s")
     assert "released" not in outcome.timings
-    assert "'remove_break patchkit-hold'" in (outcome.run_dir / "monitor.log").read_text()  # resumed, QEMU quit
+    assert '"remove_break patchkit-hold"' in (outcome.run_dir / "monitor.log").read_text()  # resumed, QEMU quit
     assert processes_in(outcome.run_dir) == []

@@ -129,6 +129,7 @@ def bad(series_dir: Path, table: str) -> str:
     ('name = "x"\ninject_error = { sector = "0" }\n', r":17: inject_error.sector must be a int"),
     ('name = "x"\ninject_error = { where = 1 }\n', r":17: unknown inject_error key 'where'"),
     ('name = "x"\nhold = { at = "A" }\n', r":17: a hold needs `at` and `release`"),
+    ('name = "x"\nhold = { at = "A", release = "B", via = "pause" }\n', r":17: hold.via must be one of throttle, "),
     ('name = "x"\nhold = { at = "A", release = "B", key = "Space!" }\n', r":17: hold.key must be a QEMU key code"),
     ('name = "x"\nexpect_refusal = "a"\nexpect_failure = "b"\n', r":18: .*either a refusal by sanboot or a failure"),
     ('name = "x"\nexpect_failure = "(unclosed"\n', r":17: 'expect_failure' is not a regular expression"),
@@ -169,10 +170,16 @@ hold = { at = "PROBE hold", release = "PROBE returned" }
     failing, held = load_series(series_dir).test_configs()
     assert failing.inject_error == InjectError(event="read_aio", errno=5, sector=200, once=True)
     assert failing.expect_failure == "status 0x0*4" and failing.hold is None
-    assert held.hold == Hold(at="PROBE hold", release="PROBE returned", event="read_aio", key="spc")
+    assert held.hold == Hold(at="PROBE hold", release="PROBE returned", via="throttle", event="read_aio", key="spc")
+    assert held.hold.monitor_commands("disk0") == ("block_set_io_throttle disk0 0 1 0 0 0 0",
+                                                   "block_set_io_throttle disk0 0 0 0 0 0 0",
+                                                   ("block_set_io_throttle disk0 0 0 0 0 0 0",))
+    assert Hold("a", "b", via="blkdebug").monitor_commands("disk1") == (
+        'qemu-io disk1 "break read_aio patchkit-hold"', 'qemu-io disk1 "resume patchkit-hold"',
+        ('qemu-io disk1 "remove_break patchkit-hold"', 'qemu-io disk1 "resume patchkit-hold"'))
     assert failing.describe().endswith("read_aio fails with errno 5 at sector 200 once; "
                                        "the guest must report the failure (/status 0x0*4/)")
-    assert 'the first read_aio after "PROBE hold" held until "PROBE returned"' in held.describe()
+    assert 'reads throttled after "PROBE hold" held until "PROBE returned" (throttle)' in held.describe()
     before = all_bytes(series_dir)
     save_series(load_series(series_dir))
     assert all_bytes(series_dir) == before

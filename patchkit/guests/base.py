@@ -19,6 +19,7 @@ from typing import ClassVar, Literal
 from patchkit.errors import GuestError, MissingInputError, PatchkitError
 from patchkit.progress import Progress, quiet
 from patchkit.run import run
+from patchkit.series.model import Hold
 from patchkit.store import atomic_write, build_dir, cache_dir, file_lock, sha256_file
 
 GUEST_NAMES = ("freedos", "debian", "probe", "freedos-installed", "debian-system")  # the guest images
@@ -59,6 +60,8 @@ class Guest(abc.ABC):
     # Markers also match the rendered screen below the `sanboot` command (or SeaBIOS's "Booting from"), not only serial.
     matches_screen: ClassVar[bool] = False
     sanboot: ClassVar[Sanboot] = Sanboot()
+    hold: ClassVar[Hold | None] = None  # a request the harness holds back at the guest's markers
+    self_contained: ClassVar[bool] = False  # its image is built from patchkit's own sources: `test` builds it
     disk_shapes: ClassVar[tuple[str, ...]] = ()  # names accepted by variant(disk_shape=...)
 
     @abc.abstractmethod

@@ -33,6 +33,7 @@ from patchkit.errors import PatchkitError
 from patchkit.guests import asm, disk
 from patchkit.guests.base import Guest, Sanboot
 from patchkit.progress import Progress
+from patchkit.series.model import Hold
 
 RECIPE_VERSION = "5"
 CYLINDERS = 32
@@ -228,6 +229,7 @@ class ProbeGuest(Guest):
     failure_markers: tuple[str, ...] = ("PATCHKIT-FAIL", "PROBE FAIL")
     build_command = "patchkit guest build probe"
     disk_shapes: ClassVar[tuple[str, ...]] = tuple(SHAPES)
+    self_contained = True
 
     def __init__(self, disk_shape: str | None = None, read_only: bool = False) -> None:
         if disk_shape is not None and disk_shape not in SHAPES:
@@ -472,6 +474,7 @@ class HoldReadProbeGuest(ProbeGuest):
 
     name = "probe-hold"
     build_command = "patchkit guest build probe-hold"
+    hold = Hold(at=HOLD_READY, release=HOLD_RETURNED, via="throttle")  # the harness acts on its markers
 
     def __init__(self) -> None:
         super().__init__()

@@ -21,12 +21,13 @@ import tomli_w
 import unidiff
 
 from patchkit.errors import SeriesError
-from patchkit.guests.base import GUEST_NAMES, KEEP_SAN_NAMES
+from patchkit.guests.base import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES
 from patchkit.qemu.cmdline import PCI_ADDR, property_problem
 from patchkit.series.model import (
     BOOT_MODES,
     DEFAULT_DISK_ADDR,
     DEFAULT_ROOT_PATH,
+    HOLD_VIAS,
     MACHINES,
     Config,
     Hold,
@@ -549,7 +550,7 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
     if not _CONFIG_NAME.fullmatch(name):
         raise t.fail("name", f"configuration name {name!r} must be lowercase letters, digits and '-'")
     guests = t.get("guests", list, manifest_guests)
-    known = (*GUEST_NAMES, *KEEP_SAN_NAMES, *image_names)
+    known = (*GUEST_NAMES, *KEEP_SAN_NAMES, *HARNESS_NAMES, *image_names)
     for guest in guests:
         if guest not in known:
             raise t.fail("guests", f"unknown guest {guest!r} (known: {', '.join(known)})")
@@ -608,18 +609,20 @@ def _inject_error(t: _ConfigTable) -> InjectError | None:
 
 
 def _hold(t: _ConfigTable) -> Hold | None:
-    """``hold = { at = "MARKER", release = "MARKER", event = "read_aio", key = "spc" }``."""
+    """``hold = { at = "MARKER", release = "MARKER", via = "throttle", event = "read_aio", key = "spc" }``."""
     table = t.get("hold", dict, None) if "hold" in t.data else None
     if table is None:
         return None
     for key, value in table.items():
-        if key not in ("at", "release", "event", "key"):
-            raise t.fail("hold", f"unknown hold key {key!r} (known: at, release, event, key)")
+        if key not in ("at", "release", "via", "event", "key"):
+            raise t.fail("hold", f"unknown hold key {key!r} (known: at, release, via, event, key)")
         if not isinstance(value, str) or not value:
             raise t.fail("hold", f"hold.{key} must be a non-empty string, got {value!r}")
     if "at" not in table or "release" not in table:
         raise t.fail("hold", "a hold needs `at` and `release`: the guest's markers for holding and releasing")
     hold = Hold(**table)
+    if hold.via not in HOLD_VIAS:
+        raise t.fail("hold", f"hold.via must be one of {', '.join(HOLD_VIAS)}, got {hold.via!r}")
     if hold.event not in _BLKDEBUG_EVENTS:
         raise t.fail("hold", f"hold.event must be one of {', '.join(_BLKDEBUG_EVENTS)}, got {hold.event!r}")
     if not re.fullmatch(r"[a-z0-9_]+", hold.key):
