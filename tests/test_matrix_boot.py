@@ -167,7 +167,7 @@ def test_sigterm_stops_every_parallel_boot(probe: Guest, series_rom: Path, input
 BLKDEBUG_SUSPENDED = "blkdebug: Suspended request"  # what QEMU prints (on its stdout: the serial stream)
 
 
-def test_an_injected_read_error_is_reported_by_the_guest(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+def test_an_injected_read_error_is_reported_by_the_guest(probe: Guest, series_rom: Path) -> None:
     outcome = boot_planned(probe, rom=series_rom, config=config("read-error"))
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     assert outcome.reason.startswith("the guest reported the failure as expected after ")
@@ -175,22 +175,22 @@ def test_an_injected_read_error_is_reported_by_the_guest(probe: Guest, series_ro
         outcome.run_dir / "blkdebug.conf").read_text()
 
 
-def test_without_the_fault_the_guest_passes_and_the_cell_fails(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+def test_without_the_fault_the_guest_passes_and_the_cell_fails(probe: Guest, series_rom: Path) -> None:
     outcome = boot_planned(probe, rom=series_rom, config=replace(config("read-error"), inject_error=None))
     assert not outcome.passed
     assert outcome.reason.startswith("the guest passed, but it should have reported a failure")
     assert not (outcome.run_dir / "blkdebug.conf").exists()
 
 
-def test_an_error_on_the_boot_sector_fails_sanboot_cleanly(probe: Guest, series_rom: Path,  # noqa: F811
-                                                          base_rom: Path) -> None:  # noqa: F811
+def test_an_error_on_the_boot_sector_fails_sanboot_cleanly(probe: Guest, series_rom: Path,
+                                                          base_rom: Path) -> None:
     outcome = boot_planned(probe, rom=series_rom, config=config("boot-sector-error"))
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     control = boot_planned(probe, rom=base_rom, config=config("boot-sector-error"))  # refused for another reason
     assert not control.passed and "Not supported" in control.reason
 
 
-def test_a_held_request_waits_for_its_release(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+def test_a_held_request_waits_for_its_release(probe: Guest, series_rom: Path) -> None:
     # The first read after sanboot is held; QEMU's own message that it is suspended is the release marker.
     held = replace(config("pc"), hold=Hold(at="gPXE> sanboot", release=BLKDEBUG_SUSPENDED, via="blkdebug"))
     outcome = boot_planned(probe, rom=series_rom, config=held)
@@ -200,7 +200,7 @@ def test_a_held_request_waits_for_its_release(probe: Guest, series_rom: Path) ->
     assert 'qemu-io disk0 "break read_aio patchkit-hold": ok' in log and 'qemu-io disk0 "resume patchkit-hold"' in log
 
 
-def test_a_request_never_released_stalls_the_boot(probe: Guest, series_rom: Path) -> None:  # noqa: F811
+def test_a_request_never_released_stalls_the_boot(probe: Guest, series_rom: Path) -> None:
     held = replace(config("pc"), hold=Hold(at="gPXE> sanboot", release="never printed", via="blkdebug"))
     outcome = boot_planned(probe, rom=series_rom, config=held, stall_timeout=10)
     assert not outcome.passed

@@ -203,5 +203,5 @@ def test_a_faulty_disk_is_read_through_blkdebug() -> None:
         "format=raw,if=none,id=disk1,readonly=on")
     assert devices(argv)[-1] == "virtio-blk-pci,drive=disk1,addr=05.0"
     assert drive_id(spec, DISK) == "disk1"  # what the monitor's qemu-io names
-    with pytest.raises(BootError, match="no disk other.img"):
+    with pytest.raises(BootError, match=r"no disk other\.img"):
         drive_id(spec, Path("/other.img"))
