@@ -27,8 +27,9 @@ def test_real_series_mbox_matches_git_and_round_trips(gpxe_mirror: Path, inputs_
     tip = git.Repo(tree).head.commit
     n, base = len(report.mails) - 1, report.base
     out = tmp_path / "fp"
-    run(["git", "format-patch", "-q", "--cover-letter", "--thread=shallow", f"-v{report.version}",
-         f"--base={base}", "-o", out, f"{base}..{tip.hexsha}"], cwd=tree)
+    # An identity of its own: the cover letter needs one, and a fresh user has none configured.
+    run(["git", "-c", "user.name=Tester", "-c", "user.email=tester@example.org", "format-patch", "-q", "--cover-letter",
+         "--thread=shallow", f"-v{report.version}", f"--base={base}", "-o", out, f"{base}..{tip.hexsha}"], cwd=tree)
     files = sorted(out.glob("*.patch"))
     for mail, path in zip(report.mails[1:], files[1:], strict=True):
         ours = mail.as_bytes().split(b"\n\n", 1)[1]
