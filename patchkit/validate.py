@@ -46,7 +46,7 @@ from patchkit.progress import Progress
 from patchkit.qemu.aoe import aoe_target
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, drive_id, reference_spec
 from patchkit.qemu.console import Pattern, Wait
-from patchkit.qemu.machine import Machine, qemu_version
+from patchkit.qemu.machine import KEY_HOLD_MS, Machine, qemu_version
 from patchkit.rom import check_rom_for
 from patchkit.series.io import find_series
 from patchkit.series.model import DEFAULT_ROOT_PATH, IMPLICIT_CONFIG, Config, Hold, InjectError, qemu_value
@@ -59,6 +59,15 @@ DEFAULT_STALL_TIMEOUT = 60.0
 STEP_TIMEOUT = 30.0  # for one gPXE prompt step (banner, prompt, echo), within the overall timeout
 SHUTDOWN_GRACE = 10.0  # after the success marker, time for the guest to power off
 GPXE_RETURN_GRACE = 1.0  # after a failure marker, time for sanboot to return to gPXE's prompt
+# Keys for gPXE: first at a fast pace (QEMU spaces keys 2 x the hold time); a command whose echo does not
+# show up in ECHO_WAIT (plus the keys' own time) lost a key: its line is cleared and typed again carefully.
+FAST_HOLD_MS = 2
+ECHO_WAIT = 1.5
+ECHO_CHECK = 0.05  # how often a partial echo is compared with the command while it comes
+BANNER_KEY_WAIT = 0.5  # for the prompt after Ctrl-B, before pressing it again
+# Before typing again: shift and ctrl pressed alone (a lost release leaves the BIOS thinking one is held
+# down), then gPXE's line editor to the line's start and deleting to its end.
+CLEAR_LINE = (("shift",), ("ctrl",), ("ctrl", "a"), ("ctrl", "k"))
 BLANK_DISK_BYTES = 8 << 20
 
 # What gPXE and SeaBIOS print (facts about their output, matched as substrings).
@@ -74,6 +83,7 @@ SANBOOT_LINE = f"{GPXE_PROMPT} sanboot "  # the command line typed at gPXE's pro
 BLKDEBUG_CONFIG = "blkdebug.conf"
 MONITOR_TIMEOUT = 5.0  # for one monitor command
 SEABIOS_DISK_BOOT = "Booting from Hard Disk"  # SeaBIOS booting a disk itself
+SEABIOS_ROM_BOOT = "Booting from ROM"  # SeaBIOS starting the ROM's boot entry (gPXE)
 NOT_VIRTIO = ("ide", "floppy", "aoe")  # guest disk places other than a virtio-blk slot
 
 
@@ -448,16 +458,29 @@ class _Session:
     async def _drive_gpxe(self) -> int:
         """Ctrl-B at gPXE's banner, then the commands and `sanboot` at its prompt; the offset after sanboot."""
         wait = await self._expect([GPXE_POST_BANNER, GPXE_BANNER], "gPXE's banner (did the ROM run?)", 0, prompt=True)
+        typed_ahead = False
         if wait.pattern == GPXE_POST_BANNER:
             self._mark("gpxe_post")
             # Any key but Ctrl-B ends the ROM's ~4 s POST wait (and is consumed there); the wait
             # starts (emptying the keyboard buffer first) once the line ends with "...".
             line_end = await self.machine.console.wait_for(["..."], timeout=2, since=wait.end, on_cursor_line=True)
             if line_end.matched:
-                await self.machine.send_key("spc")
+                await self.machine.send_key("spc", hold_ms=FAST_HOLD_MS)
+            # Once SeaBIOS starts gPXE, a Ctrl-B waits in the BIOS keyboard buffer until gPXE's banner,
+            # which then takes it at once (it looks for a key every 100 ms): the key is typed ahead.
+            starting = await self.machine.console.wait_for([SEABIOS_ROM_BOOT], timeout=2, since=wait.end)
+            if starting.matched:
+                await self.machine.send_key("ctrl", "b", hold_ms=FAST_HOLD_MS)
+                typed_ahead = True
             wait = await self._expect([GPXE_BANNER], "gPXE's \"Press Ctrl-B\" banner after POST", wait.end, prompt=True)
         self._mark("gpxe_banner")
-        await self.machine.send_key("ctrl", "b")
+        if not typed_ahead:
+            await self.machine.send_key("ctrl", "b", hold_ms=FAST_HOLD_MS)
+        prompt = await self.machine.console.wait_for([GPXE_PROMPT], timeout=BANNER_KEY_WAIT, since=wait.end,
+                                                     on_cursor_line=True)
+        if not prompt.matched:  # the key was lost, or came too early: again (at the prompt it is a no-op)
+            self._mark("ctrl_b_again")
+            await self.machine.send_key("ctrl", "b", hold_ms=KEY_HOLD_MS)
         wait = await self._expect([GPXE_PROMPT], "the gPXE> prompt after Ctrl-B", wait.end, STEP_TIMEOUT, prompt=True)
         self._mark("gpxe_prompt")
         for command in self.script.commands:
@@ -476,12 +499,41 @@ class _Session:
         return await self._type("exit", wait.end)
 
     async def _type(self, command: str, since: int) -> int:
-        """Type ``command``, check gPXE echoed it, press Enter; the offset after the echo."""
-        await self.machine.type_text(command)
-        echo = await self._expect([f"{GPXE_PROMPT} {command}"], f"gPXE to echo `{command}`", since, STEP_TIMEOUT,
-                                  prompt=True)
-        await self.machine.send_key("ret")
+        """Type ``command``, check gPXE echoed it, press Enter; the offset after the echo.
+
+        The keys go at FAST_HOLD_MS. When the echo does not show the whole command in time (a key
+        was lost, or the guest is slow), the line is cleared and the command typed again at the
+        careful pace (timing "retyped"), and then the echo has STEP_TIMEOUT.
+        """
+        echoed = f"{GPXE_PROMPT} {command}"
+        await self.machine.type_text(command, FAST_HOLD_MS)
+        keys_time = 4 * FAST_HOLD_MS * len(command) / 1000  # a shifted character is two keys
+        fast = await self._echo(command, since, ECHO_WAIT + keys_time)
+        if fast is not None:
+            echo = fast
+        else:
+            self._mark("retyped")
+            for keys in CLEAR_LINE:
+                await self.machine.send_key(*keys, hold_ms=KEY_HOLD_MS)
+            await self.machine.type_text(command, KEY_HOLD_MS)
+            echo = await self._expect([echoed], f"gPXE to echo `{command}`", since, STEP_TIMEOUT, prompt=True)
+        await self.machine.send_key("ret", hold_ms=FAST_HOLD_MS)
         return echo.end
+
+    async def _echo(self, command: str, since: int, timeout: float) -> Wait | None:
+        """The wait that saw gPXE echo ``command`` at its prompt; None once the line shows something else
+        (a key was lost or garbled) or after ``timeout`` seconds."""
+        console = self.machine.console
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            wait = await console.wait_for([f"{GPXE_PROMPT} {command}"], timeout=min(left, ECHO_CHECK), since=since,
+                                          on_cursor_line=True)
+            if wait.matched:
+                return wait
+            _, prompt, typed = console.cursor_line().partition(f"{GPXE_PROMPT} ")
+            if prompt and not command.startswith(typed):
+                return None
+        return None
 
     async def _await_guest(self, since: int) -> str:
         """Wait for the success marker (noting the boot sector on the way), or for the expected

@@ -30,7 +30,9 @@ from patchkit.store import atomic_write
 CONNECT_TIMEOUT = 10.0
 VERSION_TIMEOUT = 30.0  # for `qemu --version`: a hanging binary must not hang patchkit
 QUIT_TIMEOUT = 5.0
-KEY_HOLD_MS = 20  # QEMU paces queued keys by this; the echo of each command is checked
+# QEMU queues keys and paces them: a key takes 2 x its hold time (press, release). The careful pace; the
+# echo of each command is checked.
+KEY_HOLD_MS = 20
 
 # Characters gPXE commands need, as QEMU key codes (qcodes).
 _SHIFTED = {":": "semicolon", "_": "minus", "+": "equal", '"': "apostrophe", "?": "slash", "|": "backslash"}
@@ -127,15 +129,16 @@ class Machine:
         reply = await self._qmp.execute("human-monitor-command", {"command-line": command})
         return str(reply)
 
-    async def send_key(self, *qcodes: str) -> None:
-        """Press ``qcodes`` together, then release them (e.g. send_key("ctrl", "b"))."""
+    async def send_key(self, *qcodes: str, hold_ms: int = KEY_HOLD_MS) -> None:
+        """Press ``qcodes`` together, then release them ``hold_ms`` later (e.g. send_key("ctrl", "b"))."""
         keys = [{"type": "qcode", "data": q} for q in qcodes]
-        await self._qmp.execute("send-key", {"keys": keys, "hold-time": KEY_HOLD_MS})
+        await self._qmp.execute("send-key", {"keys": keys, "hold-time": hold_ms})
 
-    async def type_text(self, text: str) -> None:
-        """Type ``text`` key by key ("\\n" is Enter). QEMU queues and paces the keys."""
-        for char in text:
-            await self.send_key(*keys_for(char))
+    async def type_text(self, text: str, hold_ms: int = KEY_HOLD_MS) -> None:
+        """Type ``text`` ("\\n" is Enter): every key is sent at once, QEMU queues them in order and paces
+        them ``hold_ms`` apart. The caller checks the echo: a guest that reads keys too slowly loses some."""
+        presses = [keys_for(char) for char in text]  # an untypable character fails before any key is sent
+        await asyncio.gather(*(self.send_key(*keys, hold_ms=hold_ms) for keys in presses))
 
     async def _connect(self) -> None:
         """Connect QMP, retrying while QEMU creates the socket."""
