@@ -4,7 +4,8 @@ The base tree's ROM fails a q35 cell the series' ROM passes; an expected refusal
 passes only on a matching message and fails when the guest boots instead; under
 QEMU's default boot order a disk SeaBIOS boots itself fails the run; v2's ROM fails
 the cells that show its queue-size and busy-device defects (issue 9, defects 4 and
-6) while the same disks pass by explicit address; `patchkit test` runs cells in
+6) while the same disks pass by explicit address, and lets a timed-out request write the
+caller's buffer after the call returned (defect 2), which the current ROM does not; `patchkit test` runs cells in
 parallel, records their configurations and stops every QEMU on SIGTERM.
 """
 
@@ -104,6 +105,25 @@ def test_v2_boots_the_disk_behind_a_busy_one_by_its_address(probe: Guest, v2_rom
                                                              root_path="virtio_blk:PCI00:05.0"))
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     assert "virtio-blk-pci,drive=disk0,addr=04.0,bootindex=1" in (outcome.run_dir / "qemu-cmdline.txt").read_text()
+
+
+@pytest.fixture
+def probe_hold(inputs_cache: Path) -> Guest:
+    return guest_or_skip("probe-hold")
+
+
+def test_v2_lets_a_timed_out_request_write_the_buffer_after_returning(probe_hold: Guest, v2_rom: Path) -> None:
+    # Defect 2: v2 gives up on the held read without resetting the device; once the drive is
+    # released the device still writes the caller's buffer, after the INT 13h call returned.
+    outcome = boot_planned(probe_hold, rom=v2_rom, config=config("request-timeout"), stall_timeout=150)
+    assert not outcome.passed
+    assert "held-read-buffer-unchanged-after-return changed-at-offset" in outcome.reason, outcome.reason
+
+
+def test_the_series_rom_resets_the_device_before_a_timed_out_call_returns(probe_hold: Guest,
+                                                                          current_rom: Path) -> None:
+    outcome = boot_planned(probe_hold, rom=current_rom, config=config("request-timeout"), stall_timeout=150)
+    assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
 
 
 # --- the command -----------------------------------------------------------------------------
