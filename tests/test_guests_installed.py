@@ -199,6 +199,6 @@ def test_the_mbr_reads_by_chs(installed: FreedosInstalledGuest, tmp_path: Path) 
     with open(run_disk, "r+b") as f:
         f.seek(462 + 1)
         f.write(chs(2 * CYLINDER))  # cylinder 2: inside the FAT, no 55AA there
-    boot = boot_native(run_disk, 25)  # the MBR halts after its message (25 s: SeaBIOS reaches it late on a busy machine)
+    boot = boot_native(run_disk, 25)  # the MBR halts after its message (SeaBIOS may reach it late on a busy host)
     assert "MBR: Missing operating system" in boot.log
     assert not passed(installed, boot, "inst-chs")
