@@ -151,7 +151,7 @@ def test_the_real_series_configs_load() -> None:
     s = load_series(Path(__file__).resolve().parent.parent / "series" / "gpxe-virtio-blk")
     names = [c.name for c in s.test_configs()]
     assert names[0] == "pc" and len(names) == len(set(names))
-    assert s.config("pc").guests == ("freedos", "debian", "probe")
+    assert s.config("pc").guests == ("freedos", "debian", "probe", "freedos-installed", "debian-system")
 
 
 def test_faults_are_read_and_described(series_dir: Path) -> None:
