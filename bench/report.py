@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchkit.figures import format_figure
+
 FORMAT = 1  # the JSON layout's version
 
 
@@ -103,17 +105,6 @@ def stages(key: str, label: str, seconds: dict[str, float], target: Target | Non
 HEADERS = ("measurement", "ROM / loop", "reference", "ratio", "target", "result", "note")
 
 
-def fmt(value: float | None, unit: str) -> str:
-    """A figure with its unit: 3 significant digits for times and rates, exact bytes."""
-    if value is None:
-        return "-"
-    if unit == "B":
-        return f"{value:,.0f} B"
-    if unit == "s":
-        return f"{value:.2f} s"
-    return f"{value:.3g} {unit}"
-
-
 def cells(row: Row) -> tuple[str, ...]:
     """The table cells of ``row``."""
     if row.ratio is None:
@@ -123,8 +114,8 @@ def cells(row: Row) -> tuple[str, ...]:
     else:
         ratio_text = f"{row.ratio:.2f}x"
     target = row.target.text(row.unit) if row.target else ""
-    reference = "" if row.share else fmt(row.reference, row.unit)
-    return (row.label, fmt(row.value, row.unit), reference, ratio_text, target, row.verdict(), row.note)
+    reference = "" if row.share else format_figure(row.reference, row.unit)
+    return (row.label, format_figure(row.value, row.unit), reference, ratio_text, target, row.verdict(), row.note)
 
 
 def render_table(rows: Sequence[Row], sections: Sequence[tuple[str, int]] = ()) -> str:
@@ -196,7 +187,7 @@ def render_deltas(old: Sequence[Row], new: Sequence[Row]) -> str:
             continue
         change = ratio(row.value, was.value)
         lines.append(
-            f"{row.label:<44} {fmt(was.value, row.unit):>12} {fmt(row.value, row.unit):>12} "
+            f"{row.label:<44} {format_figure(was.value, row.unit):>12} {format_figure(row.value, row.unit):>12} "
             f"{'' if change is None else f'{change - 1:+.1%}':>8} "
             f"{_ratio_text(was):>10} {_ratio_text(row):>10}")
     gone = [r.label.strip() for r in old if r.key not in {n.key for n in new}]

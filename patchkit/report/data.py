@@ -15,6 +15,7 @@ from typing import Any
 
 from patchkit import gitrepo
 from patchkit.errors import PatchkitError
+from patchkit.figures import format_figure
 from patchkit.mailer.render import cover_text
 from patchkit.review.thread import Review, reviews
 from patchkit.series.io import available_versions, load_version
@@ -180,13 +181,7 @@ def _bench_cells(row: dict[str, Any]) -> list[str]:
     unit = row.get("unit", "")
 
     def fmt(value: float | None) -> str:
-        if value is None:
-            return "-"
-        if unit == "B":
-            return f"{value:,.0f} B"
-        if unit == "s":
-            return f"{value:.2f} s"
-        return f"{value:.3g} {unit}"
+        return format_figure(value, unit)
 
     ratio = row.get("ratio")
     ratio_text = "" if ratio is None else f"{ratio:.0%}" if row.get("share") else f"{ratio:.2f}x"
