@@ -63,6 +63,21 @@ def inputs_dir() -> Path:
     return cache_dir() / "inputs" / "freedos"
 
 
+def dos_files(work: Path) -> dict[str, Path | bytes]:
+    """What every FreeDOS guest disk holds, KERNEL.SYS first: the imported system files, the
+    configuration that runs the checks, the file they read, and the helper programs (assembled in ``work``)."""
+    files: dict[str, Path | bytes] = {name: inputs_dir() / name for name in DOS_FILES}
+    files.update({
+        "FDCONFIG.SYS": CONFIG_SYS.encode(),
+        "CONFIG.SYS": CONFIG_SYS.encode(),
+        "AUTOEXEC.BAT": AUTOEXEC_BAT.encode(),
+        "KNOWN.TXT": KNOWN_TXT,
+        "POWEROFF.COM": asm.assemble("poweroff.asm", work / "POWEROFF.COM"),
+        "SETTLE.COM": asm.assemble("settle.asm", work / "SETTLE.COM"),
+    })
+    return files
+
+
 def import_media(media: Path, progress: Progress = quiet) -> Path:
     """Copy KERNEL.SYS, COMMAND.COM and FreeDOS's boot sector from FreeDOS media into the cache.
 
@@ -151,18 +166,8 @@ class FreedosGuest(Guest):
         with tempfile.TemporaryDirectory(prefix="patchkit-freedos-") as tmp:
             work = Path(tmp)
             syslinux = bootdisk.syslinux_root(debs, work / "syslinux")
-            poweroff = asm.assemble("poweroff.asm", work / "POWEROFF.COM")
-            settle = asm.assemble("settle.asm", work / "SETTLE.COM")
+            files = dos_files(work)
             progress("freedos: writing the disk")
-            files: dict[str, Path | bytes] = {name: inputs_dir() / name for name in DOS_FILES}
-            files.update({
-                "FDCONFIG.SYS": CONFIG_SYS.encode(),
-                "CONFIG.SYS": CONFIG_SYS.encode(),
-                "AUTOEXEC.BAT": AUTOEXEC_BAT.encode(),
-                "KNOWN.TXT": KNOWN_TXT,
-                "POWEROFF.COM": poweroff,
-                "SETTLE.COM": settle,
-            })
             bootdisk.make(
                 out, CYLINDERS, "FREEDOS", syslinux, SYSLINUX_CFG,
                 ("chain.c32", "libcom32.c32", "libutil.c32"), files,

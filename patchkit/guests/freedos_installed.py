@@ -37,8 +37,8 @@ from patchkit.guests.freedos import (
     CONFIG_SYS,
     DOS_FILES,
     IMPORT_COMMAND,
-    KNOWN_TXT,
     FreedosGuest,
+    dos_files,
     inputs_dir,
 )
 from patchkit.progress import Progress
@@ -122,8 +122,6 @@ class FreedosInstalledGuest(FreedosGuest):
         with tempfile.TemporaryDirectory(prefix="patchkit-freedos-installed-") as tmp:
             work = Path(tmp)
             mbr = asm.assemble(MBR_SOURCE, work / "mbr.bin")
-            poweroff = asm.assemble("poweroff.asm", work / "POWEROFF.COM")
-            settle = asm.assemble("settle.asm", work / "SETTLE.COM")
             progress(f"{self.name}: writing a 4 GiB sparse disk, FAT{fat_type} partition on cylinder 1")
             with open(out, "wb") as f:
                 f.truncate(DISK_CYLINDERS * CYLINDER * SECTOR)
@@ -140,16 +138,7 @@ class FreedosInstalledGuest(FreedosGuest):
                 fresh = f.read(SECTOR)
                 f.seek(self.partition_offset)
                 f.write(fatboot.transplant(boot, fresh, 0x80))
-            files: dict[str, Path | bytes] = {name: inputs_dir() / name for name in DOS_FILES}  # KERNEL.SYS first
-            files.update({
-                "FDCONFIG.SYS": CONFIG_SYS.encode(),
-                "CONFIG.SYS": CONFIG_SYS.encode(),
-                "AUTOEXEC.BAT": AUTOEXEC_BAT.encode(),
-                "KNOWN.TXT": KNOWN_TXT,
-                "POWEROFF.COM": poweroff,
-                "SETTLE.COM": settle,
-            })
-            for name, source in files.items():
+            for name, source in dos_files(work).items():
                 if isinstance(source, bytes):
                     fat.put_bytes(out, self.partition_offset, source, name)
                 else:
