@@ -35,6 +35,7 @@ class BootSample:
     wall_s: float | None  # from QEMU's start to the marker
     throughput: dict[int, float] = field(default_factory=dict)
     run_dir: str = ""
+    retyped: bool = False  # a command's echo came out wrong at the fast pace: it was typed again
 
 
 def boot_once(guest: Guest, rom: Path | None) -> validate.BootOutcome:
@@ -53,7 +54,7 @@ def sample(guest: Guest, side: str, outcome: validate.BootOutcome) -> BootSample
         throughput = parse_probe_log(log).throughput_mb_s
     return BootSample(guest.name, side, outcome.passed, outcome.reason,
                       None if success is None or start is None else success - start, success,
-                      throughput, str(outcome.run_dir))
+                      throughput, str(outcome.run_dir), "retyped" in t)
 
 
 def measure(guest_names: Sequence[str], rom: Path | None, runs: int, say: Progress) -> list[BootSample]:

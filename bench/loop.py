@@ -1,10 +1,13 @@
-"""The validation loop, timed stage by stage, in a throwaway cache.
+"""The validation loop, timed stage by stage, in a throwaway cache, and its floor.
 
 Cold: a fresh PATCHKIT_CACHE (only the guest inputs and images are linked from the
 user's cache): vendor the upstream from a local mirror, apply the series, build,
-boot every guest through the ROM (`patchkit test --rom`). Warm: one comment line
-added to the driver in a temporary copy of the series, then apply, incremental
-build and every guest again. The same workspace also builds the base tree's ROM
+boot the loop's guests through the ROM (`patchkit test --rom`, side by side as
+`--jobs` boots them). Warm: one comment line added to the driver in a temporary copy
+of the series, then apply, incremental build and the guests again, several times.
+The floor of a warm loop, measured right after each: the same guests booted by
+SeaBIOS itself side by side (`patchkit test --reference`); the slowest one's time
+from QEMU's start to its marker. The same workspace also builds the base tree's ROM
 for the size comparison.
 """
 
@@ -30,24 +33,60 @@ from patchkit.upstream import load_pin, vendor
 from patchkit.validate import run_tests
 
 DRIVER = "src/drivers/block/virtio-blk.c"
-EDIT_LINE = "/* bench: a one-line change for the warm validation loop */"
+EDIT_LINE = "/* bench: a one-line change for the warm validation loop ({n}) */"  # n: the warm loop's number
 SHARED_INPUTS = ("images", "inputs")  # linked read-only from the user's cache: guest inputs only
 _HUNK = re.compile(r"^@@ -(\d+(?:,\d+)?) \+(\d+)(?:,(\d+))? @@(.*)$")
 
 
 @dataclass
 class LoopRun:
-    """One pass of the loop: seconds per stage, the ROM it built, which guests passed."""
+    """One pass of the loop: seconds per stage, the ROM it built, which guests passed, their boots' timings."""
 
     stages: dict[str, float] = field(default_factory=dict)
     rom: BuiltRom | None = None
     passed: dict[str, bool] = field(default_factory=dict)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # guest -> its boot's timings.json
+
+    @property
+    def valid(self) -> bool:
+        """Every guest passed (a failing boot ends early: its time is not a validation's)."""
+        return bool(self.passed) and all(self.passed.values())
 
     def note(self) -> str:
         failed = [g for g, ok in self.passed.items() if not ok]
         if failed:
             return f"guests failed: {', '.join(failed)} (no verdict: a failing loop is not a validation)"
         return f"{len(self.passed)} guests passed"
+
+
+@dataclass
+class Floor:
+    """The loop's guests booted by SeaBIOS natively, side by side as the loop boots them through the ROM."""
+
+    seconds: float  # the whole run
+    passed: dict[str, bool] = field(default_factory=dict)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def slowest(self) -> tuple[str, float] | None:
+        """The guest that reached its marker last, and when (QEMU start -> marker); None unless all passed."""
+        if not self.passed or not all(self.passed.values()):
+            return None
+        walls = {g: t["success"] for g, t in self.timings.items() if "success" in t}
+        if len(walls) != len(self.passed):
+            return None
+        guest = max(walls, key=lambda g: walls[g])
+        return guest, walls[guest]
+
+
+@dataclass
+class Loops:
+    """Everything measure_loops measured."""
+
+    cold: LoopRun
+    warm: list[LoopRun]
+    floors: list[Floor]  # one after each warm loop
+    base: BuiltRom
 
 
 @contextlib.contextmanager
@@ -99,8 +138,9 @@ class _Clock:
 
 
 def run_loop(project: Path, series_name: str, guests: Sequence[str], title: str, say: Progress,
-             mirror: Path | None = None) -> LoopRun:
-    """One loop in the current cache: [vendor from ``mirror``], apply, build, every guest through the ROM."""
+             mirror: Path | None = None, jobs: int | None = None) -> LoopRun:
+    """One loop in the current cache: [vendor from ``mirror``], apply, build, the guests through the ROM
+    (``jobs`` at a time, default: as `patchkit test` does)."""
     run = LoopRun()
     clock = _Clock(run, say, title)
     pin = load_pin(project)
@@ -112,13 +152,27 @@ def run_loop(project: Path, series_name: str, guests: Sequence[str], title: str,
     with clock.stage("build"):
         run.rom = build_rom(applied.tree, pin)
     with clock.stage("guests"):
-        results = run_tests(project, guests, series_name=series_name, rom=run.rom.path, accel="tcg",
+        results = run_tests(project, guests, series_name=series_name, rom=run.rom.path, accel="tcg", jobs=jobs,
                             progress=lambda msg: say(f"{title}:   {msg}"))
     run.passed = {r.key.guest: r.passed for r in results}
+    run.timings = {r.key.guest: r.timings for r in results}
     return run
 
 
-def edit_driver(project: Path, series_name: str, path: str = DRIVER, line: str = EDIT_LINE) -> str:
+def measure_floor(project: Path, series_name: str, guests: Sequence[str], title: str, say: Progress,
+                  jobs: int | None = None) -> Floor:
+    """The guests booted by SeaBIOS natively, side by side as run_loop boots them."""
+    say(f"{title}: the guests natively ...")
+    start = time.monotonic()
+    results = run_tests(project, guests, series_name=series_name, reference=True, accel="tcg", jobs=jobs,
+                        progress=lambda msg: say(f"{title}:   {msg}"))
+    floor = Floor(time.monotonic() - start, {r.key.guest: r.passed for r in results},
+                  {r.key.guest: r.timings for r in results})
+    say(f"{title}: took {floor.seconds:.1f} s; slowest: {floor.slowest}")
+    return floor
+
+
+def edit_driver(project: Path, series_name: str, line: str, path: str = DRIVER) -> str:
     """Add ``line`` to the last hunk of ``path`` in the series' patches (a one-line driver change).
 
     Returns the patch file's name. The line goes right after the hunk header, so
@@ -156,16 +210,18 @@ def add_line(diff: str, path: str, line: str) -> str:
 
 
 def measure_loops(project: Path, series_name: str, guests: Sequence[str], mirror: Path, work: Path,
-                  say: Progress) -> tuple[LoopRun, LoopRun, BuiltRom]:
-    """Cold loop, warm loop, then the base tree's ROM, all in the current (fresh) cache.
-
-    Returns (cold, warm, base ROM). The cold loop's ROM is the series as committed.
-    """
+                  say: Progress, warm_runs: int = 1, jobs: int | None = None) -> Loops:
+    """The cold loop, ``warm_runs`` warm loops each followed by its floor, then the base tree's ROM,
+    all in the current (fresh) cache. The cold loop's ROM is the series as committed."""
     copy = copy_project(project, series_name, work / "project")
-    cold = run_loop(copy, series_name, guests, "cold loop", say, mirror=mirror)
-    edited = edit_driver(copy, series_name)
-    say(f"warm loop: added a comment line to {DRIVER} in {edited}")
-    warm = run_loop(copy, series_name, guests, "warm loop", say)
+    cold = run_loop(copy, series_name, guests, "cold loop", say, mirror=mirror, jobs=jobs)
+    warm, floors = [], []
+    for n in range(1, warm_runs + 1):
+        edited = edit_driver(copy, series_name, EDIT_LINE.format(n=n))
+        title = f"warm loop {n}/{warm_runs}"
+        say(f"{title}: added a comment line to {DRIVER} in {edited}")
+        warm.append(run_loop(copy, series_name, guests, title, say, jobs=jobs))
+        floors.append(measure_floor(copy, series_name, guests, f"floor {n}/{warm_runs}", say, jobs=jobs))
     say("building the base tree's ROM for the size comparison ...")
     base = base_rom(copy, progress=None)
-    return cold, warm, base
+    return Loops(cold, warm, floors, base)

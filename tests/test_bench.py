@@ -9,9 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` lives beside the package
 
-from bench import figures, loop, report
+from bench import figures, loop, matrix, report
 from bench.boots import ROM, SEABIOS, BootSample
 from patchkit.errors import PatchkitError
+from patchkit.series.model import Config
 
 
 def boot(guest: str, side: str, boot_s: float | None, passed: bool = True,
@@ -52,7 +53,12 @@ def test_boot_rows_use_medians_of_passing_runs_and_say_what_failed() -> None:
     assert "rom 3/4 ok (5-6 s)" in boot_row.note and "seabios 4/4 ok (4-6 s)" in boot_row.note
     assert "first failure (rom): sanboot returned" in boot_row.note
     assert (wall_row.value, wall_row.reference) == (7.5, 7.0)
-    assert wall_row.verdict() == ""
+    assert wall_row.verdict() == "PASS" and wall_row.target == figures.WALL_TARGET  # within 1.5x
+    assert wall_row.note == ""
+    retyped = [boot("probe", ROM, 1.0), boot("probe", ROM, 1.0), boot("probe", SEABIOS, 1.0)]
+    retyped[0].retyped = True
+    probe_wall = figures.boot_rows(retyped, ["probe"])[1]
+    assert probe_wall.target is None and probe_wall.note == "gPXE's command retyped in 1 of 2 runs"
 
 
 def test_without_the_rom_side_only_the_reference_is_shown() -> None:
@@ -75,23 +81,82 @@ def test_throughput_rows_hold_the_127_sector_target() -> None:
 
 def test_loop_rows_give_each_stage_its_share() -> None:
     cold = loop.LoopRun({"vendor": 1.0, "apply": 1.0, "build": 6.0, "guests": 12.0}, passed={"debian": True})
-    warm = loop.LoopRun({"apply": 1.0, "build": 3.0, "guests": 12.0}, passed={"debian": True, "probe": True})
+    warm = [loop.LoopRun({"apply": 1.0, "build": build, "guests": 12.0}, passed={"debian": True, "probe": True})
+            for build in (3.0, 2.0, 5.0)]
     by_key = {r.key: r for r in figures.loop_rows(cold, warm)}
     assert by_key["loop.cold"].value == 20.0 and by_key["loop.cold"].verdict() == ""
     assert by_key["loop.cold.build"].ratio == pytest.approx(0.3)
     assert report.cells(by_key["loop.cold.build"])[1:4] == ("6.00 s", "", "30%")
-    assert by_key["loop.warm"].value == 16.0 and by_key["loop.warm"].verdict() == "PASS"
+    assert by_key["loop.warm"].label == "warm: 1-line driver change, the median of 3"
+    assert by_key["loop.warm"].value == 16.0 and by_key["loop.warm"].verdict() == "MISS"  # target: under 10 s
+    assert by_key["loop.warm.build"].value == 3.0  # the median loop's own stages
     assert by_key["loop.warm"].note == "2 guests passed"
+    assert by_key["loop.floor"].verdict() == "n/a" and "loop.gap" not in by_key  # no floor measured
 
 
 def test_a_loop_with_failed_guests_gets_no_verdict_and_a_missing_loop_is_na() -> None:
     warm = loop.LoopRun({"build": 3.0, "guests": 2.0}, passed={"debian": False, "probe": True})
-    row = figures.loop_rows(None, warm)[-3]
-    assert row.key == "loop.warm" and row.value == 5.0 and row.verdict() == ""
+    row = {r.key: r for r in figures.loop_rows(None, [warm])}["loop.warm"]
+    assert row.value == 5.0 and row.verdict() == ""
     assert row.note.startswith("guests failed: debian")
-    missing = figures.loop_rows(None, None)
-    assert [r.key for r in missing] == ["loop.cold", "loop.warm"]
+    missing = figures.loop_rows(None, [])
+    assert [r.key for r in missing] == ["loop.cold", "loop.warm", "loop.floor"]
     assert missing[1].value is None and missing[1].verdict() == "n/a"
+    assert missing[2].verdict() == "n/a"
+
+
+def rom_boot(post: float, sanboot: float, success: float) -> dict[str, float]:
+    return {"gpxe_post": post, "sanboot": sanboot, "boot_sector": sanboot + 0.02, "success": success}
+
+
+def test_the_warm_loop_against_its_floor_and_what_separates_them() -> None:
+    warm = loop.LoopRun({"apply": 0.5, "build": 2.0, "guests": 7.0}, passed={"debian": True, "freedos": True},
+                        timings={"debian": rom_boot(0.3, 0.8, 6.5), "freedos": rom_boot(0.3, 0.7, 1.7)})
+    native = {"debian": {"boot_sector": 0.2, "success": 5.5}, "freedos": {"boot_sector": 0.2, "success": 1.1}}
+    floor = loop.Floor(6.0, {"debian": True, "freedos": True}, native)
+    assert floor.slowest == ("debian", 5.5)
+    rows = figures.loop_rows(None, [warm], [floor])
+    by_key = {r.key: r for r in rows}
+    assert by_key["loop.floor"].value == 9.5 and by_key["loop.floor"].reference == 5.5
+    assert by_key["loop.floor"].ratio == pytest.approx(9.5 / 5.5) and by_key["loop.floor"].verdict() == "MISS"
+    gap = by_key["loop.gap"]
+    assert gap.value == pytest.approx(9.5 - 5.5)
+    parts = {r.label.strip(): r.value for r in rows if r.key.startswith("loop.gap.")}
+    assert parts == pytest.approx({"apply": 0.5, "build": 2.0, "gPXE banner, prompt, typing (debian)": 0.6,
+                                   "debian's boot through the ROM vs the floor": 0.4,
+                                   "run overhead (disks, QEMU start/stop, checks)": 0.5})
+    others = [loop.LoopRun({**warm.stages, "build": build}, passed=warm.passed, timings=warm.timings)
+              for build in (4.5, 0.0)]
+    median = {r.key: r for r in figures.loop_rows(None, [others[0], warm, others[1]], [floor] * 3)}
+    assert median["loop.floor"].value == 9.5 and median["loop.warm.build"].value == 2.0
+    assert median["loop.floor"].note.endswith("3 loops: 1.36-2.18x")
+    failed = loop.Floor(6.0, {"debian": True, "freedos": False}, floor.timings)
+    assert failed.slowest is None
+    assert "loop.floor" in {r.key for r in figures.loop_rows(None, [warm], [failed])}  # no figures, no gap
+    assert "loop.gap" not in {r.key for r in figures.loop_rows(None, [warm], [failed])}
+
+
+def config(name: str, guests: int = 1) -> Config:
+    return Config(name, tuple(f"g{n}" for n in range(guests)))
+
+
+def test_the_matrix_grows_by_powers_of_two_of_cells_up_to_the_whole() -> None:
+    configs = [config("pc", 3), *(config(f"c{n}") for n in range(1, 11))]
+    steps = [[c.name for c in step] for step in matrix.growth_steps(configs)]
+    assert [len(step) for step in steps] == [1, 2, 4, 8, 11]
+    assert steps[0] == ["c1"] and steps[-1][-1] == "pc"
+
+
+def test_matrix_rows_compare_the_jobs_and_cost_each_added_cell() -> None:
+    runs = [matrix.MatrixRun(["pc"], 8, 1, 40.0, 8, 0), matrix.MatrixRun(["pc"], 8, 2, 24.0, 7, 1),
+            matrix.MatrixRun(["c1"], 1, 2, 4.0, 1, 0), matrix.MatrixRun(["c1", "c2"], 4, 2, 10.0, 4, 0)]
+    rows = {r.key: r for r in figures.matrix_rows(runs)}
+    assert rows["matrix.jobs1"].value == 40.0 and rows["matrix.jobs1"].ratio is None
+    assert rows["matrix.jobs2"].reference == 40.0 and rows["matrix.jobs2"].ratio == pytest.approx(0.6)
+    assert rows["matrix.jobs2"].note == "7 passed, 1 failed"
+    assert [k for k in rows if k.startswith("matrix.size")] == ["matrix.size1", "matrix.size4", "matrix.size8"]
+    assert rows["matrix.size4"].note == "2.50 s per cell; +2.00 s per cell added since 1; 4 passed, 0 failed"
+    assert rows["matrix.size8"].note.startswith("3.00 s per cell; +3.50 s per cell added since 4")
 
 
 def test_size_row_states_the_cost() -> None:
@@ -116,7 +181,7 @@ def test_table_has_one_header_sections_and_aligned_columns() -> None:
 
 def test_json_round_trip_and_deltas(tmp_path: Path) -> None:
     old = figures.boot_rows([boot("debian", ROM, 6.0), boot("debian", SEABIOS, 5.0)], ["debian"])
-    old += figures.loop_rows(loop.LoopRun({"build": 30.0}), loop.LoopRun({"build": 2.0}))
+    old += figures.loop_rows(loop.LoopRun({"build": 30.0}), [loop.LoopRun({"build": 2.0})])
     sections = [("boot", 0), ("loop", 2)]
     path = tmp_path / "results" / "old.json"
     report.save(path, report.to_json(old, sections, {"date": "d"}, ["the freedos guest: run `x`"]))
