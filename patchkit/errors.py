@@ -58,3 +58,7 @@ class MailError(PatchkitError):
 
 class MissingInputError(PatchkitError):
     """A third-party input (gPXE mirror, FreeDOS media, Debian kernel) is not in the cache."""
+
+
+class ClusterError(PatchkitError):
+    """The cluster (`test --cluster`) could not be reached or used (not a failed test: that is a result)."""

@@ -182,17 +182,19 @@ class TestResult:
     rom_size: int = 0
     version: int = 0  # series version number the revision was tested as
     created: float = field(default_factory=time.time)
+    worker: str = ""  # the cluster worker that booted it (patchkit test --cluster); "" for this machine
 
 
 _COLUMNS = ("series", "revision", "rom_sha256", "guest", "image_sha256", "qemu_version", "accel", "config",
-            "passed", "reason", "run_dir", "timings", "rom_size", "version", "created")
+            "passed", "reason", "run_dir", "timings", "rom_size", "version", "created", "worker")
 
 
 class Results:
     """The results database (sqlite, in the cache).
 
     A database from before configurations existed gains a ``config`` column on opening;
-    its rows ran on what is now the implicit configuration "pc".
+    its rows ran on what is now the implicit configuration "pc". One from before clusters
+    gains a ``worker`` column: its rows ran on this machine ("").
     """
 
     def __init__(self, path: Path | None = None) -> None:
@@ -227,11 +229,13 @@ class Results:
                     series TEXT, revision TEXT, rom_sha256 TEXT, guest TEXT, image_sha256 TEXT,
                     qemu_version TEXT, accel TEXT, passed INTEGER, reason TEXT, run_dir TEXT,
                     timings TEXT, rom_size INTEGER, version INTEGER, created REAL,
-                    config TEXT NOT NULL DEFAULT 'pc')"""
+                    config TEXT NOT NULL DEFAULT 'pc', worker TEXT NOT NULL DEFAULT '')"""
             )
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
             if "config" not in columns:
                 self._db.execute("ALTER TABLE results ADD COLUMN config TEXT NOT NULL DEFAULT 'pc'")
+            if "worker" not in columns:
+                self._db.execute("ALTER TABLE results ADD COLUMN worker TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self._db.close()
@@ -249,7 +253,7 @@ class Results:
                 f"INSERT INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 (k.series, k.revision, k.rom_sha256, k.guest, k.image_sha256, k.qemu_version, k.accel, k.config,
                  int(result.passed), result.reason, result.run_dir,
-                 json.dumps(result.timings), result.rom_size, result.version, result.created),
+                 json.dumps(result.timings), result.rom_size, result.version, result.created, result.worker),
             )
 
     def for_revision(self, series: str, revision: str) -> list[TestResult]:
@@ -285,7 +289,7 @@ class Results:
         key = ResultKey(*row[:8])
         return TestResult(
             key=key, passed=bool(row[8]), reason=row[9], run_dir=row[10],
-            timings=json.loads(row[11]), rom_size=row[12], version=row[13], created=row[14],
+            timings=json.loads(row[11]), rom_size=row[12], version=row[13], created=row[14], worker=row[15],
         )
 
 

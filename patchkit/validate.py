@@ -775,6 +775,7 @@ def run_tests(
     reference: bool = False,
     root_path: str | None = None,
     user_images: Sequence[ImageSpec] = (),
+    cluster: str | None = None,
     progress: Progress = print,
 ) -> list[TestResult]:
     """Boot guests (names, or "all") x configurations against the series' ROM and record the results.
@@ -785,7 +786,10 @@ def run_tests(
     a configuration x guest table at the end of a run of several. Cells that cannot run
     (a guest without the configuration's disk shape) are reported, then raised as
     PatchkitError once the others have run. ``user_images`` (`--image`) boot on
-    each chosen configuration besides the guests.
+    each chosen configuration besides the guests. With ``cluster`` (a Dask scheduler's
+    address) every boot is a task of that cluster (patchkit.cluster), recorded as a local one
+    plus the worker's name; ``jobs`` does not apply (each worker boots as many at once as it
+    has threads).
     """
     image_guests = [ImageGuest(spec) for spec in user_images]  # a missing or unknown image fails before any build
     subject, series_configs = resolve_subject(project, series_name, rom, reference, progress)
@@ -812,49 +816,68 @@ def run_tests(
     if rom is None and not reference and any(c.guest.sanboot.nic_rom for c in plan.cells):
         nic_subject = _nic_subject(project, subject, progress)
         subjects.update({id(c): nic_subject for c in plan.cells if c.guest.sanboot.nic_rom})
-    qemu = qemu_version()
+    qemu = "" if cluster else qemu_version()  # the client of a cluster need not have QEMU
     jobs = max(1, jobs or os.cpu_count() or 1)
     for (config, guest), why in plan.unrunnable.items():
         progress(f"NOT RUN {config}/{guest}: {why}")
-    for tested in dict.fromkeys(subjects.values()):
-        users = [c.name for c in plan.cells if subjects[id(c)] is tested]
-        through = "natively (reference)" if reference else f"through {tested.rom}"
-        progress(f"booting {', '.join(users)} {through} ..." if len(users) < 4 else
-                 f"booting {len(users)} cells {through}, {min(jobs, len(users))} at a time ...")
     results: list[TestResult] = []
     errors = dict(plan.unrunnable)  # cells that did not run, and why
     said: set[str] = set()
-    started = time.monotonic()
 
-    with Results() as db:
-        async def one(cell: Cell, slots: asyncio.Semaphore) -> None:
+    from patchkit.cluster.client import BootOptions, RemoteCell, boot_on_cluster  # it imports this module
+    from patchkit.cluster.engine import connect
+
+    with Results() as db, contextlib.ExitStack() as stack:
+        remote = None if cluster is None else stack.enter_context(connect(cluster))
+        where = f"{jobs} at a time" if remote is None else f"on the cluster at {cluster}, {remote.workers()} workers"
+        for tested in dict.fromkeys(subjects.values()):
+            users = [c.name for c in plan.cells if subjects[id(c)] is tested]
+            through = "natively (reference)" if reference else f"through {tested.rom}"
+            progress(f"booting {', '.join(users)} {through}" + (" ..." if remote is None else f", {where} ...")
+                     if len(users) < 4 else f"booting {len(users)} cells {through}, {where} ...")
+        started = time.monotonic()
+
+        def record(cell: Cell, outcome: BootOutcome, qemu_version: str, worker: str = "") -> None:
             tested = subjects[id(cell)]
-            async with slots:
-                try:
-                    outcome = await boot_planned_async(cell.guest, rom=tested.rom, config=cell.config,
-                                                       root_path=root_path, accel=accel, timeout=timeout,
-                                                       stall_timeout=stall_timeout)
-                except PatchkitError as exc:  # e.g. QEMU refused the configuration: no verdict on the ROM
-                    errors[cell.config.name, cell.guest.name] = str(exc)
-                    progress(f"NOT RUN {cell.name}: {exc}")
-                    return
             for note in outcome.notes:
                 if note not in said:
                     said.add(note)
                     progress(f"note: {note}")
             key = ResultKey(tested.series, tested.revision, tested.rom_sha256, cell.guest.name, images[id(cell)],
-                            qemu, outcome.accel, cell.config.name)
+                            qemu_version, outcome.accel, cell.config.name)
             result = TestResult(key=key, passed=outcome.passed, reason=outcome.reason, run_dir=str(outcome.run_dir),
-                                timings=outcome.timings, rom_size=tested.rom_size, version=tested.version)
+                                timings=outcome.timings, rom_size=tested.rom_size, version=tested.version,
+                                worker=worker)
             db.record(result)
             results.append(result)
             progress(verdict_line(result))
 
-        _run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in plan.cells]))
+        def not_run(cell: Cell, why: str) -> None:  # no verdict on the ROM (e.g. QEMU refused the configuration)
+            errors[cell.config.name, cell.guest.name] = why
+            progress(f"NOT RUN {cell.name}: {why}")
+
+        async def one(cell: Cell, slots: asyncio.Semaphore) -> None:
+            async with slots:
+                try:
+                    outcome = await boot_planned_async(cell.guest, rom=subjects[id(cell)].rom, config=cell.config,
+                                                       root_path=root_path, accel=accel, timeout=timeout,
+                                                       stall_timeout=stall_timeout)
+                except PatchkitError as exc:
+                    not_run(cell, str(exc))
+                    return
+            record(cell, outcome, qemu)
+
+        if remote is None:
+            _run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in plan.cells]))
+        else:
+            boot_on_cluster(remote, [RemoteCell(c, subjects[id(c)].rom, subjects[id(c)].rom_sha256)
+                                     for c in plan.cells],
+                            BootOptions(root_path, accel, timeout, stall_timeout), record=record, not_run=not_run,
+                            progress=progress)
     if len(plan.cells) + len(plan.unrunnable) > 1:
         verdicts = {(r.key.config, r.key.guest): "pass" if r.passed else "FAIL" for r in results}
         verdicts.update({cell: "not run" for cell in errors})
-        progress(f"results ({len(results)} boots in {time.monotonic() - started:.0f} s, {jobs} at a time):")
+        progress(f"results ({len(results)} boots in {time.monotonic() - started:.0f} s, {where}):")
         for line in summary_table(chosen, verdicts):
             progress("  " + line)
     if errors:
@@ -882,7 +905,7 @@ def shown(pattern: Pattern) -> str:
 
 
 def verdict_line(result: TestResult) -> str:
-    """One line per boot: PASS/FAIL, guest, configuration, accelerator, reason, run directory."""
+    """One line per boot: PASS/FAIL, guest, configuration, accelerator (and cluster worker), reason, run directory."""
     word = "PASS" if result.passed else "FAIL"
-    return f"{word} {result.key.guest} on {result.key.config} ({result.key.accel}): {result.reason} " \
-           f"[run: {result.run_dir}]"
+    where = f"{result.key.accel}, worker {result.worker}" if result.worker else result.key.accel
+    return f"{word} {result.key.guest} on {result.key.config} ({where}): {result.reason} [run: {result.run_dir}]"

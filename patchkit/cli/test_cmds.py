@@ -31,6 +31,9 @@ from patchkit.validate import DEFAULT_STALL_TIMEOUT, run_tests
 @click.option("--matrix", is_flag=True, help="Every configuration of the manifest, each with its guests "
                                              "(--guest filters them).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Boots at once (default: the number of CPUs).")
+@click.option("--cluster", metavar="ADDRESS",
+              help="Boot on the workers of the Dask scheduler at ADDRESS (tcp://HOST:8786), one task per boot; "
+                   "results are recorded here. Needs the `cluster` extra (README: more than one machine).")
 @click.option("--rom", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Boot this ROM instead of building the series' bin/1af41001.rom.")
 @click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
@@ -44,9 +47,9 @@ from patchkit.validate import DEFAULT_STALL_TIMEOUT, run_tests
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
 @click.pass_obj
 def test_command(project: Path, guests: tuple[str, ...], image: Path | None, expect: str, fail_pattern: str | None,
-                 series_name: str | None, configs: tuple[str, ...],
-                 matrix: bool, jobs: int | None, rom: Path | None, accel: str, timeout: float | None,
-                 stall_timeout: float, reference: bool, root_path: str | None) -> int:
+                 series_name: str | None, configs: tuple[str, ...], matrix: bool, jobs: int | None,
+                 cluster: str | None, rom: Path | None, accel: str, timeout: float | None, stall_timeout: float,
+                 reference: bool, root_path: str | None) -> int:
     """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
 
     Exits 1 if any boot failed; each verdict line names the run directory with
@@ -63,14 +66,18 @@ def test_command(project: Path, guests: tuple[str, ...], image: Path | None, exp
         raise click.UsageError("--reference boots without a ROM: drop --rom")
     if matrix and configs:
         raise click.UsageError("--matrix runs every configuration: drop --config")
+    if cluster and jobs:
+        raise click.UsageError("--jobs is for this machine: with --cluster each worker boots as many at once as "
+                               "it has threads (dask worker --nthreads)")
     images = []
     if image is not None:
         images.append(ImageSpec(image, expect=expect, fail=fail_pattern, timeout=timeout or DEFAULT_TIMEOUT))
     elif expect != DEFAULT_EXPECT or fail_pattern:
         raise click.UsageError("--expect and --fail judge an --image: give one")
     results = run_tests(project, guests or (() if images else ("all",)), series_name=series_name, configs=configs,
-                        matrix=matrix, jobs=jobs, rom=rom, accel=accel, timeout=timeout, stall_timeout=stall_timeout,
-                        reference=reference, root_path=root_path, user_images=images, progress=click.echo)
+                        matrix=matrix, jobs=jobs, cluster=cluster, rom=rom, accel=accel, timeout=timeout,
+                        stall_timeout=stall_timeout, reference=reference, root_path=root_path, user_images=images,
+                        progress=click.echo)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)

@@ -63,6 +63,7 @@ class Guest(abc.ABC):
     hold: ClassVar[Hold | None] = None  # a request the harness holds back at the guest's markers
     self_contained: ClassVar[bool] = False  # its image is built from patchkit's own sources: `test` builds it
     disk_shapes: ClassVar[tuple[str, ...]] = ()  # names accepted by variant(disk_shape=...)
+    _pinned_image_dir: Path | None = None  # see pin_image_dir()
 
     @abc.abstractmethod
     def image_key(self) -> str:
@@ -87,7 +88,14 @@ class Guest(abc.ABC):
 
     def image_dir(self) -> Path:
         """Where this guest's base image lives (exists only once built)."""
+        if self._pinned_image_dir is not None:
+            return self._pinned_image_dir
         return cache_dir() / "images" / f"{self.image_name}-{self.image_key()}"
+
+    def pin_image_dir(self, path: Path) -> None:
+        """Boot the base image in ``path`` whatever image_key() would say: a cluster worker's copy, fetched
+        by content (its inputs, e.g. FreeDOS media, need not be on the worker)."""
+        self._pinned_image_dir = path
 
     def boot_floppy(self) -> Path | None:
         """An image for A: that the BIOS boots after gPXE (see Sanboot.exit_after_sanboot), or None."""

@@ -1,0 +1,159 @@
+"""The only module that uses Dask distributed (the optional extra `cluster`): typed calls for the rest.
+
+Client side: connect to a scheduler, submit tasks, scatter and publish data, wait, set an
+event, cancel. Worker side: who this worker is, a dataset's data, an event's state. Dask is
+imported on first use, so patchkit without the extra runs everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from patchkit.errors import ClusterError
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+_R = TypeVar("_R")
+_A = TypeVar("_A")
+Status = Literal["pending", "cancelled", "finished", "lost", "error"] | None
+
+CONNECT_TIMEOUT = 30.0  # for the scheduler to answer, and for a first worker to join it
+INSTALL_HINT = "install Dask distributed beside patchkit: pip install 'patchkit[cluster]'"
+
+
+class Job(Generic[_R]):
+    """A submitted task (a distributed.Future)."""
+
+    def __init__(self, future: Future[_R]) -> None:
+        self.future = future
+
+    @property
+    def status(self) -> Status:
+        return self.future.status
+
+    def done(self) -> bool:
+        return bool(self.future.done())
+
+    def result(self) -> _R:
+        return self.future.result()
+
+    def exception(self) -> BaseException | None:
+        exc = self.future.exception()
+        return exc if isinstance(exc, BaseException) else None
+
+
+class Cluster:
+    """A connection to a scheduler (client side)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def workers(self) -> int:
+        """How many workers the scheduler has now."""
+        return len(self.client.scheduler_info()["workers"])
+
+    def submit(self, fn: Callable[[_A], _R], arg: _A, key: str) -> Job[_R]:
+        """Run ``fn(arg)`` on a worker, once (under task key ``key``)."""
+        return Job(self.client.submit(fn, arg, key=key, pure=False))
+
+    def publish(self, name: str, data: object) -> Job[object]:
+        """Scatter ``data`` to a worker and publish it as dataset ``name`` (replacing one of that name)."""
+        future = self.client.scatter(data, hash=False)
+        self.client.publish_dataset(future, name=name, override=True)
+        return Job(future)
+
+    def unpublish(self, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.client.unpublish_dataset(name)
+
+    def wait_any(self, jobs: Sequence[Job[Any]], timeout: float) -> None:
+        """Until one of ``jobs`` is done, or ``timeout`` seconds."""
+        from distributed import wait
+
+        with self.client.as_current(), contextlib.suppress(TimeoutError):
+            wait([j.future for j in jobs], timeout=timeout,
+                 return_when="FIRST_COMPLETED")
+
+    def wait_all(self, jobs: Sequence[Job[Any]], timeout: float) -> None:
+        """Until every one of ``jobs`` is done, or ``timeout`` seconds."""
+        from distributed import wait
+
+        with self.client.as_current(), contextlib.suppress(TimeoutError):
+            wait([j.future for j in jobs], timeout=timeout)
+
+    def cancel(self, jobs: Sequence[Job[Any]]) -> None:
+        self.client.cancel([j.future for j in jobs])
+
+    def set_event(self, name: str) -> None:
+        from distributed import Event
+
+        Event(name, client=self.client).set()
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator[Cluster]:
+    """A connection to the scheduler at ``address`` that has at least one worker; closed on leaving."""
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ClusterError(f"--cluster needs Dask distributed ({exc})", hint=INSTALL_HINT) from exc
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(f"cannot reach a Dask scheduler at {address} ({exc})",
+                           hint="start one there with `dask scheduler`, and workers with `dask worker ADDRESS` "
+                                "(README: more than one machine)") from exc
+    try:
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+        except TimeoutError as exc:
+            raise ClusterError(f"no worker joined the scheduler at {address} within {CONNECT_TIMEOUT:g} s",
+                               hint=f"start workers with `dask worker {address}` on machines with patchkit "
+                                    "and QEMU") from exc
+        yield Cluster(client)
+    finally:
+        client.close()
+
+
+def killed_worker(exc: BaseException) -> str | None:
+    """For a task whose workers all died: how often and the last one's address; None for other errors."""
+    from distributed.scheduler import KilledWorker
+
+    if not isinstance(exc, KilledWorker):
+        return None
+    return f"{exc.allowed_failures + 1} times, last {exc.last_worker.address}"
+
+
+# --- on a worker, inside a task -------------------------------------------------------------------
+
+
+def this_worker() -> tuple[str, str]:
+    """(name, address) of the worker running the current task."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    return str(worker.name), str(worker.address)
+
+
+def dataset(name: str) -> Job[object] | None:
+    """The published dataset ``name`` (a client's scattered data), or None."""
+    from distributed import Future, get_client
+
+    future = get_client().get_dataset(name, default=None)
+    return Job(future) if isinstance(future, Future) else None
+
+
+def fetch(job: Job[object], timeout: float) -> object:
+    """The data of a dataset's job; TimeoutError after ``timeout`` seconds."""
+    return job.future.result(timeout=timeout)
+
+
+def event_checker(name: str) -> Callable[[], bool]:
+    """A function saying whether event ``name`` is set (callable from any thread)."""
+    from distributed import Event, get_client
+
+    event = Event(name, client=get_client())
+    return lambda: bool(event.is_set())

@@ -1,0 +1,264 @@
+"""`patchkit test --cluster` on a real Dask scheduler and two workers, separate processes on 127.0.0.1.
+
+Each worker starts with an empty PATCHKIT_CACHE of its own and fetches what it lacks from
+the client. The cluster gives the verdicts a local run gives (v2's ROM: one cell passes, two
+fail), records them under the same keys plus the worker; a worker killed mid-boot has its
+task run again on the other and the cell recorded once; a worker without QEMU fails its
+cells naming itself while the other boots the rest; SIGTERM to the command stops the boots on
+the workers. No QEMU is left on any worker, and every scheduler and worker is stopped when a
+test ends, also when it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fixtures.gated import wait_until
+from fixtures.roms import PROJECT_ROOT, SERIES
+from test_validate import guest_or_skip
+
+from patchkit import store
+from patchkit.errors import PatchkitError
+from patchkit.store import Results
+from patchkit.validate import run_tests
+
+pytestmark = pytest.mark.boot
+
+DASK = Path(sys.executable).parent / "dask"
+START_TIMEOUT = 60.0
+STOP_GRACE = 10.0
+
+
+def qemus_under(directory: Path) -> list[int]:
+    """PIDs of QEMU processes whose working directory (their run directory) is under ``directory``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "exe").resolve().name.startswith("qemu-system") \
+                    and Path(os.readlink(proc / "cwd")).is_relative_to(directory):
+                pids.append(int(proc.name))
+    return pids
+
+
+@dataclass
+class LocalCluster:
+    """A scheduler and workers started as processes; each worker has its own cache under ``root``."""
+
+    root: Path
+    address: str = ""
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 (the process writes it until it ends)
+        with log:
+            self.processes[name] = subprocess.Popen([str(DASK), *argv], stdin=subprocess.DEVNULL, stdout=log,
+                                                    stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                                    cwd=self.root, start_new_session=True)
+
+    def start_scheduler(self) -> None:
+        info = self.root / "scheduler.json"
+        self.start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                 "--scheduler-file", str(info)])
+        wait_until(lambda: info.is_file() and info.stat().st_size > 0, "the scheduler's address file", START_TIMEOUT)
+        self.address = json.loads(info.read_text())["address"]
+
+    def start_worker(self, name: str, env: dict[str, str] | None = None) -> None:
+        (self.root / name / "cache").mkdir(parents=True)
+        self.start(name, ["worker", self.address, "--name", name, "--host", "127.0.0.1", "--nthreads", "1",
+                          "--no-nanny", "--no-dashboard", "--death-timeout", "30",
+                          "--local-directory", str(self.root / name)],
+                   {"PATCHKIT_CACHE": str(self.cache(name)), **(env or {})})
+
+    def cache(self, worker: str) -> Path:
+        return self.root / worker / "cache"
+
+    def wait_for_workers(self, count: int) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=START_TIMEOUT, set_as_default=False) as client:
+            client.wait_for_workers(count, timeout=START_TIMEOUT)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: the worker gets no chance to clean up (its QEMU must die with it all the same)."""
+        process = self.processes[name]
+        process.kill()
+        process.wait()
+
+    def stop(self) -> None:
+        """Workers, then the scheduler: SIGTERM, then SIGKILL after STOP_GRACE; every one reaped."""
+        for name in sorted(self.processes, key=lambda n: n == "scheduler"):
+            process = self.processes[name]
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(STOP_GRACE)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A scheduler on 127.0.0.1 (no workers yet); everything started is stopped afterwards, even on failure."""
+    pytest.importorskip("distributed", reason="Dask distributed is not installed: pip install 'patchkit[cluster]'")
+    started = LocalCluster(tmp_path / "cluster")
+    started.root.mkdir()
+    try:
+        started.start_scheduler()
+        yield started
+    finally:
+        started.stop()
+        left = qemus_under(started.root)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert left == [], f"QEMU left running on the workers: {left}"
+
+
+@pytest.fixture
+def two_workers(cluster: LocalCluster) -> LocalCluster:
+    for name in ("w1", "w2"):
+        cluster.start_worker(name)
+    cluster.wait_for_workers(2)
+    return cluster
+
+
+def recorded() -> list[store.TestResult]:
+    with Results() as results:
+        return results.for_series(SERIES)
+
+
+V2_CONFIGS = ("q35-bare", "readonly", "queue-1024")  # v2 passes the first, fails the others (README)
+
+
+def test_the_cluster_gives_a_local_runs_verdicts_under_the_same_keys(inputs_cache: Path, v2_rom: Path,
+                                                                     two_workers: LocalCluster) -> None:
+    guest_or_skip("probe")
+    here = run_tests(PROJECT_ROOT, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg", jobs=2,
+                     progress=lambda _m: None)
+    lines: list[str] = []
+    there = run_tests(PROJECT_ROOT, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg",
+                      cluster=two_workers.address, progress=lines.append)
+
+    def verdicts(results: list[store.TestResult]) -> dict[str, tuple[bool, str]]:
+        """Pass or fail and the reason, without the run's own timings and token."""
+        return {r.key.config: (r.passed, re.sub(r"\d+(\.\d+)? s\b|PATCHKIT-PASS \w+", "*", r.reason)) for r in results}
+
+    assert verdicts(there) == verdicts(here)
+    assert {c: v[0] for c, v in verdicts(there).items()} == {"q35-bare": True, "readonly": False, "queue-1024": False}
+    assert {r.key for r in there} == {r.key for r in here}  # same series, revision, ROM, image, QEMU, accel, config
+    assert {r.worker for r in here} == {""}
+    assert {r.worker for r in there} == {"w1", "w2"}  # both idle when the cells were sent: each took some
+    assert len(recorded()) == 6
+    for result in there:
+        run_dir = Path(result.run_dir)
+        assert run_dir.parent == inputs_cache / "runs"
+        assert {"serial.log", "screen.txt", "timings.json", "result.json", "qemu-cmdline.txt"} <= \
+               {p.name for p in run_dir.iterdir()}
+        assert json.loads((run_dir / "result.json").read_text())["worker"] == result.worker
+        assert f"worker {result.worker}" in next(line for line in lines if result.run_dir in line)
+    for worker in ("w1", "w2"):  # each fetched the probe's image and the ROM into its own empty cache
+        assert any(line.startswith(f"note: worker {worker} ") and "images/probe-" in line for line in lines)
+        assert (two_workers.cache(worker) / "cluster" / "roms").is_dir()
+        assert list((two_workers.cache(worker) / "images").glob("probe-*/disk.img"))
+        assert not (two_workers.cache(worker) / "results.sqlite").exists()
+
+
+def boots_on(cluster: LocalCluster, workers: tuple[str, ...]) -> str | None:
+    """The worker that is booting a QEMU now, if any."""
+    return next((w for w in workers if qemus_under(cluster.cache(w))), None)
+
+
+def test_a_worker_killed_mid_boot_has_its_task_run_again_on_the_other(inputs_cache: Path, series_rom: Path,
+                                                                      two_workers: LocalCluster) -> None:
+    guest_or_skip("debian")
+    outcome: list[list[store.TestResult]] = []
+    lines: list[str] = []
+
+    def run() -> None:
+        outcome.append(run_tests(PROJECT_ROOT, ["debian"], series_name=SERIES, rom=series_rom, accel="tcg",
+                                 cluster=two_workers.address, progress=lines.append))
+
+    client = threading.Thread(target=run)
+    client.start()
+    try:
+        wait_until(lambda: boots_on(two_workers, ("w1", "w2")) is not None, "a QEMU booting on a worker")
+        victim = boots_on(two_workers, ("w1", "w2"))
+        assert victim is not None
+        two_workers.kill(victim)
+        wait_until(lambda: not qemus_under(two_workers.cache(victim)), "the killed worker's QEMU to die with it", 10)
+    finally:
+        client.join(300)
+    assert not client.is_alive()
+    [results] = outcome
+    survivor = {"w1": "w2", "w2": "w1"}[victim]
+    [result] = results
+    assert result.passed and result.worker == survivor, result.reason
+    assert [(r.key.guest, r.worker) for r in recorded()] == [("debian", survivor)]  # recorded once
+    assert sum(line.startswith("PASS debian") for line in lines) == 1
+    assert qemus_under(two_workers.root) == []
+
+
+def shadow_path(tmp_path: Path) -> str:
+    """A PATH with everything of /usr/bin but QEMU's system emulators (and the virtualenv's bin first)."""
+    shadow = tmp_path / "bin-without-qemu"
+    shadow.mkdir()
+    for program in Path("/usr/bin").iterdir():
+        if not program.name.startswith("qemu-system"):
+            os.symlink(program, shadow / program.name)
+    return f"{Path(sys.executable).parent}:{shadow}"
+
+
+def test_a_worker_without_qemu_fails_its_cells_naming_itself_and_the_other_boots_the_rest(
+        inputs_cache: Path, series_rom: Path, cluster: LocalCluster, tmp_path: Path) -> None:
+    guest_or_skip("probe")
+    cluster.start_worker("w1")
+    cluster.start_worker("w2", {"PATH": shadow_path(tmp_path)})
+    cluster.wait_for_workers(2)
+    lines: list[str] = []
+    configs = ("q35", "q35-bare", "queue-64", "disks-2")
+    with pytest.raises(PatchkitError, match=r"cell\(s\) could not run"):
+        run_tests(PROJECT_ROOT, ["all"], series_name=SERIES, configs=configs, rom=series_rom, accel="tcg",
+                  cluster=cluster.address, progress=lines.append)
+    not_run = [line for line in lines if line.startswith("NOT RUN ")]
+    passed = [r for r in recorded() if r.passed]
+    assert not_run and passed and len(not_run) + len(passed) == len(configs)
+    for line in not_run:
+        assert "worker w2 (tcp://127.0.0.1:" in line and "program not found: qemu-system-x86_64" in line, line
+    assert {r.worker for r in passed} == {"w1"}
+    assert not (cluster.cache("w2") / "runs").exists()
+
+
+def test_sigterm_to_the_command_stops_the_boots_on_the_workers(inputs_cache: Path, series_rom: Path,
+                                                              two_workers: LocalCluster) -> None:
+    guest_or_skip("debian")
+    env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
+    command = subprocess.Popen([sys.executable, "-m", "patchkit", "test", "--guest", "debian", "--rom", str(series_rom),
+                                "--accel", "tcg", "--cluster", two_workers.address],
+                               cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: boots_on(two_workers, ("w1", "w2")) is not None, "a QEMU booting on a worker")
+        command.send_signal(signal.SIGTERM)
+        out, _ = command.communicate(timeout=60)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
+    assert command.returncode == 143, out
+    assert qemus_under(two_workers.root) == []  # stopped before the command ended
+    assert recorded() == []
