@@ -284,6 +284,19 @@ class Results:
             latest.setdefault((r.key.config, r.key.guest), r)
         return latest
 
+    def durations(self, series: str) -> dict[tuple[str, str], float]:
+        """Seconds (timings' total) the newest boot of each (configuration, guest) of ``series`` took, a
+        passing one where there is one."""
+        with self._guard():
+            rows = self._db.execute("SELECT config, guest, timings FROM results WHERE series=? "
+                                    "ORDER BY passed DESC, created DESC", (series,)).fetchall()
+        durations: dict[tuple[str, str], float] = {}
+        for config, guest, timings in rows:
+            total = json.loads(timings).get("total")
+            if isinstance(total, int | float):
+                durations.setdefault((config, guest), float(total))
+        return durations
+
     @staticmethod
     def _row(row: tuple[Any, ...]) -> TestResult:
         key = ResultKey(*row[:8])

@@ -1,8 +1,10 @@
 """`patchkit test`: build what is missing, boot each guest through the ROM, record results.
 
 A ROM run boots a machine where the guest's virtio disk can only be booted through
-the ROM (see patchkit.qemu.cmdline) and drives gPXE as its user does: Ctrl-B at the
-"Press Ctrl-B" banner, then `sanboot ROOT-PATH` typed at the `gPXE>` prompt. A
+the ROM (see patchkit.qemu.cmdline) and drives gPXE as its user does: Ctrl-B for the
+"Press Ctrl-B" banner (typed ahead once SeaBIOS starts gPXE), then `sanboot ROOT-PATH`
+typed at the `gPXE>` prompt, fast, its echo checked as it comes (a garbled line is
+cleared and typed again slowly). The ROM is the mailed one: only the typing is fast. A
 reference run lets SeaBIOS boot the same disk natively. Either way the verdict
 comes from the serial markers, then from the guest's own checks of its run disk.
 
@@ -10,12 +12,13 @@ Artifacts of each run are in ``runs/<id>/`` of the cache: serial.log (raw),
 screen.txt (rendered screens, each kept before the guest cleared it), failure.png
 and end.png, seabios.log (SeaBIOS's debug port), qemu-cmdline.txt, qemu-stderr.log,
 timings.json (seconds from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt,
-sanboot, boot_sector, success, power_off, total), result.json, and the run disk
-when the run failed.
+[ctrl_b_again, retyped,] sanboot, boot_sector, success, power_off, total), result.json,
+and the run disk when the run failed.
 
 A run of several boots (guests x configurations, see patchkit.matrix) shares one event
 loop: at most ``jobs`` QEMUs at a time, each in its own run directory, every one
 stopped and reaped when the run ends, also on ^C (exit 130) and SIGTERM (exit 143).
+With a cluster each boot is a task of its workers instead (patchkit.cluster).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -828,6 +831,7 @@ def run_tests(
     from patchkit.cluster.engine import connect
 
     with Results() as db, contextlib.ExitStack() as stack:
+        cells = longest_first(plan.cells, db.durations(subject.series))
         remote = None if cluster is None else stack.enter_context(connect(cluster))
         where = f"{jobs} at a time" if remote is None else f"on the cluster at {cluster}, {remote.workers()} workers"
         for tested in dict.fromkeys(subjects.values()):
@@ -868,10 +872,9 @@ def run_tests(
             record(cell, outcome, qemu)
 
         if remote is None:
-            _run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in plan.cells]))
+            _run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in cells]))
         else:
-            boot_on_cluster(remote, [RemoteCell(c, subjects[id(c)].rom, subjects[id(c)].rom_sha256)
-                                     for c in plan.cells],
+            boot_on_cluster(remote, [RemoteCell(c, subjects[id(c)].rom, subjects[id(c)].rom_sha256) for c in cells],
                             BootOptions(root_path, accel, timeout, stall_timeout), record=record, not_run=not_run,
                             progress=progress)
     if len(plan.cells) + len(plan.unrunnable) > 1:
@@ -884,6 +887,13 @@ def run_tests(
         raise PatchkitError(f"{len(errors)} cell(s) could not run: {', '.join('/'.join(c) for c in errors)}",
                             hint="see the NOT RUN lines above")
     return results
+
+
+def longest_first(cells: Sequence[Cell], took: Mapping[tuple[str, str], float]) -> list[Cell]:
+    """``cells`` by how long each is expected to boot, longest first (so that none of the long ones starts
+    last, while the other jobs sit idle): as long as its newest boot took (``took``), a cell never booted
+    its guest's timeout. Ties keep their order."""
+    return sorted(cells, key=lambda c: took.get((c.config.name, c.guest.name), c.guest.default_timeout), reverse=True)
 
 
 async def _gather_limited(jobs: int,
