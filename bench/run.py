@@ -38,6 +38,7 @@ from patchkit.upstream import load_pin, mirror_dir
 PROJECT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 BOOT_GUESTS = ("debian", "freedos")  # boot-time rows; the probe gives the throughput rows
+LOOP_GUESTS = ("freedos", "debian", "probe")  # the validation loop's: the fast guests, each a different check
 
 
 def say(message: str) -> None:
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpxe-from", type=Path, help="local gPXE mirror to vendor from (default: the user's cache)")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace (run logs, trees)")
     p.add_argument("--warm-runs", type=int, default=3, help="warm loops, each followed by its floor (default 3)")
+    p.add_argument("--loop-guests", nargs="+", choices=GUEST_NAMES, default=list(LOOP_GUESTS),
+                   help=f"the loops' guests (default: {' '.join(LOOP_GUESTS)})")
     p.add_argument("--loop-jobs", type=int, help="boots at a time in the loops (default: as `patchkit test`)")
     p.add_argument("--matrix", choices=("growth", "jobs", "none"), default="growth",
                    help="the matrix at --jobs 1 and 2, and its growth (default); only the jobs; not at all")
@@ -79,15 +82,12 @@ def usable(name: str, missing: list[str]) -> bool:
 
 
 def inputs(args: argparse.Namespace) -> tuple[str | None, Path | None, list[str], list[str], list[str]]:
-    """What can be measured: (series name, gPXE mirror, usable guests, the loop's usable guests (the series'
-    first configuration's), what is missing and how to get it)."""
+    """What can be measured: (series name, gPXE mirror, usable guests, the loop's usable guests, what is
+    missing and how to get it)."""
     missing: list[str] = []
     series_name = None
-    loop_guests: list[str] = []
     try:
-        series = find_series(args.project, args.series)
-        series_name = series.name
-        loop_guests = [g for g in series.test_configs()[0].guests if usable(g, missing)]
+        series_name = find_series(args.project, args.series).name
     except PatchkitError as exc:
         missing.append(f"the series ({exc}): the ROM side, the loops and the size are not measured")
     pin = load_pin(args.project)
@@ -97,6 +97,7 @@ def inputs(args: argparse.Namespace) -> tuple[str | None, Path | None, list[str]
                        "(or `patchkit setup --gpxe-from PATH`); the ROM side, the loops and the size are not measured")
         mirror = None
     guests = [name for name in args.guests if usable(name, missing)]
+    loop_guests = [name for name in args.loop_guests if usable(name, missing)]
     return series_name, mirror, guests, loop_guests, missing
 
 
