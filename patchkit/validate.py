@@ -62,9 +62,11 @@ DEFAULT_STALL_TIMEOUT = 60.0
 STEP_TIMEOUT = 30.0  # for one gPXE prompt step (banner, prompt, echo), within the overall timeout
 SHUTDOWN_GRACE = 10.0  # after the success marker, time for the guest to power off
 GPXE_RETURN_GRACE = 1.0  # after a failure marker, time for sanboot to return to gPXE's prompt
-# Keys for gPXE: first at a fast pace (QEMU spaces keys 2 x the hold time); a command whose echo does not
-# show up in ECHO_WAIT (plus the keys' own time) lost a key: its line is cleared and typed again carefully.
-FAST_HOLD_MS = 2
+# Keys for gPXE go at a fast pace first (QEMU spaces keys 2 x the hold time). A command whose echo shows
+# anything else, or does not show up in ECHO_WAIT (plus the keys' own time), lost or garbled a key: its line
+# is cleared and the command typed again at the next pace, the careful KEY_HOLD_MS last.
+TYPING_HOLDS_MS = (1, 2)
+FAST_HOLD_MS = 2  # single keys (Ctrl-B, Enter)
 ECHO_WAIT = 1.5
 ECHO_CHECK = 0.05  # how often a partial echo is compared with the command while it comes
 BANNER_KEY_WAIT = 0.5  # for the prompt after Ctrl-B, before pressing it again
@@ -77,6 +79,7 @@ BLANK_DISK_BYTES = 8 << 20
 GPXE_POST_BANNER = "Press Ctrl-B to configure gPXE"
 GPXE_BANNER = "Press Ctrl-B for the gPXE command line"
 GPXE_PROMPT = "gPXE>"
+EMPTY_PROMPT_LINE = re.compile(rf"\A{GPXE_PROMPT}\s*\Z")  # the cursor's line once cleared
 GPXE_SANBOOT_FAILED = "Could not boot from"  # sanboot_cmd.c, when sanboot returns
 BOOT_MARKERS = ("Booting from BIOS drive", "Booting from SAN device", "Booting from INT 13", "Booting from Hard Disk",
                 "Booting from Floppy")
@@ -504,20 +507,24 @@ class _Session:
     async def _type(self, command: str, since: int) -> int:
         """Type ``command``, check gPXE echoed it, press Enter; the offset after the echo.
 
-        The keys go at FAST_HOLD_MS. When the echo does not show the whole command in time (a key
-        was lost, or the guest is slow), the line is cleared and the command typed again at the
-        careful pace (timing "retyped"), and then the echo has STEP_TIMEOUT.
+        The keys go at each pace of TYPING_HOLDS_MS until the echo shows the whole command
+        as it should; after each miss the line is cleared (timing "retyped": the first miss).
+        The last try is at the careful KEY_HOLD_MS, its echo given STEP_TIMEOUT.
         """
         echoed = f"{GPXE_PROMPT} {command}"
-        await self.machine.type_text(command, FAST_HOLD_MS)
-        keys_time = 4 * FAST_HOLD_MS * len(command) / 1000  # a shifted character is two keys
-        fast = await self._echo(command, since, ECHO_WAIT + keys_time)
-        if fast is not None:
-            echo = fast
-        else:
+        for hold in TYPING_HOLDS_MS:
+            await self.machine.type_text(command, hold)
+            keys_time = 4 * hold * len(command) / 1000  # a shifted character is two keys
+            echo = await self._echo(command, since, ECHO_WAIT + keys_time)
+            if echo is not None:
+                break
             self._mark("retyped")
             for keys in CLEAR_LINE:
                 await self.machine.send_key(*keys, hold_ms=KEY_HOLD_MS)
+            # Until the line is empty the echo check would still see the garbled one.
+            await self.machine.console.wait_for([EMPTY_PROMPT_LINE], timeout=ECHO_WAIT, on_cursor_line=True,
+                                                since=len(self.machine.console.text))
+        else:
             await self.machine.type_text(command, KEY_HOLD_MS)
             echo = await self._expect([echoed], f"gPXE to echo `{command}`", since, STEP_TIMEOUT, prompt=True)
         await self.machine.send_key("ret", hold_ms=FAST_HOLD_MS)

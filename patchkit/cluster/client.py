@@ -32,6 +32,7 @@ from patchkit.validate import BootOutcome
 WATCH = 1.0  # seconds between looks at published files whose holder left
 MAX_ASKS = 5  # times a cell's task may come back needing files before the cell is given up
 STOP_GRACE = 15.0  # after ^C: for the workers to stop the boots they were running
+USER_IMAGE = "image"  # a user's image on a worker (its own name may be anything)
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def make_task(run: str, remote: RemoteCell, options: BootOptions) -> tuple[BootT
         rom = Blob(remote.rom_key, remote.rom.name)
         sources[remote.rom_key] = remote.rom
     task = BootTask(run=run, cell=remote.cell.name, guest=guest.name, config=config,
-                    image=Blob(image_key, image.name if user else DISK_NAME),
+                    image=Blob(image_key, USER_IMAGE if user else DISK_NAME),
                     image_dir=f"user-{image_key[:16]}" if user else guest.image_dir().name, rom=rom,
                     beside=tuple(beside), user_image=user, root_path=options.root_path, accel=options.accel,
                     timeout=options.timeout, stall_timeout=options.stall_timeout)
