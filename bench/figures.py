@@ -151,7 +151,7 @@ def matrix_rows(runs: Sequence[MatrixRun]) -> list[Row]:
     for run in growth:
         note = f"{run.seconds / run.cells:.2f} s per cell"
         if before is not None:
-            note += (f"; +{(run.seconds - before.seconds) / (run.cells - before.cells):.2f} s per cell added "
+            note += (f"; {(run.seconds - before.seconds) / (run.cells - before.cells):+.2f} s per cell added "
                      f"since {before.cells}")
         cells = f"{run.cells} cell{'s' if run.cells > 1 else ''}"
         rows.append(Row(f"matrix.size{run.cells}", f"  {cells}, --jobs {GROWTH_JOBS}", "s", run.seconds,
