@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from patchkit.errors import BuildError
-from patchkit.gitrepo import apply_series, export_tree, tree_dir, tree_lock, work_tree
+from patchkit.gitrepo import apply_series, export_tree, tree_lock, work_tree
+from patchkit.pin import Pin
 from patchkit.progress import Progress
+from patchkit.project import Project
 from patchkit.rom import check_rom, ids_for_target
 from patchkit.run import run, run_logged
-from patchkit.series.io import find_series
-from patchkit.store import atomic_write, cache_dir, file_lock, sha256_file
-from patchkit.upstream import Pin, load_pin
+from patchkit.store import Store, atomic_write, file_lock, sha256_file
 
 PROGRESS_EVERY = 50  # report every this many compiled objects
 TREE_STATE = ".patchkit-build.json"  # in <build dir>/bin/: the settings the tree was last built with
@@ -79,7 +79,7 @@ class MakeSettings(TypedDict):
 
 def build_settings(pin: Pin, extra_make_args: Sequence[str] = ()) -> list[str]:
     """The make arguments for a build: the pin's, then ``extra_make_args``."""
-    return [str(a) for a in pin.build.get("make_args", [])] + [str(a) for a in extra_make_args]
+    return [*pin.build.make_args, *extra_make_args]
 
 
 @functools.cache
@@ -133,6 +133,7 @@ def _embedded_digests(make_args: Sequence[str]) -> list[str]:
 
 
 def build_rom(
+    store: Store,
     tree: Path,
     pin: Pin,
     target: str | None = None,
@@ -146,8 +147,8 @@ def build_rom(
     error lines and the log's path when make fails, or when the ROM fails its checks.
     """
     say = progress or (lambda _msg: None)
-    target = target or str(pin.build["target"])
-    src = tree / str(pin.build.get("directory", "."))
+    target = target or pin.build.target
+    src = tree / pin.build.directory
     if not (src / "Makefile").is_file():
         raise BuildError(f"no Makefile in {src}", hint="point --tree at a gPXE checkout (`patchkit apply` makes one)")
     make_args = build_settings(pin, extra_make_args)
@@ -155,8 +156,8 @@ def build_rom(
     with file_lock(src / "bin" / ".patchkit-build.lock"):
         digest = tree_digest(src)
         key = build_key(digest, make_args + settings["embedded"], target)
-        out_dir = cache_dir() / "builds" / key
-        with file_lock(cache_dir() / "builds" / f".{key}.lock"):
+        out_dir = store.builds / key
+        with file_lock(store.builds / f".{key}.lock"):
             if (cached := load_build(out_dir)) is not None:
                 say(f"reusing build {key[:12]} of {target} (tree content and settings unchanged)")
                 return cached
@@ -295,7 +296,12 @@ def _store(src: Path, pin: Pin, target: str, key: str, out_dir: Path, settings: 
 
 def rom_ids(pin: Pin, target: str) -> tuple[int, int]:
     """The PCI ids a target's ROM must carry: from a ``bin/VVVVDDDD.rom`` name, else the pin's [rom]."""
-    return ids_for_target(target) or (int(pin.rom["vendor"]), int(pin.rom["device"]))
+    if ids := ids_for_target(target):
+        return ids
+    if pin.rom is None:
+        raise BuildError(f"{pin.path}: {target} names no PCI ids (bin/VVVVDDDD.rom does)",
+                         hint="add a [rom] table with vendor and device")
+    return pin.rom.vendor, pin.rom.device
 
 
 @dataclass(frozen=True)
@@ -310,7 +316,7 @@ class PatchBuild:
     new_warnings: list[str]  # warnings (by file + message) seen neither at the base nor earlier
 
 
-def ensure_series_rom(project: Path, series_name: str | None, progress: Progress | None = None, *,
+def ensure_series_rom(project: Project, series_name: str | None, progress: Progress | None = None, *,
                       target: str | None = None, extra_make_args: Sequence[str] = (),
                       version: int | None = None) -> BuiltRom:
     """The checked ROM of ``target`` (default: the pin's) for the series' current revision (or ``version``).
@@ -318,32 +324,32 @@ def ensure_series_rom(project: Path, series_name: str | None, progress: Progress
     Applies the series in its work tree (a no-op for the files when it is already
     there: applying is deterministic), then builds or reuses the ROM.
     """
-    series = find_series(project, series_name)
-    pin = load_pin(project)
+    series = project.series(series_name)
+    pin = project.pin
     # Held from applying to storing: another command switching the tree meanwhile would
     # make this a ROM of other sources than the series revision it is returned for.
-    with tree_lock(tree_dir(series.name), progress):
+    with tree_lock(project.store.tree(series.name), progress):
         applied = apply_series(project, series, version=version, progress=progress)
-        rom = build_rom(applied.tree, pin, target, extra_make_args=extra_make_args, progress=progress)
+        rom = build_rom(project.store, applied.tree, pin, target, extra_make_args=extra_make_args, progress=progress)
     check_rom(rom.path, *rom_ids(pin, rom.target))
     return rom
 
 
-def base_rom(project: Path, progress: Progress | None = None) -> BuiltRom:
+def base_rom(project: Project, progress: Progress | None = None) -> BuiltRom:
     """The checked ROM of the pin's base target (bin/1af41000.rom) built from the pinned commit.
 
     Built in ``trees/<pin>.base/``, an export of the pinned commit kept for reuse.
     """
-    pin = load_pin(project)
-    tree = cache_dir() / "trees" / f"{pin.name}.base"
+    pin = project.pin
+    tree = project.store.tree(f"{pin.name}.base")
     with tree_lock(tree, progress):
-        _checkout(work_tree(pin), pin.commit, tree)
-        rom = build_rom(tree, pin, str(pin.build["base_target"]), progress=progress)
+        _checkout(work_tree(project.store, pin), pin.commit, tree)
+        rom = build_rom(project.store, tree, pin, pin.build.base_target, progress=progress)
     check_rom(rom.path, *rom_ids(pin, rom.target))
     return rom
 
 
-def build_each_patch(project: Path, series_name: str | None, progress: Progress | None = None, *,
+def build_each_patch(project: Project, series_name: str | None, progress: Progress | None = None, *,
                      scratch: Path | None = None) -> list[PatchBuild]:
     """Build the base and the tree after every patch of the series; report warnings each patch adds.
 
@@ -355,16 +361,16 @@ def build_each_patch(project: Path, series_name: str | None, progress: Progress 
     naming the patch whose tree does not build.
     """
     say = progress or (lambda _msg: None)
-    series = find_series(project, series_name)
-    pin = load_pin(project)
+    series = project.series(series_name)
+    pin = project.pin
     applied = apply_series(project, series, progress=progress)
     names = [p.filename for p in series.patches if p.filename not in applied.merged]
     steps = [("base", applied.base), *zip(names, applied.commits, strict=True)]
-    scratch = scratch or cache_dir() / "trees" / f"{series.name}.each-patch"
-    src = scratch / str(pin.build.get("directory", "."))
+    scratch = scratch or project.store.tree(f"{series.name}.each-patch")
+    src = scratch / pin.build.directory
     make_args = build_settings(pin)
     settings = MakeSettings(make_args=make_args, embedded=[], toolchain=toolchain_version())
-    base_target, target = str(pin.build["base_target"]), str(pin.build["target"])
+    base_target, target = pin.build.base_target, pin.build.target
     results: list[PatchBuild] = []
     known: set[tuple[str, str]] = set()
     base_record = scratch / "base-warnings.json"  # {base build key: warning lines of a clean build}
@@ -380,7 +386,7 @@ def build_each_patch(project: Path, series_name: str | None, progress: Progress 
             targets = [base_target] + ([target] if target != base_target and rom_target_available(src, target) else [])
             context = f"at the series base {commit[:12]}" if index == 0 else f"after patch {index} ({name})"
             logs = scratch / "logs" / f"{index:02d}"
-            roms, lines = _build_step(src, pin, settings, digest, targets, logs, context, say)
+            roms, lines = _build_step(project.store, src, pin, settings, digest, targets, logs, context, say)
             if index == 0:
                 if recorded is None:
                     recorded = lines
@@ -395,8 +401,8 @@ def build_each_patch(project: Path, series_name: str | None, progress: Progress 
     return results
 
 
-def _build_step(src: Path, pin: Pin, settings: MakeSettings, digest: str, targets: list[str], log_prefix: Path,
-                context: str, say: Progress) -> tuple[dict[str, BuiltRom], list[str]]:
+def _build_step(store: Store, src: Path, pin: Pin, settings: MakeSettings, digest: str, targets: list[str],
+                log_prefix: Path, context: str, say: Progress) -> tuple[dict[str, BuiltRom], list[str]]:
     """Run make for each target in ``src`` (always: the log is the step's record); return ROMs and warning lines.
 
     A target whose key already has a complete build keeps that cached build.
@@ -408,8 +414,8 @@ def _build_step(src: Path, pin: Pin, settings: MakeSettings, digest: str, target
         key = build_key(digest, settings["make_args"], target)
         log = log_prefix.parent / f"{log_prefix.name}-{Path(target).stem}.log"
         seconds, full = make_in_tree(src, settings, target, log, say, context)
-        out_dir = cache_dir() / "builds" / key
-        with file_lock(cache_dir() / "builds" / f".{key}.lock"):
+        out_dir = store.builds / key
+        with file_lock(store.builds / f".{key}.lock"):
             if (cached := load_build(out_dir)) is None:
                 _clear_damaged(out_dir, say)
                 cached = _store(src, pin, target, key, out_dir, settings, log, seconds, full)

@@ -33,12 +33,14 @@ import git
 import unidiff
 
 from patchkit.errors import ApplyError, DirtyTreeError, SeriesError, UpstreamError
+from patchkit.pin import Pin
 from patchkit.progress import Progress
+from patchkit.project import Project
 from patchkit.run import CHILD_LOCALE
-from patchkit.series.io import find_series, load_version, save_series, unsafe_path
+from patchkit.series.io import load_version, save_series, unsafe_path
 from patchkit.series.model import Patch, Series, parse_patch, patch_filename
-from patchkit.store import atomic_write, build_dir, cache_dir, file_lock
-from patchkit.upstream import Pin, load_pin, mirror_path
+from patchkit.store import Store, atomic_write, build_dir, file_lock
+from patchkit.upstream import mirror_path
 
 IDENTITY_NAME = "patchkit"
 IDENTITY_EMAIL = "patchkit@localhost"
@@ -81,11 +83,6 @@ def branch_name(series: str, version: int) -> str:
     return f"patchkit/{series}/v{version}"
 
 
-def tree_dir(name: str) -> Path:
-    """``trees/<name>/`` in the cache (may not exist)."""
-    return cache_dir() / "trees" / name
-
-
 def tree_lock(path: Path, progress: Progress | None = None) -> AbstractContextManager[None]:
     """The lock of work tree ``path``: held while its files are switched, and by a build from hashing to storing.
 
@@ -98,10 +95,10 @@ def tree_lock(path: Path, progress: Progress | None = None) -> AbstractContextMa
     return file_lock(path.parent / f".{path.name}.lock", waiting)
 
 
-def work_tree(pin: Pin, name: str | None = None) -> Path:
+def work_tree(store: Store, pin: Pin, name: str | None = None) -> Path:
     """The work tree ``trees/<name>/`` (default: the pin's name): cloned from the mirror, or refreshed."""
-    mirror = mirror_path(pin)
-    path = tree_dir(name or pin.name)
+    mirror = mirror_path(store, pin)
+    path = store.tree(name or pin.name)
     with tree_lock(path):
         if (path / ".git").is_dir():
             repo = _repo(path)
@@ -114,7 +111,7 @@ def work_tree(pin: Pin, name: str | None = None) -> Path:
 
 
 def apply_series(
-    project: Path,
+    project: Project,
     series: Series | str | None,
     *,
     version: int | None = None,
@@ -129,12 +126,12 @@ def apply_series(
     check: patches already upstream are reported in ``merged`` and skipped).
     """
     say = progress or (lambda _msg: None)
-    current = series if isinstance(series, Series) else find_series(project, series)
+    current = series if isinstance(series, Series) else project.series(series)
     s = load_version(current, version) if version is not None else current
     patches = _first(s.patches, upto)
     pin = _pin_for(project, s)
-    with tree_lock(tree_dir(s.name), say):
-        path = work_tree(pin, s.name)
+    with tree_lock(project.store.tree(s.name), say):
+        path = work_tree(project.store, pin, s.name)
         repo = _repo(path)
         _finish_switch(repo, say)
         _require_clean(repo, path)
@@ -154,7 +151,7 @@ def apply_series(
     return ApplyResult(tree=path, branch=branch, base=base, commits=commits, merged=merged, merged_why=why)
 
 
-def refresh_series(project: Path, series: Series | str | None, progress: Progress | None = None) -> list[str]:
+def refresh_series(project: Project, series: Series | str | None, progress: Progress | None = None) -> list[str]:
     """Capture the commits on the series' current branch back into its patch files.
 
     Commits patchkit made and nobody changed keep their patch file byte for byte;
@@ -162,8 +159,8 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
     names of the patch files that were written or removed.
     """
     say = progress or (lambda _msg: None)
-    s = series if isinstance(series, Series) else find_series(project, series)
-    path = tree_dir(s.name)
+    s = series if isinstance(series, Series) else project.series(series)
+    path = project.store.tree(s.name)
     branch = branch_name(s.name, s.version)
     if not (path / ".git").is_dir():
         raise ApplyError(f"no work tree for series '{s.name}' ({path})", hint=f"run `patchkit apply {s.name}` first")
@@ -201,6 +198,7 @@ def refresh_series(project: Path, series: Series | str | None, progress: Progres
                      | (set(before) - {p.filename for p in new}))
     refreshed = replace(s, patches=new)
     save_series(refreshed)
+    project.forget_series(s.name)
     _save_state(repo, branch, {
         "base": state.base, "version": s.version, "commits": shas, "revision": refreshed.revision_hash(),
         "patches": [p.filename for p in new[:captured]], "upto": captured, "onto": False, "merged": []})
@@ -256,12 +254,12 @@ def patch_id(repo_path: str | os.PathLike[str] | None, diff: str) -> str:
     return out.split()[0] if out.strip() else ""
 
 
-def range_diff(project: Path, series: Series | str | None, version_a: int, version_b: int) -> str:
+def range_diff(project: Project, series: Series | str | None, version_a: int, version_b: int) -> str:
     """``git range-diff`` between two versions, each applied on the series base in a temp branch."""
-    current = series if isinstance(series, Series) else find_series(project, series)
+    current = series if isinstance(series, Series) else project.series(series)
     a, b = load_version(current, version_a), load_version(current, version_b)
     pin = _pin_for(project, current)
-    path = work_tree(pin, current.name)
+    path = work_tree(project.store, pin, current.name)
     repo = _repo(path)
     with file_lock(path.parent / f".{path.name}.lock"):
         ends = []
@@ -566,8 +564,8 @@ def _resolve(repo: git.Repo, rev: str) -> str:
     return result.output.strip()
 
 
-def _pin_for(project: Path, s: Series) -> Pin:
-    pin = load_pin(project)
+def _pin_for(project: Project, s: Series) -> Pin:
+    pin = project.pin
     if s.upstream != pin.name:
         raise SeriesError(f"series '{s.name}' targets upstream '{s.upstream}' but gpxe-tree/pin.toml pins '{pin.name}'")
     return pin

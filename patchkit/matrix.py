@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from patchkit.errors import PatchkitError
 from patchkit.guests import Guest, get_guest
 from patchkit.series.model import Config
+from patchkit.store import Store
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,12 @@ def select_configs(configs: Sequence[Config], names: Sequence[str], matrix: bool
     return [by_name[n] for n in dict.fromkeys(names)]
 
 
-def plan_cells(configs: Sequence[Config], guest_names: Sequence[str], matrix: bool,
+def plan_cells(store: Store, configs: Sequence[Config], guest_names: Sequence[str], matrix: bool,
                extra: Mapping[str, Guest] | None = None) -> Plan:
     """Guests x configurations. ``guest_names`` "all" means each configuration's guests.
 
-    ``extra`` holds guests known by name besides the built-in ones (the manifest's images).
+    The guests cache their images in ``store``. ``extra`` holds guests known by name besides
+    the built-in ones (the manifest's images).
 
     With ``matrix``, named guests filter each configuration's own list; otherwise the
     named guests run on the chosen configurations whether those list them or not.
@@ -71,7 +73,7 @@ def plan_cells(configs: Sequence[Config], guest_names: Sequence[str], matrix: bo
             names = list(dict.fromkeys(guest_names))
         for name in names:
             try:
-                known = (extra or {}).get(name) or get_guest(name)
+                known = (extra or {}).get(name) or get_guest(name, store)
                 guest = known.variant(disk_shape=config.disk_shape, read_only=config.readonly)
             except PatchkitError as exc:
                 unrunnable[config.name, name] = exc.message

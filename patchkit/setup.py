@@ -18,8 +18,9 @@ from patchkit.errors import PatchkitError
 from patchkit.guests import debpkgs, get_guest
 from patchkit.guests.freedos import import_media
 from patchkit.progress import Progress
-from patchkit.series.io import list_series
-from patchkit.upstream import load_pin, mirror_dir, vendor_report
+from patchkit.project import Project
+from patchkit.store import Store
+from patchkit.upstream import vendor_report
 
 
 @dataclass(frozen=True)
@@ -31,72 +32,71 @@ class SetupItem:
     detail: str
 
 
-def setup(project: Path, gpxe_from: str | None, freedos_media: Path | None, progress: Progress) -> list[SetupItem]:
+def setup(project: Project, gpxe_from: str | None, freedos_media: Path | None, progress: Progress) -> list[SetupItem]:
     """Import or build every input; raise only for inputs that should always be obtainable."""
     gpxe = _gpxe(project, gpxe_from, progress)
     items = [gpxe]
     if gpxe.ready:
         items += _roms(project, progress)
     for name in ("debian", "probe"):
-        image = get_guest(name).build(progress)
+        image = get_guest(name, project.store).build(progress)
         items.append(SetupItem(f"{name} guest", True, str(image)))
-    items += _freedos(freedos_media, progress)
-    items.append(_grub_rescue(progress))
-    items.append(_debian_system(progress))
+    items += _freedos(project.store, freedos_media, progress)
+    items.append(_grub_rescue(project.store, progress))
+    items.append(_debian_system(project.store, progress))
     return items
 
 
-def _debian_system(progress: Progress) -> SetupItem:
+def _debian_system(store: Store, progress: Progress) -> SetupItem:
     """The installed Debian system: mmdebstrap as root, ~2 minutes and ~500 MB once per pin set."""
     try:
-        image = get_guest("debian-system").build(progress)
+        image = get_guest("debian-system", store).build(progress)
     except PatchkitError as exc:
         return SetupItem("debian-system guest", False, f"{exc.message}; tests needing it skip. Build it as root "
                                                        "with `patchkit guest build debian-system`")
     return SetupItem("debian-system guest", True, str(image))
 
 
-def _grub_rescue(progress: Progress) -> SetupItem:
+def _grub_rescue(store: Store, progress: Progress) -> SetupItem:
     """Debian's GRUB rescue image package: the third-party image the `patchkit test --image` tests boot."""
     try:
-        deb = debpkgs.fetch((debpkgs.GRUB_RESCUE,), progress)[debpkgs.GRUB_RESCUE.name]
+        deb = debpkgs.fetch(store, (debpkgs.GRUB_RESCUE,), progress)[debpkgs.GRUB_RESCUE.name]
     except PatchkitError as exc:
         return SetupItem("grub-rescue-pc (test image)", False, f"{exc.message}; the --image tests skip")
     return SetupItem("grub-rescue-pc (test image)", True, str(deb))
 
 
-def _gpxe(project: Path, source: str | None, progress: Progress) -> SetupItem:
-    pin = load_pin(project)
-    if source is None and (mirror_dir(pin) / "HEAD").is_file():
-        return SetupItem("gPXE upstream", True, f"already imported: {mirror_dir(pin)}")
+def _gpxe(project: Project, source: str | None, progress: Progress) -> SetupItem:
+    pin, mirror = project.pin, project.store.mirror(project.pin.name)
+    if source is None and (mirror / "HEAD").is_file():
+        return SetupItem("gPXE upstream", True, f"already imported: {mirror}")
     try:
-        report = vendor_report(pin, source, progress)
+        report = vendor_report(project.store, pin, source, progress)
     except PatchkitError as exc:
         return SetupItem("gPXE upstream", False,
                          f"{exc.message}; tests needing it skip. Provide it with `patchkit vendor --from PATH`")
     return SetupItem("gPXE upstream", True, f"imported: {report.path}")
 
 
-def _roms(project: Path, progress: Progress) -> list[SetupItem]:
+def _roms(project: Project, progress: Progress) -> list[SetupItem]:
     rom = base_rom(project, progress)
     items = [SetupItem("base ROM", True, f"{rom.path} ({rom.size} bytes)")]
-    base_target = str(load_pin(project).build["base_target"])
-    for name in list_series(project):
+    for name in project.series_names():
         rom = ensure_series_rom(project, name, progress)
         items.append(SetupItem(f"{name} ROM", True, f"{rom.path} ({rom.size} bytes)"))
         # The series' NIC ROM: gPXE's AoE sanboot (patch 1's case) in the boot tests.
-        rom = ensure_series_rom(project, name, progress, target=base_target)
+        rom = ensure_series_rom(project, name, progress, target=project.pin.build.base_target)
         items.append(SetupItem(f"{name} NIC ROM", True, f"{rom.path} ({rom.size} bytes)"))
     return items
 
 
-def _freedos(media: Path | None, progress: Progress) -> list[SetupItem]:
+def _freedos(store: Store, media: Path | None, progress: Progress) -> list[SetupItem]:
     if media is not None:
-        import_media(media, progress)
+        import_media(store, media, progress)
     items = []
     for name in ("freedos", "freedos-installed"):
         try:
-            image = get_guest(name).build(progress)
+            image = get_guest(name, store).build(progress)
         except PatchkitError as exc:
             items.append(SetupItem(f"{name} guest", False,
                                    f"{exc.message}; tests needing it skip. Provide it with "

@@ -1,8 +1,8 @@
-"""patchkit's cache directory: where inputs, trees, builds, images and results live.
+"""patchkit's cache directory (``Store``): where inputs, trees, builds, images and results live.
 
-The location is ``$PATCHKIT_CACHE``, else ``$XDG_CACHE_HOME/patchkit``, else
-``~/.cache/patchkit``. Nothing in it is project content; nothing in the repository
-points into it.
+The CLI builds one ``Store`` from ``$PATCHKIT_CACHE``, else ``$XDG_CACHE_HOME/patchkit``,
+else ``~/.cache/patchkit``, and passes it down (tests pass ``Store(tmp_path)``). Nothing
+in it is project content; nothing in the repository points into it.
 
 Layout::
 
@@ -37,12 +37,73 @@ from typing import Any
 from patchkit.errors import PatchkitError
 
 
-def cache_dir() -> Path:
-    """The cache root (not created)."""
-    if env := os.environ.get("PATCHKIT_CACHE"):
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "patchkit"
+@dataclass(frozen=True)
+class Store:
+    """The cache directory ``root`` and the places in it; built once (``from_environment``) and passed down.
+
+    Nothing is created until something is written there.
+    """
+
+    root: Path
+
+    @classmethod
+    def from_environment(cls) -> Store:
+        """``$PATCHKIT_CACHE``, else ``$XDG_CACHE_HOME/patchkit``, else ``~/.cache/patchkit``."""
+        if env := os.environ.get("PATCHKIT_CACHE"):
+            return cls(Path(env).expanduser())
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return cls(Path(xdg) / "patchkit")
+
+    def mirror(self, name: str) -> Path:
+        """The bare mirror of upstream ``name``."""
+        return self.root / "upstream" / f"{name}.git"
+
+    def tree(self, name: str) -> Path:
+        """A work tree (the series', or ``<upstream>.base`` / ``<series>.each-patch``)."""
+        return self.root / "trees" / name
+
+    @property
+    def builds(self) -> Path:
+        return self.root / "builds"
+
+    @property
+    def inputs(self) -> Path:
+        """Imported third-party media, one directory per kind (``freedos``, ``debian``)."""
+        return self.root / "inputs"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def cluster(self) -> Path:
+        """What a cluster worker fetched by content (its ROMs, its lock)."""
+        return self.root / "cluster"
+
+    def mail(self, series: str) -> Path:
+        """Send-email journals and imported replies of ``series``."""
+        return self.root / "mail" / series
+
+    @property
+    def crash_log(self) -> Path:
+        return self.root / "crash.log"
+
+    def contains(self, path: Path) -> bool:
+        """Whether ``path`` is in the cache (both resolved)."""
+        root, target = self.root.resolve(), path.resolve()
+        return target == root or root in target.parents
+
+    def results(self) -> Results:
+        """The results database, opened (a context manager: close it)."""
+        return Results(self.root / "results.sqlite")
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -197,8 +258,8 @@ class Results:
     gains a ``worker`` column: its rows ran on this machine ("").
     """
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or cache_dir() / "results.sqlite"
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._guard():
             self._db = sqlite3.connect(self.path, timeout=30)

@@ -1,4 +1,4 @@
-"""The pinned upstream (``gpxe-tree/pin.toml``) and its import into the cache.
+"""The pinned upstream's import into the cache (the pin itself: ``patchkit.pin``).
 
 ``patchkit vendor`` clones the pin's URL (or a local mirror given with ``--from``)
 as a bare mirror ``upstream/<name>.git`` in the cache. The clone is built in a
@@ -8,27 +8,14 @@ so a failed or interrupted import leaves the previous mirror (or nothing) behind
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from patchkit.errors import MissingInputError, UpstreamError
+from patchkit.pin import Pin
 from patchkit.progress import Progress
 from patchkit.run import run, run_logged
-from patchkit.store import build_dir, cache_dir, file_lock
-
-
-@dataclass(frozen=True)
-class Pin:
-    """An upstream pinned by URL and commit, with its build and ROM settings."""
-
-    name: str
-    url: str
-    commit: str
-    latest: str | None = None
-    build: dict[str, Any] = field(default_factory=dict)
-    rom: dict[str, Any] = field(default_factory=dict)
+from patchkit.store import Store, build_dir, file_lock
 
 
 @dataclass(frozen=True)
@@ -40,36 +27,9 @@ class VendorReport:
     latest_present: bool
 
 
-def pin_file(project: Path) -> Path:
-    """``<project>/gpxe-tree/pin.toml``."""
-    return project / "gpxe-tree" / "pin.toml"
-
-
-def load_pin(project: Path) -> Pin:
-    """Read and check the pin."""
-    path = pin_file(project)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UpstreamError(f"{path} does not exist",
-                            hint="run patchkit from the project root or pass -C PROJECT") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise UpstreamError(f"{path}: {exc}", hint="fix the TOML syntax at that line") from exc
-    for key in ("name", "url", "commit"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise UpstreamError(f"{path}: missing or empty string '{key}'")
-    return Pin(name=data["name"], url=data["url"], commit=data["commit"], latest=data.get("latest"),
-               build=dict(data.get("build", {})), rom=dict(data.get("rom", {})))
-
-
-def mirror_dir(pin: Pin) -> Path:
-    """Where the mirror of ``pin`` lives in the cache (may not exist)."""
-    return cache_dir() / "upstream" / f"{pin.name}.git"
-
-
-def mirror_path(pin: Pin) -> Path:
+def mirror_path(store: Store, pin: Pin) -> Path:
     """The imported mirror of ``pin``; MissingInputError when it has not been imported."""
-    path = mirror_dir(pin)
+    path = store.mirror(pin.name)
     if not (path / "HEAD").is_file():
         raise MissingInputError(
             f"the {pin.name} upstream is not imported ({path} is missing): run `patchkit vendor`",
@@ -78,17 +38,18 @@ def mirror_path(pin: Pin) -> Path:
     return path
 
 
-def vendor(pin: Pin, source: str | None = None, progress: Progress | None = None) -> Path:
+def vendor(store: Store, pin: Pin, source: str | None = None, progress: Progress | None = None) -> Path:
     """Import ``pin``'s upstream from ``source`` (default: the pin URL) into the cache.
 
     Verifies the pinned commit; re-running re-imports and re-validates. Returns the
     mirror's path. Raises UpstreamError when the source cannot be reached or lacks
     the pinned commit (the previous mirror, if any, is kept).
     """
-    return vendor_report(pin, source, progress).path
+    return vendor_report(store, pin, source, progress).path
 
 
-def vendor_report(pin: Pin, source: str | None = None, progress: Progress | None = None) -> VendorReport:
+def vendor_report(store: Store, pin: Pin, source: str | None = None,
+                  progress: Progress | None = None) -> VendorReport:
     """``vendor``, also telling whether the pin's ``latest`` commit is present."""
     say = progress or (lambda _msg: None)
     src = source or pin.url
@@ -98,7 +59,7 @@ def vendor_report(pin: Pin, source: str | None = None, progress: Progress | None
             raise UpstreamError(f"cannot reach upstream source {source}: no such directory",
                                 hint="pass --from the path of a local git mirror of the upstream")
         src = str(local.resolve())
-    final = mirror_dir(pin)
+    final = store.mirror(pin.name)
     with file_lock(final.parent / f".{pin.name}.lock"), build_dir(final) as tmp:
         say(f"cloning {src}")
         target = tmp / "mirror.git"

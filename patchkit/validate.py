@@ -45,16 +45,16 @@ from patchkit.errors import PatchkitError, SeriesError, Terminated
 from patchkit.guests import GUEST_NAMES, Guest
 from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
+from patchkit.pin import Pin
 from patchkit.progress import Progress
+from patchkit.project import Project
 from patchkit.qemu.aoe import aoe_target
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, drive_id, reference_spec
 from patchkit.qemu.console import Pattern, Wait
 from patchkit.qemu.machine import KEY_HOLD_MS, Machine, qemu_version
 from patchkit.rom import check_rom_for
-from patchkit.series.io import find_series
 from patchkit.series.model import DEFAULT_ROOT_PATH, IMPLICIT_CONFIG, Config, Hold, InjectError, qemu_value
-from patchkit.store import ResultKey, Results, TestResult, atomic_write, cache_dir, sha256_file
-from patchkit.upstream import load_pin
+from patchkit.store import ResultKey, TestResult, atomic_write, sha256_file
 
 _T = TypeVar("_T")
 
@@ -154,10 +154,10 @@ def choose_accel(requested: str) -> tuple[str, str]:
     return "kvm", ""
 
 
-def new_run_dir(label: str) -> Path:
-    """A fresh ``runs/<id>/`` directory in the cache (``label``: the guest, or config-guest)."""
+def new_run_dir(runs: Path, label: str) -> Path:
+    """A fresh ``<runs>/<id>/`` directory (``label``: the guest, or config-guest)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = cache_dir() / "runs" / f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '-', label)}-{secrets.token_hex(3)}"
+    path = runs / f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '-', label)}-{secrets.token_hex(3)}"
     path.mkdir(parents=True)
     return path
 
@@ -263,7 +263,7 @@ async def boot_planned_async(guest: Guest, *, rom: Path | None, config: Config |
 
 async def _boot_once(guest: Guest, rom: Path | None, script: _Script, accel: str, timeout: float | None,
                      stall_timeout: float, layout: Layout, expect_token: str | None, label: str) -> BootOutcome:
-    run_dir = new_run_dir(label)
+    run_dir = new_run_dir(guest.store.runs, label)  # beside the guest's image, in its store
     token = secrets.token_hex(6)
     disk = await asyncio.to_thread(guest.make_run_disk, run_dir, token)
     with contextlib.ExitStack() as stack:
@@ -714,7 +714,7 @@ class Subject:
     rom_size: int
 
 
-def resolve_subject(project: Path, series_name: str | None, rom: Path | None, reference: bool,
+def resolve_subject(project: Project, series_name: str | None, rom: Path | None, reference: bool,
                     progress: Progress) -> tuple[Subject, list[Config]]:
     """What is under test and the series' configurations; builds the series' ROM unless ``rom`` or ``reference``.
 
@@ -723,7 +723,7 @@ def resolve_subject(project: Path, series_name: str | None, rom: Path | None, re
     must not clear the send-email gate.
     """
     try:
-        series = find_series(project, series_name)
+        series = project.series(series_name)
         name, revision, version, configs = series.name, series.revision_hash(), series.version, series.test_configs()
     except SeriesError:
         if not (rom or reference):
@@ -736,17 +736,17 @@ def resolve_subject(project: Path, series_name: str | None, rom: Path | None, re
         return Subject(name, revision, version, built.path, built.sha256, built.size), configs
     if not rom.is_file():
         raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
-    check_given_rom(project, rom)
+    check_given_rom(project.pin, rom)
     rom_sha = sha256_file(rom)
     progress(f"note: --rom results are recorded as revision rom-{rom_sha[:12]} (not the series revision: "
              "they do not clear send-email; run without --rom for that)")
     return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), configs
 
 
-def manifest_images(project: Path, series_name: str | None) -> dict[str, ImageSpec]:
+def manifest_images(project: Project, series_name: str | None) -> dict[str, ImageSpec]:
     """The manifest's ``[[images]]`` by name (none without a series)."""
     try:
-        series = find_series(project, series_name)
+        series = project.series(series_name)
     except SeriesError:
         return {}
     assert series.path is not None
@@ -754,24 +754,21 @@ def manifest_images(project: Path, series_name: str | None) -> dict[str, ImageSp
                               fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT) for i in series.images}
 
 
-def check_given_rom(project: Path, rom: Path) -> None:
+def check_given_rom(pin: Pin, rom: Path) -> None:
     """The checks `patchkit build` applies, for a ROM given by path: for the pin's device, or its base target's."""
-    pin = load_pin(project)
-    ids = list(dict.fromkeys([build.rom_ids(pin, str(pin.build["target"])),
-                              build.rom_ids(pin, str(pin.build["base_target"]))]))
+    ids = list(dict.fromkeys([build.rom_ids(pin, pin.build.target), build.rom_ids(pin, pin.build.base_target)]))
     names = " or ".join(f"{vendor:04x}:{device:04x}" for vendor, device in ids)
     check_rom_for(rom, ids, hint=f"pass a ROM built for {names}, or drop --rom to test the series' own")
 
 
-def _nic_subject(project: Path, subject: Subject, progress: Progress) -> Subject:
+def _nic_subject(project: Project, subject: Subject, progress: Progress) -> Subject:
     """``subject`` with the series' NIC ROM (the pin's base_target built from the series), for AoE sanboot."""
-    target = str(load_pin(project).build["base_target"])
-    built = build.ensure_series_rom(project, subject.series, progress, target=target)
+    built = build.ensure_series_rom(project, subject.series, progress, target=project.pin.build.base_target)
     return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
 
 
 def run_tests(
-    project: Path,
+    project: Project,
     guest_names: Sequence[str],
     *,
     series_name: str | None = None,
@@ -801,14 +798,16 @@ def run_tests(
     plus the worker's name; ``jobs`` does not apply (each worker boots as many at once as it
     has threads).
     """
-    image_guests = [ImageGuest(spec) for spec in user_images]  # a missing or unknown image fails before any build
+    # A missing or unknown image fails before any build.
+    image_guests = [ImageGuest(project.store, spec) for spec in user_images]
     subject, series_configs = resolve_subject(project, series_name, rom, reference, progress)
     chosen = select_configs(series_configs, configs, matrix)
     if reference and (matrix or configs):
         raise PatchkitError("--reference boots the guests natively on the default machine: drop --config/--matrix")
     wanted = {*guest_names, *(name for config in chosen for name in config.guests)}
-    extra = {name: ImageGuest(spec) for name, spec in manifest_images(project, series_name).items() if name in wanted}
-    plan = plan_cells(chosen, guest_names, matrix, extra=extra)
+    extra = {name: ImageGuest(project.store, spec)
+             for name, spec in manifest_images(project, series_name).items() if name in wanted}
+    plan = plan_cells(project.store, chosen, guest_names, matrix, extra=extra)
     plan.cells.extend(Cell(config, guest) for config in chosen for guest in image_guests)
     if not plan.cells:
         first = next(iter(plan.unrunnable.items()), None)
@@ -837,7 +836,7 @@ def run_tests(
     from patchkit.cluster.client import BootOptions, RemoteCell, boot_on_cluster  # it imports this module
     from patchkit.cluster.engine import connect
 
-    with Results() as db, contextlib.ExitStack() as stack:
+    with project.store.results() as db, contextlib.ExitStack() as stack:
         cells = longest_first(plan.cells, db.durations(subject.series))
         remote = None if cluster is None else stack.enter_context(connect(cluster))
         where = f"{jobs} at a time" if remote is None else f"on the cluster at {cluster}, {remote.workers()} workers"
@@ -882,8 +881,8 @@ def run_tests(
             _run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in cells]))
         else:
             boot_on_cluster(remote, [RemoteCell(c, subjects[id(c)].rom, subjects[id(c)].rom_sha256) for c in cells],
-                            BootOptions(root_path, accel, timeout, stall_timeout), record=record, not_run=not_run,
-                            progress=progress)
+                            BootOptions(root_path, accel, timeout, stall_timeout), runs=project.store.runs,
+                            record=record, not_run=not_run, progress=progress)
     if len(plan.cells) + len(plan.unrunnable) > 1:
         verdicts = {(r.key.config, r.key.guest): "pass" if r.passed else "FAIL" for r in results}
         verdicts.update({cell: "not run" for cell in errors})

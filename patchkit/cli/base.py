@@ -14,8 +14,8 @@ from typing import NoReturn
 import click
 
 from patchkit.errors import PatchkitError, Terminated
-from patchkit.store import atomic_write, cache_dir
-from patchkit.upstream import pin_file
+from patchkit.project import Project
+from patchkit.store import Store, atomic_write
 
 
 @click.group()
@@ -28,22 +28,15 @@ from patchkit.upstream import pin_file
 def cli(ctx: click.Context, verbose: bool, project: Path) -> None:
     """Manage, build, boot-test and mail firmware patch series."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
-    ctx.obj = find_project(project.resolve())
-
-
-def find_project(start: Path) -> Path:
-    """The nearest directory at or above ``start`` holding gpxe-tree/pin.toml (as git finds .git); else ``start``."""
-    for directory in (start, *start.parents):
-        if pin_file(directory).is_file():
-            return directory
-    return start
+    store = ctx.obj if isinstance(ctx.obj, Store) else Store.from_environment()  # main() passes its own
+    ctx.obj = Project.find(project, store)
 
 
 def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def os_error(exc: OSError) -> PatchkitError | None:
+def os_error(exc: OSError, store: Store) -> PatchkitError | None:
     """What an OSError means for the user: a full disk, or a damaged entry of the cache; None for anything else."""
     path = exc.filename
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -55,9 +48,7 @@ def os_error(exc: OSError) -> PatchkitError | None:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PatchkitError(f"cannot write {os.fsdecode(path)} ({exc.strerror})",
                              hint="check its permissions and those of the directories above it")
-    cache = cache_dir().resolve()
-    target = Path(os.fsdecode(path)).resolve()
-    if exc.errno not in _IN_THE_WAY or (target != cache and cache not in target.parents):
+    if exc.errno not in _IN_THE_WAY or not store.contains(Path(os.fsdecode(path))):
         return None
     return PatchkitError(f"{os.fsdecode(path)} in patchkit's cache is damaged or in the way ({exc.strerror})",
                          hint="move it aside or remove it: patchkit makes it again (keep a work tree's "
@@ -68,10 +59,10 @@ def os_error(exc: OSError) -> PatchkitError | None:
 _IN_THE_WAY = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY)
 
 
-def _crashed() -> NoReturn:
+def _crashed(store: Store) -> NoReturn:
     """A bug: the traceback goes to the crash log (or to stderr when even that cannot be written)."""
     text = traceback.format_exc()
-    log = cache_dir() / "crash.log"
+    log = store.crash_log
     try:
         atomic_write(log, text)
     except OSError as exc:
@@ -86,8 +77,9 @@ def main() -> None:
     """Entry point: a command's returned status (0 by default), 1 for user-facing errors, 130 on ^C,
     143 on SIGTERM (cleaned up as for ^C), 3 (plus a crash log) otherwise."""
     signal.signal(signal.SIGTERM, _terminate)
+    store = Store.from_environment()
     try:
-        status = cli.main(standalone_mode=False)
+        status = cli.main(standalone_mode=False, obj=store)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns ^C into Abort
         if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
             click.echo("Terminated.", err=True)
@@ -100,10 +92,10 @@ def main() -> None:
     except Exception as exc:
         # Parallel work (asyncio task groups) raises its errors as a group: each is judged alone.
         leaves = _leaves(exc)
-        known = [e if isinstance(e, PatchkitError) else os_error(e) if isinstance(e, OSError) else None
+        known = [e if isinstance(e, PatchkitError) else os_error(e, store) if isinstance(e, OSError) else None
                  for e in leaves]
         if any(e is None for e in known):
-            _crashed()
+            _crashed(store)
         for error in dict.fromkeys(str(e) for e in known):
             click.echo(f"error: {error}", err=True)
         sys.exit(1)

@@ -10,10 +10,9 @@ import click
 from patchkit import build
 from patchkit.cli.base import cli
 from patchkit.errors import BuildError
+from patchkit.project import Project
 from patchkit.report.data import save_builds
 from patchkit.rom import check_rom
-from patchkit.series.io import find_series
-from patchkit.upstream import load_pin
 
 
 def _progress(message: str) -> None:
@@ -28,7 +27,7 @@ def _progress(message: str) -> None:
 @click.option("--tree", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Build this gPXE tree as it is instead of applying the series.")
 @click.pass_obj
-def build_cmd(project: Path, series: str | None, each_patch: bool, target: str | None, tree: Path | None) -> None:
+def build_cmd(project: Project, series: str | None, each_patch: bool, target: str | None, tree: Path | None) -> None:
     """Build SERIES' ROM (default: the only series) and check it; reuse an identical earlier build."""
     if each_patch:
         if tree is not None or target is not None:
@@ -37,10 +36,10 @@ def build_cmd(project: Path, series: str | None, each_patch: bool, target: str |
         return
     start = time.monotonic()
     if tree is not None:
-        rom = build.build_rom(tree.resolve(), load_pin(project), target, progress=_progress)
+        rom = build.build_rom(project.store, tree.resolve(), project.pin, target, progress=_progress)
     else:
         rom = build.ensure_series_rom(project, series, target=target, progress=_progress)
-    info = check_rom(rom.path, *build.rom_ids(load_pin(project), rom.target))
+    info = check_rom(rom.path, *build.rom_ids(project.pin, rom.target))
     how = "reused (tree and settings unchanged)" if rom.reused else f"built in {rom.seconds:.1f} s"
     click.echo(f"ROM:     {rom.path}")
     click.echo(f"size:    {rom.size} bytes ({rom.size // 1024} KiB)")
@@ -50,10 +49,10 @@ def build_cmd(project: Path, series: str | None, each_patch: bool, target: str |
     click.echo(f"log:     {rom.log}")
 
 
-def _each_patch(project: Path, series: str | None) -> None:
+def _each_patch(project: Project, series: str | None) -> None:
     steps = build.build_each_patch(project, series, _progress)
-    s = find_series(project, series)
-    save_builds(s.name, s.revision_hash(), [(st.index, st.name, {t: r.size for t, r in st.roms.items()},
+    s = project.series(series)
+    save_builds(project.store, s.name, s.revision_hash(), [(st.index, st.name, {t: r.size for t, r in st.roms.items()},
                                              len(st.warnings), st.new_warnings) for st in steps])
     added = 0
     for step in steps:

@@ -8,6 +8,7 @@ import click
 
 from patchkit.cli.base import cli
 from patchkit.mailer.send import SendOptions, SendReport, send_email
+from patchkit.project import Project
 
 
 @cli.command("send-email")
@@ -37,7 +38,7 @@ from patchkit.mailer.send import SendOptions, SendReport, send_email
 @click.option("--smtp-ca", type=click.Path(exists=True, path_type=Path),
               help="CA certificate(s) to trust for the server (sendemail.smtpSslCertPath).")
 @click.pass_obj
-def send_email_cmd(project: Path, series: str | None, to: tuple[str, ...], cc: tuple[str, ...],
+def send_email_cmd(project: Project, series: str | None, to: tuple[str, ...], cc: tuple[str, ...],
                    subject_prefix: str | None, sender: str | None, dry_run: bool, mbox: Path | None,
                    force: bool, reason: str | None, resend: bool, resume: bool, in_doubt: str | None,
                    new_recipients: bool, smtp_server: str | None,

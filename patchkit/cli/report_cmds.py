@@ -8,11 +8,10 @@ import click
 
 from patchkit.cli.base import cli
 from patchkit.cli.series_cmds import _version_number
+from patchkit.project import Project
 from patchkit.report.data import gather
 from patchkit.report.mail import mail_report
 from patchkit.report.page import write_report
-from patchkit.series.io import find_series
-from patchkit.store import cache_dir
 
 
 @cli.command("report")
@@ -28,11 +27,11 @@ from patchkit.store import cache_dir
 @click.option("--smtp-encryption", type=click.Choice(["tls", "ssl", "none"]), help="With --mail: tls or ssl.")
 @click.option("--smtp-user", help="With --mail: SMTP AUTH user (the password as for send-email).")
 @click.pass_obj
-def report_cmd(project: Path, series: str | None, version: str | None, output: Path | None, mail: bool,
+def report_cmd(project: Project, series: str | None, version: str | None, output: Path | None, mail: bool,
                dry_run: bool, sender: str | None, smtp_server: str | None, smtp_port: str | None,
                smtp_encryption: str | None, smtp_user: str | None) -> None:
     """Write an offline HTML report: cover, diffs, builds, test matrix with screenshots, range-diff, review."""
-    s = find_series(project, series)
+    s = project.series(series)
     if mail:
         sent = mail_report(project, s, _version_number(version), dry_run=dry_run,
                            smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
@@ -46,6 +45,6 @@ def report_cmd(project: Path, series: str | None, version: str | None, output: P
     if dry_run:
         raise click.UsageError("--dry-run goes with --mail")
     data = gather(project, s, _version_number(version))
-    out = output or cache_dir() / "reports" / f"{s.name}-v{data.series.version}"
+    out = output or project.store.reports / f"{s.name}-v{data.series.version}"
     page = write_report(data, out)
     click.echo(f"{page} ({data.matrix.runs} run(s), {len(data.series.patches)} patch(es))")

@@ -8,10 +8,10 @@ import click
 
 from patchkit.cli.base import cli
 from patchkit.cli.series_cmds import _version_number
+from patchkit.project import Project
 from patchkit.review.carry import plan, update
 from patchkit.review.summary import review_lines
 from patchkit.review.thread import import_replies
-from patchkit.series.io import find_series, list_series
 
 
 @cli.group("review", invoke_without_command=True)
@@ -22,8 +22,8 @@ def review_group(ctx: click.Context, series: str | None, version: str | None) ->
     """List per patch the collected trailers and the review comments with the code they answer."""
     if ctx.invoked_subcommand is not None:
         return
-    s = find_series(ctx.obj, series)
-    for line in review_lines(s, _version_number(version)):
+    project: Project = ctx.obj
+    for line in review_lines(project.store, project.series(series), _version_number(version)):
         click.echo(line)
 
 
@@ -31,10 +31,10 @@ def review_group(ctx: click.Context, series: str | None, version: str | None) ->
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--series", "series", metavar="NAME", help="Match only this series' sent mails (default: all).")
 @click.pass_obj
-def review_import_cmd(project: Path, paths: tuple[Path, ...], series: str | None) -> int:
+def review_import_cmd(project: Project, paths: tuple[Path, ...], series: str | None) -> int:
     """Import replies from mbox files, maildirs or saved mails (e.g. `b4 mbox` output)."""
-    names = [find_series(project, series).name] if series else list_series(project)
-    report = import_replies(list(paths), names)
+    names = [project.series(series).name] if series else project.series_names()
+    report = import_replies(project.store, list(paths), names)
     new = sum(len(v) for v in report.stored.values())
     click.echo(f"read {report.read} message(s): {new} new repl{'y' if new == 1 else 'ies'} stored"
                f", {report.known} already stored, {report.own} of the series' own mails"
@@ -55,9 +55,9 @@ def review_import_cmd(project: Path, paths: tuple[Path, ...], series: str | None
 @click.option("--update", "do_update", is_flag=True,
               help="Write the collected trailers into the current version's patch files.")
 @click.pass_obj
-def trailers_cmd(project: Path, series: str | None, do_update: bool) -> None:
+def trailers_cmd(project: Project, series: str | None, do_update: bool) -> None:
     """Show (or with --update write) the collected trailers that apply to each current patch."""
-    s = find_series(project, series)
+    s = project.series(series)
     if do_update:
         changes = update(project, s)
         if not changes:
@@ -68,7 +68,7 @@ def trailers_cmd(project: Path, series: str | None, do_update: bool) -> None:
             click.echo("".join(f"  - {g.collected.trailer.text()} (given on v{g.version}; the patch changed)\n"
                                for g in removed), nl=False)
         return
-    for entry in plan(s):
+    for entry in plan(project.store, s):
         click.echo(f"{entry.index}/{len(s.patches)} {entry.patch.subject}")
         missing = {t.key for t in entry.missing}
         for g in entry.valid:

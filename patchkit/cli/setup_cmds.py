@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from patchkit.cli.base import cli
+from patchkit.project import Project
 from patchkit.setup import setup
 
 
@@ -16,7 +17,7 @@ from patchkit.setup import setup
 @click.option("--freedos-media", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A FreeDOS boot floppy or disk image to import.")
 @click.pass_obj
-def setup_cmd(project: Path, gpxe_from: str | None, freedos_media: Path | None) -> None:
+def setup_cmd(project: Project, gpxe_from: str | None, freedos_media: Path | None) -> None:
     """Import the upstream, build the guest images; report what is still missing."""
     items = setup(project, gpxe_from, freedos_media, lambda msg: click.echo(f"  {msg}", err=True))
     for item in items:

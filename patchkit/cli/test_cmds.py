@@ -9,6 +9,7 @@ import click
 from patchkit.cli.base import cli
 from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
+from patchkit.project import Project
 from patchkit.validate import DEFAULT_STALL_TIMEOUT, run_tests
 
 
@@ -46,7 +47,7 @@ from patchkit.validate import DEFAULT_STALL_TIMEOUT, run_tests
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
 @click.pass_obj
-def test_command(project: Path, guests: tuple[str, ...], image: Path | None, expect: str, fail_pattern: str | None,
+def test_command(project: Project, guests: tuple[str, ...], image: Path | None, expect: str, fail_pattern: str | None,
                  series_name: str | None, configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, rom: Path | None, accel: str, timeout: float | None, stall_timeout: float,
                  reference: bool, root_path: str | None) -> int:

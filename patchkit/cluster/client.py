@@ -26,7 +26,7 @@ from patchkit.guests.base import DISK_NAME
 from patchkit.guests.image import ImageGuest
 from patchkit.matrix import Cell
 from patchkit.progress import Progress
-from patchkit.store import cache_dir, sha256_file
+from patchkit.store import sha256_file
 from patchkit.validate import BootOutcome
 
 WATCH = 1.0  # seconds between looks at published files whose holder left
@@ -111,9 +111,9 @@ def make_task(run: str, remote: RemoteCell, options: BootOptions) -> tuple[BootT
     return task, sources
 
 
-def boot_on_cluster(cluster: Cluster, cells: Sequence[RemoteCell], options: BootOptions, *, record: Record,
-                    not_run: NotRun, progress: Progress) -> None:
-    """Boot ``cells`` on ``cluster``; each ends in ``record`` or ``not_run``, once."""
+def boot_on_cluster(cluster: Cluster, cells: Sequence[RemoteCell], options: BootOptions, *, runs: Path,
+                    record: Record, not_run: NotRun, progress: Progress) -> None:
+    """Boot ``cells`` on ``cluster``; each ends in ``record`` or ``not_run``, once, its artifacts in ``runs``."""
     run = secrets.token_hex(6)
     tasks: list[tuple[RemoteCell, BootTask]] = []
     sources: dict[str, Path] = {}
@@ -153,7 +153,7 @@ def boot_on_cluster(cluster: Cluster, cells: Sequence[RemoteCell], options: Boot
                 else:
                     for fetched in report.fetched:
                         progress(f"note: worker {report.who} fetched {fetched} from this machine")
-                    local = unpack_artifacts(report, cache_dir() / "runs")
+                    local = unpack_artifacts(report, runs)
                     record(remote.cell, BootOutcome(report.passed, report.reason, report.accel, local,
                                                     report.timings, report.notes),
                            report.qemu_version, report.worker)

@@ -29,7 +29,7 @@ from patchkit.guests import Guest, get_guest
 from patchkit.guests.base import DISK_NAME
 from patchkit.guests.image import ImageGuest
 from patchkit.qemu.machine import qemu_version
-from patchkit.store import atomic_write, cache_dir, file_lock, sha256_file
+from patchkit.store import Store, atomic_write, file_lock, sha256_file
 from patchkit.validate import BootOutcome, boot_planned_async
 
 FETCH_TIMEOUT = 600.0  # seconds for one file to arrive
@@ -63,7 +63,7 @@ def boot_task(task: BootTask) -> BootReport:
         report.qemu_version = qemu_version()
         if task.accel == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
             raise ClusterError("KVM was asked for (--accel kvm) and /dev/kvm is not usable here")
-        prepared = _prepare(task, report)
+        prepared = _prepare(Store.from_environment(), task, report)  # the worker's own cache
         if prepared is None:
             return report
         guest, rom = prepared
@@ -83,21 +83,21 @@ def boot_task(task: BootTask) -> BootReport:
     return report
 
 
-def _prepare(task: BootTask, report: BootReport) -> tuple[Guest, Path | None] | None:
+def _prepare(store: Store, task: BootTask, report: BootReport) -> tuple[Guest, Path | None] | None:
     """The guest and ROM of ``task`` with their files in this cache, fetching what is missing.
 
     None when the client has yet to publish some (their keys are in ``report.need``).
     """
-    images = cache_dir() / "images" / task.image_dir
-    guest = None if task.user_image else get_guest(task.guest).variant(disk_shape=task.config.disk_shape,
-                                                                      read_only=task.config.readonly)
+    images = store.images / task.image_dir
+    guest = None if task.user_image else get_guest(task.guest, store).variant(disk_shape=task.config.disk_shape,
+                                                                             read_only=task.config.readonly)
     image_digest = guest.image_digest if guest is not None else sha256_file
-    rom_path = cache_dir() / "cluster" / "roms" / task.rom.key / task.rom.name if task.rom else None
+    rom_path = store.cluster / "roms" / task.rom.key / task.rom.name if task.rom else None
     wanted: list[tuple[Blob, Path, Callable[[Path], str]]] = [(task.image, images / task.image.name, image_digest)]
     wanted += [(blob, images / blob.name, sha256_file) for blob in task.beside]
     if task.rom is not None and rom_path is not None:
         wanted.append((task.rom, rom_path, sha256_file))
-    with file_lock(cache_dir() / "cluster" / ".fetch.lock"):
+    with file_lock(store.cluster / ".fetch.lock"):
         missing = [(blob, path, digest) for blob, path, digest in wanted if not _present(blob, path, digest)]
         report.need = [blob.key for blob, _, _ in missing if engine.dataset(dataset_name(task.run, blob.key)) is None]
         if report.need:
@@ -106,11 +106,11 @@ def _prepare(task: BootTask, report: BootReport) -> tuple[Guest, Path | None] | 
             payload = _fetch(task.run, blob)
             install(payload, path, blob.key, digest)
             atomic_write(_recorded(path), blob.key + "\n")
-            where = path.relative_to(cache_dir())
+            where = path.relative_to(store.root)
             report.fetched.append(f"{where} ({payload.data_bytes:,} bytes of data)")
     if task.user_image is not None:
-        return ImageGuest(replace(task.user_image, path=images / task.image.name, name=task.user_image.guest_name)), \
-            rom_path
+        spec = replace(task.user_image, path=images / task.image.name, name=task.user_image.guest_name)
+        return ImageGuest(store, spec), rom_path
     assert guest is not None
     if task.image.name != DISK_NAME:
         raise ClusterError(f"the {task.guest} guest's image must be sent as {DISK_NAME}, not {task.image.name}")

@@ -1,4 +1,4 @@
-"""The guest interface `patchkit test` boots, and the registry of guest kinds.
+"""The guest interface `patchkit test` boots (the guests by name: ``patchkit.guests``).
 
 A guest is a cached, content-keyed base disk image (``images/<name>-<key>/disk.img``,
 read-only once built) plus the knowledge to make a throwaway run disk carrying a
@@ -20,13 +20,7 @@ from patchkit.errors import GuestError, MissingInputError, PatchkitError
 from patchkit.progress import Progress, quiet
 from patchkit.run import run
 from patchkit.series.model import Hold
-from patchkit.store import atomic_write, build_dir, cache_dir, file_lock, sha256_file
-
-GUEST_NAMES = ("freedos", "debian", "probe", "freedos-installed", "debian-system")  # the guest images
-# Runs of the probe's image after a sanboot that returns with keep-san set (virtio, then AoE).
-KEEP_SAN_NAMES = ("keepsan", "keepsan-aoe", "keepsan-reset")
-# Probe runs whose harness must act on the device at the probe's markers (probe.HOLD_READY ...).
-HARNESS_NAMES = ("probe-hold",)
+from patchkit.store import Store, atomic_write, build_dir, file_lock, sha256_file
 
 DISK_NAME = "disk.img"
 TOKEN_RE = re.compile(r"[A-Za-z0-9-]{1,40}")
@@ -65,6 +59,9 @@ class Guest(abc.ABC):
     disk_shapes: ClassVar[tuple[str, ...]] = ()  # names accepted by variant(disk_shape=...)
     _pinned_image_dir: Path | None = None  # see pin_image_dir()
 
+    def __init__(self, store: Store) -> None:
+        self.store = store  # where its image and inputs are cached
+
     @abc.abstractmethod
     def image_key(self) -> str:
         """Content key of the image's inputs and recipe; MissingInputError if inputs are absent."""
@@ -90,7 +87,7 @@ class Guest(abc.ABC):
         """Where this guest's base image lives (exists only once built)."""
         if self._pinned_image_dir is not None:
             return self._pinned_image_dir
-        return cache_dir() / "images" / f"{self.image_name}-{self.image_key()}"
+        return self.store.images / f"{self.image_name}-{self.image_key()}"
 
     def pin_image_dir(self, path: Path) -> None:
         """Boot the base image in ``path`` whatever image_key() would say: a cluster worker's copy, fetched
@@ -114,7 +111,7 @@ class Guest(abc.ABC):
     def build(self, progress: Progress = quiet) -> Path:
         """Build the base image unless it is cached (and intact: a damaged one is replaced); return its path."""
         final = self.image_dir()
-        with file_lock(cache_dir() / "images" / f".{self.image_name}.lock"):
+        with file_lock(self.store.images / f".{self.image_name}.lock"):
             if (final / DISK_NAME).is_file():
                 if (problem := self._damage(final / DISK_NAME)) is None:
                     return final / DISK_NAME
@@ -198,45 +195,3 @@ def check_token(token: str) -> None:
     """Tokens go into DOS batch files and boot sectors: keep them short and plain."""
     if not TOKEN_RE.fullmatch(token):
         raise PatchkitError(f"invalid run token {token!r}: use 1-40 letters, digits or '-'")
-
-
-def get_guest(name: str) -> Guest:
-    """The guest called ``name``; PatchkitError listing the known guests otherwise."""
-    if name == "debian":
-        from patchkit.guests.debian import DebianGuest
-
-        return DebianGuest()
-    if name == "freedos":
-        from patchkit.guests.freedos import FreedosGuest
-
-        return FreedosGuest()
-    if name == "debian-system":
-        from patchkit.guests.debian_system import DebianSystemGuest
-
-        return DebianSystemGuest()
-    if name == "freedos-installed":
-        from patchkit.guests.freedos_installed import FreedosInstalledGuest
-
-        return FreedosInstalledGuest()
-    if name == "probe":
-        from patchkit.guests.probe import ProbeGuest
-
-        return ProbeGuest()
-    if name == "keepsan":
-        from patchkit.guests.probe import KeepSanProbeGuest
-
-        return KeepSanProbeGuest()
-    if name == "keepsan-aoe":
-        from patchkit.guests.probe import AoeKeepSanProbeGuest
-
-        return AoeKeepSanProbeGuest()
-    if name == "keepsan-reset":
-        from patchkit.guests.probe import KeepSanResetProbeGuest
-
-        return KeepSanResetProbeGuest()
-    if name == "probe-hold":
-        from patchkit.guests.probe import HoldReadProbeGuest
-
-        return HoldReadProbeGuest()
-    known = GUEST_NAMES + KEEP_SAN_NAMES + HARNESS_NAMES
-    raise PatchkitError(f"unknown guest {name!r}: known guests are {', '.join(known)}")

@@ -63,7 +63,7 @@ class DebianGuest(Guest):
         return h.hexdigest()[:16]
 
     def _build_image(self, out: Path, progress: Progress) -> None:
-        debs = debpkgs.fetch(debpkgs.DEBIAN_PINS, progress)
+        debs = debpkgs.fetch(self.store, debpkgs.DEBIAN_PINS, progress)
         with tempfile.TemporaryDirectory(prefix="patchkit-debian-") as tmp:
             work = Path(tmp)
             started = time.monotonic()

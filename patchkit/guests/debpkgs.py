@@ -14,7 +14,7 @@ from pathlib import Path
 from patchkit.errors import GuestError
 from patchkit.progress import Progress
 from patchkit.run import CommandError, run
-from patchkit.store import cache_dir, file_lock
+from patchkit.store import Store, file_lock
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,9 @@ DEBIAN_PINS = (KERNEL, BUSYBOX, SYSLINUX, SYSLINUX_COMMON)
 SYSLINUX_PINS = (SYSLINUX, SYSLINUX_COMMON)
 
 
-def inputs_dir() -> Path:
+def inputs_dir(store: Store) -> Path:
     """Where downloaded .debs are kept."""
-    return cache_dir() / "inputs" / "debian"
+    return store.inputs / "debian"
 
 
 def pins_key(pins: tuple[Pin, ...]) -> str:
@@ -56,9 +56,9 @@ def pins_key(pins: tuple[Pin, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def fetch(pins: tuple[Pin, ...], progress: Progress) -> dict[str, Path]:
+def fetch(store: Store, pins: tuple[Pin, ...], progress: Progress) -> dict[str, Path]:
     """The .deb of each pin, downloading the missing ones; keyed by package name."""
-    directory = inputs_dir()
+    directory = inputs_dir(store)
     directory.mkdir(parents=True, exist_ok=True)
     with file_lock(directory / ".lock"):
         missing = [p for p in pins if not (directory / p.filename).is_file()]

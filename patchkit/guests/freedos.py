@@ -22,7 +22,7 @@ from patchkit.guests import asm, bootdisk, debpkgs, disk, fat, fatboot
 from patchkit.guests.base import Guest
 from patchkit.progress import Progress, quiet
 from patchkit.run import CommandError, run
-from patchkit.store import atomic_write, cache_dir
+from patchkit.store import Store, atomic_write
 
 RECIPE_VERSION = "1"
 CYLINDERS = 32  # 16.5 MB, FAT16
@@ -58,15 +58,15 @@ AUTOEXEC_BAT = "\r\n".join([
 KNOWN_TXT = "".join(f"patchkit known line {i:04d}\r\n" for i in range(400)).encode()  # 11 KiB
 
 
-def inputs_dir() -> Path:
+def inputs_dir(store: Store) -> Path:
     """Where the imported FreeDOS files are kept."""
-    return cache_dir() / "inputs" / "freedos"
+    return store.inputs / "freedos"
 
 
-def dos_files(work: Path) -> dict[str, Path | bytes]:
+def dos_files(store: Store, work: Path) -> dict[str, Path | bytes]:
     """What every FreeDOS guest disk holds, KERNEL.SYS first: the imported system files, the
     configuration that runs the checks, the file they read, and the helper programs (assembled in ``work``)."""
-    files: dict[str, Path | bytes] = {name: inputs_dir() / name for name in DOS_FILES}
+    files: dict[str, Path | bytes] = {name: inputs_dir(store) / name for name in DOS_FILES}
     files.update({
         "FDCONFIG.SYS": CONFIG_SYS.encode(),
         "CONFIG.SYS": CONFIG_SYS.encode(),
@@ -78,7 +78,7 @@ def dos_files(work: Path) -> dict[str, Path | bytes]:
     return files
 
 
-def import_media(media: Path, progress: Progress = quiet) -> Path:
+def import_media(store: Store, media: Path, progress: Progress = quiet) -> Path:
     """Copy KERNEL.SYS, COMMAND.COM and FreeDOS's boot sector from FreeDOS media into the cache.
 
     The media is a FreeDOS boot floppy or a hard-disk image with a FAT partition. Its
@@ -100,18 +100,18 @@ def import_media(media: Path, progress: Progress = quiet) -> Path:
     if not any(b"FreeDOS" in data for data in found.values()):
         raise GuestError(f"{media}: KERNEL.SYS and COMMAND.COM are not FreeDOS's (no 'FreeDOS' in either)")
     for name, data in found.items():
-        atomic_write(inputs_dir() / name, data)
+        atomic_write(inputs_dir(store) / name, data)
     with open(media, "rb") as f:
         f.seek(offset)
         boot = f.read(fatboot.SECTOR)
     if FREEDOS_LOADS in boot:
-        atomic_write(inputs_dir() / BOOT_SECTOR, boot)
+        atomic_write(inputs_dir(store) / BOOT_SECTOR, boot)
         kept = f" and its FAT{fatboot.parse_bpb(boot).fat_type} boot sector"
     else:
-        (inputs_dir() / BOOT_SECTOR).unlink(missing_ok=True)
+        (inputs_dir(store) / BOOT_SECTOR).unlink(missing_ok=True)
         kept = " (its boot sector is not FreeDOS's: the freedos-installed guest needs media that has one)"
-    progress(f"freedos: imported {', '.join(DOS_FILES)}{kept} from {media} into {inputs_dir()}")
-    return inputs_dir()
+    progress(f"freedos: imported {', '.join(DOS_FILES)}{kept} from {media} into {inputs_dir(store)}")
+    return inputs_dir(store)
 
 
 def _fat_offset(media: Path) -> int:
@@ -152,7 +152,7 @@ class FreedosGuest(Guest):
             h.update(part.encode() + b"\0")
         h.update(asm.sources_key("poweroff.asm", "settle.asm").encode())
         for name in DOS_FILES:
-            path = inputs_dir() / name
+            path = inputs_dir(self.store) / name
             if not path.is_file():
                 raise MissingInputError(
                     f"FreeDOS is not imported ({path} missing)",
@@ -162,11 +162,11 @@ class FreedosGuest(Guest):
         return h.hexdigest()[:16]
 
     def _build_image(self, out: Path, progress: Progress) -> None:
-        debs = debpkgs.fetch(debpkgs.SYSLINUX_PINS, progress)
+        debs = debpkgs.fetch(self.store, debpkgs.SYSLINUX_PINS, progress)
         with tempfile.TemporaryDirectory(prefix="patchkit-freedos-") as tmp:
             work = Path(tmp)
             syslinux = bootdisk.syslinux_root(debs, work / "syslinux")
-            files = dos_files(work)
+            files = dos_files(self.store, work)
             progress("freedos: writing the disk")
             bootdisk.make(
                 out, CYLINDERS, "FREEDOS", syslinux, SYSLINUX_CFG,

@@ -43,6 +43,7 @@ from patchkit.guests.freedos import (
 )
 from patchkit.progress import Progress
 from patchkit.run import run
+from patchkit.store import Store
 
 RECIPE_VERSION = "1"
 SECTOR = 512
@@ -75,9 +76,9 @@ def partition_entry(active: bool, part_type: int, start: int, count: int) -> byt
             + struct.pack("<II", start, count))
 
 
-def imported_boot_sector() -> bytes:
+def imported_boot_sector(store: Store) -> bytes:
     """FreeDOS's boot sector from the imported media; MissingInputError saying how to get it."""
-    path = inputs_dir() / BOOT_SECTOR
+    path = inputs_dir(store) / BOOT_SECTOR
     if not path.is_file():
         raise MissingInputError(
             f"no FreeDOS boot sector imported ({path} missing)",
@@ -110,13 +111,13 @@ class FreedosInstalledGuest(FreedosGuest):
         for part in (RECIPE_VERSION, CONFIG_SYS, AUTOEXEC_BAT, repr(FAT_LAYOUT), str(DISK_CYLINDERS)):
             h.update(part.encode() + b"\0")
         h.update(asm.sources_key(MBR_SOURCE, "poweroff.asm", "settle.asm").encode())
-        h.update(imported_boot_sector())
+        h.update(imported_boot_sector(self.store))
         for name in DOS_FILES:
-            h.update(hashlib.sha256((inputs_dir() / name).read_bytes()).digest())
+            h.update(hashlib.sha256((inputs_dir(self.store) / name).read_bytes()).digest())
         return h.hexdigest()[:16]
 
     def _build_image(self, out: Path, progress: Progress) -> None:
-        boot = imported_boot_sector()
+        boot = imported_boot_sector(self.store)
         fat_type, part_type, cylinders, cluster = fat_layout(boot)
         count = cylinders * CYLINDER
         with tempfile.TemporaryDirectory(prefix="patchkit-freedos-installed-") as tmp:
@@ -138,7 +139,7 @@ class FreedosInstalledGuest(FreedosGuest):
                 fresh = f.read(SECTOR)
                 f.seek(self.partition_offset)
                 f.write(fatboot.transplant(boot, fresh, 0x80))
-            for name, source in dos_files(work).items():
+            for name, source in dos_files(self.store, work).items():
                 if isinstance(source, bytes):
                     fat.put_bytes(out, self.partition_offset, source, name)
                 else:

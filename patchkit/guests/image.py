@@ -20,7 +20,7 @@ from patchkit.errors import GuestError, PatchkitError
 from patchkit.guests.base import Guest
 from patchkit.progress import Progress, quiet
 from patchkit.run import CommandError, run
-from patchkit.store import sha256_file
+from patchkit.store import Store, sha256_file
 
 FORMATS = ("raw", "qcow2")
 # A prompt at the end of a line: login, a shell (# or $), DOS (C:\>), GRUB (grub>), gPXE-free.
@@ -80,7 +80,8 @@ class ImageGuest(Guest):
     disk_format: ClassVar[Literal["raw", "qcow2"]] = "qcow2"  # the run's overlay
     matches_screen: ClassVar[bool] = True
 
-    def __init__(self, spec: ImageSpec) -> None:
+    def __init__(self, store: Store, spec: ImageSpec) -> None:
+        super().__init__(store)
         self.spec = spec
         self.name = spec.guest_name
         self.default_timeout = spec.timeout

@@ -34,6 +34,7 @@ from patchkit.guests import asm, disk
 from patchkit.guests.base import Guest, Sanboot
 from patchkit.progress import Progress
 from patchkit.series.model import Hold
+from patchkit.store import Store
 
 RECIPE_VERSION = "5"
 CYLINDERS = 32
@@ -231,7 +232,8 @@ class ProbeGuest(Guest):
     disk_shapes: ClassVar[tuple[str, ...]] = tuple(SHAPES)
     self_contained = True
 
-    def __init__(self, disk_shape: str | None = None, read_only: bool = False) -> None:
+    def __init__(self, store: Store, disk_shape: str | None = None, read_only: bool = False) -> None:
+        super().__init__(store)
         if disk_shape is not None and disk_shape not in SHAPES:
             raise PatchkitError(f"the probe has no disk shape {disk_shape!r}: its shapes are {', '.join(SHAPES)}")
         self.disk_shape = disk_shape
@@ -247,7 +249,7 @@ class ProbeGuest(Guest):
 
     def variant(self, disk_shape: str | None = None, read_only: bool = False) -> Guest:
         """The probe on disk shape ``disk_shape`` (a name from SHAPES; None: the default disk), read-only or not."""
-        return ProbeGuest(disk_shape, read_only)
+        return ProbeGuest(self.store, disk_shape, read_only)
 
     @property
     def image_name(self) -> str:
@@ -476,8 +478,8 @@ class HoldReadProbeGuest(ProbeGuest):
     build_command = "patchkit guest build probe-hold"
     hold = Hold(at=HOLD_READY, release=HOLD_RETURNED, via="throttle")  # the harness acts on its markers
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
         self.build_command = HoldReadProbeGuest.build_command
 
     @property

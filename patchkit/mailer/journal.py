@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from patchkit.errors import MailError
-from patchkit.store import cache_dir, file_lock
+from patchkit.store import Store, file_lock
 
 
 class JournalError(MailError):
@@ -38,9 +38,9 @@ class JournalError(MailError):
                          hint=f"free space in {path.parent} (or fix its permissions), then run again")
 
 
-def journal_path(series: str, version: int) -> Path:
+def journal_path(store: Store, series: str, version: int) -> Path:
     """Where the journal of ``series`` version ``version`` lives."""
-    return cache_dir() / "mail" / series / f"v{version}.journal"
+    return store.mail(series) / f"v{version}.journal"
 
 
 @dataclass
@@ -70,8 +70,8 @@ class Journal:
         self.path = path
 
     @classmethod
-    def for_version(cls, series: str, version: int) -> Journal:
-        return cls(journal_path(series, version))
+    def for_version(cls, store: Store, series: str, version: int) -> Journal:
+        return cls(journal_path(store, series, version))
 
     @contextmanager
     def locked(self) -> Iterator[Journal]:

@@ -23,10 +23,11 @@ from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
 from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
 from patchkit.progress import Progress
+from patchkit.project import Project
 from patchkit.run import run
-from patchkit.series.io import find_series, save_series
+from patchkit.series.io import save_series
 from patchkit.series.model import Series, VersionInfo
-from patchkit.store import Results, atomic_write
+from patchkit.store import Store, atomic_write
 
 
 @dataclass
@@ -71,20 +72,20 @@ def tag_name(series: Series) -> str:
     return f"{series.name}-v{series.version}"
 
 
-def send_email(project: Path, name: str | None, options: SendOptions, progress: Progress | None = None,
+def send_email(project: Project, name: str | None, options: SendOptions, progress: Progress | None = None,
                environ: Mapping[str, str] | None = None) -> SendReport:
     """Run send-email for series ``name`` (None: the only series) of ``project``."""
     say = progress or (lambda _msg: None)
     env = os.environ if environ is None else environ
-    series = find_series(project, name)
+    series = project.series(name)
     revision = series.revision_hash()
-    journal = Journal.for_version(series.name, series.version)
+    journal = Journal.for_version(project.store, series.name, series.version)
     sending = not options.dry_run and options.mbox is None
     with journal.locked():
-        message_ids, gate = _plan(series, revision, journal, options, sending)
-        latest = _latest(series, revision)
-        settings = read_settings(project, options.smtp, env) if sending else None
-        sender = _sender(project, series, options, env, required=sending)
+        message_ids, gate = _plan(project.store, series, revision, journal, options, sending)
+        latest = _latest(project.store, series, revision)
+        settings = read_settings(project.root, options.smtp, env) if sending else None
+        sender = _sender(project.root, series, options, env, required=sending)
         if not message_ids:
             message_ids = new_message_ids(series, sender)
         envelope = Envelope(
@@ -125,7 +126,7 @@ def write_mbox(path: Path, mails: list[Mail]) -> None:
     atomic_write(path, b"".join(f"From {m.commit} Mon Sep 17 00:00:00 2001\n".encode() + m.as_bytes() for m in mails))
 
 
-def _plan(series: Series, revision: str, journal: Journal, options: SendOptions,
+def _plan(store: Store, series: Series, revision: str, journal: Journal, options: SendOptions,
           sending: bool) -> tuple[list[str], GateResult]:
     """The Message-IDs to use ([] = new ones) and the gate's verdict; raises when refused."""
     previous = journal.last_send()
@@ -138,7 +139,7 @@ def _plan(series: Series, revision: str, journal: Journal, options: SendOptions,
                         hint="pass --resume to send the rest with the same threading")
     if options.mbox is not None:
         return [], GateResult([], None)  # an mbox is for looking at: not gated
-    gate = check(series, _latest(series, revision), already_sent=_already_sent(series, revision, journal),
+    gate = check(series, _latest(store, series, revision), already_sent=_already_sent(series, revision, journal),
                  resend=options.resend, force=options.force, reason=options.reason)
     return [], gate
 
@@ -204,14 +205,14 @@ def _check_tag(series: Series, applied: gitrepo.ApplyResult) -> None:
                         hint="a sent version never changes: start a new version for the changes")
 
 
-def _latest(series: Series, revision: str) -> Latest:
-    with Results() as results:
+def _latest(store: Store, series: Series, revision: str) -> Latest:
+    with store.results() as results:
         return results.latest_by_cell(series.name, revision)
 
 
-def _sender(project: Path, series: Series, options: SendOptions, env: Mapping[str, str], *, required: bool) -> str:
+def _sender(project_root: Path, series: Series, options: SendOptions, env: Mapping[str, str], *, required: bool) -> str:
     try:
-        return read_sender(project, {"sender": options.sender}, env)
+        return read_sender(project_root, {"sender": options.sender}, env)
     except MailError:
         if required or not series.patches:
             raise

@@ -17,10 +17,11 @@ from patchkit import gitrepo
 from patchkit.errors import PatchkitError
 from patchkit.figures import format_figure
 from patchkit.mailer.render import cover_text
+from patchkit.project import Project
 from patchkit.review.thread import Review, reviews
 from patchkit.series.io import available_versions, load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Series
-from patchkit.store import Results, TestResult, atomic_write, cache_dir
+from patchkit.store import Store, TestResult, atomic_write
 
 BUILD_RECORDS = "each-patch"  # builds/each-patch/<series>/<revision>.json
 
@@ -88,14 +89,14 @@ class ReportData:
     cover: str
 
 
-def gather(project: Path, series: Series, version: int | None = None, *, with_range_diff: bool = True) -> ReportData:
+def gather(project: Project, series: Series, version: int | None = None, *, with_range_diff: bool = True) -> ReportData:
     """Everything the report of ``series`` version ``version`` (default: current) shows."""
     number = version or series.version
     v = load_version(series, number)
     revision = v.revision_hash()
-    with Results() as results:
+    with project.store.results() as results:
         history = results.for_revision(series.name, revision)
-    builds = load_builds(series.name, revision)
+    builds = load_builds(project.store, series.name, revision)
     previous = [n for n in available_versions(series) if n < number]
     range_text, range_note = None, "no earlier version"
     if previous and not with_range_diff:
@@ -106,11 +107,11 @@ def gather(project: Path, series: Series, version: int | None = None, *, with_ra
             range_note = f"v{previous[-1]}..v{number}"
         except PatchkitError as exc:
             range_note = f"not available: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
-    bench, bench_note = latest_bench(project)
+    bench, bench_note = latest_bench(project.root)
     return ReportData(
         series=v, revision=revision, matrix=matrix(v, history), builds=builds,
         build_note="" if builds else f"not recorded for this revision (`patchkit build --each-patch {series.name}`)",
-        range_diff=range_text, range_note=range_note, review=reviews(series).get(number),
+        range_diff=range_text, range_note=range_note, review=reviews(project.store, series).get(number),
         bench=bench, bench_note=bench_note, cover=re.sub(r"\n{3,}", "\n\n", cover_text(v, "")),
     )
 
@@ -147,23 +148,23 @@ def _run(result: TestResult, config: str) -> Run:
     return Run(result, config, shot, have("serial.log"), have("screen.txt"))
 
 
-def build_record_path(series: str, revision: str) -> Path:
-    return cache_dir() / "builds" / BUILD_RECORDS / series / f"{revision}.json"
+def build_record_path(store: Store, series: str, revision: str) -> Path:
+    return store.builds / BUILD_RECORDS / series / f"{revision}.json"
 
 
-def load_builds(series: str, revision: str) -> dict[int, PatchBuild]:
+def load_builds(store: Store, series: str, revision: str) -> dict[int, PatchBuild]:
     """The ``--each-patch`` record of a revision, by patch index (empty when none)."""
     try:
-        data = json.loads(build_record_path(series, revision).read_text(encoding="utf-8"))
+        data = json.loads(build_record_path(store, series, revision).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
     return {int(s["index"]): PatchBuild(dict(s["roms"]), int(s["warnings"]), list(s["new_warnings"]))
             for s in data.get("steps", []) if int(s["index"]) > 0}
 
 
-def latest_bench(project: Path) -> tuple[BenchTable | None, str]:
+def latest_bench(project_root: Path) -> tuple[BenchTable | None, str]:
     """The newest ``bench/results/*.json`` of the project as a table, or a note why there is none."""
-    folder = project / "bench" / "results"
+    folder = project_root / "bench" / "results"
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
         return None, "no benchmark results (run `python3 bench/run.py`)"
@@ -195,9 +196,10 @@ def _bench_cells(row: dict[str, Any]) -> list[str]:
             str(row.get("verdict", "")), str(row.get("note", ""))]
 
 
-def save_builds(series: str, revision: str, steps: list[tuple[int, str, dict[str, int], int, list[str]]]) -> Path:
+def save_builds(store: Store, series: str, revision: str,
+                steps: list[tuple[int, str, dict[str, int], int, list[str]]]) -> Path:
     """Record `build --each-patch` for the report: per step (index, name, ROM sizes, warnings, new warnings)."""
-    path = build_record_path(series, revision)
+    path = build_record_path(store, series, revision)
     record = {"steps": [{"index": i, "name": name, "roms": roms, "warnings": warnings, "new_warnings": new}
                         for i, name, roms, warnings, new in steps]}
     atomic_write(path, json.dumps(record, indent=2) + "\n")

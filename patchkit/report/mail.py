@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
-from pathlib import Path
 
 from patchkit.errors import MailError
 from patchkit.mailer.journal import Journal
 from patchkit.mailer.render import POLICY, Envelope
 from patchkit.mailer.smtp import SmtpConnection, read_sender, read_settings
+from patchkit.project import Project
 from patchkit.report.data import ReportData, Run, gather
 from patchkit.series.model import Series
 
@@ -39,20 +39,20 @@ class ReportMail:
         return buf.getvalue()
 
 
-def mail_report(project: Path, series: Series, version: int | None, *, dry_run: bool,
+def mail_report(project: Project, series: Series, version: int | None, *, dry_run: bool,
                 smtp: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> ReportMail:
     """Render the report reply for ``series`` version ``version`` and send it (unless ``dry_run``)."""
     env = os.environ if environ is None else environ
     data = gather(project, series, version, with_range_diff=False)
     number = data.series.version
-    state = Journal.for_version(series.name, number).last_send()
+    state = Journal.for_version(project.store, series.name, number).last_send()
     if state is None or not state.accepted:
         raise MailError(f"{series.name} v{number} was never sent: there is no cover letter to answer",
                         hint="send it first (`patchkit send-email`), or report on a version that was sent")
     if not data.matrix.cells:
         raise MailError(f"no test results for {series.name} v{number} (revision {data.revision[:12]}): "
                         "a report needs real runs", hint=f"run `patchkit test {series.name}` first")
-    sender = read_sender(project, {"sender": smtp.get("sender")}, env)
+    sender = read_sender(project.root, {"sender": smtp.get("sender")}, env)
     envelope = Envelope(sender=sender, to=tuple(series.to), cc=tuple(series.cc),
                         subject_prefix=series.subject_prefix)
     if not envelope.recipients:
@@ -73,7 +73,7 @@ def mail_report(project: Path, series: Series, version: int | None, *, dry_run: 
     mail = ReportMail(msg, envelope)
     if dry_run:
         return mail
-    settings = read_settings(project, smtp, env)
+    settings = read_settings(project.root, smtp, env)
     with SmtpConnection(settings) as conn:
         conn.send(parseaddr(sender)[1], envelope.recipients, mail.as_bytes("\r\n"))
     mail.server = settings.describe()

@@ -22,10 +22,12 @@ from pathlib import Path
 from patchkit import gitrepo
 from patchkit.errors import MailError, SeriesError
 from patchkit.mailer.smtp import read_sender
+from patchkit.project import Project
 from patchkit.review.thread import Review, reviews
 from patchkit.review.trailers import Collected, Trailer, merge, message_trailers, with_trailers
 from patchkit.series.io import available_versions, load_version, new_version, save_series
 from patchkit.series.model import Patch, Series
+from patchkit.store import Store
 
 
 @dataclass
@@ -66,9 +68,9 @@ def patch_id_of(diff: str) -> str:
     return gitrepo.patch_id(None, diff)
 
 
-def plan(series: Series, by_version: dict[int, Review] | None = None) -> list[PatchTrailers]:
+def plan(store: Store, series: Series, by_version: dict[int, Review] | None = None) -> list[PatchTrailers]:
     """For each patch of ``series`` (as it is now), the collected trailers that apply and those that no longer do."""
-    by_version = reviews(series) if by_version is None else by_version
+    by_version = reviews(store, series) if by_version is None else by_version
     out = [PatchTrailers(i, p) for i, p in enumerate(series.patches, 1)]
     for number in sorted(by_version):
         review = by_version[number]
@@ -89,7 +91,7 @@ def plan(series: Series, by_version: dict[int, Review] | None = None) -> list[Pa
     return out
 
 
-def update(project: Path, series: Series) -> list[tuple[PatchTrailers, list[Trailer], list[Given]]]:
+def update(project: Project, series: Series) -> list[tuple[PatchTrailers, list[Trailer], list[Given]]]:
     """Write the valid collected trailers into the current patch files; take stale ones out.
 
     Returns, per patch, what was added and what was removed. Refuses to change a
@@ -99,10 +101,10 @@ def update(project: Path, series: Series) -> list[tuple[PatchTrailers, list[Trai
     if info is not None and info.sent:
         raise SeriesError(f"{series.name} v{series.version} was sent on {info.sent}: its patches never change",
                           hint="start the next version first: `patchkit version new --changelog TEXT`")
-    own = _own_email(project)
+    own = _own_email(project.root)
     changes = []
     patches = list(series.patches)
-    for entry in plan(series):
+    for entry in plan(project.store, series):
         add, stale = entry.missing, entry.stale
         if not add and not stale:
             continue
@@ -113,12 +115,14 @@ def update(project: Path, series: Series) -> list[tuple[PatchTrailers, list[Trai
     if changes:
         series.patches = patches
         save_series(series)
+        project.series_changed(series)
     return changes
 
 
-def new_version_keeping_trailers(series: Series, changelog: str) -> tuple[Series, list[tuple[int, Given]]]:
+def new_version_keeping_trailers(store: Store, series: Series,
+                                 changelog: str) -> tuple[Series, list[tuple[int, Given]]]:
     """``version new`` that drops stale collected trailers from the new version and says so in its changelog."""
-    dropped = [(entry.index, g) for entry in plan(series) for g in entry.stale]
+    dropped = [(entry.index, g) for entry in plan(store, series) for g in entry.stale]
     if dropped:
         lines = ["Trailers dropped because the patch changed since they were given:"]
         for index, g in dropped:

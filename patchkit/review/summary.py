@@ -8,6 +8,7 @@ from patchkit.review.carry import patch_id_of, plan
 from patchkit.review.thread import Review, ReviewComment, reviews
 from patchkit.series.io import available_versions, load_version
 from patchkit.series.model import Series
+from patchkit.store import Store
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,12 @@ class Counts:
         return s + (f", {self.stale} stale trailer(s) (run `patchkit trailers --update`)" if self.stale else "")
 
 
-def patch_counts(series: Series) -> list[Counts] | None:
+def patch_counts(store: Store, series: Series) -> list[Counts] | None:
     """Counts per current patch, or None when no reply was ever imported for the series."""
-    by_version = reviews(series)
+    by_version = reviews(store, series)
     if not by_version:
         return None
-    entries = plan(series, by_version)
+    entries = plan(store, series, by_version)
     out = []
     for entry in entries:
         pid = patch_id_of(entry.patch.diff)
@@ -49,9 +50,9 @@ def _comments_on(series: Series, by_version: dict[int, Review], pid: str) -> lis
     return found
 
 
-def review_lines(series: Series, version: int | None = None) -> list[str]:
+def review_lines(store: Store, series: Series, version: int | None = None) -> list[str]:
     """The review listing: per sent version and patch, trailers, then comments with their place."""
-    by_version = reviews(series)
+    by_version = reviews(store, series)
     if not by_version:
         return [f"{series.name}: no replies imported (run `patchkit review import PATH...`)"]
     lines: list[str] = []

@@ -30,7 +30,7 @@ from patchkit.review.message import Mail, MalformedMail, parse_mail
 from patchkit.review.trailers import Collected, Trailer, find_trailers, merge, own_trailer
 from patchkit.series.io import available_versions, load_version
 from patchkit.series.model import Series
-from patchkit.store import atomic_write, cache_dir
+from patchkit.store import Store, atomic_write
 
 _DIFF = re.compile(r"^diff --git |^--- \S+\n\+\+\+ \S+", re.MULTILINE)
 _REPLY = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.IGNORECASE)
@@ -108,16 +108,16 @@ class Review:
         return self.patches[0]
 
 
-def replies_dir(series: str) -> Path:
+def replies_dir(store: Store, series: str) -> Path:
     """``mail/<series>/replies/`` in the cache."""
-    return cache_dir() / "mail" / series / "replies"
+    return store.mail(series) / "replies"
 
 
-def sent_messages(series_names: list[str]) -> dict[str, Sent]:
+def sent_messages(store: Store, series_names: list[str]) -> dict[str, Sent]:
     """Message-ID -> what it was, from every send journal of these series."""
     out: dict[str, Sent] = {}
     for name in series_names:
-        folder = cache_dir() / "mail" / name
+        folder = store.mail(name)
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("v*.journal")):
@@ -131,9 +131,9 @@ def sent_messages(series_names: list[str]) -> dict[str, Sent]:
     return out
 
 
-def stored_replies(series: str) -> list[Mail]:
+def stored_replies(store: Store, series: str) -> list[Mail]:
     """The replies kept for ``series``, oldest first (by Date:)."""
-    folder = replies_dir(series)
+    folder = replies_dir(store, series)
     if not folder.is_dir():
         return []
     mails = [parse_mail(path.read_bytes()) for path in folder.glob("*.eml")]
@@ -147,12 +147,12 @@ def _when(date: str) -> float:
         return 0.0
 
 
-def import_replies(paths: list[Path], series_names: list[str]) -> ImportReport:
+def import_replies(store: Store, paths: list[Path], series_names: list[str]) -> ImportReport:
     """Read ``paths``, match each reply to a sent message of ``series_names``, store the new ones."""
     report = ImportReport()
     raw, read_problems = read_paths(paths)
     report.malformed += [Problem(p.where, p.problem) for p in read_problems]
-    sent = sent_messages(series_names)
+    sent = sent_messages(store, series_names)
     if not sent:
         raise SeriesError(f"no send journal for {', '.join(series_names) or 'any series'}: nothing was sent "
                           "with patchkit, so no reply can be matched",
@@ -173,7 +173,7 @@ def import_replies(paths: list[Path], series_names: list[str]) -> ImportReport:
         parsed.append((item, mail))
     links: dict[str, str] = {}  # reply Message-ID -> series, for replies already stored
     for name in series_names:
-        for mail in stored_replies(name):
+        for mail in stored_replies(store, name):
             links[mail.message_id] = name
     pending = []
     for item, mail in parsed:
@@ -190,7 +190,7 @@ def import_replies(paths: list[Path], series_names: list[str]) -> ImportReport:
             series = _series_of(mail, sent, links)
             if series is None:
                 continue
-            _store(series, mail.message_id, item.data)
+            _keep(store, series, mail.message_id, item.data)
             links[mail.message_id] = series
             report.stored.setdefault(series, []).append(mail.message_id)
             pending.remove((item, mail))
@@ -210,17 +210,17 @@ def _series_of(mail: Mail, sent: dict[str, Sent], links: dict[str, str]) -> str 
     return None
 
 
-def _store(series: str, message_id: str, data: bytes) -> Path:
-    path = replies_dir(series) / f"{hashlib.sha256(message_id.encode()).hexdigest()[:32]}.eml"
+def _keep(store: Store, series: str, message_id: str, data: bytes) -> Path:
+    path = replies_dir(store, series) / f"{hashlib.sha256(message_id.encode()).hexdigest()[:32]}.eml"
     if not path.exists():
         atomic_write(path, data)
     return path
 
 
-def reviews(series: Series) -> dict[int, Review]:
+def reviews(store: Store, series: Series) -> dict[int, Review]:
     """The review of every sent version of ``series`` that has replies, by version number."""
-    sent = sent_messages([series.name])
-    mails = {m.message_id: m for m in stored_replies(series.name)}
+    sent = sent_messages(store, [series.name])
+    mails = {m.message_id: m for m in stored_replies(store, series.name)}
     if not mails:
         return {}
     authors = {p.author_email.lower() for n in available_versions(series) for p in _version(series, n).patches}

@@ -21,7 +21,7 @@ import tomli_w
 import unidiff
 
 from patchkit.errors import SeriesError
-from patchkit.guests.base import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES
+from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES
 from patchkit.qemu.cmdline import PCI_ADDR, property_problem
 from patchkit.series.model import (
     BOOT_MODES,
@@ -53,37 +53,6 @@ _CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "d
                 "expect_failure")
 # blkdebug events a fault may name (QEMU's BlkdebugEvent values for guest requests).
 _BLKDEBUG_EVENTS = ("read_aio", "write_aio", "flush_to_disk")
-
-
-def series_root(project: Path) -> Path:
-    """``<project>/series``."""
-    return project / "series"
-
-
-def list_series(project: Path) -> list[str]:
-    """Names of the series in the project (directories holding a series.toml), sorted."""
-    root = series_root(project)
-    if not root.is_dir():
-        return []
-    return sorted(d.name for d in root.iterdir() if (d / MANIFEST).is_file())
-
-
-def find_series(project: Path, name: str | None) -> Series:
-    """Load series ``name``, or the only series when ``name`` is None."""
-    names = list_series(project)
-    if name is None:
-        if len(names) == 1:
-            name = names[0]
-        elif not names:
-            raise SeriesError(f"no series in {series_root(project)}",
-                              hint="create series/<name>/series.toml, or pass -C PROJECT")
-        else:
-            raise SeriesError(f"several series, name one of: {', '.join(names)}")
-    if name not in names:
-        known = ", ".join(names) or "none"
-        raise SeriesError(f"unknown series '{name}' (known: {known})",
-                          hint="run `patchkit status` to list the series")
-    return load_series(series_root(project) / name)
 
 
 def load_series(directory: Path) -> Series:
