@@ -330,9 +330,8 @@ def ensure_series_rom(project: Project, series_name: str | None, progress: Progr
     # make this a ROM of other sources than the series revision it is returned for.
     with tree_lock(project.store.tree(series.name), progress):
         applied = apply_series(project, series, version=version, progress=progress)
-        rom = build_rom(project.store, applied.tree, pin, target, extra_make_args=extra_make_args, progress=progress)
-    check_rom(rom.path, *rom_ids(pin, rom.target))
-    return rom
+        return build_rom(project.store, applied.tree, pin, target, extra_make_args=extra_make_args,
+                         progress=progress)
 
 
 def base_rom(project: Project, progress: Progress | None = None) -> BuiltRom:
@@ -344,9 +343,7 @@ def base_rom(project: Project, progress: Progress | None = None) -> BuiltRom:
     tree = project.store.tree(f"{pin.name}.base")
     with tree_lock(tree, progress):
         _checkout(work_tree(project.store, pin), pin.commit, tree)
-        rom = build_rom(project.store, tree, pin, pin.build.base_target, progress=progress)
-    check_rom(rom.path, *rom_ids(pin, rom.target))
-    return rom
+        return build_rom(project.store, tree, pin, pin.build.base_target, progress=progress)
 
 
 def build_each_patch(project: Project, series_name: str | None, progress: Progress | None = None, *,
