@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from patchkit.errors import BuildError
+from patchkit.gitcmd import git
 from patchkit.gitrepo import apply_series, export_tree, tree_lock, work_tree
 from patchkit.pin import Pin
 from patchkit.progress import Progress
@@ -99,9 +100,9 @@ def tree_digest(build_root: Path) -> str:
     the tree need not be a git repository (an exported tree works too).
     """
     with tempfile.TemporaryDirectory(prefix="patchkit-digest-") as tmp:
-        run(["git", "init", "-q", tmp])
-        out = run(["git", f"--git-dir={tmp}/.git", f"--work-tree={build_root}", "ls-files", "-z",
-                   "--others", "--exclude-standard"], cwd=build_root).stdout
+        git("init", "-q", tmp)
+        out = git(f"--git-dir={tmp}/.git", f"--work-tree={build_root}", "ls-files", "-z",
+                  "--others", "--exclude-standard", cwd=build_root).stdout
     h = hashlib.sha256()
     for name in sorted(n for n in out.decode("utf-8", "surrogateescape").split("\0") if n):
         path = build_root / name

@@ -33,10 +33,10 @@ import git
 import unidiff
 
 from patchkit.errors import ApplyError, DirtyTreeError, SeriesError, UpstreamError
+from patchkit.gitcmd import environment
 from patchkit.pin import Pin
 from patchkit.progress import Progress
 from patchkit.project import Project
-from patchkit.run import CHILD_LOCALE
 from patchkit.series.io import load_version, save_series, unsafe_path
 from patchkit.series.model import Patch, Series, parse_patch, patch_filename
 from patchkit.store import Store, atomic_write, build_dir, file_lock
@@ -44,8 +44,7 @@ from patchkit.upstream import mirror_path
 
 IDENTITY_NAME = "patchkit"
 IDENTITY_EMAIL = "patchkit@localhost"
-# Keep the user's git configuration (diff.noprefix, format.*, hooks) out of our results.
-_GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", **CHILD_LOCALE}
+_GIT_ENV = environment()  # gitpython's commands run with patchkit.gitcmd's environment too
 _STATE = "patchkit-applied.json"
 _SWITCH = "patchkit-switch.json"  # present while apply switches the work tree: {series, branch, head, entry}
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchkit.errors import MissingInputError, UpstreamError
+from patchkit.gitcmd import git, git_logged
 from patchkit.pin import Pin
 from patchkit.progress import Progress
-from patchkit.run import run, run_logged
 from patchkit.store import Store, build_dir, file_lock
 
 
@@ -64,8 +64,8 @@ def vendor_report(store: Store, pin: Pin, source: str | None = None,
         say(f"cloning {src}")
         target = tmp / "mirror.git"
         log = tmp / "clone.log"
-        status = run_logged(["git", "clone", "--mirror", "--progress", src, target], log,
-                            env={"GIT_TERMINAL_PROMPT": "0"}, on_line=lambda line: say(_last_segment(line)))
+        status = git_logged("clone", "--mirror", "--progress", src, target, logfile=log,
+                            on_line=lambda line: say(_last_segment(line)))
         if status != 0:
             tail = _tail(log)
             raise UpstreamError(f"cannot reach upstream source {src}: git clone failed\n{tail}",
@@ -86,7 +86,7 @@ def vendor_report(store: Store, pin: Pin, source: str | None = None,
 
 
 def _has_commit(repo: Path, rev: str) -> bool:
-    return run(["git", "-C", repo, "cat-file", "-e", f"{rev}^{{commit}}"], check=False).returncode == 0
+    return git("-C", repo, "cat-file", "-e", f"{rev}^{{commit}}", check=False).returncode == 0
 
 
 def _last_segment(line: str) -> str:

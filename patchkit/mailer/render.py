@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from patchkit.errors import MailError
-from patchkit.run import run
+from patchkit.gitcmd import git
 from patchkit.series.model import Series, format_git_date
 
 TESTED_PLACEHOLDER = "{tested}"
@@ -31,8 +31,6 @@ ZERO_SHA = "0" * 40
 # Header lines are not folded below RFC 5322's hard limit: git does not fold ASCII
 # subjects either, and Python's folding at 78 can break before the first word.
 POLICY = email.policy.SMTP.clone(max_line_length=998)
-# The user's git configuration (diff.noprefix, stat widths) must not change the mails.
-_GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 class Applied(Protocol):
@@ -98,7 +96,7 @@ def new_message_ids(series: Series, sender: str) -> list[str]:
 
 def git_signature() -> str:
     """The signature git format-patch uses by default: git's version number."""
-    out = run(["git", "--version"]).stdout.decode().strip()
+    out = git("--version").stdout.decode().strip()
     return out.removeprefix("git version ")
 
 
@@ -155,13 +153,13 @@ def patch_body(message: str, stat: str, diff: str, signature: str) -> str:
 
 def diffstat(tree: Path, old: str, new: str) -> str:
     """git's mail diffstat and summary (``--stat=72 --summary``) between two commits."""
-    out = run(["git", "diff", f"--stat={MAIL_WRAP}", "--summary", old, new, "--"], cwd=tree, env=_GIT_ENV).stdout
+    out = git("diff", f"--stat={MAIL_WRAP}", "--summary", old, new, "--", cwd=tree).stdout
     return out.decode("utf-8")
 
 
 def shortlog(tree: Path, base: str, tip: str) -> str:
     """git's shortlog of ``base..tip`` wrapped like format-patch's cover letter."""
-    out = run(["git", "shortlog", f"-w{MAIL_WRAP},2,4", f"{base}..{tip}", "--"], cwd=tree, env=_GIT_ENV).stdout
+    out = git("shortlog", f"-w{MAIL_WRAP},2,4", f"{base}..{tip}", "--", cwd=tree).stdout
     return out.decode("utf-8")
 
 

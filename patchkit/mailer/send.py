@@ -18,13 +18,13 @@ from pathlib import Path
 
 from patchkit import gitrepo
 from patchkit.errors import MailError
+from patchkit.gitcmd import git
 from patchkit.mailer.gate import GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
 from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
 from patchkit.progress import Progress
 from patchkit.project import Project
-from patchkit.run import run
 from patchkit.series.io import save_series
 from patchkit.series.model import Series, VersionInfo
 from patchkit.store import Store, atomic_write
@@ -196,8 +196,7 @@ def _already_sent(series: Series, revision: str, journal: Journal) -> bool:
 def _check_tag(series: Series, applied: gitrepo.ApplyResult) -> None:
     """Refuse when ``<series>-vN`` already froze other commits (applying is deterministic)."""
     name = tag_name(series)
-    proc = run(["git", "rev-parse", "--verify", "--quiet", f"refs/tags/{name}^{{commit}}"],
-               cwd=applied.tree, check=False)
+    proc = git("rev-parse", "--verify", "--quiet", f"refs/tags/{name}^{{commit}}", cwd=applied.tree, check=False)
     tagged = proc.stdout.decode().strip()
     tip = applied.commits[-1] if applied.commits else applied.base
     if proc.returncode == 0 and tagged != tip:

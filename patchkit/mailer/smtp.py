@@ -22,7 +22,7 @@ from email.utils import formataddr, parseaddr
 from pathlib import Path
 
 from patchkit.errors import MailError
-from patchkit.run import run
+from patchkit.gitcmd import git
 
 ENCRYPTIONS = ("", "tls", "ssl")
 AUTH_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")  # smtplib's, in its order of preference
@@ -62,7 +62,7 @@ class SmtpSettings:
 
 def git_config(project: Path, key: str) -> str | None:
     """``git config --get KEY`` as seen from ``project`` (repository, global, system), or None."""
-    proc = run(["git", "config", "--get", key], cwd=project, check=False)
+    proc = git("config", "--get", key, cwd=project, check=False, user_config=True)
     if proc.returncode != 0:
         return None
     return proc.stdout.decode("utf-8", "replace").rstrip("\n")
@@ -115,7 +115,9 @@ def git_credential(project: Path, action: str, server: str, port: int, user: str
     request = f"protocol=smtp\nhost={server}:{port}\nusername={user}\n"
     if password:
         request += f"password={password}\n"
-    proc = run(["git", "credential", action], cwd=project, input=(request + "\n").encode(), check=False)
+    # fill may ask on the terminal (git send-email does) when no credential helper knows the password.
+    proc = git("credential", action, cwd=project, input=(request + "\n").encode(), check=False,
+               user_config=True, prompt=action == "fill")
     if action != "fill" or proc.returncode != 0:
         return None
     for line in proc.stdout.decode("utf-8", "replace").splitlines():
