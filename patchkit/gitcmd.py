@@ -46,6 +46,7 @@ def git(
                input=input, check=check)
 
 
-def git_logged(*args: StrPath, logfile: Path, on_line: Callable[[str], None] | None = None) -> int:
+def git_logged(*args: StrPath, logfile: Path, on_line: Callable[[str], None] | None = None,
+               user_config: bool = False) -> int:
     """Run ``git ARGS`` streaming its output to ``logfile`` (and ``on_line``); return its exit status."""
-    return run_logged(["git", *args], logfile, env=environment(), on_line=on_line)
+    return run_logged(["git", *args], logfile, env=environment(user_config=user_config), on_line=on_line)

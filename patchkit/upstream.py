@@ -64,7 +64,8 @@ def vendor_report(store: Store, pin: Pin, source: str | None = None,
         say(f"cloning {src}")
         target = tmp / "mirror.git"
         log = tmp / "clone.log"
-        status = git_logged("clone", "--mirror", "--progress", src, target, logfile=log,
+        # The user's git configuration reaches the network (http.proxy, url.*.insteadOf, credential helpers).
+        status = git_logged("clone", "--mirror", "--progress", src, target, logfile=log, user_config=True,
                             on_line=lambda line: say(_last_segment(line)))
         if status != 0:
             tail = _tail(log)
