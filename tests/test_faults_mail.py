@@ -23,15 +23,13 @@ from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 from test_mail_fixtures import MailProject, Recorder, Server, authenticator, free_port, smtp_options
 
 from patchkit.errors import MailError
-from patchkit.gitrepo import tree_dir
-from patchkit.mailer.journal import journal_path
 from patchkit.mailer.send import SendOptions, send_email
 
 pytest_plugins = ("test_mail_fixtures",)
 
 
 def events(mp: MailProject, version: int = 2) -> list[dict]:
-    path = journal_path(mp.name, version)
+    path = mp.journal(version)
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
@@ -48,7 +46,7 @@ def message_ids(messages: list[SmtpEnvelope]) -> list[str]:
 def frozen(mp: MailProject) -> bool:
     """Whether v2 was tagged or marked sent."""
     info = mp.series().version_info(2)
-    tags = [t.name for t in git.Repo(tree_dir(mp.name)).tags] if (tree_dir(mp.name) / ".git").exists() else []
+    tags = [t.name for t in git.Repo(mp.tree()).tags] if (mp.tree() / ".git").exists() else []
     return bool(info and (info.sent or info.tag)) or "demo-v2" in tags
 
 
@@ -134,15 +132,16 @@ def end_page(journal: Path) -> None:
 
 @dataclass
 class FillingDisk(Recorder):
-    """Accepts every message; when accepting message ``fill_at``, fills the journal's disk first."""
+    """Accepts every message; when accepting message ``fill_at``, fills the disk of ``journal`` first."""
 
     fill_at: int = 0
     disk: Path | None = None
+    journal: Path | None = None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
-        if len(self.messages) + 1 == self.fill_at and self.disk is not None:
+        if len(self.messages) + 1 == self.fill_at and self.disk is not None and self.journal is not None:
             self.fill_at = 0  # once
-            end_page(journal_path("demo", 2))
+            end_page(self.journal)
             fill(self.disk)
         return await super().handle_DATA(server, session, envelope)
 
@@ -150,12 +149,13 @@ class FillingDisk(Recorder):
 def test_a_journal_write_failing_after_acceptance_never_resends(mail_project: MailProject,
                                                                 isolated_cache: Path) -> None:
     mail_project.record()
-    with small_tmpfs(isolated_cache / "mail") as disk, Server(FillingDisk(fill_at=1, disk=disk)) as srv:
+    with (small_tmpfs(isolated_cache / "mail") as disk,
+          Server(FillingDisk(fill_at=1, disk=disk, journal=mail_project.journal())) as srv):
         with pytest.raises(MailError) as caught:
             send_email(mail_project.project, "demo", smtp_options(srv))
         said = str(caught.value)
         assert "[1/3]" in said and "accepted by the server" in said and "No space left" in said
-        assert str(journal_path("demo", 2)) in said
+        assert str(mail_project.journal()) in said
         assert len(srv.recorder.messages) == 1 and not frozen(mail_project)
         (disk / "filler").unlink()
         # The journal shows the cover letter sent but not answered: --resume must not send it again blindly.
@@ -172,7 +172,8 @@ def test_a_journal_write_failing_after_acceptance_never_resends(mail_project: Ma
 
 def test_in_doubt_resend_sends_it_again_on_the_users_word(mail_project: MailProject, isolated_cache: Path) -> None:
     mail_project.record()
-    with small_tmpfs(isolated_cache / "mail") as disk, Server(FillingDisk(fill_at=2, disk=disk)) as srv:
+    with (small_tmpfs(isolated_cache / "mail") as disk,
+          Server(FillingDisk(fill_at=2, disk=disk, journal=mail_project.journal())) as srv):
         with pytest.raises(MailError, match=r"\[2/3\]"):
             send_email(mail_project.project, "demo", smtp_options(srv))
         (disk / "filler").unlink()
@@ -187,7 +188,7 @@ def test_a_full_journal_disk_before_sending_sends_nothing(mail_project: MailProj
         filler = fill(disk)
         with pytest.raises(MailError, match="No space left") as caught:
             send_email(mail_project.project, "demo", smtp_options(srv))
-        assert str(journal_path("demo", 2).parent) in str(caught.value)
+        assert str(mail_project.journal().parent) in str(caught.value)
         filler.unlink()
         assert srv.recorder.messages == []
         send_email(mail_project.project, "demo", smtp_options(srv))

@@ -15,7 +15,7 @@ pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, 
 
 
 def patchkit(mp: MailProject, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    proc = run([sys.executable, "-m", "patchkit", "-C", mp.project, *args], env=env, check=False)
+    proc = run([sys.executable, "-m", "patchkit", "-C", mp.root, *args], env=env, check=False)
     return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
 
@@ -44,12 +44,12 @@ def test_send_with_settings_from_git_config(mail_project: MailProject, tls_ca: t
     """git send-email's keys: global server/encryption/CA, repository user/password/port."""
     ca_file, server_ctx = tls_ca
     mail_project.record()
-    run(["git", "init", "-q", mail_project.project])
+    run(["git", "init", "-q", mail_project.root])
     with Server(Recorder(), tls_context=server_ctx, require_starttls=True, authenticator=authenticator,
                 auth_require_tls=True) as srv:
-        git_config(mail_project.project, ("sendemail.smtpServer", "127.0.0.1"), ("sendemail.smtpEncryption", "tls"),
+        git_config(mail_project.root, ("sendemail.smtpServer", "127.0.0.1"), ("sendemail.smtpEncryption", "tls"),
                    ("sendemail.smtpSslCertPath", str(ca_file)), ("sendemail.smtpServerPort", "1"))
-        git_config(mail_project.project, ("sendemail.smtpServerPort", str(srv.port)), ("sendemail.smtpUser", "jane"),
+        git_config(mail_project.root, ("sendemail.smtpServerPort", str(srv.port)), ("sendemail.smtpUser", "jane"),
                    ("sendemail.smtpPass", "wrong"), ("sendemail.from", "Jane D <jane@example.org>"), scope="--local")
         status, out = patchkit(mail_project, "send-email")
         assert status == 1 and "rejected the login" in out and "wrong" not in out
@@ -62,14 +62,14 @@ def test_send_with_settings_from_git_config(mail_project: MailProject, tls_ca: t
 
 
 def test_settings_precedence_options_over_environment_over_git(mail_project: MailProject) -> None:
-    git_config(mail_project.project, ("sendemail.smtpServer", "git.example"), ("sendemail.smtpEncryption", "ssl"))
-    s = read_settings(mail_project.project, {}, {})
+    git_config(mail_project.root, ("sendemail.smtpServer", "git.example"), ("sendemail.smtpEncryption", "ssl"))
+    s = read_settings(mail_project.root, {}, {})
     assert (s.server, s.port, s.encryption) == ("git.example", 465, "ssl")
-    s = read_settings(mail_project.project, {}, {"PATCHKIT_SMTP_SERVER": "env.example", "PATCHKIT_SMTP_PORT": "2525",
+    s = read_settings(mail_project.root, {}, {"PATCHKIT_SMTP_SERVER": "env.example", "PATCHKIT_SMTP_PORT": "2525",
                                                  "PATCHKIT_SMTP_USER": "u", "PATCHKIT_SMTP_PASS": "pw-123"})
     assert (s.server, s.port, s.user) == ("env.example", 2525, "u")
     assert "pw-123" not in repr(s) and "pw-123" not in s.describe()
-    s = read_settings(mail_project.project, {"server": "opt.example", "encryption": "none"},
+    s = read_settings(mail_project.root, {"server": "opt.example", "encryption": "none"},
                       {"PATCHKIT_SMTP_SERVER": "env.example"})
     assert (s.server, s.port, s.encryption) == ("opt.example", 25, "")
 

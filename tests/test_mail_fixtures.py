@@ -16,11 +16,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope as SmtpEnvelope, LoginPassword, Session
 
-from patchkit import store
+from patchkit.mailer.journal import journal_path
 from patchkit.mailer.send import SendOptions
+from patchkit.project import Project
 from patchkit.run import run
-from patchkit.series.io import find_series, save_series
+from patchkit.series.io import save_series
 from patchkit.series.model import Series, VersionInfo, parse_patch
+from patchkit.store import ResultKey, Store, TestResult as StoredResult  # a Test* name pytest would collect
 
 SENDER = "Jane Doe <jane@example.org>"
 AUTHOR_2 = ("Zoë Ünïcode", "zoe@example.net")
@@ -107,28 +109,43 @@ ROM_SHA = "ab" * 32
 
 @dataclass
 class MailProject:
-    """A project whose upstream mirror (in the isolated cache) and series come from the fixture repo."""
+    """A project (at ``root``) whose upstream mirror (in ``store``) and series come from the fixture repo."""
 
-    project: Path
+    root: Path
+    store: Store
     upstream: FixtureApplied
     name: str = "demo"
 
+    @property
+    def project(self) -> Project:
+        """The project as one patchkit command sees it: a new ``Project`` each time, so it reads the
+        series files as they are now (tests rewrite them between sends)."""
+        return Project(self.root, self.store)
+
     def series(self) -> Series:
-        return find_series(self.project, self.name)
+        return self.project.series(self.name)
+
+    def journal(self, version: int = 2) -> Path:
+        """The send journal of version ``version``."""
+        return journal_path(self.store, self.name, version)
+
+    def tree(self) -> Path:
+        """The work tree the series is applied in."""
+        return self.store.tree(self.name)
 
     def record(self, guests: list[str] | None = None, *, passed: bool = True, rom: str = ROM_SHA,
                config: str = "pc") -> None:
         """Store a result per guest (default: the configuration's) for the current revision, as `patchkit test`."""
         s = self.series()
-        with store.Results() as results:
+        with self.store.results() as results:
             for guest in guests if guests is not None else s.config(config).guests:
-                key = store.ResultKey(s.name, s.revision_hash(), rom, guest, "cd" * 32, "7.2.0", "tcg", config)
-                results.record(store.TestResult(key, passed, "marker seen" if passed else "no marker", "",
+                key = ResultKey(s.name, s.revision_hash(), rom, guest, "cd" * 32, "7.2.0", "tcg", config)
+                results.record(StoredResult(key, passed, "marker seen" if passed else "no marker", "",
                                           {"success": 0.5}, 65536, s.version))
 
 
 @pytest.fixture
-def mail_project(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> MailProject:
+def mail_project(tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> MailProject:
     """A fixture project: pin, mirror, series `demo` v2 with two patches; git config isolated."""
     gitconfig = tmp_path / "gitconfig"
     gitconfig.write_text("[user]\n\tname = Jane Doe\n\temail = jane@example.org\n")
@@ -138,13 +155,14 @@ def mail_project(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.Monke
                 "PATCHKIT_SMTP_PASS", "PATCHKIT_SMTP_CA", "PATCHKIT_FROM"):
         monkeypatch.delenv(var, raising=False)
     upstream = make_repo(tmp_path / "upstream-src")
-    run(["git", "clone", "-q", "--bare", upstream.tree, isolated_cache / "upstream" / "fixture.git"])
+    run(["git", "clone", "-q", "--bare", upstream.tree, store.mirror("fixture")])
     project = tmp_path / "project"
     (project / "gpxe-tree").mkdir(parents=True)
     (project / "gpxe-tree" / "pin.toml").write_text(
-        f'name = "fixture"\nurl = "file:///nonexistent"\ncommit = "{upstream.base}"\n')
+        f'name = "fixture"\nurl = "file:///nonexistent"\ncommit = "{upstream.base}"\n'
+        '[build]\ntarget = "bin/fixture.rom"\n')  # a pin names its build target; mailing never builds it
     make_series(project, upstream, version=2)
-    return MailProject(project, upstream)
+    return MailProject(project, store, upstream)
 
 
 def smtp_options(server: Server, **kwargs: Any) -> SendOptions:

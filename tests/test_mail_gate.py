@@ -9,7 +9,6 @@ import pytest
 from test_mail_fixtures import MailProject, Recorder, Server, smtp_options
 
 from patchkit.errors import MailError
-from patchkit.mailer.journal import journal_path
 from patchkit.mailer.send import SendOptions, SendReport, send_email
 from patchkit.series.io import new_version, save_series
 
@@ -81,7 +80,7 @@ def test_force_needs_a_reason_and_records_it(mail_project: MailProject) -> None:
         with pytest.raises(MailError):
             send_email(mail_project.project, "demo", smtp_options(srv, force=True, reason="probe guest broken"))
         send_email(mail_project.project, "demo", smtp_options(srv, resume=True))  # the cover still says why
-    assert '"forced_reason": "probe guest broken"' in journal_path("demo", 2).read_text()
+    assert '"forced_reason": "probe guest broken"' in mail_project.journal().read_text()
     content = srv.recorder.messages[0].original_content
     assert content is not None
     cover = content.decode()
@@ -124,7 +123,7 @@ def test_dry_run_sends_nothing_and_writes_no_journal(mail_project: MailProject) 
     assert report.envelope.recipients == ["other@example.org"]
     assert [m.subject.split("]")[0] for m in report.mails] == ["[RFC PATCH v2 0/2", "[RFC PATCH v2 1/2",
                                                                   "[RFC PATCH v2 2/2"]
-    assert not journal_path("demo", 2).exists()
+    assert not mail_project.journal().exists()
     info = mail_project.series().version_info(2)
     assert info is not None and info.sent is None
 
@@ -133,7 +132,7 @@ def test_sent_version_changed_in_place_is_refused_even_with_resend(mail_project:
     mail_project.record()
     with Server(Recorder()) as srv:
         send_email(mail_project.project, "demo", smtp_options(srv))
-        journal_path("demo", 2).unlink()  # even without the journal, the tag remembers what was sent
+        mail_project.journal().unlink()  # even without the journal, the tag remembers what was sent
         series = mail_project.series()
         p = series.patches[0]
         series.patches[0] = p.__class__(**{**p.__dict__, "message": p.message + "\n\nEdited after sending."})
@@ -165,7 +164,7 @@ required = false
 
 @pytest.fixture
 def matrix_project(mail_project: MailProject) -> MailProject:
-    manifest = mail_project.project / "series" / "demo" / "series.toml"
+    manifest = mail_project.root / "series" / "demo" / "series.toml"
     manifest.write_text(manifest.read_text() + CONFIGS)
     return mail_project
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from patchkit.mailer.journal import Journal, journal_path
-from patchkit.store import cache_dir
+from patchkit.store import Store
 
 
-def test_journal_lives_in_the_cache_per_version() -> None:
-    assert journal_path("demo", 3) == cache_dir() / "mail" / "demo" / "v3.journal"
+def test_journal_lives_in_the_cache_per_version(store: Store, isolated_cache: Path) -> None:
+    assert journal_path(store, "demo", 3) == isolated_cache / "mail" / "demo" / "v3.journal"
 
 
-def test_last_send_tracks_accepted_and_pending() -> None:
-    j = Journal.for_version("demo", 1)
+def test_last_send_tracks_accepted_and_pending(store: Store) -> None:
+    j = Journal.for_version(store, "demo", 1)
     assert j.last_send() is None and j.sent_revisions() == set()
     j.start("rev-a", ["<c@x>", "<1@x>", "<2@x>"], ["cover", "one", "two"], None)
     j.accepted("<c@x>", ["list@example.org"])
@@ -30,8 +32,8 @@ def test_last_send_tracks_accepted_and_pending() -> None:
     assert j.sent_revisions() == {"rev-a"}
 
 
-def test_torn_last_line_is_ignored() -> None:
-    j = Journal.for_version("demo", 2)
+def test_torn_last_line_is_ignored(store: Store) -> None:
+    j = Journal.for_version(store, "demo", 2)
     j.start("rev", ["<c@x>", "<1@x>"], ["c", "1"], None)
     j.accepted("<c@x>", ["a@example.org"])
     with open(j.path, "a") as f:

@@ -10,7 +10,6 @@ from pathlib import Path
 import git
 from test_mail_fixtures import MailProject
 
-from patchkit.gitrepo import tree_dir
 from patchkit.mailer.send import SendOptions, send_email
 from patchkit.run import run
 
@@ -51,7 +50,7 @@ def test_mbox_round_trips_through_git_am_and_b4(mail_project: MailProject, tmp_p
     mbox = tmp_path / "series.mbox"
     report = send_email(mail_project.project, "demo", SendOptions(mbox=mbox))
     assert mbox.is_file() and len(mailbox.mbox(str(mbox))) == 3
-    applied = git.Repo(tree_dir("demo"))
+    applied = git.Repo(mail_project.tree())
     tip = applied.head.commit
 
     tree, repo = git_am_tree(mail_project.upstream.tree, mail_project.upstream.base, mbox, tmp_path / "am", True)

@@ -8,22 +8,22 @@ import git
 import pytest
 from test_mail_mbox import b4_am, git_am_tree
 
-from patchkit.gitrepo import tree_dir
 from patchkit.mailer.send import SendOptions, send_email
+from patchkit.project import Project
 from patchkit.run import run
 
-PROJECT = Path(__file__).resolve().parent.parent
 SERIES = "gpxe-virtio-blk"
 
 
 @pytest.mark.needs_gpxe
-def test_real_series_mbox_matches_git_and_round_trips(gpxe_mirror: Path, inputs_cache: Path, tmp_path: Path) -> None:
-    if not (PROJECT / "series" / SERIES / "series.toml").is_file():
+def test_real_series_mbox_matches_git_and_round_trips(gpxe_mirror: Path, inputs_cache: Path, project: Project,
+                                                       tmp_path: Path) -> None:
+    if not (project.series_root / SERIES / "series.toml").is_file():
         pytest.skip(f"series/{SERIES}/series.toml missing: it is project content, restore it with "
                     f"`git checkout -- series/{SERIES}` (or write it with the series commands)")
     mbox = tmp_path / "series.mbox"
-    report = send_email(PROJECT, SERIES, SendOptions(mbox=mbox, sender="Tester <tester@example.org>"))
-    tree = tree_dir(SERIES)
+    report = send_email(project, SERIES, SendOptions(mbox=mbox, sender="Tester <tester@example.org>"))
+    tree = project.store.tree(SERIES)
     tip = git.Repo(tree).head.commit
     n, base = len(report.mails) - 1, report.base
     out = tmp_path / "fp"

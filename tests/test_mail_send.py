@@ -15,8 +15,6 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from test_mail_fixtures import ROM_SHA, USERS, MailProject, Recorder, Server, authenticator, smtp_options
 
 from patchkit.errors import MailError
-from patchkit.gitrepo import tree_dir
-from patchkit.mailer.journal import journal_path
 from patchkit.mailer.send import send_email
 from patchkit.run import run
 
@@ -35,7 +33,7 @@ def _ids(messages: list[SmtpEnvelope]) -> list[str]:
 
 
 def _events(mp: MailProject, version: int = 2) -> list[dict]:
-    path = journal_path(mp.name, version)
+    path = mp.journal(version)
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -64,7 +62,7 @@ def test_plain_send_threads_journals_and_freezes(mail_project: MailProject) -> N
     assert [e["message_id"] for e in events[2:7:2]] == events[0]["message_ids"] == report.sent
     info = mail_project.series().version_info(2)
     assert info is not None and info.sent and info.tag == "demo-v2"
-    repo = git.Repo(tree_dir("demo"))
+    repo = git.Repo(mail_project.tree())
     message = repo.commit("demo-v2").message
     assert isinstance(message, str) and message.startswith("[virtio] Add virtio block device")
     assert report.tag == "demo-v2"
@@ -118,7 +116,7 @@ def test_auth_over_starttls_password_from_environment(mail_project: MailProject,
                             environ={"PATCHKIT_SMTP_PASS": secret})
     assert len(srv.recorder.messages) == 3
     assert secret not in repr(report) and secret not in caplog.text
-    assert secret not in journal_path("demo", 2).read_text()
+    assert secret not in mail_project.journal().read_text()
 
 
 def test_auth_password_from_a_git_credential_helper(mail_project: MailProject, tls_ca: tuple[Path, ssl.SSLContext],
@@ -136,15 +134,15 @@ def test_auth_password_from_a_git_credential_helper(mail_project: MailProject, t
             send_email(mail_project.project, "demo", smtp_options(srv, smtp=smtp))
         assert "git credential helper" in str(none.value)
 
-        run(["git", "config", "--global", "credential.helper", f"store --file={store}"], cwd=mail_project.project)
+        run(["git", "config", "--global", "credential.helper", f"store --file={store}"], cwd=mail_project.root)
         seed = f"protocol=smtp\nhost=127.0.0.1:{srv.port}\nusername=jane\npassword=not-{USERS['jane']}\n\n"
-        run(["git", "credential", "approve"], cwd=mail_project.project, input=seed.encode())
+        run(["git", "credential", "approve"], cwd=mail_project.root, input=seed.encode())
         with pytest.raises(MailError, match="rejected the login"):
             send_email(mail_project.project, "demo", smtp_options(srv, smtp=smtp))
         assert store.read_text().strip() == ""  # the refused password was rejected (erased)
 
         seed = seed.replace(f"not-{USERS['jane']}", USERS["jane"])
-        run(["git", "credential", "approve"], cwd=mail_project.project, input=seed.encode())
+        run(["git", "credential", "approve"], cwd=mail_project.root, input=seed.encode())
         send_email(mail_project.project, "demo", smtp_options(srv, smtp=smtp))
     assert len(srv.recorder.messages) == 3
     assert f"jane:{USERS['jane']}@127.0.0.1" in store.read_text()  # approved: still stored

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from test_review_fixtures import BOB, SentSeries, quote, reply
 
-from patchkit import store
 from patchkit.report.data import save_builds
 from patchkit.review.thread import import_replies
 from patchkit.run import run
+from patchkit.store import ResultKey, TestResult as StoredResult  # a Test* name pytest would collect
 
 pytest_plugins = ("test_review_fixtures",)
 
@@ -95,9 +95,9 @@ def _run_dir(root: Path, name: str, colour: tuple[int, int, int] | None, passed:
 
 def _record(ss: SentSeries, guest: str, run_dir: str, passed: bool, created: float) -> None:
     s = ss.mp.series()
-    key = store.ResultKey(s.name, s.revision_hash(), "ab" * 32, guest, "cd" * 32, "7.2.0", "tcg")
-    with store.Results() as results:
-        results.record(store.TestResult(key, passed, "marker seen" if passed else "no marker within 60 s", run_dir,
+    key = ResultKey(s.name, s.revision_hash(), "ab" * 32, guest, "cd" * 32, "7.2.0", "tcg")
+    with ss.mp.store.results() as results:
+        results.record(StoredResult(key, passed, "marker seen" if passed else "no marker within 60 s", run_dir,
                                         {"success": 2.5} if passed else {}, 65536, s.version, created))
 
 
@@ -113,9 +113,9 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
                                                                  chromium: str) -> None:
     ss = sent_series
     bob = reply(ss.sent[1], BOB, f"{quote(ss.sent[1], slice(0, 2))}\n\nWhy?\n\nReviewed-by: {BOB}\n")
-    import_replies([ss.mbox(tmp_path / "r.mbox", [bob])], ["demo"])
-    run([sys.executable, "-m", "patchkit", "-C", ss.mp.project, "version", "new", "--changelog", "- v3"])
-    run([sys.executable, "-m", "patchkit", "-C", ss.mp.project, "trailers", "--update"])
+    import_replies(ss.mp.store, [ss.mbox(tmp_path / "r.mbox", [bob])], ["demo"])
+    run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "version", "new", "--changelog", "- v3"])
+    run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "trailers", "--update"])
     runs = tmp_path / "runs"
     _record(ss, "freedos", _run_dir(runs, "1-freedos-old", OLD, True), True, 1000.0)  # history only
     _record(ss, "freedos", _run_dir(runs, "2-freedos", FREEDOS, True), True, 2000.0)
@@ -123,11 +123,11 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
     _record(ss, "probe", _run_dir(runs, "4-probe", PROBE_FAIL, False), False, 2200.0)
     _record(ss, "keepsan", _run_dir(runs, "5-keepsan", None, True), True, 2300.0)  # a guest beyond the manifest
     s = ss.mp.series()
-    save_builds(s.name, s.revision_hash(), [(0, "base", {"bin/x.rom": 60000}, 3, []),
-                                            (1, s.patches[0].filename, {"bin/x.rom": 60000}, 3, []),
-                                            (2, s.patches[1].filename, {"bin/x.rom": 61440}, 4,
-                                             ["virtio-blk.c:3: warning: unused variable 'x'"])])
-    bench = ss.mp.project / "bench" / "results"
+    save_builds(ss.mp.store, s.name, s.revision_hash(),
+                [(0, "base", {"bin/x.rom": 60000}, 3, []),
+                 (1, s.patches[0].filename, {"bin/x.rom": 60000}, 3, []),
+                 (2, s.patches[1].filename, {"bin/x.rom": 61440}, 4, ["virtio-blk.c:3: warning: unused variable 'x'"])])
+    bench = ss.mp.root / "bench" / "results"
     bench.mkdir(parents=True)
     (bench / "20261126-120000.json").write_text(json.dumps({"format": 1, "meta": {}, "missing": [], "sections": [],
         "rows": [{"key": "boot.debian", "label": "boot debian", "unit": "s", "value": 1.1, "reference": 1.0,
@@ -135,7 +135,7 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
                   "samples": {}, "verdict": "PASS"}]}))
 
     out = tmp_path / "report"
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.project, "report", "demo", "--version", "v3",
+    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "report", "demo", "--version", "v3",
                 "-o", out], check=False)
     assert proc.returncode == 0, proc.stdout.decode()
     html = (out / "index.html").read_text(encoding="utf-8")
@@ -173,10 +173,10 @@ def test_matrix_reads_the_config_field_when_results_have_one(sent_series: SentSe
     from patchkit.report.data import matrix
 
     s = sent_series.mp.series()
-    plain = store.ResultKey(s.name, "r", "", "freedos", "", "7.2.0", "tcg")
-    results = [store.TestResult(replace(plain, config="q35"), False, "no marker", "", created=3.0),
-               store.TestResult(plain, True, "marker seen", "", created=2.0),
-               store.TestResult(plain, False, "no marker", "", created=1.0)]
+    plain = ResultKey(s.name, "r", "", "freedos", "", "7.2.0", "tcg")
+    results = [StoredResult(replace(plain, config="q35"), False, "no marker", "", created=3.0),
+               StoredResult(plain, True, "marker seen", "", created=2.0),
+               StoredResult(plain, False, "no marker", "", created=1.0)]
     m = matrix(s, results)
     assert m.configs == ["pc", "q35"] and m.guests == ["freedos", "probe"]
     assert [r.result.passed for r in m.cells[("freedos", "pc")]] == [True, False]  # newest first

@@ -23,7 +23,7 @@ pytest_plugins = ("test_review_fixtures",)
 def test_report_reply_goes_to_the_list_under_the_cover(sent_series: SentSeries, tmp_path: Path) -> None:
     ss = sent_series
     before = len(ss.server.recorder.messages)
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.project, "report", "--mail", "--smtp-server",
+    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "report", "--mail", "--smtp-server",
                 "127.0.0.1", "--smtp-port", str(ss.server.port)], check=False)
     assert proc.returncode == 0, proc.stdout.decode()
     assert len(ss.server.recorder.messages) == before + 1
@@ -37,9 +37,9 @@ def test_report_reply_goes_to_the_list_under_the_cover(sent_series: SentSeries, 
     assert "1/2 [sanboot] Prevent leaking" in body and ": not recorded" in body
     # The reply threads like any other: imported back, it is the series' own answer (no trailers, no comments).
     box = ss.mbox(tmp_path / "all.mbox")
-    report = import_replies([box], ["demo"])
+    report = import_replies(ss.mp.store, [box], ["demo"])
     assert report.unmatched == [] and len(report.stored["demo"]) == 1
-    review = reviews(ss.mp.series())[2]
+    review = reviews(ss.mp.store, ss.mp.series())[2]
     assert all(not p.trailers and not p.comments for p in review.patches)
 
 

@@ -15,7 +15,7 @@ pytest_plugins = ("test_review_fixtures",)
 
 
 def patchkit(ss: SentSeries, *args: str) -> tuple[int, str]:
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.project, *args], check=False)
+    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, *args], check=False)
     return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
 
@@ -34,10 +34,10 @@ def _thread(ss: SentSeries, tmp: Path) -> list[bytes]:
 def test_replies_by_git_send_email_match_each_patch(sent_series: SentSeries, tmp_path: Path) -> None:
     extra = _thread(sent_series, tmp_path)
     box = sent_series.mbox(tmp_path / "thread.mbox", extra[1:])  # bob's reply is among the received mails
-    report = import_replies([box], ["demo"])
+    report = import_replies(sent_series.mp.store, [box], ["demo"])
     assert report.own == 3 and report.unmatched == [] and report.malformed == []
     assert len(report.stored["demo"]) == 3
-    review = reviews(sent_series.mp.series())[2]
+    review = reviews(sent_series.mp.store, sent_series.mp.series())[2]
     texts = [[c.trailer.text() for c in p.trailers] for p in review.patches]
     assert texts[1] == [f"Reviewed-by: {BOB}", f"Acked-by: {CAROL[0]} <{CAROL[1]}>",
                         "Tested-by: Dave <dave@example.org>"]
@@ -46,9 +46,9 @@ def test_replies_by_git_send_email_match_each_patch(sent_series: SentSeries, tmp
     md = mailbox.Maildir(tmp_path / "md", create=True)
     for data in sent_series.received() + extra[1:]:
         md.add(data)
-    again = import_replies([tmp_path / "md", box], ["demo"])
+    again = import_replies(sent_series.mp.store, [tmp_path / "md", box], ["demo"])
     assert again.stored == {} and again.known == 6 and again.own == 6
-    assert len(list(replies_dir("demo").glob("*.eml"))) == 3
+    assert len(list(replies_dir(sent_series.mp.store, "demo").glob("*.eml"))) == 3
 
 
 def test_a_thread_saved_by_b4_mbox_as_mbox_and_maildir(sent_series: SentSeries, tmp_path: Path) -> None:
@@ -68,9 +68,9 @@ def test_a_thread_saved_by_b4_mbox_as_mbox_and_maildir(sent_series: SentSeries, 
     saved = next((tmp_path / "b4").glob("*.mbx"))
     maildir = tmp_path / "b4md" / f"{cover}.maildir"
     assert (maildir / "new").is_dir() or (maildir / "cur").is_dir()
-    report = import_replies([saved], ["demo"])
+    report = import_replies(sent_series.mp.store, [saved], ["demo"])
     assert (report.own, len(report.stored["demo"]), report.unmatched) == (3, 3, [])  # b4 left the lunch mail out
-    again = import_replies([maildir], ["demo"])
+    again = import_replies(sent_series.mp.store, [maildir], ["demo"])
     assert (again.own, again.known, again.stored) == (3, 3, {})
     status, out = patchkit(sent_series, "review")
     assert status == 0 and f"Reviewed-by: {BOB}" in out and "Tested-by: Dave <dave@example.org>" in out
@@ -87,9 +87,9 @@ def test_a_patch_sent_in_reply_by_git_format_patch_gives_no_trailers(sent_series
     patch = run(["git", "format-patch", "-1", "--stdout", f"--in-reply-to={sent_series.ids[2]}"], cwd=clone,
                 env=env).stdout
     (tmp_path / "fixup.mbox").write_bytes(patch)
-    report = import_replies([tmp_path / "fixup.mbox"], ["demo"])
+    report = import_replies(sent_series.mp.store, [tmp_path / "fixup.mbox"], ["demo"])
     assert len(report.stored["demo"]) == 1
-    patch2 = reviews(sent_series.mp.series())[2].patches[2]
+    patch2 = reviews(sent_series.mp.store, sent_series.mp.series())[2].patches[2]
     assert patch2.trailers == []
     assert [c.comment.text for c in patch2.comments] == [
         "sent a patch in reply: [PATCH] [virtio] initialise virtio_blk"]

@@ -67,9 +67,9 @@ def test_encodings_and_html_give_the_same_people(sent_series: SentSeries, tmp_pa
                        ("alt.eml", alternative_reply(pid))]:
         (tmp_path / "saved").mkdir(exist_ok=True)
         (tmp_path / "saved" / name).write_bytes(data)
-    report = import_replies([tmp_path / "saved"], ["demo"])
+    report = import_replies(sent_series.mp.store, [tmp_path / "saved"], ["demo"])
     assert report.malformed == [] and report.unmatched == []
-    patch2 = reviews(sent_series.mp.series())[2].patches[2]
+    patch2 = reviews(sent_series.mp.store, sent_series.mp.series())[2].patches[2]
     got = {c.trailer.text(): len(c.sources) for c in patch2.trailers}
     assert got == {f"Reviewed-by: {CAROL_ADDR}": 1, f"Tested-by: {CAROL_ADDR}": 1,
                    "Acked-by: Bob Reviewer <bob@example.com>": 1, "Reviewed-by: Bob Reviewer <bob@example.com>": 1}
@@ -85,9 +85,9 @@ def test_quoted_top_posted_duplicate_and_foreign_trailers(sent_series: SentSerie
     replier = reply(parse(top), CAROL_ADDR, "> Reviewed-by: Bob Reviewer <bob@example.com>\n\n"
                     "Reviewed-by: Carolë Ünïcode <carol@example.net>\n-- \nAcked-by: Sig Nature <sig@example.org>\n")
     box = sent_series.mbox(tmp_path / "t.mbox", [replier, top, again, foreign])  # a reply before its parent
-    report = import_replies([box], ["demo"])
+    report = import_replies(sent_series.mp.store, [box], ["demo"])
     assert report.unmatched == [] and len(report.stored["demo"]) == 4
-    review = reviews(sent_series.mp.series())[2]
+    review = reviews(sent_series.mp.store, sent_series.mp.series())[2]
     trailers = {c.trailer.text(): len(c.sources) for c in review.patches[1].trailers}
     # The quoted Reviewed-by is the grandparent's, the Acked-by is below the signature; Eve's is not Bob's to give.
     assert trailers == {"Reviewed-by: Bob Reviewer <bob@example.com>": 2, f"Reviewed-by: {CAROL_ADDR}": 1,
@@ -111,7 +111,7 @@ def test_malformed_mails_are_reported_never_dropped_or_fatal(sent_series: SentSe
          + "\nReviewed-by: Bob Reviewer <bob@example.com>\n").encode())
     (d / "06-unrelated.eml").write_bytes(
         b"From: a@example.org\nSubject: lunch?\nMessage-ID: <lunch@example.org>\n\nnoon\n")
-    proc = run([sys.executable, "-m", "patchkit", "-C", sent_series.mp.project, "review", "import", d, d / "nope"],
+    proc = run([sys.executable, "-m", "patchkit", "-C", sent_series.mp.root, "review", "import", d, d / "nope"],
                check=False)
     out = proc.stdout.decode()
     assert proc.returncode == 1, out
@@ -122,7 +122,7 @@ def test_malformed_mails_are_reported_never_dropped_or_fatal(sent_series: SentSe
     assert f"unmatched: {d}/06-unrelated.eml: <lunch@example.org> \"lunch?\"" in out
     assert f"warning: {d}/05-unknown-charset.eml: <charset@example.org>: read despite: unknown charset" in out
     assert "3 new replies stored" in out
-    review = reviews(sent_series.mp.series())[2]
+    review = reviews(sent_series.mp.store, sent_series.mp.series())[2]
     assert [c.trailer.text() for c in review.patches[1].trailers] == ["Reviewed-by: Bob Reviewer <bob@example.com>"]
 
 
@@ -139,15 +139,15 @@ def test_comments_map_quoted_hunks_to_file_and_line(sent_series: SentSeries, tmp
             "\nThis one was fine.\n\n> Keep it on the heap instead.\n\nWhich heap?\n")
     bob = reply(p1, BOB, text)
     answer = reply(parse(bob), "Jane Doe <jane@example.org>", "> Why static here?\n\nTo keep it off the stack.\n")
-    import_replies([sent_series.mbox(tmp_path / "c.mbox", [bob, answer])], ["demo"])
-    got = reviews(sent_series.mp.series())[2].patches[1].comments
+    import_replies(sent_series.mp.store, [sent_series.mbox(tmp_path / "c.mbox", [bob, answer])], ["demo"])
+    got = reviews(sent_series.mp.store, sent_series.mp.series())[2].patches[1].comments
     assert [(c.comment.place.describe(), c.comment.text, c.answered) for c in got] == [
         ("src/aoeboot.c:8", "Why static here?", True),
         ("src/aoeboot.c:8 (old side)", "This one was fine.", True),
         ("commit message", "Which heap?", True),
     ]
     assert got[0].comment.quote[-1] == "+static int line7 = 7;" and got[0].comment.place.hunk.startswith("@@ -5,7 +5,7")
-    proc = run([sys.executable, "-m", "patchkit", "-C", sent_series.mp.project, "review"])
+    proc = run([sys.executable, "-m", "patchkit", "-C", sent_series.mp.root, "review"])
     out = proc.stdout.decode()
     assert "comment by Bob Reviewer <bob@example.com> on src/aoeboot.c:8 [answered]" in out
     assert "      > +static int line7 = 7;\n      Why static here?" in out

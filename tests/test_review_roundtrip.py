@@ -13,7 +13,6 @@ from pathlib import Path
 from test_mail_mbox import b4_am, git_am_tree
 from test_review_fixtures import BOB, CAROL, SentSeries, git_send_reply, parse, quote, reply
 
-from patchkit.gitrepo import tree_dir
 from patchkit.mailer.send import SendOptions, send_email
 from patchkit.run import run
 from patchkit.series.io import save_series
@@ -24,7 +23,7 @@ CAROL_ADDR = f"{CAROL[0]} <{CAROL[1]}>"
 
 
 def patchkit(ss: SentSeries, *args: str) -> str:
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.project, *args], check=False)
+    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, *args], check=False)
     out = proc.stdout.decode("utf-8", "replace")
     assert proc.returncode == 0, out
     return out
@@ -63,7 +62,7 @@ def test_round_trip_into_git_am_matches_b4(sent_series: SentSeries, tmp_path: Pa
                            {f"Reviewed-by: {BOB}", f"Acked-by: {CAROL_ADDR}",
                             "Tested-by: Dave Tester <dave@example.org>"}], b4_out
 
-    refused = run([sys.executable, "-m", "patchkit", "-C", ss.mp.project, "trailers", "--update"], check=False)
+    refused = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "trailers", "--update"], check=False)
     assert refused.returncode == 1 and b"v2 was sent" in refused.stdout
     patchkit(ss, "version", "new", "--changelog", "- collected trailers")
     out = patchkit(ss, "trailers", "--update")
@@ -84,7 +83,7 @@ def test_round_trip_into_git_am_matches_b4(sent_series: SentSeries, tmp_path: Pa
     messages = [repo.commit(f"HEAD~{n}").message for n in (1, 0)]
     assert f"Reviewed-by: {BOB}\nAcked-by: {CAROL_ADDR}\nSigned-off-by: Jane Doe" in messages[0]
     assert "Tested-by: Dave Tester <dave@example.org>" in messages[1]
-    assert tree_dir("demo").is_dir()
+    assert ss.mp.tree().is_dir()
 
 
 def test_version_new_drops_trailers_of_a_changed_patch(sent_series: SentSeries, tmp_path: Path) -> None:
