@@ -1,9 +1,9 @@
 """Boots through the series' ROM versus SeaBIOS's own virtio-blk, and the probe's throughput.
 
-Each run is a `patchkit test` boot (patchkit.validate.boot_guest): the ROM side
+Each run is a `patchkit test` boot (patchkit.boot.run.boot_guest): the ROM side
 types `sanboot` at the gPXE prompt, the reference side lets SeaBIOS boot the same
 disk natively, on the same accelerator. The ROM's boot starts when `sanboot` is
-entered (validate's "sanboot" mark), SeaBIOS's at its boot sector. Runs are
+entered (the session's "sanboot" mark), SeaBIOS's at its boot sector. Runs are
 interleaved (ROM, SeaBIOS, SeaBIOS, ROM, ...) so slow phases of the host hit both sides alike.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from patchkit import validate
+from patchkit.boot.run import BootOutcome, boot_guest
 from patchkit.errors import PatchkitError
 from patchkit.guests import Guest, get_guest
 from patchkit.guests.probe import parse_probe_log
@@ -38,12 +38,12 @@ class BootSample:
     retyped: bool = False  # a command's echo came out wrong at the fast pace: it was typed again
 
 
-def boot_once(guest: Guest, rom: Path | None) -> validate.BootOutcome:
+def boot_once(guest: Guest, rom: Path | None) -> BootOutcome:
     """Boot ``guest`` through ``rom`` (None: SeaBIOS natively) exactly as `patchkit test` does, on TCG."""
-    return validate.boot_guest(guest, rom=rom, accel=ACCEL)
+    return boot_guest(guest, rom=rom, accel=ACCEL)
 
 
-def sample(guest: Guest, side: str, outcome: validate.BootOutcome) -> BootSample:
+def sample(guest: Guest, side: str, outcome: BootOutcome) -> BootSample:
     """The figures of one boot."""
     t = outcome.timings
     start = t.get("sanboot") if side == ROM else t.get("boot_sector")

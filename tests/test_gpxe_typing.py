@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from test_validate import guest_or_skip, transcript
 
-from patchkit import validate
+from patchkit.boot import session
+from patchkit.boot.run import boot_guest
 from patchkit.qemu.machine import KEY_HOLD_MS, Machine
 from patchkit.series.model import DEFAULT_ROOT_PATH
 
@@ -38,7 +39,7 @@ def garbled_first_line(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_a_garbled_command_line_is_cleared_and_typed_again(inputs_cache: Path, series_rom: Path,
                                                            garbled_first_line: list[str]) -> None:
-    outcome = validate.boot_guest(guest_or_skip("freedos"), rom=series_rom)
+    outcome = boot_guest(guest_or_skip("freedos"), rom=series_rom)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     assert garbled_first_line == [COMMAND, COMMAND]
     assert outcome.timings["gpxe_prompt"] < outcome.timings["retyped"] < outcome.timings["sanboot"]
@@ -49,9 +50,9 @@ def test_a_garbled_command_line_is_cleared_and_typed_again(inputs_cache: Path, s
 def test_without_clearing_the_line_the_garbled_command_never_echoes(inputs_cache: Path, series_rom: Path,
                                                                     garbled_first_line: list[str],
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(validate, "CLEAR_LINE", ())
-    monkeypatch.setattr(validate, "STEP_TIMEOUT", 5.0)
-    outcome = validate.boot_guest(guest_or_skip("freedos"), rom=series_rom)
+    monkeypatch.setattr(session, "CLEAR_LINE", ())
+    monkeypatch.setattr(session, "STEP_TIMEOUT", 5.0)
+    outcome = boot_guest(guest_or_skip("freedos"), rom=series_rom)
     assert not outcome.passed
     assert f"while waiting for gPXE to echo `{COMMAND}`" in outcome.reason
     assert "boot_sector" not in outcome.timings

@@ -22,6 +22,7 @@ from conftest import REAL_CACHE
 from fixtures.roms import PROJECT_ROOT, SERIES
 from test_validate import patchkit
 
+from patchkit.boot.run import boot_guest
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests import debpkgs
 from patchkit.guests.image import DEFAULT_EXPECT, ImageGuest, ImageSpec, image_format
@@ -30,7 +31,7 @@ from patchkit.run import run
 from patchkit.series.io import find_series, save_series
 from patchkit.series.model import ImageEntry
 from patchkit.store import Results, cache_dir, sha256_file
-from patchkit.validate import boot_guest, run_tests
+from patchkit.validate import run_tests
 
 GRUB_MENU = "Press enter to boot the selected OS"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from patchkit import store
+from patchkit.boot.layout import Layout, machine_spec
 from patchkit.errors import PatchkitError
 from patchkit.guests import get_guest
 from patchkit.matrix import Plan, plan_cells, select_configs, summary_table
 from patchkit.qemu.cmdline import qemu_argv
 from patchkit.series.model import Config
-from patchkit.validate import Layout, _machine_spec
 
 PC = Config(name="pc", guests=("freedos", "debian", "probe"))
 Q35 = Config(name="q35", guests=("probe",), machine="q35", root_path="virtio_blk:")
@@ -59,7 +59,7 @@ def test_a_configurations_machine(tmp_path: Path) -> None:
     layout = Layout.for_cell(BUSY, guest)
     assert (layout.guest_addr, layout.blank_addrs, layout.bios_addrs) == ("05.0", ("06.0",), ("04.0",))
     disk = tmp_path / "probe.img"
-    argv = qemu_argv(_machine_spec(tmp_path, disk, Path("/roms/1af41001.rom"), "tcg", layout, None))
+    argv = qemu_argv(machine_spec(tmp_path, disk, Path("/roms/1af41001.rom"), "tcg", layout, None))
     devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
     assert "-boot" not in argv  # QEMU's default boot order
     assert devices[-3:] == ["virtio-blk-pci,drive=disk0,addr=06.0",  # blank: no bootindex

@@ -25,11 +25,12 @@ from fixtures.gated import wait_until
 from fixtures.roms import PROJECT_ROOT, SERIES
 from test_validate import guest_or_skip, processes_in, transcript
 
+from patchkit.boot.layout import Layout
+from patchkit.boot.run import boot_guest, boot_planned
 from patchkit.guests import Guest
 from patchkit.series.io import find_series
 from patchkit.series.model import Config, Hold
 from patchkit.store import Results, cache_dir
-from patchkit.validate import Layout, boot_guest, boot_planned
 
 pytestmark = pytest.mark.boot
 

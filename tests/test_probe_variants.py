@@ -21,6 +21,7 @@ import pytest
 from fixtures.roms import PROJECT_ROOT, SERIES
 from test_guests_helpers import boot_native, passed
 
+from patchkit.boot.run import boot_guest, boot_planned
 from patchkit.errors import PatchkitError
 from patchkit.guests import disk, get_guest
 from patchkit.guests.probe import (
@@ -41,7 +42,6 @@ from patchkit.guests.probe import (
 from patchkit.qemu.console import Console
 from patchkit.run import spawned
 from patchkit.series.io import find_series
-from patchkit.validate import boot_guest, boot_planned
 
 TABLE_CHECKS = ["table-geometry-heads", "table-geometry-sectors", "table-geometry-cylinders",
                 "chs-read-partition-start", "chs-read-partition-end"]

@@ -24,6 +24,9 @@ import pytest
 from fixtures.roms import PROJECT_ROOT, SERIES
 from test_guests_boot import PROBE_CHECKS
 
+from patchkit.boot.accel import choose_accel
+from patchkit.boot.layout import Layout
+from patchkit.boot.run import BootOutcome, boot_guest, boot_planned
 from patchkit.errors import MissingInputError
 from patchkit.guests import GUEST_NAMES, Guest, get_guest
 from patchkit.guests.probe import AoeKeepSanProbeGuest, KeepSanProbeGuest, parse_probe_log
@@ -31,7 +34,6 @@ from patchkit.qemu.aoe import aoe_unavailable
 from patchkit.qemu.console import Console
 from patchkit.series.io import find_series
 from patchkit.store import Results, cache_dir, sha256_file
-from patchkit.validate import BootOutcome, Layout, boot_guest, boot_planned, choose_accel
 
 pytestmark = pytest.mark.boot
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
+from patchkit.boot.run import DEFAULT_STALL_TIMEOUT
 from patchkit.cli.base import cli
 from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
-from patchkit.validate import DEFAULT_STALL_TIMEOUT, run_tests
+from patchkit.validate import run_tests
 
 
 @cli.command("test")

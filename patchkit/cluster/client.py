@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from patchkit.boot.run import BootOutcome
 from patchkit.cluster.blobs import Blob, pack
 from patchkit.cluster.engine import Cluster, Job, killed_worker
 from patchkit.cluster.task import BootReport, BootTask, unpack_artifacts
@@ -27,7 +28,6 @@ from patchkit.guests.image import ImageGuest
 from patchkit.matrix import Cell
 from patchkit.progress import Progress
 from patchkit.store import sha256_file
-from patchkit.validate import BootOutcome
 
 WATCH = 1.0  # seconds between looks at published files whose holder left
 MAX_ASKS = 5  # times a cell's task may come back needing files before the cell is given up

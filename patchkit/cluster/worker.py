@@ -7,7 +7,7 @@ local build leaves them. What is missing is fetched from the client (the dataset
 published for its run under the file's key; a key it has not published goes back in the
 report's ``need``), checked against its key and installed read-only: a base image is never
 written, each boot works on a copy or an overlay in its run directory. The boot is the local
-one (patchkit.validate.boot_planned_async) in an event loop of the task's thread; the run's
+one (patchkit.boot.run.boot_planned_async) in an event loop of the task's thread; the run's
 stop event (set by a client that is interrupted) stops it and its QEMU.
 """
 
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from patchkit.boot.run import BootOutcome, boot_planned_async
 from patchkit.cluster import engine
 from patchkit.cluster.blobs import Blob, Payload, install
 from patchkit.cluster.task import FORMAT, BootReport, BootTask, pack_artifacts
@@ -30,7 +31,6 @@ from patchkit.guests.base import DISK_NAME
 from patchkit.guests.image import ImageGuest
 from patchkit.qemu.machine import qemu_version
 from patchkit.store import Store, atomic_write, file_lock, sha256_file
-from patchkit.validate import BootOutcome, boot_planned_async
 
 FETCH_TIMEOUT = 600.0  # seconds for one file to arrive
 FETCH_POLL = 2.0  # a fetch looks again for the dataset this often (the client republishes a lost one)
