@@ -33,8 +33,10 @@ from patchkit.build import (
 )
 from patchkit.cli import cli
 from patchkit.errors import BuildError
+from patchkit.pin import BuildSettings, Pin, RomIds
+from patchkit.project import Project
 from patchkit.rom import check_rom
-from patchkit.upstream import Pin, load_pin
+from patchkit.store import Store
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,48 +183,49 @@ def fixture_tree(tmp_path: Path) -> tuple[Path, Pin]:
     (src / "Makefile").write_text(FIXTURE_MAKEFILE)
     (src / "mkrom.py").write_text(FIXTURE_MKROM)
     (src / "a.c").write_text("int answer ( void );\nint answer ( void ) {\n\treturn 42;\n}\n")
-    pin = Pin(name="fixture", url="-", commit="-", rom={"vendor": 0x1AF4, "device": 0x1001},
-              build={"directory": "src", "target": "bin/fixture.rom", "make_args": [f"PYTHON={sys.executable}"]})
+    pin = Pin(name="fixture", url="-", commit="-", rom=RomIds(vendor=0x1AF4, device=0x1001),
+              build=BuildSettings(directory="src", target="bin/fixture.rom", base_target="bin/fixture.rom",
+                                  make_args=(f"PYTHON={sys.executable}",)))
     return tmp_path / "tree", pin
 
 
-def test_fixture_build_then_reuse_then_incremental(fixture_tree: tuple[Path, Pin]) -> None:
+def test_fixture_build_then_reuse_then_incremental(fixture_tree: tuple[Path, Pin], store: Store) -> None:
     tree, pin = fixture_tree
-    first = build_rom(tree, pin)
+    first = build_rom(store, tree, pin)
     assert not first.reused and first.full and first.size == 1024
     assert check_rom(first.path).device == 0x1001
-    again = build_rom(tree, pin)
+    again = build_rom(store, tree, pin)
     assert again.reused and again.path == first.path and again.sha256 == first.sha256
     (tree / "src" / "a.c").write_text("int answer ( void );\nint answer ( void ) {\n\treturn 43;\n}\n")
-    changed = build_rom(tree, pin)
+    changed = build_rom(store, tree, pin)
     assert not changed.reused and not changed.full and changed.key != first.key
 
 
-def test_fixture_changed_settings_clean_the_tree(fixture_tree: tuple[Path, Pin]) -> None:
+def test_fixture_changed_settings_clean_the_tree(fixture_tree: tuple[Path, Pin], store: Store) -> None:
     tree, pin = fixture_tree
-    build_rom(tree, pin)
+    build_rom(store, tree, pin)
     messages: list[str] = []
-    rom = build_rom(tree, pin, extra_make_args=["EXTRA_CFLAGS=-DSETTING=1"], progress=messages.append)
+    rom = build_rom(store, tree, pin, extra_make_args=["EXTRA_CFLAGS=-DSETTING=1"], progress=messages.append)
     assert not rom.reused and rom.full  # gPXE would not rebuild for new flags: the tree was cleaned
     assert any(m.startswith("make clean (the tree was last built with other settings)") for m in messages)
-    assert build_rom(tree, pin, extra_make_args=["EXTRA_CFLAGS=-DSETTING=1"]).reused
+    assert build_rom(store, tree, pin, extra_make_args=["EXTRA_CFLAGS=-DSETTING=1"]).reused
 
 
-def test_fixture_compile_error_names_file_line_and_log(fixture_tree: tuple[Path, Pin]) -> None:
+def test_fixture_compile_error_names_file_line_and_log(fixture_tree: tuple[Path, Pin], store: Store) -> None:
     tree, pin = fixture_tree
     (tree / "src" / "a.c").write_text("int answer ( void ) {\n\treturn 42\n}\n")
     with pytest.raises(BuildError) as caught:
-        build_rom(tree, pin)
+        build_rom(store, tree, pin)
     msg = str(caught.value)
     assert "a.c:2:" in msg and "error:" in msg
     log = Path(msg.split("full log: ")[1].splitlines()[0])
     assert log.is_file() and "a.c:2:" in log.read_text()
 
 
-def test_fixture_device_target_without_driver_is_refused(fixture_tree: tuple[Path, Pin]) -> None:
+def test_fixture_device_target_without_driver_is_refused(fixture_tree: tuple[Path, Pin], store: Store) -> None:
     tree, pin = fixture_tree
     with pytest.raises(BuildError, match=r"no source declares PCI_ROM\(0x1af4, 0x1001"):
-        build_rom(tree, pin, "bin/1af41001.rom")
+        build_rom(store, tree, pin, "bin/1af41001.rom")
     (tree / "src" / "a.c").write_text('/* PCI_ROM ( 0x1af4, 0x1001, "x", "x", 0 ) */\n')
     assert rom_target_available(tree / "src", "bin/1af41001.rom")
 
@@ -306,20 +309,22 @@ def shared_build_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def gpxe_project(gpxe_mirror: Path, isolated_cache: Path, shared_build_state: Path, tmp_path: Path) -> Path:
+def gpxe_project(gpxe_mirror: Path, isolated_cache: Path, store: Store, shared_build_state: Path,
+                 tmp_path: Path) -> Project:
     """A project pinned like the real one, with demo series, in a cache seeing the mirror."""
     (isolated_cache / "upstream").mkdir()
     os.symlink(gpxe_mirror, isolated_cache / "upstream" / "gpxe.git")
     (shared_build_state / "builds").mkdir(exist_ok=True)
     os.symlink(shared_build_state / "builds", isolated_cache / "builds")
-    project = tmp_path / "project"
-    (project / "gpxe-tree").mkdir(parents=True)
-    (project / "series").mkdir()
-    shutil.copy(PROJECT_ROOT / "gpxe-tree" / "pin.toml", project / "gpxe-tree" / "pin.toml")
-    base = load_pin(project).commit
-    write_series(project, "demo", base, demo_patches())
-    write_series(project, "demo-warn", base, demo_patches(warning=True))
-    write_series(project, "demo-broken", base, demo_patches(broken=True))
+    root = tmp_path / "project"
+    (root / "gpxe-tree").mkdir(parents=True)
+    (root / "series").mkdir()
+    shutil.copy(PROJECT_ROOT / "gpxe-tree" / "pin.toml", root / "gpxe-tree" / "pin.toml")
+    project = Project(root, store)
+    base = project.pin.commit
+    write_series(root, "demo", base, demo_patches())
+    write_series(root, "demo-warn", base, demo_patches(warning=True))
+    write_series(root, "demo-broken", base, demo_patches(broken=True))
     # `patchkit build --each-patch` uses trees/<series>.each-patch: point it at the shared scratch tree.
     (isolated_cache / "trees").mkdir()
     os.symlink(shared_build_state / "each-patch", isolated_cache / "trees" / "demo-warn.each-patch")
@@ -332,7 +337,7 @@ def scratch(shared_build_state: Path) -> Path:
 
 
 @pytest.mark.needs_gpxe
-def test_each_patch_builds_every_step(gpxe_project: Path, scratch: Path) -> None:
+def test_each_patch_builds_every_step(gpxe_project: Project, scratch: Path) -> None:
     messages: list[str] = []
     steps = build_each_patch(gpxe_project, "demo", messages.append, scratch=scratch)
     assert [s.name for s in steps] == ["base", "0001-pkdemo-Add-an-object.patch",
@@ -348,7 +353,7 @@ def test_each_patch_builds_every_step(gpxe_project: Path, scratch: Path) -> None
 
 
 @pytest.mark.needs_gpxe
-def test_base_rom_is_checked_and_reused(gpxe_project: Path) -> None:
+def test_base_rom_is_checked_and_reused(gpxe_project: Project) -> None:
     # After the --each-patch test this is a reuse of its base build (same content key).
     first = base_rom(gpxe_project)
     info = check_rom(first.path, 0x1AF4, 0x1000)
@@ -358,7 +363,7 @@ def test_base_rom_is_checked_and_reused(gpxe_project: Path) -> None:
 
 
 @pytest.mark.needs_gpxe
-def test_each_patch_reports_a_new_warning(gpxe_project: Path, scratch: Path) -> None:
+def test_each_patch_reports_a_new_warning(gpxe_project: Project, scratch: Path) -> None:
     steps = build_each_patch(gpxe_project, "demo-warn", scratch=scratch)
     assert len(steps[1].new_warnings) == 1
     assert "core/pkdemo.c" in steps[1].new_warnings[0] and "pkdemo_unused" in steps[1].new_warnings[0]
@@ -366,7 +371,7 @@ def test_each_patch_reports_a_new_warning(gpxe_project: Path, scratch: Path) -> 
 
 
 @pytest.mark.needs_gpxe
-def test_each_patch_names_the_failing_patch_and_line(gpxe_project: Path, scratch: Path) -> None:
+def test_each_patch_names_the_failing_patch_and_line(gpxe_project: Project, scratch: Path) -> None:
     with pytest.raises(BuildError) as caught:
         build_each_patch(gpxe_project, "demo-broken", scratch=scratch)
     msg = str(caught.value)
@@ -377,17 +382,17 @@ def test_each_patch_names_the_failing_patch_and_line(gpxe_project: Path, scratch
 
 
 @pytest.mark.needs_gpxe
-def test_cli_build_prints_rom_facts(gpxe_project: Path, scratch: Path) -> None:
+def test_cli_build_prints_rom_facts(gpxe_project: Project, scratch: Path) -> None:
     build_each_patch(gpxe_project, "demo", scratch=scratch)
-    result = CliRunner().invoke(cli, ["-C", str(gpxe_project), "build", "demo"], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["-C", str(gpxe_project.root), "build", "demo"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "sha256:" in result.output and "reused" in result.output
     assert "PCIR 1af4:1001" in result.output
 
 
 @pytest.mark.needs_gpxe
-def test_cli_each_patch_fails_on_a_new_warning(gpxe_project: Path) -> None:
-    result = CliRunner().invoke(cli, ["-C", str(gpxe_project), "build", "demo-warn", "--each-patch"])
+def test_cli_each_patch_fails_on_a_new_warning(gpxe_project: Project) -> None:
+    result = CliRunner().invoke(cli, ["-C", str(gpxe_project.root), "build", "demo-warn", "--each-patch"])
     assert result.exit_code == 1
     assert "patch 1 0001-pkdemo-Add-an-object.patch: builds (1af41000.rom" in result.output
     assert "pkdemo_unused" in result.output

@@ -10,7 +10,6 @@ from fixtures.world import World
 
 from patchkit import store
 from patchkit.run import run
-from patchkit.series.io import find_series
 
 
 def pk(project: Path, *args: str) -> tuple[int, str]:
@@ -40,16 +39,16 @@ def test_apply_before_vendor_says_what_to_run(tmp_path: Path) -> None:
 
 
 def test_apply_status_refresh_version_range_diff(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
-    p = world.project
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    p = world.root
 
     code, out = pk(p, "apply")
     assert code == 0, out
     assert "patchkit/demo/v1: 3 commit(s) on " + world.upstream.base[:12] in out
     assert "0002-blk-Add-a-block-driver-stub.patch" in out  # progress names each patch
 
-    s = find_series(p, "demo")
-    with store.Results() as results:
+    s = world.project.series("demo")
+    with world.store.results() as results:
         for guest, passed in (("freedos", True), ("debian", False)):
             key = store.ResultKey("demo", s.revision_hash(), "r" * 64, guest, "i" * 64, "7.2.0", "tcg")
             results.record(store.TestResult(key=key, passed=passed, reason="", run_dir="", version=1))
@@ -78,8 +77,8 @@ def test_apply_status_refresh_version_range_diff(world: World) -> None:
 
 
 def test_cli_errors(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
-    p = world.project
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    p = world.root
     assert pk(p, "apply", "nope") == (1, "error: unknown series 'nope' (known: demo)\n"
                                          "  hint: run `patchkit status` to list the series\n")
     code, out = pk(p, "apply", "demo", "--version", "v9")
@@ -97,20 +96,20 @@ def test_cli_errors(world: World) -> None:
 
 
 def test_drift_check_reports_merged(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
-    code, out = pk(world.project, "apply", "demo", "--onto", world.upstream.commits[0])
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    code, out = pk(world.root, "apply", "demo", "--onto", world.upstream.commits[0])
     assert code == 0, out
     assert "already upstream (merged, skipped): 0001-core-Change-line-five.patch" in out
-    code, out = pk(world.project, "status")
+    code, out = pk(world.root, "status")
     assert f"[drift check onto {world.upstream.commits[0][:12]}]" in out
 
 
 def test_status_lists_invalid_series(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
-    bad = world.project / "series" / "broken"
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    bad = world.root / "series" / "broken"
     bad.mkdir()
     (bad / "series.toml").write_text('name = "broken\n')
-    code, out = pk(world.project, "status")
+    code, out = pk(world.root, "status")
     assert code == 1  # every series is shown, and the exit status says one is invalid
     assert "broken: INVALID:" in out and "series.toml: " in out and "line 1" in out
     assert "demo  v1" in out

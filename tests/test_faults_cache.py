@@ -15,6 +15,8 @@ import pytest
 from fixtures.gated import GatedProject, make_gated_project
 from test_validate import guest_or_skip
 
+from patchkit.store import Store
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -65,8 +67,8 @@ def test_a_damaged_build_is_built_again(gated: GatedProject, damage: str) -> Non
     assert first
 
 
-def test_runs_as_a_file_is_named(inputs_cache: Path) -> None:
-    guest_or_skip("probe")
+def test_runs_as_a_file_is_named(inputs_cache: Path, store: Store) -> None:
+    guest_or_skip("probe", store)
     runs = inputs_cache / "runs"
     runs.write_text("not a directory")
     done = subprocess.run([sys.executable, "-m", "patchkit", "-C", str(PROJECT_ROOT), "test", "--reference",

@@ -21,9 +21,11 @@ from fixtures.world import World
 
 from patchkit import gitrepo
 from patchkit.errors import ApplyError, DirtyTreeError, SeriesError, UpstreamError
+from patchkit.project import Project
 from patchkit.run import run
-from patchkit.series.io import find_series, new_version, save_series
+from patchkit.series.io import new_version, save_series
 from patchkit.series.model import parse_patch
+from patchkit.store import Store
 
 FIELDS = "%an%n%ae%n%ad%n%B"
 
@@ -53,7 +55,7 @@ def conflicting_patch(subject: str = "[core] Set line five to seven", index: str
 
 def test_apply_equals_git_am(world: World) -> None:
     """Commit trees, authors, dates and messages equal `git am` of `git format-patch` output."""
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     result = gitrepo.apply_series(world.project, "demo")
     assert result.branch == "patchkit/demo/v1" and result.base == world.upstream.base and result.merged == []
     assert len(result.commits) == 3
@@ -78,23 +80,24 @@ def test_apply_equals_git_am(world: World) -> None:
 
 
 def test_apply_is_reproducible(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     first = gitrepo.apply_series(world.project, "demo")
     again = gitrepo.apply_series(world.project, "demo")
     assert again.commits == first.commits
 
 
 def test_apply_upto_and_version(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     r = gitrepo.apply_series(world.project, "demo", upto=1)
     assert len(r.commits) == 1
     assert git_out(r.tree, "log", "-1", "--format=%s") == "[core] Change line five"
     with pytest.raises(SeriesError, match=r"--upto 9: the series has 3 patch\(es\)"):
         gitrepo.apply_series(world.project, "demo", upto=9)
-    s = find_series(world.project, "demo")
+    s = world.project.series("demo")
     v2 = new_version(s, "- dropped the last patch")
     v2.patches = v2.patches[:2]
     save_series(v2)
+    world.project.forget_series("demo")
     assert len(gitrepo.apply_series(world.project, "demo").commits) == 2
     old = gitrepo.apply_series(world.project, "demo", version=1)
     assert old.branch == "patchkit/demo/v1" and len(old.commits) == 3
@@ -108,7 +111,7 @@ def test_failed_apply_leaves_tree_exactly_and_names_the_hunk(world: World, three
     if three_way:  # the preimage blob is in the mirror: git attempts (and fails) a 3-way merge
         blob = git_out(world.upstream.path, "rev-parse", f"{world.upstream.base}:src/core/main.c")
         index = f"index {blob[:7]}..1234567 100644\n"
-    write_series(world.project, "clash", world.upstream.base, [conflicting_patch(index=index)])
+    write_series(world.root, "clash", world.upstream.base, [conflicting_patch(index=index)])
     tree = gitrepo.apply_series(world.project, "clash").tree  # applies on the base
     (tree / "untracked.txt").write_text("mine\n")  # untracked work survives too
     before = snapshot(tree)
@@ -129,7 +132,7 @@ def test_drift_check_goes_on_past_a_conflict(world: World) -> None:
     new_file = ("From: Bob <bob@example.org>\nDate: Wed, 27 Jan 2010 11:00:00 +0000\nSubject: [core] Add notes\n\n"
                 "Notes.\n---\ndiff --git a/NOTES b/NOTES\nnew file mode 100644\n--- /dev/null\n+++ b/NOTES\n"
                 "@@ -0,0 +1 @@\n+notes\n")
-    write_series(world.project, "later", world.upstream.base,
+    write_series(world.root, "later", world.upstream.base,
                  [conflicting_patch(), new_file, strip_to_series_form(c2.read_text()),
                   conflicting_patch("[core] Set line five again")])
     with pytest.raises(ApplyError) as exc:
@@ -145,22 +148,23 @@ def test_drift_check_goes_on_past_a_conflict(world: World) -> None:
 
 def test_failed_apply_in_same_tree_changes_nothing(world: World) -> None:
     """A series edited into a conflict, re-applied over its applied branch: nothing moves."""
-    series_from_commits(world.project, "demo", world.upstream, world.tmp, base=world.upstream.commits[0],
+    series_from_commits(world.root, "demo", world.upstream, world.tmp, base=world.upstream.commits[0],
                         commits=world.upstream.commits[1:])
     gitrepo.apply_series(world.project, "demo")
-    tree = gitrepo.tree_dir("demo")
+    tree = world.store.tree("demo")
     before = snapshot(tree)
-    d = world.project / "series" / "demo"
+    d = world.project.series_root / "demo"
     (d / "patches" / "0003-core-Set-line-five-to-seven.patch").write_text(conflicting_patch())
     manifest = (d / "series.toml").read_text()
     (d / "series.toml").write_text(manifest.replace('.patch"]', '.patch", "0003-core-Set-line-five-to-seven.patch"]'))
+    world.project.forget_series("demo")
     with pytest.raises(ApplyError, match=r"0003-core-Set-line-five-to-seven\.patch .*does not apply"):
         gitrepo.apply_series(world.project, "demo")
     assert snapshot(tree) == before
 
 
 def test_merged_by_patch_id_on_drift_check(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     r = gitrepo.apply_series(world.project, "demo", onto=world.upstream.commits[0])
     assert r.merged == ["0001-core-Change-line-five.patch"]
     assert r.base == world.upstream.commits[0] and len(r.commits) == 2
@@ -175,13 +179,13 @@ def test_merged_when_it_reverse_applies(world: World) -> None:
     full = parse_patch(mails[0].read_text(), "x")
     blk_only = full.diff[full.diff.index("diff --git a/src/drivers/blk.c"):]
     text = full.__class__(**{**full.__dict__, "diff": blk_only, "subject": "[blk] Probe succeeds"}).render()
-    write_series(world.project, "sub", world.upstream.base, [text])
+    write_series(world.root, "sub", world.upstream.base, [text])
     r = gitrepo.apply_series(world.project, "sub", onto=world.upstream.commits[2])
     assert r.merged == ["0001-blk-Probe-succeeds.patch"] and r.commits == []
 
 
 def test_dirty_tree_refused(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     r = gitrepo.apply_series(world.project, "demo")
     (r.tree / "README").write_text("my uncommitted edit\n")
     with pytest.raises(DirtyTreeError) as exc:
@@ -200,11 +204,11 @@ def test_patch_through_symlink_refused(world: World) -> None:
     linked = git_out(up, "rev-parse", "HEAD")
     from patchkit.upstream import vendor
 
-    vendor(world.pin, str(up))
+    vendor(world.store, world.pin, str(up))
     text = ("From: M <m@example.org>\nDate: Wed, 27 Jan 2010 10:00:00 +0000\nSubject: Escape\n\n---\n"
             "diff --git a/src/outside/evil.c b/src/outside/evil.c\nnew file mode 100644\n--- /dev/null\n"
             "+++ b/src/outside/evil.c\n@@ -0,0 +1 @@\n+evil\n")
-    write_series(world.project, "evil", linked, [text])
+    write_series(world.root, "evil", linked, [text])
     with pytest.raises(SeriesError, match=r"0001-Escape\.patch: patch touches 'src/outside/evil\.c' through the "
                                           r"symlink 'src/outside' in the tree"):
         gitrepo.apply_series(world.project, "evil")
@@ -212,25 +216,25 @@ def test_patch_through_symlink_refused(world: World) -> None:
 
 
 def test_unknown_onto_revision(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     with pytest.raises(UpstreamError, match=r"revision deadbeef is not in the upstream mirror"):
         gitrepo.apply_series(world.project, "demo", onto="deadbeef")
 
 
 def test_apply_then_refresh_changes_nothing(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
-    d = world.project / "series" / "demo"
-    before = series_bytes(world.project, "demo")
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    d = world.project.series_root / "demo"
+    before = series_bytes(world.root, "demo")
     mtimes = {p: p.stat().st_mtime_ns for p in d.rglob("*")}
     gitrepo.apply_series(world.project, "demo")
     assert gitrepo.refresh_series(world.project, "demo") == []
-    assert series_bytes(world.project, "demo") == before
+    assert series_bytes(world.root, "demo") == before
     assert {p: p.stat().st_mtime_ns for p in d.rglob("*")} == mtimes
 
 
 def test_refresh_captures_amend_and_new_commit(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
-    before = series_bytes(world.project, "demo")
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    before = series_bytes(world.root, "demo")
     r = gitrepo.apply_series(world.project, "demo")
     t = r.tree
     ident = ["-c", "user.name=Editor", "-c", "user.email=ed@example.org"]
@@ -243,10 +247,10 @@ def test_refresh_captures_amend_and_new_commit(world: World) -> None:
         env={**GIT_ENV, "GIT_AUTHOR_DATE": "1264600000 +0000"})
     changed = gitrepo.refresh_series(world.project, "demo")
     assert changed == ["0003-core-Touch-two-files.patch", "0004-new-Add-new.c.patch"]
-    after = series_bytes(world.project, "demo")
+    after = series_bytes(world.root, "demo")
     for name in ("patches/0001-core-Change-line-five.patch", "patches/0002-blk-Add-a-block-driver-stub.patch"):
         assert after[name] == before[name]
-    s = find_series(world.project, "demo")
+    s = world.project.series("demo")
     assert [p.filename for p in s.patches][-1] == "0004-new-Add-new.c.patch"
     third, fourth = s.patches[2], s.patches[3]
     assert third.message.startswith("Now with a reason.")
@@ -263,8 +267,8 @@ def test_refresh_captures_amend_and_new_commit(world: World) -> None:
 
 def test_refresh_keeps_a_patch_file_name_after_an_amend(world: World) -> None:
     """A patch file named by hand keeps its name when its commit is amended (same place, same subject)."""
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
-    sdir = world.project / "series" / "demo"
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    sdir = world.project.series_root / "demo"
     (sdir / "patches" / "0002-blk-Add-a-block-driver-stub.patch").rename(sdir / "patches" / "0002-blk-stub.patch")
     manifest = sdir / "series.toml"
     manifest.write_text(manifest.read_text().replace("0002-blk-Add-a-block-driver-stub.patch", "0002-blk-stub.patch"))
@@ -273,33 +277,33 @@ def test_refresh_keeps_a_patch_file_name_after_an_amend(world: World) -> None:
          "git -c user.name=E -c user.email=e@example.org commit -q --amend --no-edit --date=now", "HEAD~2"],
         env=GIT_ENV)
     gitrepo.refresh_series(world.project, "demo")
-    assert [p.filename for p in find_series(world.project, "demo").patches][:3] == [
+    assert [p.filename for p in world.project.series("demo").patches][:3] == [
         "0001-core-Change-line-five.patch", "0002-blk-stub.patch", "0003-core-Touch-two-files.patch"]
 
 
 def test_refresh_after_upto_keeps_the_rest(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
-    before = series_bytes(world.project, "demo")
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    before = series_bytes(world.root, "demo")
     gitrepo.apply_series(world.project, "demo", upto=1)
     assert gitrepo.refresh_series(world.project, "demo") == []
-    assert series_bytes(world.project, "demo") == before
+    assert series_bytes(world.root, "demo") == before
 
 
 def test_refresh_refuses_drift_branch(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     gitrepo.apply_series(world.project, "demo", onto=world.upstream.commits[0])
     with pytest.raises(ApplyError, match="was applied --onto another revision"):
         gitrepo.refresh_series(world.project, "demo")
 
 
 def test_refresh_without_apply(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     with pytest.raises(ApplyError, match=r"no work tree for series 'demo'.*\n.*run `patchkit apply demo` first"):
         gitrepo.refresh_series(world.project, "demo")
 
 
 def test_export_tree(world: World, tmp_path: Path) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     r = gitrepo.apply_series(world.project, "demo")
     dest = tmp_path / "export"
     gitrepo.export_tree(r.tree, r.commits[0], dest)
@@ -310,7 +314,7 @@ def test_export_tree(world: World, tmp_path: Path) -> None:
 
 
 def test_tag(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     r = gitrepo.apply_series(world.project, "demo")
     gitrepo.tag(r.tree, "demo-v1", r.commits[-1], "demo v1 as sent")
     assert git_out(r.tree, "cat-file", "-t", "demo-v1") == "tag"
@@ -323,18 +327,19 @@ def test_tag(world: World) -> None:
 
 
 def test_range_diff(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
-    s = find_series(world.project, "demo")
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    s = world.project.series("demo")
     v2 = new_version(s, "- reworded patch 2")
     p = v2.patches[1]
     v2.patches[1] = p.__class__(**{**p.__dict__, "message": "Reworded.\n\n" + p.message})
     save_series(v2)
+    world.project.forget_series("demo")
     out = gitrepo.range_diff(world.project, "demo", 1, 2)
     lines = out.splitlines()
     assert lines[0].startswith("1:") and "= 1:" in lines[0]
     assert "! 2:" in lines[1] and "[blk] Add a block driver stub" in lines[1]
     assert "+    Reworded." in out
-    assert "refs/patchkit" not in git_out(gitrepo.tree_dir("demo"), "for-each-ref")
+    assert "refs/patchkit" not in git_out(world.store.tree("demo"), "for-each-ref")
 
 
 def test_merged_when_only_reverse_apply_can_tell(world: World) -> None:
@@ -344,7 +349,7 @@ def test_merged_when_only_reverse_apply_can_tell(world: World) -> None:
     p = parse_patch(mails[0].read_text(), "x")
     no_index = "".join(line for line in p.diff.splitlines(keepends=True) if not line.startswith("index "))
     text = p.__class__(**{**p.__dict__, "diff": no_index}).render()
-    write_series(world.project, "again", world.upstream.commits[0], [text])
+    write_series(world.root, "again", world.upstream.commits[0], [text])
     r = gitrepo.apply_series(world.project, "again")
     assert r.merged == ["0001-core-Change-line-five.patch"] and r.commits == []
     assert r.base == world.upstream.commits[0]
@@ -361,66 +366,67 @@ UPSTREAM_FIX = "37883e99"  # upstream's own version of the series' patch 1
 
 
 @pytest.fixture
-def gpxe_project(gpxe_mirror: Path, tmp_path: Path) -> Path:
+def gpxe_project(gpxe_mirror: Path, tmp_path: Path, store: Store) -> Project:
     """A project with the real pin, vendored from the real mirror into the test's cache."""
-    from patchkit.upstream import load_pin, vendor
+    from patchkit.upstream import vendor
 
-    project = tmp_path / "gpxe-project"
-    (project / "gpxe-tree").mkdir(parents=True)
-    (project / "series").mkdir()
-    (project / "gpxe-tree" / "pin.toml").write_bytes((PROJECT_ROOT / "gpxe-tree" / "pin.toml").read_bytes())
-    vendor(load_pin(project), str(gpxe_mirror))
+    root = tmp_path / "gpxe-project"
+    (root / "gpxe-tree").mkdir(parents=True)
+    (root / "series").mkdir()
+    (root / "gpxe-tree" / "pin.toml").write_bytes((PROJECT_ROOT / "gpxe-tree" / "pin.toml").read_bytes())
+    project = Project(root, store)
+    vendor(store, project.pin, str(gpxe_mirror))
     return project
 
 
-def _gpxe_fixture_series(project: Path) -> None:
+def _gpxe_fixture_series(project: Project) -> None:
     """Patch 1: upstream's fix as git formats it (made here, never stored); patch 2: a new file."""
-    from patchkit.upstream import load_pin, mirror_path
+    from patchkit.upstream import mirror_path
 
-    out = run(["git", "-C", mirror_path(load_pin(project)), "format-patch", "-k", "--no-signature", "--stdout", "-1",
-               UPSTREAM_FIX], env=GIT_ENV).stdout.decode("utf-8")
+    out = run(["git", "-C", mirror_path(project.store, project.pin), "format-patch", "-k", "--no-signature",
+               "--stdout", "-1", UPSTREAM_FIX], env=GIT_ENV).stdout.decode("utf-8")
     first = parse_patch(out, "x").render()
     second = ("From: Fixture Author <fixture@example.org>\nDate: Wed, 27 Jan 2010 10:00:00 +0000\n"
               "Subject: [fixture] Add a note file\n\nNot a real change.\n---\n"
               "diff --git a/src/NOTE b/src/NOTE\nnew file mode 100644\n--- /dev/null\n+++ b/src/NOTE\n"
               "@@ -0,0 +1 @@\n+fixture note\n")
-    write_series(project, "fx", GPXE_BASE, [first, second])
+    write_series(project.root, "fx", GPXE_BASE, [first, second])
 
 
-def test_gpxe_apply_on_base_and_drift_check(gpxe_project: Path) -> None:
+def test_gpxe_apply_on_base_and_drift_check(gpxe_project: Project) -> None:
     _gpxe_fixture_series(gpxe_project)
     r = gitrepo.apply_series(gpxe_project, "fx")
     assert r.branch == "patchkit/fx/v1" and r.base == GPXE_BASE and len(r.commits) == 2 and r.merged == []
     assert git_out(r.tree, "rev-parse", "HEAD~2") == GPXE_BASE
     drift = gitrepo.apply_series(gpxe_project, "fx", onto=GPXE_LATEST)
-    first = find_series(gpxe_project, "fx").patches[0].filename
+    first = gpxe_project.series("fx").patches[0].filename
     assert drift.merged == [first]
     assert drift.merged_why[first].startswith("upstream 37883e99fd79 has the same change (patch-id)")
     assert drift.base == GPXE_LATEST and len(drift.commits) == 1
     assert git_out(drift.tree, "log", "-1", "--format=%s") == "[fixture] Add a note file"
 
 
-def test_real_series_applies(gpxe_project: Path) -> None:
+def test_real_series_applies(gpxe_project: Project) -> None:
     real = PROJECT_ROOT / "series" / "gpxe-virtio-blk"
     if not (real / "series.toml").is_file():
         pytest.skip("series/gpxe-virtio-blk does not exist yet (being written)")
-    shutil.copytree(real, gpxe_project / "series" / "gpxe-virtio-blk")
-    before = series_bytes(gpxe_project, "gpxe-virtio-blk")
-    s = find_series(gpxe_project, "gpxe-virtio-blk")
+    shutil.copytree(real, gpxe_project.series_root / "gpxe-virtio-blk")
+    before = series_bytes(gpxe_project.root, "gpxe-virtio-blk")
+    s = gpxe_project.series("gpxe-virtio-blk")
     r = gitrepo.apply_series(gpxe_project, "gpxe-virtio-blk")
     assert len(r.commits) == len(s.patches) and r.merged == []
     assert [git_out(r.tree, "log", "-1", "--format=%s", c) for c in r.commits] == [p.subject for p in s.patches]
     assert gitrepo.refresh_series(gpxe_project, "gpxe-virtio-blk") == []
-    assert series_bytes(gpxe_project, "gpxe-virtio-blk") == before
+    assert series_bytes(gpxe_project.root, "gpxe-virtio-blk") == before
 
 
-def test_real_series_drift_check_names_merged_patch_1(gpxe_project: Path) -> None:
+def test_real_series_drift_check_names_merged_patch_1(gpxe_project: Project) -> None:
     """Upstream merged its own version of patch 1 (same subject, different change) before c23508d."""
     real = PROJECT_ROOT / "series" / "gpxe-virtio-blk"
     if not (real / "series.toml").is_file():
         pytest.skip("series/gpxe-virtio-blk does not exist yet (being written)")
-    shutil.copytree(real, gpxe_project / "series" / "gpxe-virtio-blk")
-    patches = find_series(gpxe_project, "gpxe-virtio-blk").patches
+    shutil.copytree(real, gpxe_project.series_root / "gpxe-virtio-blk")
+    patches = gpxe_project.series("gpxe-virtio-blk").patches
     first, virtio = patches[0].filename, patches[-1].filename
     expected = f"{first}: upstream 37883e99fd79 has the same subject"
     try:
@@ -433,7 +439,7 @@ def test_real_series_drift_check_names_merged_patch_1(gpxe_project: Path) -> Non
 
 
 def test_apply_refuses_to_drop_uncaptured_commits(world: World) -> None:
-    series_from_commits(world.project, "demo", world.upstream, world.tmp)
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
     r = gitrepo.apply_series(world.project, "demo")
     run(["git", "-C", r.tree, "-c", "user.name=E", "-c", "user.email=e@example.org", "commit", "-q", "--amend",
          "-m", "[core] Reworded"], env=GIT_ENV)
@@ -448,7 +454,7 @@ def test_apply_refuses_to_drop_uncaptured_commits(world: World) -> None:
 
 
 def test_series_for_another_upstream(world: World) -> None:
-    write_series(world.project, "ipxe-thing", world.upstream.base, [], upstream="ipxe")
+    write_series(world.root, "ipxe-thing", world.upstream.base, [], upstream="ipxe")
     with pytest.raises(SeriesError, match=r"series 'ipxe-thing' targets upstream 'ipxe' but gpxe-tree/pin\.toml "
                                           r"pins 'gpxe'"):
         gitrepo.apply_series(world.project, "ipxe-thing")
@@ -456,7 +462,7 @@ def test_series_for_another_upstream(world: World) -> None:
 
 def test_drift_check_matches_upstream_subject(world: World) -> None:
     """Upstream took its own version of a patch (same subject, different change): merged, flagged for review."""
-    write_series(world.project, "own", world.upstream.base, [conflicting_patch(subject="[core]  change line FIVE")])
+    write_series(world.root, "own", world.upstream.base, [conflicting_patch(subject="[core]  change line FIVE")])
     r = gitrepo.apply_series(world.project, "own", onto=world.upstream.commits[-1])
     name = "0001-core-change-line-FIVE.patch"
     assert r.merged == [name] and r.commits == []
