@@ -26,14 +26,14 @@ from patchkit.guests.debian_system import (
     token_offset,
 )
 from patchkit.run import run
-from patchkit.store import sha256_file
+from patchkit.store import Store, sha256_file
 
 pytestmark = pytest.mark.boot
 
 
 @pytest.fixture
-def system(inputs_cache: Path) -> DebianSystemGuest:
-    guest = DebianSystemGuest()
+def system(inputs_cache: Path, store: Store) -> DebianSystemGuest:
+    guest = DebianSystemGuest(store)
     try:
         guest.base_image()
     except MissingInputError as exc:

@@ -16,6 +16,8 @@ from test_faults_mail import PAGE, fill, small_tmpfs
 from test_mail_fixtures import MailProject
 from test_validate import guest_or_skip, processes_in
 
+from patchkit.store import Store
+
 pytest_plugins = ("test_mail_fixtures",)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,9 +66,9 @@ def test_make_failing_for_want_of_space_is_not_blamed_on_the_code(gated: GatedPr
         assert "build.log" in done.stdout
 
 
-def test_booting_with_a_full_cache_disk(inputs_cache: Path) -> None:
-    guest_or_skip("probe")
-    with small_tmpfs(inputs_cache / "runs", size="4m") as runs:
+def test_booting_with_a_full_cache_disk(inputs_cache: Path, store: Store) -> None:
+    guest_or_skip("probe", store)
+    with small_tmpfs(store.runs, size="4m") as runs:
         fill(runs)
         env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
         done = subprocess.run([sys.executable, "-m", "patchkit", "test", "--reference", "--guest", "probe"],

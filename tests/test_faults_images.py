@@ -15,7 +15,7 @@ import pytest
 from test_validate import guest_or_skip
 
 from patchkit.guests import Guest
-from patchkit.store import Results, cache_dir
+from patchkit.store import Store
 
 pytestmark = pytest.mark.boot
 
@@ -23,11 +23,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def own_image(inputs_cache: Path) -> Guest:
+def own_image(inputs_cache: Path, store: Store) -> Guest:
     """The FreeDOS guest with its base image copied into the test's cache (the copy may be damaged)."""
     linked = inputs_cache / "images"
     real = linked.resolve()
-    guest = guest_or_skip("freedos")
+    guest = guest_or_skip("freedos", store)
     linked.unlink()
     linked.mkdir()
     name = guest.image_dir().name
@@ -54,16 +54,15 @@ def damage(image: Path, how: str) -> None:
     image.chmod(0o444)
 
 
-def recorded() -> list:
-    db = cache_dir() / "results.sqlite"
-    if not db.exists():
+def recorded(store: Store) -> list:
+    if not (store.root / "results.sqlite").exists():
         return []
-    with Results(db) as results:
+    with store.results() as results:
         return results.for_series("gpxe-virtio-blk")
 
 
 @pytest.mark.parametrize("how", ["mbr-byte", "truncated"])
-def test_a_damaged_image_is_refused_and_nothing_recorded(own_image: Guest, how: str) -> None:
+def test_a_damaged_image_is_refused_and_nothing_recorded(own_image: Guest, store: Store, how: str) -> None:
     image = own_image.base_image()
     damage(image, how)
     done = patchkit("test", "--reference", "--guest", "freedos")
@@ -71,10 +70,10 @@ def test_a_damaged_image_is_refused_and_nothing_recorded(own_image: Guest, how: 
     assert f"the freedos guest image {image} is damaged" in done.stdout
     assert "patchkit guest build freedos" in done.stdout
     assert "PASS" not in done.stdout and "FAIL" not in done.stdout
-    assert recorded() == []
+    assert recorded(store) == []
 
 
-def test_guest_build_replaces_a_damaged_image(own_image: Guest) -> None:
+def test_guest_build_replaces_a_damaged_image(own_image: Guest, store: Store) -> None:
     image = own_image.base_image()
     damage(image, "mbr-byte")
     built = patchkit("guest", "build", "freedos")
@@ -83,5 +82,5 @@ def test_guest_build_replaces_a_damaged_image(own_image: Guest) -> None:
     done = patchkit("test", "--reference", "--guest", "freedos")
     assert done.returncode == 0, done.stdout
     assert "PASS freedos" in done.stdout
-    [result] = recorded()
+    [result] = recorded(store)
     assert result.passed and result.key.image_sha256 == own_image.image_sha256()

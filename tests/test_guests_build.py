@@ -8,32 +8,33 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import REAL_CACHE
+from conftest import REAL_STORE
 
 from patchkit.guests import debpkgs, disk, fat
 from patchkit.guests.debian import DebianGuest, known_content
 from patchkit.run import run
+from patchkit.store import Store
 
 FAT_OFFSET = disk.PARTITION_START * disk.SECTOR
 
 
 @pytest.fixture
-def debian_debs(isolated_cache: Path) -> Path:
+def debian_debs(store: Store) -> Path:
     """The real cache's downloaded .debs, linked into the isolated cache (read only), or skip."""
-    real = REAL_CACHE / "inputs" / "debian"
+    real = REAL_STORE.inputs / "debian"
     missing = [p.filename for p in debpkgs.DEBIAN_PINS if not (real / p.filename).is_file()]
     if missing:
         pytest.skip(f"Debian packages not downloaded ({', '.join(missing)}): run `patchkit guest build debian`")
-    inputs = isolated_cache / "inputs" / "debian"
+    inputs = debpkgs.inputs_dir(store)
     inputs.mkdir(parents=True)
     for p in debpkgs.DEBIAN_PINS:
         os.symlink(real / p.filename, inputs / p.filename)
     return inputs
 
 
-def test_debian_image_layout_and_initramfs(debian_debs: Path, tmp_path: Path) -> None:
+def test_debian_image_layout_and_initramfs(debian_debs: Path, tmp_path: Path, store: Store) -> None:
     messages: list[str] = []
-    image = DebianGuest().build(messages.append)
+    image = DebianGuest(store).build(messages.append)
     assert any("built in" in m for m in messages)
     data = image.read_bytes()
     assert len(data) % (disk.CYLINDER_SECTORS * disk.SECTOR) == 0

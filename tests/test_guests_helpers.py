@@ -71,9 +71,9 @@ def _seen(marker: str | re.Pattern[str], log: str) -> bool:
 
 def freedos_imported() -> Path:
     """The imported FreeDOS files in the user's real cache (read only), or skip."""
-    from conftest import REAL_CACHE
+    from conftest import REAL_STORE
 
-    real = REAL_CACHE / "inputs" / "freedos"
+    real = REAL_STORE.inputs / "freedos"
     if not (real / "KERNEL.SYS").is_file() or not (real / "COMMAND.COM").is_file():
         pytest.skip(f"FreeDOS not imported ({real} missing): run `patchkit guest import freedos --media PATH`")
     return real

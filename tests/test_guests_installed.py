@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import REAL_CACHE
+from conftest import REAL_STORE
 from test_guests_helpers import boot_native, freedos_imported, passed
 
 from patchkit.errors import GuestError, MissingInputError
@@ -30,6 +30,7 @@ from patchkit.guests.freedos_installed import (
     imported_boot_sector,
 )
 from patchkit.run import run
+from patchkit.store import Store
 
 OFFSET = DOS_START * 512
 
@@ -60,7 +61,7 @@ def _hard_disk(path: Path, fat_type: int, part_type: int, cluster: int, files: d
 def freedos_boot_sector() -> bytes:
     """FreeDOS's boot sector from the real cache's import (read only), or skip."""
     freedos_imported()
-    real = REAL_CACHE / "inputs" / "freedos" / BOOT_SECTOR
+    real = inputs_dir(REAL_STORE) / BOOT_SECTOR
     if not real.is_file():
         pytest.skip(f"FreeDOS's boot sector not imported ({real} missing): run "
                     "`patchkit guest import freedos --media PATH` again with FreeDOS boot media")
@@ -68,8 +69,8 @@ def freedos_boot_sector() -> bytes:
 
 
 @pytest.fixture
-def installed(inputs_cache: Path, freedos_boot_sector: bytes) -> FreedosInstalledGuest:
-    guest = FreedosInstalledGuest()
+def installed(inputs_cache: Path, store: Store, freedos_boot_sector: bytes) -> FreedosInstalledGuest:
+    guest = FreedosInstalledGuest(store)
     guest.build()
     return guest
 
@@ -118,32 +119,32 @@ def test_chs_in_255_heads() -> None:
 # --- import ------------------------------------------------------------------------------
 
 
-def test_the_guest_names_the_import_when_the_boot_sector_is_missing(tmp_path: Path) -> None:
+def test_the_guest_names_the_import_when_the_boot_sector_is_missing(tmp_path: Path, store: Store) -> None:
     with pytest.raises(MissingInputError, match="FreeDOS is not imported"):
-        get_guest("freedos-installed").image_key()
-    inputs_dir().mkdir(parents=True)
+        get_guest("freedos-installed", store).image_key()
+    inputs_dir(store).mkdir(parents=True)
     for name in ("KERNEL.SYS", "COMMAND.COM"):
-        (inputs_dir() / name).write_bytes(b"FreeDOS " + name.encode())
+        (inputs_dir(store) / name).write_bytes(b"FreeDOS " + name.encode())
     with pytest.raises(MissingInputError, match="no FreeDOS boot sector imported") as err:
-        imported_boot_sector()
+        imported_boot_sector(store)
     assert "patchkit guest import freedos --media PATH" in str(err.value)
 
 
 def test_import_from_installation_images(installed: FreedosInstalledGuest, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch, freedos_boot_sector: bytes) -> None:
-    real = REAL_CACHE / "inputs" / "freedos"
+                                         freedos_boot_sector: bytes) -> None:
+    real = inputs_dir(REAL_STORE)
     files = {name: (real / name).read_bytes() for name in ("KERNEL.SYS", "COMMAND.COM")}
     image = installed.base_image()
-    monkeypatch.setenv("PATCHKIT_CACHE", str(tmp_path / "own-cache"))  # import into a cache of our own
-    import_media(image)  # the FAT12 partition is the second entry, after a non-DOS one
-    assert (inputs_dir() / BOOT_SECTOR).read_bytes()[0x3E:] == freedos_boot_sector[0x3E:]
-    assert {n: (inputs_dir() / n).read_bytes() for n in files} == files
+    own = Store(tmp_path / "own-cache")  # import into a cache of our own
+    import_media(own, image)  # the FAT12 partition is the second entry, after a non-DOS one
+    assert (inputs_dir(own) / BOOT_SECTOR).read_bytes()[0x3E:] == freedos_boot_sector[0x3E:]
+    assert {n: (inputs_dir(own) / n).read_bytes() for n in files} == files
     for fat_type, part_type, cluster in ((16, 0x0E, 4), (32, 0x0C, 1)):  # made here from the floppy's files
         media = _hard_disk(tmp_path / f"hd{fat_type}.img", fat_type, part_type, cluster, files)
         messages: list[str] = []
-        import_media(media, messages.append)
-        assert {n: (inputs_dir() / n).read_bytes() for n in files} == files
-        assert not (inputs_dir() / BOOT_SECTOR).exists()  # mkfs.fat's boot code is not FreeDOS's
+        import_media(own, media, messages.append)
+        assert {n: (inputs_dir(own) / n).read_bytes() for n in files} == files
+        assert not (inputs_dir(own) / BOOT_SECTOR).exists()  # mkfs.fat's boot code is not FreeDOS's
         assert "not FreeDOS's" in messages[0]
 
 
@@ -167,7 +168,7 @@ def test_disk_layout(installed: FreedosInstalledGuest, freedos_boot_sector: byte
     bpb = fatboot.parse_bpb(boot)
     assert (bpb.hidden, bpb.heads, bpb.sectors_per_track, boot[0x24]) == (CYLINDER, 255, 63, 0x80)
     assert boot[:3] == freedos_boot_sector[:3] and boot[0x3E:] == freedos_boot_sector[0x3E:]
-    assert fat.get(image, OFFSET, "KERNEL.SYS") == (REAL_CACHE / "inputs/freedos/KERNEL.SYS").read_bytes()
+    assert fat.get(image, OFFSET, "KERNEL.SYS") == (inputs_dir(REAL_STORE) / "KERNEL.SYS").read_bytes()
 
 
 # --- native boots ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import os
 import stat
@@ -9,22 +10,49 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import REAL_CACHE
+from conftest import REAL_STORE
 from test_guests_helpers import freedos_imported
 
+import patchkit.guests.base
 from patchkit.errors import GuestError, MissingInputError, PatchkitError
-from patchkit.guests import GUEST_NAMES, disk, fat, get_guest
+from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES, disk, fat, get_guest, guest_class
 from patchkit.guests.base import check_token
 from patchkit.guests.freedos import FreedosGuest, import_media, inputs_dir
 from patchkit.guests.initramfs import Cpio
 from patchkit.guests.probe import DATA_LBA, TOKEN_LBA, ProbeGuest, parse_probe_log, stamp
 from patchkit.run import run
+from patchkit.store import Store
 
 
-def test_get_guest_knows_every_name_and_lists_them_otherwise() -> None:
-    assert [get_guest(n).name for n in GUEST_NAMES] == list(GUEST_NAMES)
+def test_get_guest_knows_every_name_and_lists_them_otherwise(store: Store) -> None:
+    assert [get_guest(n, store).name for n in GUEST_NAMES] == list(GUEST_NAMES)
+    assert all(get_guest(n, store).store is store for n in GUEST_NAMES)
+    known = ", ".join(GUEST_NAMES + KEEP_SAN_NAMES + HARNESS_NAMES)
+    assert known.startswith("freedos, debian, probe, ") and "keepsan" in known and "probe-hold" in known
     with pytest.raises(PatchkitError, match="known guests are freedos, debian, probe"):
-        get_guest("windows")
+        get_guest("windows", store)
+    for lookup in (lambda: get_guest("windows", store), lambda: guest_class("windows")):
+        with pytest.raises(PatchkitError) as err:
+            lookup()
+        assert str(err.value) == f"unknown guest 'windows': known guests are {known}"
+    assert [guest_class(n)(store).name for n in GUEST_NAMES] == list(GUEST_NAMES)
+
+
+def test_the_guest_interface_imports_no_guest_kind() -> None:
+    """guests/base.py is the interface every kind imports: it must not import a kind (the registry,
+    patchkit/guests/__init__.py, does), or the kinds and the interface import each other in a circle."""
+    base = Path(patchkit.guests.base.__file__)
+    kinds = {p.stem for p in base.parent.glob("*.py") if p.stem not in ("__init__", "base")}
+    assert {"debian", "debian_system", "freedos", "freedos_installed", "probe", "image"} <= kinds
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(base.read_text(), str(base))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    assert "patchkit.errors" in imported  # the walk sees base.py's imports
+    assert {name for name in imported if name.startswith("patchkit.guests")} == set()
 
 
 @pytest.mark.parametrize("token", ["", "has space", "semi;colon", "x" * 41, "a>b"])
@@ -33,12 +61,12 @@ def test_tokens_that_could_break_batch_files_are_refused(token: str) -> None:
         check_token(token)
 
 
-def test_missing_images_name_the_command_that_makes_them() -> None:
+def test_missing_images_name_the_command_that_makes_them(store: Store) -> None:
     with pytest.raises(MissingInputError) as err:
-        get_guest("debian").base_image()
+        get_guest("debian", store).base_image()
     assert "patchkit guest build debian" in str(err.value)
     with pytest.raises(MissingInputError) as err:
-        get_guest("freedos").base_image()
+        get_guest("freedos", store).base_image()
     assert "patchkit guest import freedos --media PATH" in str(err.value)
 
 
@@ -107,8 +135,8 @@ def test_probe_stamps_match_the_assembly_formula() -> None:
     assert dwords[127] == ((0x123456 ^ 0x5AA55AA5) + (127 << 24)) & 0xFFFFFFFF
 
 
-def test_probe_image_is_read_only_and_run_disks_get_the_token(tmp_path: Path) -> None:
-    guest = ProbeGuest()
+def test_probe_image_is_read_only_and_run_disks_get_the_token(tmp_path: Path, store: Store) -> None:
+    guest = ProbeGuest(store)
     base = guest.build()
     assert stat.S_IMODE(base.stat().st_mode) == 0o444
     before = guest.image_sha256()
@@ -131,53 +159,52 @@ def _floppy(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def test_import_refuses_a_missing_file(tmp_path: Path) -> None:
+def test_import_refuses_a_missing_file(tmp_path: Path, store: Store) -> None:
     with pytest.raises(GuestError, match="does not exist"):
-        import_media(tmp_path / "nope.img")
+        import_media(store, tmp_path / "nope.img")
 
 
-def test_import_refuses_media_without_a_fat_file_system(tmp_path: Path) -> None:
+def test_import_refuses_media_without_a_fat_file_system(tmp_path: Path, store: Store) -> None:
     junk = tmp_path / "junk.img"
     junk.write_bytes(bytes(range(256)) * 5760)
     with pytest.raises(GuestError, match="no FAT file system"):
-        import_media(junk)
+        import_media(store, junk)
 
 
-def test_import_refuses_fat_media_without_freedos_files(tmp_path: Path) -> None:
+def test_import_refuses_fat_media_without_freedos_files(tmp_path: Path, store: Store) -> None:
     media = _floppy(tmp_path / "empty.img", {"README.TXT": b"hello"})
     with pytest.raises(GuestError, match=r"no KERNEL\.SYS"):
-        import_media(media)
-    assert not inputs_dir().exists()
+        import_media(store, media)
+    assert not inputs_dir(store).exists()
 
 
-def test_import_refuses_a_kernel_and_shell_that_are_not_freedos(tmp_path: Path) -> None:
+def test_import_refuses_a_kernel_and_shell_that_are_not_freedos(tmp_path: Path, store: Store) -> None:
     media = _floppy(tmp_path / "other.img", {"KERNEL.SYS": b"MZ other kernel", "COMMAND.COM": b"MZ other shell"})
     with pytest.raises(GuestError, match="not FreeDOS"):
-        import_media(media)
+        import_media(store, media)
 
 
-def test_import_from_a_floppy_and_from_a_partitioned_disk(inputs_cache: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_from_a_floppy_and_from_a_partitioned_disk(inputs_cache: Path, tmp_path: Path) -> None:
     real = freedos_imported()
     files = {name: (real / name).read_bytes() for name in ("KERNEL.SYS", "COMMAND.COM")}
     media = _floppy(tmp_path / "fd.img", files)
     # import into a cache of our own: the real inputs are only read
-    own = tmp_path / "own-cache"
-    monkeypatch.setenv("PATCHKIT_CACHE", str(own))
-    import_media(media)
-    assert {p.name: p.read_bytes() for p in inputs_dir().iterdir()} == files
-    key = FreedosGuest().image_key()
-    hard_disk = FreedosGuest().build()  # MBR + FAT16 partition: importable media as well
-    (inputs_dir() / "KERNEL.SYS").unlink()
-    import_media(hard_disk)
-    assert (inputs_dir() / "KERNEL.SYS").read_bytes() == files["KERNEL.SYS"]
-    assert FreedosGuest().image_key() == key
-    (inputs_dir() / "COMMAND.COM").write_bytes(files["COMMAND.COM"] + b"changed")
-    assert FreedosGuest().image_key() != key  # new inputs, new image
+    own = Store(tmp_path / "own-cache")
+    import_media(own, media)
+    assert {p.name: p.read_bytes() for p in inputs_dir(own).iterdir()} == files
+    key = FreedosGuest(own).image_key()
+    hard_disk = FreedosGuest(own).build()  # MBR + FAT16 partition: importable media as well
+    (inputs_dir(own) / "KERNEL.SYS").unlink()
+    import_media(own, hard_disk)
+    assert (inputs_dir(own) / "KERNEL.SYS").read_bytes() == files["KERNEL.SYS"]
+    assert FreedosGuest(own).image_key() == key
+    (inputs_dir(own) / "COMMAND.COM").write_bytes(files["COMMAND.COM"] + b"changed")
+    assert FreedosGuest(own).image_key() != key  # new inputs, new image
 
 
-def test_real_cache_untouched_by_unit_tests() -> None:
-    assert os.environ["PATCHKIT_CACHE"] != str(REAL_CACHE)
+def test_real_cache_untouched_by_unit_tests(store: Store) -> None:
+    assert os.environ["PATCHKIT_CACHE"] != str(REAL_STORE.root)
+    assert store.root != REAL_STORE.root
 
 
 def test_guest_cli_lists_missing_images_with_their_commands_and_builds_probe() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from conftest import REAL_CACHE
+from conftest import REAL_STORE
 from fixtures.roms import PROJECT_ROOT, SERIES
 from test_validate import patchkit
 
@@ -26,11 +26,12 @@ from patchkit.boot.run import boot_guest
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests import debpkgs
 from patchkit.guests.image import DEFAULT_EXPECT, ImageGuest, ImageSpec, image_format
+from patchkit.project import Project
 from patchkit.qemu.console import Console
 from patchkit.run import run
-from patchkit.series.io import find_series, save_series
+from patchkit.series.io import save_series
 from patchkit.series.model import ImageEntry
-from patchkit.store import Results, cache_dir, sha256_file
+from patchkit.store import Store, sha256_file
 from patchkit.validate import run_tests
 
 GRUB_MENU = "Press enter to boot the selected OS"
@@ -39,7 +40,7 @@ GRUB_MENU = "Press enter to boot the selected OS"
 @pytest.fixture
 def grub_rescue(tmp_path: Path) -> Path:
     """Debian's GRUB rescue image, unpacked from the package `patchkit setup` downloads (or skip)."""
-    deb = REAL_CACHE / "inputs" / "debian" / debpkgs.GRUB_RESCUE.filename
+    deb = debpkgs.inputs_dir(REAL_STORE) / debpkgs.GRUB_RESCUE.filename
     if not deb.is_file():
         pytest.skip(f"{deb.name} not downloaded: run `patchkit setup`")
     debpkgs.extract(deb, tmp_path / "deb")
@@ -55,23 +56,23 @@ def _blank(path: Path) -> Path:
 # --- without booting ---------------------------------------------------------------------
 
 
-def test_missing_and_unknown_images_are_refused(tmp_path: Path) -> None:
+def test_missing_and_unknown_images_are_refused(tmp_path: Path, store: Store) -> None:
     with pytest.raises(PatchkitError, match="does not exist"):
         image_format(tmp_path / "nope.img")
     vdi = tmp_path / "disk.vdi"
     run(["qemu-img", "create", "-q", "-f", "vdi", vdi, "1M"])
     with pytest.raises(PatchkitError, match="in vdi format") as err:
-        ImageGuest(ImageSpec(vdi))
+        ImageGuest(store, ImageSpec(vdi))
     assert "qemu-img convert -O qcow2" in str(err.value)
     with pytest.raises(PatchkitError, match="--expect '\\(' is not a regular expression"):
-        ImageGuest(ImageSpec(_blank(tmp_path / "b.img"), expect="("))
+        ImageGuest(store, ImageSpec(_blank(tmp_path / "b.img"), expect="("))
 
 
-def test_a_run_boots_an_overlay_of_the_image(tmp_path: Path) -> None:
+def test_a_run_boots_an_overlay_of_the_image(tmp_path: Path, store: Store) -> None:
     image = _blank(tmp_path / "mine.img")
     run(["qemu-img", "convert", "-O", "qcow2", image, tmp_path / "mine.qcow2"])
     for path, fmt in ((image, "raw"), (tmp_path / "mine.qcow2", "qcow2")):
-        guest = ImageGuest(ImageSpec(path))
+        guest = ImageGuest(store, ImageSpec(path))
         assert guest.name == f"image:{path.name}" and guest.format == fmt
         overlay = guest.make_run_disk(tmp_path / f"run-{fmt}", "t")
         assert overlay.parent == tmp_path / f"run-{fmt}"
@@ -109,29 +110,30 @@ def test_regular_expressions_match_serial_and_the_screen_below_a_line() -> None:
 # --- boots ------------------------------------------------------------------------------
 
 
-def test_a_third_party_image_reaches_grubs_menu_through_the_series_rom(inputs_cache: Path, series_rom: Path,
-                                                                       grub_rescue: Path) -> None:
+def test_a_third_party_image_reaches_grubs_menu_through_the_series_rom(inputs_cache: Path, store: Store,
+                                                                       series_rom: Path, grub_rescue: Path) -> None:
     before = sha256_file(grub_rescue)
-    outcome = boot_guest(ImageGuest(ImageSpec(grub_rescue, expect=GRUB_MENU)), rom=series_rom)
+    outcome = boot_guest(ImageGuest(store, ImageSpec(grub_rescue, expect=GRUB_MENU)), rom=series_rom)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     assert outcome.timings["sanboot"] < outcome.timings["success"]
     assert sha256_file(grub_rescue) == before  # the image itself is never written
 
 
-def test_the_base_rom_fails_it_with_gpxes_reason(inputs_cache: Path, base_rom: Path, grub_rescue: Path) -> None:
-    outcome = boot_guest(ImageGuest(ImageSpec(grub_rescue, expect=GRUB_MENU)), rom=base_rom)
+def test_the_base_rom_fails_it_with_gpxes_reason(inputs_cache: Path, store: Store, base_rom: Path,
+                                                 grub_rescue: Path) -> None:
+    outcome = boot_guest(ImageGuest(store, ImageSpec(grub_rescue, expect=GRUB_MENU)), rom=base_rom)
     assert not outcome.passed
     assert "returned to the gPXE prompt: Could not boot from virtio_blk:PCI00:04.0: Not supported" in outcome.reason
 
 
-def test_fail_pattern_and_the_reference_path(inputs_cache: Path, grub_rescue: Path) -> None:
-    outcome = boot_guest(ImageGuest(ImageSpec(grub_rescue, expect="no such text", fail="GNU GRUB")), rom=None)
+def test_fail_pattern_and_the_reference_path(inputs_cache: Path, store: Store, grub_rescue: Path) -> None:
+    outcome = boot_guest(ImageGuest(store, ImageSpec(grub_rescue, expect="no such text", fail="GNU GRUB")), rom=None)
     assert not outcome.passed and 'failure marker "GNU GRUB" seen: GNU GRUB  version 2.' in outcome.reason
 
 
-def test_a_blank_image_fails_with_gpxes_and_seabioss_messages(inputs_cache: Path, series_rom: Path,
+def test_a_blank_image_fails_with_gpxes_and_seabioss_messages(inputs_cache: Path, store: Store, series_rom: Path,
                                                              tmp_path: Path) -> None:
-    guest = ImageGuest(ImageSpec(_blank(tmp_path / "blank.img"), timeout=60))
+    guest = ImageGuest(store, ImageSpec(_blank(tmp_path / "blank.img"), timeout=60))
     outcome = boot_guest(guest, rom=series_rom)
     assert not outcome.passed
     assert "returned to the gPXE prompt:" in outcome.reason and "Not an executable image" in outcome.reason
@@ -139,14 +141,14 @@ def test_a_blank_image_fails_with_gpxes_and_seabioss_messages(inputs_cache: Path
     assert not outcome.passed and "Boot failed: not a bootable disk" in outcome.reason
 
 
-def test_the_command_records_the_image_and_status_shows_it(inputs_cache: Path, series_rom: Path,
+def test_the_command_records_the_image_and_status_shows_it(inputs_cache: Path, project: Project, series_rom: Path,
                                                           grub_rescue: Path) -> None:
     done = patchkit("test", "--image", str(grub_rescue), "--expect", GRUB_MENU, "--accel", "tcg",
                     cache=inputs_cache, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS image:grub-rescue-cdrom.iso on pc (tcg)" in done.stdout
-    revision = find_series(PROJECT_ROOT, SERIES).revision_hash()
-    with Results(cache_dir() / "results.sqlite") as db:
+    revision = project.series(SERIES).revision_hash()
+    with project.store.results() as db:
         latest = db.latest_by_guest(SERIES, revision)
     assert list(latest) == ["image:grub-rescue-cdrom.iso"]  # --image alone boots no other guest
     result = latest["image:grub-rescue-cdrom.iso"]
@@ -174,14 +176,14 @@ def _series_copy(tmp_path: Path, images: Sequence[Mapping[str, object]], guests:
     return project
 
 
-def test_manifest_images_are_parsed_saved_and_checked(tmp_path: Path) -> None:
+def test_manifest_images_are_parsed_saved_and_checked(tmp_path: Path, store: Store) -> None:
     image = {"name": "grub-rescue", "path": "images/rescue.iso", "expect": "GNU GRUB", "timeout": 120}
-    project = _series_copy(tmp_path, [image], guests=["freedos", "grub-rescue"])
-    series = find_series(project, SERIES)
+    root = _series_copy(tmp_path, [image], guests=["freedos", "grub-rescue"])
+    series = Project(root, store).series(SERIES)
     assert series.images == [ImageEntry("grub-rescue", "images/rescue.iso", "GNU GRUB", None, 120)]
     assert series.guests == ["freedos", "grub-rescue"]
     save_series(series)
-    assert find_series(project, SERIES).images == series.images
+    assert Project(root, store).series(SERIES).images == series.images  # read again from the saved files
     refused: list[tuple[dict[str, object], str]] = [
         ({"name": "freedos", "path": "x"}, "not a built-in guest's"),
         ({"name": "x"}, "an image needs a `path` string"),
@@ -190,13 +192,13 @@ def test_manifest_images_are_parsed_saved_and_checked(tmp_path: Path) -> None:
     ]
     for n, (bad, message) in enumerate(refused):
         with pytest.raises(SeriesError, match=re.escape(message)):
-            find_series(_series_copy(tmp_path / str(n), [bad]), SERIES)
+            Project(_series_copy(tmp_path / str(n), [bad]), store).series(SERIES)
 
 
-def test_a_manifest_image_boots_as_one_of_the_series_guests(inputs_cache: Path, series_rom: Path,
+def test_a_manifest_image_boots_as_one_of_the_series_guests(inputs_cache: Path, store: Store, series_rom: Path,
                                                             grub_rescue: Path, tmp_path: Path) -> None:
     image = {"name": "grub-rescue", "path": str(grub_rescue), "expect": GRUB_MENU}
-    project = _series_copy(tmp_path, [image], guests=["grub-rescue"])
+    project = Project(_series_copy(tmp_path, [image], guests=["grub-rescue"]), store)
     [result] = run_tests(project, ["all"], rom=series_rom, accel="tcg", progress=lambda _m: None)
     assert result.passed, result.reason
     assert result.key.guest == "grub-rescue" and result.key.image_sha256 == sha256_file(grub_rescue)

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from patchkit import store
+from patchkit import store as storage
 from patchkit.boot.layout import Layout, machine_spec
 from patchkit.errors import PatchkitError
 from patchkit.guests import get_guest
 from patchkit.matrix import Plan, plan_cells, select_configs, summary_table
 from patchkit.qemu.cmdline import qemu_argv
 from patchkit.series.model import Config
+from patchkit.store import Store
 
 PC = Config(name="pc", guests=("freedos", "debian", "probe"))
 Q35 = Config(name="q35", guests=("probe",), machine="q35", root_path="virtio_blk:")
@@ -35,27 +36,27 @@ def test_configurations_are_chosen_by_name_or_all() -> None:
         select_configs(CONFIGS, ("q36",), matrix=False)
 
 
-def test_cells_are_each_configurations_guests() -> None:
-    plan = plan_cells([PC, Q35], ("all",), matrix=True)
+def test_cells_are_each_configurations_guests(store: Store) -> None:
+    plan = plan_cells(store, [PC, Q35], ("all",), matrix=True)
     assert names(plan) == ["pc/freedos", "pc/debian", "pc/probe", "q35/probe"]
-    assert names(plan_cells([PC, Q35], ("probe",), matrix=True)) == ["pc/probe", "q35/probe"]
-    assert names(plan_cells([PC, Q35], ("freedos",), matrix=True)) == ["pc/freedos"]  # --matrix filters
-    assert names(plan_cells([Q35], ("freedos", "keepsan"), matrix=False)) == ["q35/freedos", "q35/keepsan"]
+    assert names(plan_cells(store, [PC, Q35], ("probe",), matrix=True)) == ["pc/probe", "q35/probe"]
+    assert names(plan_cells(store, [PC, Q35], ("freedos",), matrix=True)) == ["pc/freedos"]  # --matrix filters
+    assert names(plan_cells(store, [Q35], ("freedos", "keepsan"), matrix=False)) == ["q35/freedos", "q35/keepsan"]
 
 
-def test_a_guest_without_the_configurations_disk_is_not_run() -> None:
-    probe = get_guest("probe")
-    plan = plan_cells([SHAPED], ("all",), matrix=True)
+def test_a_guest_without_the_configurations_disk_is_not_run(store: Store) -> None:
+    probe = get_guest("probe", store)
+    plan = plan_cells(store, [SHAPED], ("all",), matrix=True)
     if "2g-255x63" in probe.disk_shapes:
         assert names(plan) == ["geometry-255/probe"] and plan.unrunnable == {}
     else:  # until the probe has disk shapes
         assert plan.cells == [] and "cannot run on disk shape '2g-255x63'" in plan.unrunnable["geometry-255", "probe"]
-    plan = plan_cells([SHAPED], ("freedos",), matrix=False)
+    plan = plan_cells(store, [SHAPED], ("freedos",), matrix=False)
     assert plan.cells == [] and "the freedos guest cannot run on" in plan.unrunnable["geometry-255", "freedos"]
 
 
-def test_a_configurations_machine(tmp_path: Path) -> None:
-    guest = get_guest("probe")
+def test_a_configurations_machine(tmp_path: Path, store: Store) -> None:
+    guest = get_guest("probe", store)
     layout = Layout.for_cell(BUSY, guest)
     assert (layout.guest_addr, layout.blank_addrs, layout.bios_addrs) == ("05.0", ("06.0",), ("04.0",))
     disk = tmp_path / "probe.img"
@@ -84,13 +85,13 @@ def test_the_summary_is_a_configuration_by_guest_table() -> None:
 # --- results keyed by configuration --------------------------------------------------------
 
 
-def result(guest: str, config: str, passed: bool, created: float) -> store.TestResult:
-    key = store.ResultKey("demo", "rev", "r" * 64, guest, "i" * 64, "7.2.0", "tcg", config)
-    return store.TestResult(key=key, passed=passed, reason="", run_dir="", version=2, created=created)
+def result(guest: str, config: str, passed: bool, created: float) -> storage.TestResult:
+    key = storage.ResultKey("demo", "rev", "r" * 64, guest, "i" * 64, "7.2.0", "tcg", config)
+    return storage.TestResult(key=key, passed=passed, reason="", run_dir="", version=2, created=created)
 
 
-def test_the_newest_result_per_cell() -> None:
-    with store.Results() as db:
+def test_the_newest_result_per_cell(store: Store) -> None:
+    with store.results() as db:
         db.record(result("probe", "pc", False, 1.0))
         db.record(result("probe", "pc", True, 2.0))
         db.record(result("probe", "q35", False, 3.0))
@@ -109,10 +110,10 @@ def test_a_database_from_before_configurations_is_migrated(tmp_path: Path) -> No
     old.execute("INSERT INTO results VALUES ('demo','rev','r','freedos','i','7.2.0','tcg',1,'ok','/run','{}',1,2,1.0)")
     old.commit()
     old.close()
-    with store.Results(path) as db:
+    with storage.Results(path) as db:
         [migrated] = db.for_revision("demo", "rev")
         assert migrated.key.config == "pc" and migrated.passed and migrated.reason == "ok"
         db.record(result("freedos", "q35", False, 5.0))
-    with store.Results(path) as db:  # opening again changes nothing
+    with storage.Results(path) as db:  # opening again changes nothing
         assert {cell: r.passed for cell, r in db.latest_by_cell("demo", "rev").items()} == {
             ("pc", "freedos"): True, ("q35", "freedos"): False}

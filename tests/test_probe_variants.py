@@ -41,15 +41,16 @@ from patchkit.guests.probe import (
 )
 from patchkit.qemu.console import Console
 from patchkit.run import spawned
-from patchkit.series.io import find_series
+from patchkit.series.io import load_series
+from patchkit.store import Store
 
 TABLE_CHECKS = ["table-geometry-heads", "table-geometry-sectors", "table-geometry-cylinders",
                 "chs-read-partition-start", "chs-read-partition-end"]
 MAX_ALLOCATED = 64 << 20  # bytes a shaped image may take on disk, whatever its size
 
 
-def probe(disk_shape: str | None = None, read_only: bool = False) -> ProbeGuest:
-    guest = get_guest("probe").variant(disk_shape=disk_shape, read_only=read_only)
+def probe(store: Store, disk_shape: str | None = None, read_only: bool = False) -> ProbeGuest:
+    guest = get_guest("probe", store).variant(disk_shape=disk_shape, read_only=read_only)
     assert isinstance(guest, ProbeGuest)
     return guest
 
@@ -64,9 +65,9 @@ def read_sector(image: Path, lba: int) -> bytes:
 
 
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_shaped_images_are_sparse_with_the_shapes_partition_table(name: str) -> None:
+def test_shaped_images_are_sparse_with_the_shapes_partition_table(name: str, store: Store) -> None:
     shape = SHAPES[name]
-    guest = probe(name)
+    guest = probe(store, name)
     image = guest.build()
     size, allocated = os.path.getsize(image), os.stat(image).st_blocks * 512
     assert size == shape.sectors * disk.SECTOR
@@ -83,28 +84,29 @@ def test_shaped_images_are_sparse_with_the_shapes_partition_table(name: str) -> 
     assert guest.image_sha256() == sparse_digest(image)
 
 
-def test_above_2_tib_a_sector_differs_from_the_one_2_32_below() -> None:
-    image = probe("3t-255x63").build()
+def test_above_2_tib_a_sector_differs_from_the_one_2_32_below(store: Store) -> None:
+    image = probe(store, "3t-255x63").build()
     above = TWO_TIB + 1063
     assert read_sector(image, above) == stamp(above) != stamp(1063) == read_sector(image, 1063)
     assert stamp(TWO_TIB) != stamp(0)
 
 
-def test_variants_have_their_own_images_and_the_default_is_the_probe() -> None:
-    default = get_guest("probe")
-    assert default.variant() is not default and probe().image_name == "probe"
-    guests = [probe(), probe(read_only=True), *(probe(n) for n in SHAPES), probe("8g-255x63", read_only=True)]
+def test_variants_have_their_own_images_and_the_default_is_the_probe(store: Store) -> None:
+    default = get_guest("probe", store)
+    assert default.variant() is not default and probe(store).image_name == "probe"
+    guests = [probe(store), probe(store, read_only=True), *(probe(store, n) for n in SHAPES),
+              probe(store, "8g-255x63", read_only=True)]
     assert [g.image_name for g in guests] == ["probe", "probe-ro", *(f"probe-{n}" for n in SHAPES),
                                               "probe-8g-255x63-ro"]
     assert len({g.image_key() for g in guests}) == len(guests)
     assert all(g.name == "probe" for g in guests)
-    assert probe("2g-255x63").build_command == "patchkit guest build probe --disk-shape 2g-255x63"
+    assert probe(store, "2g-255x63").build_command == "patchkit guest build probe --disk-shape 2g-255x63"
     assert default.disk_shapes == tuple(SHAPES)
     with pytest.raises(PatchkitError, match="no disk shape '9g': its shapes are 2g-255x63"):
         default.variant(disk_shape="9g")
     for name in ("keepsan", "debian"):
         with pytest.raises(PatchkitError, match="cannot run on a read-only disk"):
-            get_guest(name).variant(read_only=True)
+            get_guest(name, store).variant(read_only=True)
 
 
 def test_sparse_digest_depends_on_content_not_allocation(tmp_path: Path) -> None:
@@ -135,8 +137,8 @@ def _as_the_probe_leaves_it(guest: ProbeGuest, run_disk: Path, token: str) -> No
         f.write(b"".join(stamp(lba, WRITE_KEY) for lba in range(scratch, scratch + WRITTEN_SECTORS)))
 
 
-def test_shaped_run_disks_are_checked_in_every_stamped_region(tmp_path: Path) -> None:
-    guest = probe("3t-255x63")
+def test_shaped_run_disks_are_checked_in_every_stamped_region(tmp_path: Path, store: Store) -> None:
+    guest = probe(store, "3t-255x63")
     guest.build()
     run_disk = guest.make_run_disk(tmp_path / "run", "t-1")
     assert os.stat(run_disk).st_blocks * 512 < MAX_ALLOCATED  # the copy stays sparse
@@ -154,8 +156,8 @@ def test_shaped_run_disks_are_checked_in_every_stamped_region(tmp_path: Path) ->
             f.write(stamp(start))
 
 
-def test_a_read_only_run_disk_must_hold_no_result_and_no_written_sector(tmp_path: Path) -> None:
-    guest = probe(read_only=True)
+def test_a_read_only_run_disk_must_hold_no_result_and_no_written_sector(tmp_path: Path, store: Store) -> None:
+    guest = probe(store, read_only=True)
     guest.build()
     run_disk = guest.make_run_disk(tmp_path / "run", "ro-1")
     assert guest.verify_disk(run_disk, "ro-1") == []
@@ -179,8 +181,8 @@ def _boot_natively(guest: ProbeGuest, tmp_path: Path, token: str, readonly: bool
 
 @pytest.mark.boot
 @pytest.mark.parametrize("name", ["2g-128x63", "8g-255x63", "3t-255x63"])
-def test_seabios_passes_the_shapes_that_match_its_own_translation(name: str, tmp_path: Path) -> None:
-    guest = probe(name)
+def test_seabios_passes_the_shapes_that_match_its_own_translation(name: str, tmp_path: Path, store: Store) -> None:
+    guest = probe(store, name)
     run_disk, boot = _boot_natively(guest, tmp_path, f"{name}-1")
     report = parse_probe_log(boot.log)
     assert report.failures == []
@@ -193,10 +195,10 @@ def test_seabios_passes_the_shapes_that_match_its_own_translation(name: str, tmp
 
 
 @pytest.mark.boot
-def test_the_table_checks_catch_seabios_128_heads_on_a_255_head_table(tmp_path: Path) -> None:
+def test_the_table_checks_catch_seabios_128_heads_on_a_255_head_table(tmp_path: Path, store: Store) -> None:
     # SeaBIOS translates a 2 GiB virtio disk to 519/128/63 whatever the table says; DOS boot
     # code would read C/H/S 1/0/1 (LBA 16065 by the table) at LBA 8064.
-    guest = probe("2g-255x63")
+    guest = probe(store, "2g-255x63")
     _run_disk, boot = _boot_natively(guest, tmp_path, "seabios-255")
     report = parse_probe_log(boot.log)
     assert report.geometry == (519, 128, 63)
@@ -208,10 +210,10 @@ def test_the_table_checks_catch_seabios_128_heads_on_a_255_head_table(tmp_path: 
 
 
 @pytest.mark.boot
-def test_seabios_refuses_writes_to_a_read_only_disk_with_another_status(tmp_path: Path) -> None:
+def test_seabios_refuses_writes_to_a_read_only_disk_with_another_status(tmp_path: Path, store: Store) -> None:
     # SeaBIOS 1.16 reports any virtio-blk error as 0x0c: the read-only probe wants 03, which
     # makes this the negative control of the status check; the disk stays as built.
-    guest = probe(read_only=True)
+    guest = probe(store, read_only=True)
     run_disk, boot = _boot_natively(guest, tmp_path, "ro-seabios", readonly=True)
     report = parse_probe_log(boot.log)
     writes = [c for c in report.checks + report.failures if "write" in c]
@@ -221,8 +223,8 @@ def test_seabios_refuses_writes_to_a_read_only_disk_with_another_status(tmp_path
 
 
 @pytest.mark.boot
-def test_the_read_only_probe_fails_on_a_writable_disk(tmp_path: Path) -> None:
-    guest = probe(read_only=True)
+def test_the_read_only_probe_fails_on_a_writable_disk(tmp_path: Path, store: Store) -> None:
+    guest = probe(store, read_only=True)
     run_disk, boot = _boot_natively(guest, tmp_path, "ro-writable")
     report = parse_probe_log(boot.log)
     assert len(report.failures) == 6 and all("write-accepted" in f for f in report.failures)
@@ -234,10 +236,10 @@ def test_the_read_only_probe_fails_on_a_writable_disk(tmp_path: Path) -> None:
 
 
 @pytest.mark.boot
-def test_the_table_checks_catch_v2s_16_head_geometry(inputs_cache: Path, v2_rom: Path) -> None:
+def test_the_table_checks_catch_v2s_16_head_geometry(inputs_cache: Path, v2_rom: Path, store: Store) -> None:
     # Issue 9, defect 1: v2 registers the device's geometry (1024/16/63) over int13.c's guess
     # from the table, so C/H/S 1/0/1 reads LBA 1008 instead of the partition's first sector 16065.
-    guest = probe("2g-255x63")
+    guest = probe(store, "2g-255x63")
     guest.build()
     guest.failure_markers = ("PATCHKIT-FAIL",)  # boot on to the verdict: the whole report
     outcome = boot_guest(guest, rom=v2_rom)
@@ -252,14 +254,15 @@ def test_the_table_checks_catch_v2s_16_head_geometry(inputs_cache: Path, v2_rom:
 
 
 def _series_version() -> int:
-    return find_series(PROJECT_ROOT, SERIES).version
+    return load_series(PROJECT_ROOT / "series" / SERIES).version
 
 
 @pytest.mark.boot
 @pytest.mark.xfail(_series_version() == 2, strict=True,
                    reason="v2 registers the device's 16-head geometry (issue 9, defect 1): fixed in v3")
-def test_the_series_rom_reads_a_255_head_table_as_dos_does(inputs_cache: Path, current_rom: Path) -> None:
-    guest = probe("2g-255x63")
+def test_the_series_rom_reads_a_255_head_table_as_dos_does(inputs_cache: Path, current_rom: Path,
+                                                            store: Store) -> None:
+    guest = probe(store, "2g-255x63")
     guest.build()
     outcome = boot_guest(guest, rom=current_rom)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
@@ -270,19 +273,20 @@ def test_the_series_rom_reads_a_255_head_table_as_dos_does(inputs_cache: Path, c
 # --- keep-san, then an OS-style device reset ----------------------------------------------------
 
 
-def _keepsan_reset() -> ProbeGuest:
-    get_guest("probe").build()  # keepsan-reset boots the probe image's reset floppy
-    guest = get_guest("keepsan-reset")
+def _keepsan_reset(store: Store) -> ProbeGuest:
+    get_guest("probe", store).build()  # keepsan-reset boots the probe image's reset floppy
+    guest = get_guest("keepsan-reset", store)
     assert isinstance(guest, ProbeGuest)
     return guest
 
 
 @pytest.mark.boot
-def test_v2_is_still_in_the_first_call_after_an_os_style_reset(inputs_cache: Path, v2_rom: Path) -> None:
+def test_v2_is_still_in_the_first_call_after_an_os_style_reset(inputs_cache: Path, v2_rom: Path,
+                                                               store: Store) -> None:
     # Issue 9, defect 3: v2 sends the request to the reset device and waits for its timeout
     # (30 s nominal, ~77 s under TCG here) instead of failing at once; the probe's limit is a
     # second. The note before each call names the one the run is stuck in.
-    outcome = boot_planned(_keepsan_reset(), rom=v2_rom, stall_timeout=20)
+    outcome = boot_planned(_keepsan_reset(store), rom=v2_rom, stall_timeout=20)
     assert not outcome.passed and "no serial output for 20 s" in outcome.reason
     console = Console()
     console.feed((outcome.run_dir / "serial.log").read_bytes())
@@ -296,8 +300,9 @@ def test_v2_is_still_in_the_first_call_after_an_os_style_reset(inputs_cache: Pat
 @pytest.mark.boot
 @pytest.mark.xfail(_series_version() == 2, strict=True,
                    reason="v2 waits for its request timeout on a reset device (issue 9, defect 3): fixed in v3")
-def test_the_series_rom_fails_calls_to_a_reset_device_at_once(inputs_cache: Path, current_rom: Path) -> None:
-    outcome = boot_planned(_keepsan_reset(), rom=current_rom, stall_timeout=20)
+def test_the_series_rom_fails_calls_to_a_reset_device_at_once(inputs_cache: Path, current_rom: Path,
+                                                               store: Store) -> None:
+    outcome = boot_planned(_keepsan_reset(store), rom=current_rom, stall_timeout=20)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
 
 
@@ -331,11 +336,11 @@ def _wait_for(log: Path, marker: str, limit: float = 120) -> str:
 
 
 @pytest.mark.boot
-def test_the_held_read_probe_follows_the_harness_and_watches_its_buffer(tmp_path: Path) -> None:
+def test_the_held_read_probe_follows_the_harness_and_watches_its_buffer(tmp_path: Path, store: Store) -> None:
     # SeaBIOS natively: the harness throttles the drive, lifts the throttle a little later;
     # SeaBIOS has no timeout, so its call waits and succeeds (the negative control of
     # held-read-fails) and nothing changes the buffer once the call returned.
-    guest = get_guest("probe-hold")
+    guest = get_guest("probe-hold", store)
     guest.build()
     run_disk = guest.make_run_disk(tmp_path / "run", "hold-1")
     serial, monitor = tmp_path / "serial.log", tmp_path / "hmp.sock"
