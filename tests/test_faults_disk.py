@@ -32,7 +32,7 @@ def test_mbox_on_a_full_disk(mail_project: MailProject, tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "full") as disk:
         fill(disk)
         mbox = disk / "out.mbox"
-        done = subprocess.run([sys.executable, "-m", "patchkit", "-C", str(mail_project.project), "send-email",
+        done = subprocess.run([sys.executable, "-m", "patchkit", "-C", str(mail_project.root), "send-email",
                                "--mbox", str(mbox)], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               check=False)
         assert_no_space(done, disk)
