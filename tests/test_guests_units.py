@@ -48,9 +48,10 @@ def test_the_guest_interface_imports_no_guest_kind() -> None:
     for node in ast.walk(ast.parse(base.read_text(), str(base))):
         if isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module is not None:
-            imported.add(node.module)
-            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = ".".join(filter(None, ["patchkit.guests" if node.level else "", node.module]))  # `from .x`
+            imported.add(module)
+            imported.update(f"{module}.{alias.name}" for alias in node.names)
     assert "patchkit.errors" in imported  # the walk sees base.py's imports
     assert {name for name in imported if name.startswith("patchkit.guests")} == set()
 
