@@ -18,6 +18,7 @@ from patchkit.errors import PatchkitError
 from patchkit.guests import Guest, get_guest
 from patchkit.guests.probe import parse_probe_log
 from patchkit.progress import Progress
+from patchkit.store import Store
 
 ROM, SEABIOS = "rom", "seabios"
 ACCEL = "tcg"
@@ -57,10 +58,12 @@ def sample(guest: Guest, side: str, outcome: BootOutcome) -> BootSample:
                       throughput, str(outcome.run_dir), "retyped" in t)
 
 
-def measure(guest_names: Sequence[str], rom: Path | None, runs: int, say: Progress) -> list[BootSample]:
-    """``runs`` boots per guest and side (the ROM side only with ``rom``), interleaved."""
+def measure(store: Store, guest_names: Sequence[str], rom: Path | None, runs: int,
+            say: Progress) -> list[BootSample]:
+    """``runs`` boots per guest and side (the ROM side only with ``rom``), interleaved; the guests' images and
+    runs in ``store``."""
     samples = []
-    guests = [get_guest(name) for name in guest_names]
+    guests = [get_guest(name, store) for name in guest_names]
     for n in range(runs):
         for guest in guests:
             sides = [ROM, SEABIOS] if n % 2 == 0 else [SEABIOS, ROM]

@@ -1,6 +1,6 @@
 """The validation loop, timed stage by stage, in a throwaway cache, and its floor.
 
-Cold: a fresh PATCHKIT_CACHE (only the guest inputs and images are linked from the
+Cold: a fresh cache (a Store of its own; only the guest inputs and images are linked from the
 user's cache): vendor the upstream from a local mirror, apply the series, build,
 boot the loop's guests through the ROM (`patchkit test --rom`, side by side as
 `--jobs` boots them). Warm: one comment line added to the driver in a temporary copy
@@ -27,9 +27,9 @@ from patchkit.build import BuiltRom, base_rom, build_rom
 from patchkit.errors import PatchkitError
 from patchkit.gitrepo import apply_series
 from patchkit.progress import Progress
-from patchkit.series.io import find_series
-from patchkit.store import atomic_write
-from patchkit.upstream import load_pin, vendor
+from patchkit.project import Project
+from patchkit.store import Store, atomic_write
+from patchkit.upstream import vendor
 from patchkit.validate import run_tests
 
 DRIVER = "src/drivers/block/virtio-blk.c"
@@ -89,37 +89,40 @@ class Loops:
     base: BuiltRom
 
 
+@dataclass(frozen=True)
+class Workspace:
+    """The bench's temporary directory and the throwaway cache in it."""
+
+    root: Path
+    store: Store  # root/cache
+
+
 @contextlib.contextmanager
-def workspace(user_cache: Path, keep: bool = False) -> Iterator[Path]:
-    """A temporary directory with ``cache/`` as PATCHKIT_CACHE (guest inputs linked) while inside.
+def workspace(user: Store, keep: bool = False) -> Iterator[Workspace]:
+    """A temporary directory with a fresh cache in ``cache/`` (the guest inputs of ``user`` linked).
 
     The directory is removed afterwards unless ``keep``.
     """
     root = Path(tempfile.mkdtemp(prefix="patchkit-bench-"))
-    cache = root / "cache"
-    cache.mkdir()
+    store = Store(root / "cache")
+    store.root.mkdir()
     for name in SHARED_INPUTS:
-        if (user_cache / name).is_dir():
-            os.symlink(user_cache / name, cache / name)
-    saved = os.environ.get("PATCHKIT_CACHE")
-    os.environ["PATCHKIT_CACHE"] = str(cache)
+        if (user.root / name).is_dir():
+            os.symlink(user.root / name, store.root / name)
     try:
-        yield root
+        yield Workspace(root, store)
     finally:
-        if saved is None:
-            os.environ.pop("PATCHKIT_CACHE", None)
-        else:
-            os.environ["PATCHKIT_CACHE"] = saved
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def copy_project(project: Path, series_name: str, dest: Path) -> Path:
-    """A minimal copy of ``project`` in ``dest``: the pin and the one series (edited by the warm loop)."""
+def copy_project(project: Project, series_name: str, dest: Path, store: Store) -> Project:
+    """A minimal copy of ``project`` in ``dest`` on ``store``: the pin and the one series (edited by the warm
+    loop)."""
     (dest / "gpxe-tree").mkdir(parents=True)
-    shutil.copy2(project / "gpxe-tree" / "pin.toml", dest / "gpxe-tree" / "pin.toml")
-    shutil.copytree(project / "series" / series_name, dest / "series" / series_name)
-    return dest
+    shutil.copy2(project.root / "gpxe-tree" / "pin.toml", dest / "gpxe-tree" / "pin.toml")
+    shutil.copytree(project.series_root / series_name, dest / "series" / series_name)
+    return Project(dest, store)
 
 
 class _Clock:
@@ -137,20 +140,20 @@ class _Clock:
         self.say(f"{self.title}: {name} took {self.run.stages[name]:.1f} s")
 
 
-def run_loop(project: Path, series_name: str, guests: Sequence[str], title: str, say: Progress,
+def run_loop(project: Project, series_name: str, guests: Sequence[str], title: str, say: Progress,
              mirror: Path | None = None, jobs: int | None = None) -> LoopRun:
-    """One loop in the current cache: [vendor from ``mirror``], apply, build, the guests through the ROM
+    """One loop in the project's cache: [vendor from ``mirror``], apply, build, the guests through the ROM
     (``jobs`` at a time, default: as `patchkit test` does)."""
     run = LoopRun()
     clock = _Clock(run, say, title)
-    pin = load_pin(project)
+    pin = project.pin
     if mirror is not None:
         with clock.stage("vendor"):
-            vendor(pin, str(mirror))
+            vendor(project.store, pin, str(mirror))
     with clock.stage("apply"):
         applied = apply_series(project, series_name)
     with clock.stage("build"):
-        run.rom = build_rom(applied.tree, pin)
+        run.rom = build_rom(project.store, applied.tree, pin)
     with clock.stage("guests"):
         results = run_tests(project, guests, series_name=series_name, rom=run.rom.path, accel="tcg", jobs=jobs,
                             progress=lambda msg: say(f"{title}:   {msg}"))
@@ -159,7 +162,7 @@ def run_loop(project: Path, series_name: str, guests: Sequence[str], title: str,
     return run
 
 
-def measure_floor(project: Path, series_name: str, guests: Sequence[str], title: str, say: Progress,
+def measure_floor(project: Project, series_name: str, guests: Sequence[str], title: str, say: Progress,
                   jobs: int | None = None) -> Floor:
     """The guests booted by SeaBIOS natively, side by side as run_loop boots them."""
     say(f"{title}: the guests natively ...")
@@ -172,18 +175,19 @@ def measure_floor(project: Path, series_name: str, guests: Sequence[str], title:
     return floor
 
 
-def edit_driver(project: Path, series_name: str, line: str, path: str = DRIVER) -> str:
+def edit_driver(project: Project, series_name: str, line: str, path: str = DRIVER) -> str:
     """Add ``line`` to the last hunk of ``path`` in the series' patches (a one-line driver change).
 
     Returns the patch file's name. The line goes right after the hunk header, so
     no later hunk of that file moves.
     """
-    series = find_series(project, series_name)
+    series = project.series(series_name)
     for patch in reversed(series.patches):
         if path in patch.files:
             assert series.path is not None
             atomic_write(series.path / "patches" / patch.filename,
                          replace(patch, diff=add_line(patch.diff, path, line)).render())
+            project.forget_series(series_name)  # the next apply reads the edited patch
             return patch.filename
     raise PatchkitError(f"no patch of {series_name} changes {path}: the warm loop edits the driver there")
 
@@ -209,11 +213,12 @@ def add_line(diff: str, path: str, line: str) -> str:
     return "".join(lines)
 
 
-def measure_loops(project: Path, series_name: str, guests: Sequence[str], mirror: Path, work: Path,
+def measure_loops(project: Project, series_name: str, guests: Sequence[str], mirror: Path, work: Workspace,
                   say: Progress, warm_runs: int = 1, jobs: int | None = None) -> Loops:
     """The cold loop, ``warm_runs`` warm loops each followed by its floor, then the base tree's ROM,
-    all in the current (fresh) cache. The cold loop's ROM is the series as committed."""
-    copy = copy_project(project, series_name, work / "project")
+    all on a copy of ``project`` in ``work``, with its (fresh) cache. The cold loop's ROM is the series as
+    committed."""
+    copy = copy_project(project, series_name, work.root / "project", work.store)
     cold = run_loop(copy, series_name, guests, "cold loop", say, mirror=mirror, jobs=jobs)
     warm, floors = [], []
     for n in range(1, warm_runs + 1):

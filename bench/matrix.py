@@ -16,7 +16,7 @@ from pathlib import Path
 
 from patchkit.errors import PatchkitError
 from patchkit.matrix import plan_cells
-from patchkit.series.io import find_series
+from patchkit.project import Project
 from patchkit.series.model import Config
 from patchkit.validate import run_tests
 
@@ -58,7 +58,7 @@ def growth_steps(configs: Sequence[Config]) -> list[list[Config]]:
     return steps
 
 
-def run_matrix(project: Path, series_name: str, rom: Path, configs: Sequence[Config], jobs: int,
+def run_matrix(project: Project, series_name: str, rom: Path, configs: Sequence[Config], jobs: int,
                say: Progress) -> MatrixRun:
     """Boot ``configs`` x their guests through ``rom``, ``jobs`` at a time, timed."""
     names = [c.name for c in configs]
@@ -80,10 +80,11 @@ def run_matrix(project: Path, series_name: str, rom: Path, configs: Sequence[Con
     return run
 
 
-def measure_matrix(project: Path, series_name: str, rom: Path, say: Progress, growth: bool = True) -> list[MatrixRun]:
+def measure_matrix(project: Project, series_name: str, rom: Path, say: Progress,
+                   growth: bool = True) -> list[MatrixRun]:
     """The whole matrix at each of FULL_JOBS, then (``growth``) its growing parts at GROWTH_JOBS."""
-    configs = find_series(project, series_name).test_configs()
-    for cell in plan_cells(configs, ["all"], True).cells:  # variants first: building is not booting
+    configs = project.series(series_name).test_configs()
+    for cell in plan_cells(project.store, configs, ["all"], True).cells:  # variants first: building is not booting
         if cell.config.disk_shape is not None or cell.config.readonly:
             cell.guest.build(say)
     runs = [run_matrix(project, series_name, rom, configs, jobs, say) for jobs in FULL_JOBS]

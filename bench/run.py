@@ -30,10 +30,9 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `patchkit` im
 from bench import boots, figures, loop, matrix, report
 from patchkit.errors import MissingInputError, PatchkitError
 from patchkit.guests import GUEST_NAMES, get_guest
+from patchkit.project import Project
 from patchkit.qemu.machine import qemu_version
-from patchkit.series.io import find_series
-from patchkit.store import cache_dir
-from patchkit.upstream import load_pin, mirror_dir
+from patchkit.store import Store
 
 PROJECT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,10 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def usable(name: str, missing: list[str]) -> bool:
-    """Whether the guest's image is built; if not, say so in ``missing``."""
+def usable(store: Store, name: str, missing: list[str]) -> bool:
+    """Whether the guest's image is built in ``store``; if not, say so in ``missing``."""
     try:
-        get_guest(name).image_sha256()
+        get_guest(name, store).image_sha256()
     except MissingInputError as exc:
         item = f"the {name} guest: {exc}"
         if item not in missing:
@@ -81,29 +80,30 @@ def usable(name: str, missing: list[str]) -> bool:
     return True
 
 
-def inputs(args: argparse.Namespace) -> tuple[str | None, Path | None, list[str], list[str], list[str]]:
-    """What can be measured: (series name, gPXE mirror, usable guests, the loop's usable guests, what is
-    missing and how to get it)."""
+def inputs(args: argparse.Namespace,
+           project: Project) -> tuple[str | None, Path | None, list[str], list[str], list[str]]:
+    """What can be measured with the user's ``project`` (and its cache): (series name, gPXE mirror, usable
+    guests, the loop's usable guests, what is missing and how to get it)."""
     missing: list[str] = []
     series_name = None
     try:
-        series_name = find_series(args.project, args.series).name
+        series_name = project.series(args.series).name
     except PatchkitError as exc:
         missing.append(f"the series ({exc}): the ROM side, the loops and the size are not measured")
-    pin = load_pin(args.project)
-    mirror = args.gpxe_from or mirror_dir(pin)
+    mirror = args.gpxe_from or project.store.mirror(project.pin.name)
     if not (mirror / "HEAD").is_file():
         missing.append(f"the gPXE upstream mirror ({mirror}): run `patchkit vendor --from PATH` "
                        "(or `patchkit setup --gpxe-from PATH`); the ROM side, the loops and the size are not measured")
         mirror = None
-    guests = [name for name in args.guests if usable(name, missing)]
-    loop_guests = [name for name in args.loop_guests if usable(name, missing)]
+    guests = [name for name in args.guests if usable(project.store, name, missing)]
+    loop_guests = [name for name in args.loop_guests if usable(project.store, name, missing)]
     return series_name, mirror, guests, loop_guests, missing
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Run every measurement that the inputs allow; the results as JSON-ready data."""
-    series_name, mirror, guests, loop_guests, missing = inputs(args)
+def measure(args: argparse.Namespace, project: Project) -> dict[str, Any]:
+    """Run every measurement that the inputs allow (the user's ``project``: its series and inputs, its cache
+    never written); the results as JSON-ready data."""
+    series_name, mirror, guests, loop_guests, missing = inputs(args, project)
     meta = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "host": platform.node(), "cpus": os.cpu_count(), "qemu": qemu_version(), "accel": boots.ACCEL,
             "runs": args.runs, "series": series_name, "guests": guests, "loop_guests": loop_guests,
@@ -112,13 +112,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     matrix_runs: list[matrix.MatrixRun] = []
     rom_size = base_size = None
     samples: list[boots.BootSample] = []
-    with loop.workspace(cache_dir(), keep=args.keep) as work:
+    with loop.workspace(project.store, keep=args.keep) as work:
         if args.keep:
-            say(f"workspace kept in {work}")
+            say(f"workspace kept in {work.root}")
         rom = None
         if series_name and mirror and loop_guests:
             try:
-                loops = loop.measure_loops(args.project, series_name, loop_guests, mirror, work, say,
+                loops = loop.measure_loops(project, series_name, loop_guests, mirror, work, say,
                                            warm_runs=args.warm_runs, jobs=args.loop_jobs)
             except PatchkitError as exc:
                 missing.append(f"the loops stopped: {exc}")
@@ -127,10 +127,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 assert loops.cold.rom is not None
                 rom, rom_size, base_size = loops.cold.rom.path, loops.cold.rom.size, loops.base.size
                 meta.update(rom_sha256=loops.cold.rom.sha256, base_rom_sha256=loops.base.sha256)
-        samples = boots.measure(guests, rom, args.runs, say)
+        samples = boots.measure(work.store, guests, rom, args.runs, say)
         if rom is not None and series_name and args.matrix != "none":
             try:
-                matrix_runs = matrix.measure_matrix(args.project, series_name, rom, say,
+                matrix_runs = matrix.measure_matrix(Project(project.root, work.store), series_name, rom, say,
                                                     growth=args.matrix == "growth")
             except PatchkitError as exc:
                 missing.append(f"the matrix stopped: {exc}")
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.load:
         rows, sections, meta, missing = report.load(args.load)
     else:
-        data = measure(args)
+        data = measure(args, Project(args.project, Store.from_environment()))
         out = args.json or RESULTS / f"{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
         report.save(out, data)
         rows, sections, meta, missing = report.from_json(data)
