@@ -8,7 +8,7 @@ from patchkit import store
 from patchkit.guests import get_guest
 from patchkit.matrix import Cell
 from patchkit.series.model import Config
-from patchkit.store import ResultKey, Results
+from patchkit.store import ResultKey, Results, Store
 from patchkit.validate import longest_first
 
 
@@ -28,10 +28,11 @@ def test_durations_are_the_newest_passing_boots_per_cell(tmp_path: Path) -> None
         assert results.durations("other") == {}
 
 
-def test_the_longest_boots_start_first_and_cells_never_booted_by_their_timeout() -> None:
+def test_the_longest_boots_start_first_and_cells_never_booted_by_their_timeout(tmp_path: Path) -> None:
     pc, q35 = Config("pc", ("freedos", "debian", "probe")), Config("q35", ("probe",))
-    cells = [Cell(pc, get_guest("freedos")), Cell(pc, get_guest("debian")), Cell(pc, get_guest("probe")),
-             Cell(q35, get_guest("probe"))]
+    cache = Store(tmp_path)
+    cells = [Cell(pc, get_guest("freedos", cache)), Cell(pc, get_guest("debian", cache)),
+             Cell(pc, get_guest("probe", cache)), Cell(q35, get_guest("probe", cache))]
     took = {("pc", "freedos"): 2.0, ("pc", "debian"): 12.0, ("pc", "probe"): 4.0, ("q35", "probe"): 4.0}
     assert [c.name for c in longest_first(cells, took)] == ["pc/debian", "pc/probe", "q35/probe", "pc/freedos"]
     del took["pc", "freedos"]  # never booted: its timeout (90 s) puts it first

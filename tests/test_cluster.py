@@ -30,7 +30,7 @@ from test_validate import guest_or_skip
 
 from patchkit import store
 from patchkit.errors import PatchkitError
-from patchkit.store import Results
+from patchkit.project import Project
 from patchkit.validate import run_tests
 
 pytestmark = pytest.mark.boot
@@ -137,21 +137,21 @@ def two_workers(cluster: LocalCluster) -> LocalCluster:
     return cluster
 
 
-def recorded() -> list[store.TestResult]:
-    with Results() as results:
+def recorded(project: Project) -> list[store.TestResult]:
+    with project.store.results() as results:
         return results.for_series(SERIES)
 
 
 V2_CONFIGS = ("q35-bare", "readonly", "queue-1024")  # v2 passes the first, fails the others (README)
 
 
-def test_the_cluster_gives_a_local_runs_verdicts_under_the_same_keys(inputs_cache: Path, v2_rom: Path,
-                                                                     two_workers: LocalCluster) -> None:
-    guest_or_skip("probe")
-    here = run_tests(PROJECT_ROOT, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg", jobs=2,
+def test_the_cluster_gives_a_local_runs_verdicts_under_the_same_keys(inputs_cache: Path, project: Project,
+                                                                     v2_rom: Path, two_workers: LocalCluster) -> None:
+    guest_or_skip("probe", project.store)
+    here = run_tests(project, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg", jobs=2,
                      progress=lambda _m: None)
     lines: list[str] = []
-    there = run_tests(PROJECT_ROOT, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg",
+    there = run_tests(project, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg",
                       cluster=two_workers.address, progress=lines.append)
 
     def verdicts(results: list[store.TestResult]) -> dict[str, tuple[bool, str]]:
@@ -163,7 +163,7 @@ def test_the_cluster_gives_a_local_runs_verdicts_under_the_same_keys(inputs_cach
     assert {r.key for r in there} == {r.key for r in here}  # same series, revision, ROM, image, QEMU, accel, config
     assert {r.worker for r in here} == {""}
     assert {r.worker for r in there} == {"w1", "w2"}  # both idle when the cells were sent: each took some
-    assert len(recorded()) == 6
+    assert len(recorded(project)) == 6
     for result in there:
         run_dir = Path(result.run_dir)
         assert run_dir.parent == inputs_cache / "runs"
@@ -183,14 +183,15 @@ def boots_on(cluster: LocalCluster, workers: tuple[str, ...]) -> str | None:
     return next((w for w in workers if qemus_under(cluster.cache(w))), None)
 
 
-def test_a_worker_killed_mid_boot_has_its_task_run_again_on_the_other(inputs_cache: Path, series_rom: Path,
+def test_a_worker_killed_mid_boot_has_its_task_run_again_on_the_other(inputs_cache: Path, project: Project,
+                                                                      series_rom: Path,
                                                                       two_workers: LocalCluster) -> None:
-    guest_or_skip("debian")
+    guest_or_skip("debian", project.store)
     outcome: list[list[store.TestResult]] = []
     lines: list[str] = []
 
     def run() -> None:
-        outcome.append(run_tests(PROJECT_ROOT, ["debian"], series_name=SERIES, rom=series_rom, accel="tcg",
+        outcome.append(run_tests(project, ["debian"], series_name=SERIES, rom=series_rom, accel="tcg",
                                  cluster=two_workers.address, progress=lines.append))
 
     client = threading.Thread(target=run)
@@ -208,7 +209,7 @@ def test_a_worker_killed_mid_boot_has_its_task_run_again_on_the_other(inputs_cac
     survivor = {"w1": "w2", "w2": "w1"}[victim]
     [result] = results
     assert result.passed and result.worker == survivor, result.reason
-    assert [(r.key.guest, r.worker) for r in recorded()] == [("debian", survivor)]  # recorded once
+    assert [(r.key.guest, r.worker) for r in recorded(project)] == [("debian", survivor)]  # recorded once
     assert sum(line.startswith("PASS debian") for line in lines) == 1
     assert qemus_under(two_workers.root) == []
 
@@ -224,18 +225,18 @@ def shadow_path(tmp_path: Path) -> str:
 
 
 def test_a_worker_without_qemu_fails_its_cells_naming_itself_and_the_other_boots_the_rest(
-        inputs_cache: Path, series_rom: Path, cluster: LocalCluster, tmp_path: Path) -> None:
-    guest_or_skip("probe")
+        inputs_cache: Path, project: Project, series_rom: Path, cluster: LocalCluster, tmp_path: Path) -> None:
+    guest_or_skip("probe", project.store)
     cluster.start_worker("w1")
     cluster.start_worker("w2", {"PATH": shadow_path(tmp_path)})
     cluster.wait_for_workers(2)
     lines: list[str] = []
     configs = ("q35", "q35-bare", "queue-64", "disks-2")
     with pytest.raises(PatchkitError, match=r"cell\(s\) could not run"):
-        run_tests(PROJECT_ROOT, ["all"], series_name=SERIES, configs=configs, rom=series_rom, accel="tcg",
+        run_tests(project, ["all"], series_name=SERIES, configs=configs, rom=series_rom, accel="tcg",
                   cluster=cluster.address, progress=lines.append)
     not_run = [line for line in lines if line.startswith("NOT RUN ")]
-    passed = [r for r in recorded() if r.passed]
+    passed = [r for r in recorded(project) if r.passed]
     assert not_run and passed and len(not_run) + len(passed) == len(configs)
     for line in not_run:
         assert "worker w2 (tcp://127.0.0.1:" in line and "program not found: qemu-system-x86_64" in line, line
@@ -243,9 +244,9 @@ def test_a_worker_without_qemu_fails_its_cells_naming_itself_and_the_other_boots
     assert not (cluster.cache("w2") / "runs").exists()
 
 
-def test_sigterm_to_the_command_stops_the_boots_on_the_workers(inputs_cache: Path, series_rom: Path,
-                                                              two_workers: LocalCluster) -> None:
-    guest_or_skip("debian")
+def test_sigterm_to_the_command_stops_the_boots_on_the_workers(inputs_cache: Path, project: Project,
+                                                              series_rom: Path, two_workers: LocalCluster) -> None:
+    guest_or_skip("debian", project.store)
     env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
     command = subprocess.Popen([sys.executable, "-m", "patchkit", "test", "--guest", "debian", "--rom", str(series_rom),
                                 "--accel", "tcg", "--cluster", two_workers.address],
@@ -261,4 +262,4 @@ def test_sigterm_to_the_command_stops_the_boots_on_the_workers(inputs_cache: Pat
             command.wait()
     assert command.returncode == 143, out
     assert qemus_under(two_workers.root) == []  # stopped before the command ended
-    assert recorded() == []
+    assert recorded(project) == []

@@ -20,6 +20,7 @@ from fixtures.gated import wait_until
 from test_validate import guest_or_skip, processes_in
 
 from patchkit.qemu.aoe import aoe_target, aoe_unavailable
+from patchkit.store import Store
 
 pytestmark = pytest.mark.boot
 
@@ -68,8 +69,8 @@ def booting(cache: Path, proc: subprocess.Popen[str], wanted: int = 1) -> Path:
     return found[0]
 
 
-def test_sigterm_stops_qemu_like_ctrl_c(inputs_cache: Path) -> None:
-    guest_or_skip("debian")
+def test_sigterm_stops_qemu_like_ctrl_c(inputs_cache: Path, store: Store) -> None:
+    guest_or_skip("debian", store)
     with command(inputs_cache, "test", "--reference", "--guest", "debian") as proc:
         run_dir = booting(inputs_cache, proc)
         proc.send_signal(signal.SIGTERM)
@@ -79,8 +80,8 @@ def test_sigterm_stops_qemu_like_ctrl_c(inputs_cache: Path) -> None:
         assert processes_in(run_dir) == []
 
 
-def test_qemu_dies_with_a_killed_patchkit(inputs_cache: Path) -> None:
-    guest_or_skip("debian")
+def test_qemu_dies_with_a_killed_patchkit(inputs_cache: Path, store: Store) -> None:
+    guest_or_skip("debian", store)
     with command(inputs_cache, "test", "--reference", "--guest", "debian") as proc:
         run_dir = booting(inputs_cache, proc)
         proc.kill()
@@ -89,10 +90,10 @@ def test_qemu_dies_with_a_killed_patchkit(inputs_cache: Path) -> None:
 
 
 @pytest.fixture
-def aoe_ready(inputs_cache: Path) -> None:
+def aoe_ready(inputs_cache: Path, store: Store) -> None:
     if (reason := aoe_unavailable()) is not None:
         pytest.skip(reason)
-    guest_or_skip("probe")
+    guest_or_skip("probe", store)
 
 
 def test_sigterm_during_an_aoe_boot_leaves_no_vblade_or_namespace(aoe_ready: None, inputs_cache: Path,

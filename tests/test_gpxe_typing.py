@@ -16,6 +16,7 @@ from patchkit.boot import session
 from patchkit.boot.run import boot_guest
 from patchkit.qemu.machine import KEY_HOLD_MS, Machine
 from patchkit.series.model import DEFAULT_ROOT_PATH
+from patchkit.store import Store
 
 pytestmark = pytest.mark.boot
 
@@ -37,9 +38,9 @@ def garbled_first_line(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return asked
 
 
-def test_a_garbled_command_line_is_cleared_and_typed_again(inputs_cache: Path, series_rom: Path,
+def test_a_garbled_command_line_is_cleared_and_typed_again(inputs_cache: Path, store: Store, series_rom: Path,
                                                            garbled_first_line: list[str]) -> None:
-    outcome = boot_guest(guest_or_skip("freedos"), rom=series_rom)
+    outcome = boot_guest(guest_or_skip("freedos", store), rom=series_rom)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     assert garbled_first_line == [COMMAND, COMMAND]
     assert outcome.timings["gpxe_prompt"] < outcome.timings["retyped"] < outcome.timings["sanboot"]
@@ -47,12 +48,12 @@ def test_a_garbled_command_line_is_cleared_and_typed_again(inputs_cache: Path, s
     assert text.index(f"gPXE> {GARBLED[:12]}") < text.rindex(COMMAND)
 
 
-def test_without_clearing_the_line_the_garbled_command_never_echoes(inputs_cache: Path, series_rom: Path,
+def test_without_clearing_the_line_the_garbled_command_never_echoes(inputs_cache: Path, store: Store, series_rom: Path,
                                                                     garbled_first_line: list[str],
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(session, "CLEAR_LINE", ())
     monkeypatch.setattr(session, "STEP_TIMEOUT", 5.0)
-    outcome = boot_guest(guest_or_skip("freedos"), rom=series_rom)
+    outcome = boot_guest(guest_or_skip("freedos", store), rom=series_rom)
     assert not outcome.passed
     assert f"while waiting for gPXE to echo `{COMMAND}`" in outcome.reason
     assert "boot_sector" not in outcome.timings

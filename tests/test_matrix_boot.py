@@ -28,21 +28,22 @@ from test_validate import guest_or_skip, processes_in, transcript
 from patchkit.boot.layout import Layout
 from patchkit.boot.run import boot_guest, boot_planned
 from patchkit.guests import Guest
-from patchkit.series.io import find_series
+from patchkit.project import Project
+from patchkit.series.io import load_series
 from patchkit.series.model import Config, Hold
-from patchkit.store import Results, cache_dir
+from patchkit.store import Store
 
 pytestmark = pytest.mark.boot
 
 
 def config(name: str) -> Config:
     """A configuration of the series' manifest."""
-    return find_series(PROJECT_ROOT, SERIES).config(name)
+    return load_series(PROJECT_ROOT / "series" / SERIES).config(name)
 
 
 @pytest.fixture
-def probe(inputs_cache: Path) -> Guest:
-    return guest_or_skip("probe")
+def probe(inputs_cache: Path, store: Store) -> Guest:
+    return guest_or_skip("probe", store)
 
 
 def test_q35_bare_boots_through_the_series_rom(probe: Guest, series_rom: Path) -> None:
@@ -109,8 +110,8 @@ def test_v2_boots_the_disk_behind_a_busy_one_by_its_address(probe: Guest, v2_rom
 
 
 @pytest.fixture
-def probe_hold(inputs_cache: Path) -> Guest:
-    return guest_or_skip("probe-hold")
+def probe_hold(inputs_cache: Path, store: Store) -> Guest:
+    return guest_or_skip("probe-hold", store)
 
 
 def test_v2_lets_a_timed_out_request_write_the_buffer_after_returning(probe_hold: Guest, v2_rom: Path) -> None:
@@ -137,7 +138,7 @@ def patchkit(cache: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def test_command_runs_configurations_in_parallel(probe: Guest, series_rom: Path,
-                                                 inputs_cache: Path) -> None:
+                                                 inputs_cache: Path, project: Project) -> None:
     proc = patchkit(inputs_cache, "test", "--config", "q35", "--config", "disks-4", "--config", "block-4096",
                     "--jobs", "2", "--accel", "tcg")
     out, err = proc.communicate(timeout=600)
@@ -150,8 +151,8 @@ def test_command_runs_configurations_in_parallel(probe: Guest, series_rom: Path,
     assert "2 at a time" in table[0]
     assert [line.split() for line in table[1:]] == [["configuration", "probe"], ["q35", "pass"], ["disks-4", "pass"],
                                                     ["block-4096", "pass"]]
-    revision = find_series(PROJECT_ROOT, SERIES).revision_hash()
-    with Results(cache_dir() / "results.sqlite") as db:
+    revision = project.series(SERIES).revision_hash()
+    with project.store.results() as db:
         cells = db.latest_by_cell(SERIES, revision)
     assert set(cells) == {("q35", "probe"), ("disks-4", "probe"), ("block-4096", "probe")}
     assert len({r.run_dir for r in cells.values()}) == 3

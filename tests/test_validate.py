@@ -30,19 +30,19 @@ from patchkit.boot.run import BootOutcome, boot_guest, boot_planned
 from patchkit.errors import MissingInputError
 from patchkit.guests import GUEST_NAMES, Guest, get_guest
 from patchkit.guests.probe import AoeKeepSanProbeGuest, KeepSanProbeGuest, parse_probe_log
+from patchkit.project import Project
 from patchkit.qemu.aoe import aoe_unavailable
 from patchkit.qemu.console import Console
-from patchkit.series.io import find_series
-from patchkit.store import Results, cache_dir, sha256_file
+from patchkit.store import Store, sha256_file
 
 pytestmark = pytest.mark.boot
 
 ARTIFACTS = ("serial.log", "screen.txt", "end.png", "seabios.log", "qemu-cmdline.txt", "timings.json", "result.json")
 
 
-def guest_or_skip(name: str) -> Guest:
-    """The guest, or skip naming the command that builds its image."""
-    guest = get_guest(name)
+def guest_or_skip(name: str, store: Store) -> Guest:
+    """The guest (its image in ``store``), or skip naming the command that builds its image."""
+    guest = get_guest(name, store)
     try:
         guest.base_image()
     except MissingInputError as exc:
@@ -60,8 +60,8 @@ def assert_artifacts(run_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("name", GUEST_NAMES)
-def test_reference_boot_passes(inputs_cache: Path, name: str) -> None:
-    guest = guest_or_skip(name)
+def test_reference_boot_passes(inputs_cache: Path, store: Store, name: str) -> None:
+    guest = guest_or_skip(name, store)
     outcome = boot_guest(guest, rom=None)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     assert outcome.accel == "tcg" or outcome.accel == choose_accel("auto")[0]
@@ -71,8 +71,8 @@ def test_reference_boot_passes(inputs_cache: Path, name: str) -> None:
     assert "bootindex=0" in cmdline and "-option-rom" not in cmdline
 
 
-def test_a_guest_that_never_prints_the_expected_token_fails(inputs_cache: Path) -> None:
-    guest = guest_or_skip("freedos")
+def test_a_guest_that_never_prints_the_expected_token_fails(inputs_cache: Path, store: Store) -> None:
+    guest = guest_or_skip("freedos", store)
     outcome = boot_guest(guest, rom=None, expect_token="0000000000ff")
     assert not outcome.passed
     assert 'waiting for the guest\'s marker "PATCHKIT-PASS 0000000000ff"' in outcome.reason
@@ -84,8 +84,9 @@ def test_a_guest_that_never_prints_the_expected_token_fails(inputs_cache: Path) 
 
 
 @pytest.mark.parametrize("name", GUEST_NAMES)
-def test_a_rom_without_the_driver_fails_with_gpxes_reason(inputs_cache: Path, base_rom: Path, name: str) -> None:
-    guest = guest_or_skip(name)
+def test_a_rom_without_the_driver_fails_with_gpxes_reason(inputs_cache: Path, store: Store, base_rom: Path,
+                                                          name: str) -> None:
+    guest = guest_or_skip(name, store)
     outcome = boot_guest(guest, rom=base_rom)
     assert not outcome.passed
     assert outcome.reason.startswith("sanboot virtio_blk:PCI00:04.0 returned to the gPXE prompt: Could not boot from")
@@ -101,8 +102,8 @@ def test_a_rom_without_the_driver_fails_with_gpxes_reason(inputs_cache: Path, ba
 
 
 @pytest.mark.parametrize("name", GUEST_NAMES)
-def test_series_rom_boots_each_guest(inputs_cache: Path, series_rom: Path, name: str) -> None:
-    guest = guest_or_skip(name)
+def test_series_rom_boots_each_guest(inputs_cache: Path, store: Store, series_rom: Path, name: str) -> None:
+    guest = guest_or_skip(name, store)
     outcome = boot_guest(guest, rom=series_rom)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
     timings = outcome.timings
@@ -112,22 +113,22 @@ def test_series_rom_boots_each_guest(inputs_cache: Path, series_rom: Path, name:
     assert sha256_file(guest.base_image()) == guest.image_sha256()  # the guest wrote its run copy only
 
 
-def test_the_named_disk_is_booted(inputs_cache: Path, series_rom: Path) -> None:
-    guest = guest_or_skip("freedos")
+def test_the_named_disk_is_booted(inputs_cache: Path, store: Store, series_rom: Path) -> None:
+    guest = guest_or_skip("freedos", store)
     outcome = boot_guest(guest, rom=series_rom, root_path="virtio_blk:PCI00:05.0",
                          layout=Layout(guest_addr="05.0", blank_addrs=("04.0",)))
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
 
 
-def test_bare_prefix_boots_the_first_disk(inputs_cache: Path, series_rom: Path) -> None:
-    guest = guest_or_skip("freedos")
+def test_bare_prefix_boots_the_first_disk(inputs_cache: Path, store: Store, series_rom: Path) -> None:
+    guest = guest_or_skip("freedos", store)
     outcome = boot_guest(guest, rom=series_rom, root_path="virtio_blk:",
                          layout=Layout(guest_addr="04.0", blank_addrs=("05.0",)))
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
 
 
-def test_bare_prefix_with_a_blank_first_disk_fails(inputs_cache: Path, series_rom: Path) -> None:
-    guest = guest_or_skip("freedos")
+def test_bare_prefix_with_a_blank_first_disk_fails(inputs_cache: Path, store: Store, series_rom: Path) -> None:
+    guest = guest_or_skip("freedos", store)
     outcome = boot_guest(guest, rom=series_rom, root_path="virtio_blk:",
                          layout=Layout(guest_addr="05.0", blank_addrs=("04.0",)))
     assert not outcome.passed
@@ -138,10 +139,10 @@ def test_bare_prefix_with_a_blank_first_disk_fails(inputs_cache: Path, series_ro
 
 
 @pytest.fixture
-def keepsan_probe(inputs_cache: Path) -> KeepSanProbeGuest:
+def keepsan_probe(inputs_cache: Path, store: Store) -> KeepSanProbeGuest:
     """The probe on its keep-san floppy (it shares the probe's image and build command)."""
-    guest_or_skip("probe")
-    return KeepSanProbeGuest()
+    guest_or_skip("probe", store)
+    return KeepSanProbeGuest(store)
 
 
 SANBOOT_REFUSED = "Not an executable image"  # gPXE's int13_boot: no boot signature
@@ -172,7 +173,7 @@ def without_keep_san(guest: KeepSanProbeGuest) -> KeepSanProbeGuest:
     """The same guest whose gPXE commands leave keep-san unset (the control)."""
     plan = guest.sanboot
     commands = tuple(c for c in plan.commands if c != "set keep-san 1")
-    return type(f"No{type(guest).__name__}", (type(guest),), {"sanboot": replace(plan, commands=commands)})()
+    return type(f"No{type(guest).__name__}", (type(guest),), {"sanboot": replace(plan, commands=commands)})(guest.store)
 
 
 def test_keep_san_leaves_the_virtio_disk_as_drive_0x80(series_rom: Path, keepsan_probe: KeepSanProbeGuest) -> None:
@@ -195,9 +196,9 @@ def test_without_keep_san_there_is_no_drive_0x80_after_sanboot(series_rom: Path,
                     "Booting from Floppy", "PROBE start drive 0x00000080", "PROBE FAIL ah41-extensions")
 
 
-def test_without_keep_san_the_bios_boots_the_next_disk(inputs_cache: Path, series_rom: Path) -> None:
+def test_without_keep_san_the_bios_boots_the_next_disk(inputs_cache: Path, store: Store, series_rom: Path) -> None:
     # sanboot unregistered its drive: the IDE disk is drive 0x80 again and boots.
-    guest = guest_or_skip("freedos")
+    guest = guest_or_skip("freedos", store)
     outcome = boot_guest(guest, rom=series_rom, layout=Layout(guest_addr="ide", blank_addrs=("04.0",)),
                          exit_after_sanboot=True)
     assert outcome.passed, f"{outcome.reason} (see {outcome.run_dir})"
@@ -207,12 +208,12 @@ def test_without_keep_san_the_bios_boots_the_next_disk(inputs_cache: Path, serie
 
 
 @pytest.fixture
-def aoe_probe(inputs_cache: Path) -> AoeKeepSanProbeGuest:
+def aoe_probe(inputs_cache: Path, store: Store) -> AoeKeepSanProbeGuest:
     """The probe on its AoE keep-san floppy; skips where AoE targets cannot be made."""
     if (reason := aoe_unavailable()) is not None:
         pytest.skip(reason)
-    guest_or_skip("probe")
-    return AoeKeepSanProbeGuest()
+    guest_or_skip("probe", store)
+    return AoeKeepSanProbeGuest(store)
 
 
 AOE_UNCHECKED = ("read-past-end", "read-straddling-end", "chs-read-past-end")
@@ -275,10 +276,10 @@ def test_auto_accel_avoids_a_kvm_that_cannot_run_the_guests() -> None:
         assert accel == "kvm"
 
 
-def test_a_kvm_internal_error_is_detected(inputs_cache: Path) -> None:
+def test_a_kvm_internal_error_is_detected(inputs_cache: Path, store: Store) -> None:
     if not Path("/sys/module/kvm_pvm").exists() or not os.access("/dev/kvm", os.R_OK | os.W_OK):
         pytest.skip("needs the kvm_pvm software KVM (where syslinux stops with a KVM internal error)")
-    guest = guest_or_skip("freedos")
+    guest = guest_or_skip("freedos", store)
     outcome = boot_guest(guest, rom=None, accel="kvm", timeout=120)
     assert not outcome.passed and outcome.kvm_failed
     assert "internal error" in outcome.reason
@@ -293,50 +294,51 @@ def patchkit(*args: str, cache: Path, cwd: Path) -> subprocess.CompletedProcess[
                           capture_output=True, timeout=600, check=False)
 
 
-def test_command_reference_run_is_recorded(inputs_cache: Path, tmp_path: Path) -> None:
-    guest_or_skip("freedos")
+def test_command_reference_run_is_recorded(inputs_cache: Path, store: Store, tmp_path: Path) -> None:
+    guest_or_skip("freedos", store)
     done = patchkit("test", "--reference", "--guest", "freedos", cache=inputs_cache, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS freedos on pc (tcg): marker seen after" in done.stdout
-    with Results(cache_dir() / "results.sqlite") as db:
+    with store.results() as db:
         [result] = db.for_revision(SERIES, "reference")
     assert result.passed and result.key.rom_sha256 == "" and result.key.guest == "freedos"
     assert result.key.qemu_version[0].isdigit() and result.key.accel == "tcg"
     assert result.run_dir in done.stdout
 
 
-def test_command_fails_with_the_base_rom(inputs_cache: Path, base_rom: Path) -> None:
-    guest_or_skip("probe")
+def test_command_fails_with_the_base_rom(inputs_cache: Path, store: Store, base_rom: Path) -> None:
+    guest_or_skip("probe", store)
     done = patchkit("test", "--rom", str(base_rom), "--guest", "probe", "--accel", "tcg",
                     cache=inputs_cache, cwd=PROJECT_ROOT)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAIL probe on pc (tcg): sanboot virtio_blk:PCI00:04.0 returned to the gPXE prompt" in done.stdout
     assert "1 of 1 boots failed: pc/probe" in done.stderr
-    with Results(cache_dir() / "results.sqlite") as db:
+    with store.results() as db:
         [result] = db.for_series(SERIES)
     assert not result.passed and result.key.revision == f"rom-{result.key.rom_sha256[:12]}"
 
 
-def test_command_builds_the_series_rom_and_records_the_revision(series_rom: Path, inputs_cache: Path) -> None:
-    guest_or_skip("freedos")
+def test_command_builds_the_series_rom_and_records_the_revision(series_rom: Path, inputs_cache: Path,
+                                                                project: Project) -> None:
+    guest_or_skip("freedos", project.store)
     done = patchkit("test", "--guest", "freedos", cache=inputs_cache, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS freedos" in done.stdout
-    revision = find_series(PROJECT_ROOT, SERIES).revision_hash()
-    with Results(cache_dir() / "results.sqlite") as db:
+    revision = project.series(SERIES).revision_hash()
+    with project.store.results() as db:
         latest = db.latest_by_guest(SERIES, revision)
     assert latest["freedos"].passed
     assert latest["freedos"].key.rom_sha256 == sha256_file(series_rom)
 
 
 def test_command_boots_keepsan_aoe_through_the_series_nic_rom(series_nic_rom: Path, aoe_probe: AoeKeepSanProbeGuest,
-                                                               inputs_cache: Path) -> None:
+                                                               inputs_cache: Path, project: Project) -> None:
     done = patchkit("test", "--guest", "keepsan-aoe", cache=inputs_cache, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^booting pc/keepsan-aoe through \S+/1af41000\.rom \.\.\.$", done.stdout, re.M), done.stdout
     assert "PASS keepsan-aoe" in done.stdout
-    revision = find_series(PROJECT_ROOT, SERIES).revision_hash()
-    with Results(cache_dir() / "results.sqlite") as db:
+    revision = project.series(SERIES).revision_hash()
+    with project.store.results() as db:
         latest = db.latest_by_guest(SERIES, revision)
     assert latest["keepsan-aoe"].key.rom_sha256 == sha256_file(series_nic_rom)
     refused = patchkit("test", "--reference", "--guest", "keepsan", cache=inputs_cache, cwd=PROJECT_ROOT)
@@ -359,8 +361,8 @@ def processes_in(directory: Path) -> list[int]:
     return pids
 
 
-def test_interrupting_the_command_stops_qemu(inputs_cache: Path) -> None:
-    guest_or_skip("debian")
+def test_interrupting_the_command_stops_qemu(inputs_cache: Path, store: Store) -> None:
+    guest_or_skip("debian", store)
     env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
     command = subprocess.Popen([sys.executable, "-m", "patchkit", "test", "--reference", "--guest", "debian"],
                                cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
