@@ -22,6 +22,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from patchkit.errors import PatchkitError
+
+_CHUNK = 1 << 20  # bytes read (or zeros hashed) at a time
 
 
 @dataclass(frozen=True)
@@ -182,39 +185,52 @@ def build_dir(final: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def data_extents(fd: int) -> Iterator[tuple[int, int]]:
+    """The data runs of the open file ``fd`` as (offset, length), in order; the rest of the file is holes (zeros).
+
+    Found with SEEK_DATA / SEEK_HOLE, so a sparse file's holes are never read. A file system
+    that cannot tell (EINVAL, EOPNOTSUPP) gives the rest of the file as one run. A run may
+    hold zeros too (allocated but unwritten blocks). Reads must not rely on ``fd``'s position
+    (it moves here): use os.pread.
+    """
+    size = os.fstat(fd).st_size
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole is left
+                return
+            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            yield offset, size - offset
+            return
+        if start >= size:  # the file grew since fstat: its size then is what is walked
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end - start
+        offset = end
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's content; the holes of a sparse file (a guest disk) are hashed without reading."""
     h = hashlib.sha256()
-    zeros = memoryview(bytes(1 << 20))
+    zeros = memoryview(bytes(_CHUNK))
     with open(path, "rb") as f:
         fd = f.fileno()
-        size = os.fstat(fd).st_size
         offset = 0
-        while offset < size:
-            data = _next_data(fd, offset, size)
-            while offset < data:
-                step = min(len(zeros), data - offset)
+        for start, length in itertools.chain(data_extents(fd), [(os.fstat(fd).st_size, 0)]):
+            while offset < start:  # a hole
+                step = min(_CHUNK, start - offset)
                 h.update(zeros[:step])
                 offset += step
-            end = os.lseek(fd, offset, os.SEEK_HOLE) if offset < size else size
-            f.seek(offset)
-            while offset < end:
-                chunk = f.read(min(1 << 20, end - offset))
+            while offset < start + length:
+                chunk = os.pread(fd, min(_CHUNK, start + length - offset), offset)
                 if not chunk:  # the file shrank under us
                     return h.hexdigest()
                 h.update(chunk)
                 offset += len(chunk)
     return h.hexdigest()
-
-
-def _next_data(fd: int, offset: int, size: int) -> int:
-    """Where data starts at or after ``offset`` (``size`` when only a hole follows)."""
-    try:
-        return os.lseek(fd, offset, os.SEEK_DATA)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            return size
-        raise
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ checks the key before anything uses it, and moves it into place read-only. No Da
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import stat
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchkit.errors import ClusterError
+from patchkit.store import data_extents
 
 CHUNK = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")  # a file or directory name a task may give
@@ -55,25 +55,17 @@ def check_name(name: str) -> str:
 
 
 def pack(path: Path) -> Payload:
-    """The payload of ``path``: its data extents, found with SEEK_DATA / SEEK_HOLE."""
+    """The payload of ``path``: its data extents (store.data_extents), the holes left out."""
     extents: list[tuple[int, bytes]] = []
     with open(path, "rb") as f:
         fd = f.fileno()
         size = os.fstat(fd).st_size
-        offset = 0
-        while offset < size:
-            try:
-                offset = os.lseek(fd, offset, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:  # only a hole is left
-                    break
-                raise
-            end = os.lseek(fd, offset, os.SEEK_HOLE)
-            f.seek(offset)
-            data = f.read(end - offset)
-            extents.append((offset, data))
-            offset += len(data)
-            if not data:  # the file shrank under us
+        for offset, length in data_extents(fd):
+            data = b"".join(os.pread(fd, min(CHUNK, offset + length - at), at)
+                            for at in range(offset, offset + length, CHUNK))
+            if data:
+                extents.append((offset, data))
+            if len(data) < length:  # the file shrank under us
                 break
     return Payload(size, tuple(extents))
 

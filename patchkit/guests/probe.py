@@ -34,7 +34,7 @@ from patchkit.guests import asm, disk
 from patchkit.guests.base import Guest, Sanboot
 from patchkit.progress import Progress
 from patchkit.series.model import Hold
-from patchkit.store import Store
+from patchkit.store import Store, data_extents
 
 RECIPE_VERSION = "5"
 CYLINDERS = 32
@@ -360,23 +360,17 @@ def _unstamped(data: bytes, start: int, scratch: int) -> tuple[int | None, int]:
 
 
 def sparse_digest(image: Path) -> str:
-    """SHA-256 over an image's size and its non-zero sectors with their LBAs, read through SEEK_DATA."""
+    """SHA-256 over an image's size and its non-zero sectors with their LBAs, read through data_extents."""
     h = hashlib.sha256(f"sparse {image.stat().st_size}\n".encode())
     zero = bytes(disk.SECTOR)
     with open(image, "rb") as f:
         fd = f.fileno()
-        end = os.fstat(fd).st_size
-        offset = 0
-        while offset < end:
-            try:
-                offset = os.lseek(fd, offset, os.SEEK_DATA)
-            except OSError:  # ENXIO: no data past offset
-                break
-            hole = os.lseek(fd, offset, os.SEEK_HOLE)
-            offset -= offset % disk.SECTOR
-            f.seek(offset)
-            while offset < hole:
-                chunk = f.read(min(hole - offset, 1 << 20))
+        for start, length in data_extents(fd):
+            offset, end = start - start % disk.SECTOR, start + length
+            while offset < end:
+                chunk = os.pread(fd, min(end - offset, 1 << 20), offset)
+                if not chunk:  # the file shrank under us
+                    break
                 for n in range(0, len(chunk), disk.SECTOR):
                     sector = chunk[n:n + disk.SECTOR]
                     if sector != zero:
