@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -32,6 +33,8 @@ from patchkit.run import CommandError, run, spawned
 TAP = "aoe0"
 VBLADE_LOG = "vblade.log"
 LOCK_DIR = Path("/run/patchkit/aoe")  # <netns>.lock, held by the target's owner
+NETNS_TOKEN_BYTES = 4
+NETNS_NAME = re.compile(rf"patchkit-[0-9a-f]{{{2 * NETNS_TOKEN_BYTES}}}")  # a target's namespace
 
 log = logging.getLogger("patchkit.aoe")
 
@@ -82,8 +85,17 @@ def _owned(netns: str) -> Iterator[None]:
 
 
 def clean_stale_targets() -> list[str]:
-    """Delete the namespaces (and kill what runs in them) of targets whose owner is gone; their names."""
+    """Delete the namespaces (and kill what runs in them) of targets whose owner is gone; their names.
+
+    A namespace named as ours without a lock file is stale too: an owner publishes its lock
+    before it adds the namespace and removes it only after the namespace is deleted (runs
+    from before locks existed left such namespaces behind).
+    """
     cleaned = []
+    for netns in _our_namespaces():
+        if not (LOCK_DIR / f"{netns}.lock").exists():
+            _remove_namespace(netns)
+            cleaned.append(netns)
     for lock in sorted(LOCK_DIR.glob("patchkit-*.lock")) if LOCK_DIR.is_dir() else []:
         try:
             fd = os.open(lock, os.O_RDWR)
@@ -97,17 +109,28 @@ def clean_stale_targets() -> list[str]:
             if os.fstat(fd).st_nlink == 0:
                 continue  # cleaned meanwhile by another run
             netns = lock.name.removesuffix(".lock")
-            pids = run(["ip", "netns", "pids", netns], check=False).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            with contextlib.suppress(CommandError):
-                run(["ip", "netns", "delete", netns])
+            _remove_namespace(netns)
             lock.unlink(missing_ok=True)
             cleaned.append(netns)
         finally:
             os.close(fd)
     return cleaned
+
+
+def _our_namespaces() -> list[str]:
+    """The network namespaces named as patchkit names its targets'."""
+    listing = run(["ip", "netns", "list"], check=False).stdout.decode(errors="replace")
+    return [name for name in (line.split()[0] for line in listing.splitlines() if line.strip())
+            if NETNS_NAME.fullmatch(name)]
+
+
+def _remove_namespace(netns: str) -> None:
+    """Kill what runs in ``netns``, then delete it."""
+    for pid in run(["ip", "netns", "pids", netns], check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    with contextlib.suppress(CommandError):
+        run(["ip", "netns", "delete", netns])
 
 
 @contextlib.contextmanager
@@ -122,7 +145,7 @@ def aoe_target(disk: Path, run_dir: Path, shelf: int = 0, slot: int = 0) -> Iter
                              "set up with `bash ci/setup.sh` (root has its own cache)")
     for netns in clean_stale_targets():
         log.warning("removed network namespace %s left by a killed patchkit run", netns)
-    netns = f"patchkit-{secrets.token_hex(4)}"
+    netns = f"patchkit-{secrets.token_hex(NETNS_TOKEN_BYTES)}"
     with _owned(netns), _namespace(netns):
         argv = ["ip", "netns", "exec", netns, "vblade", str(shelf), str(slot), TAP, str(disk)]
         with spawned(argv, stderr_file=run_dir / VBLADE_LOG, cwd=run_dir):
