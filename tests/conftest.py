@@ -16,8 +16,9 @@ import pytest
 from patchkit.project import Project
 from patchkit.store import Store
 
-# Shared fixtures: world (a fixture upstream and a project pinned to it), the ROMs (fixtures/roms.py).
-pytest_plugins = ("fixtures.world", "fixtures.roms")
+# Shared fixtures: world (a fixture upstream and a project pinned to it), the ROMs (fixtures/roms.py),
+# gated (a project whose make can be held, fixtures/gated.py).
+pytest_plugins = ("fixtures.world", "fixtures.roms", "fixtures.gated")
 
 REAL_STORE = Store.from_environment()  # the user's cache: its inputs are read, never written
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fixtures.gated import wait_until
-from fixtures.roms import PROJECT_ROOT, SERIES
-from test_validate import guest_or_skip
+from fixtures.cli import start_patchkit
+from fixtures.guests import guest_or_skip
+from fixtures.processes import reaped, signal_and_wait, wait_until
+from fixtures.roms import SERIES
 
 from patchkit import store
 from patchkit.errors import PatchkitError
@@ -247,19 +248,10 @@ def test_a_worker_without_qemu_fails_its_cells_naming_itself_and_the_other_boots
 def test_sigterm_to_the_command_stops_the_boots_on_the_workers(inputs_cache: Path, project: Project,
                                                               series_rom: Path, two_workers: LocalCluster) -> None:
     guest_or_skip("debian", project.store)
-    env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
-    command = subprocess.Popen([sys.executable, "-m", "patchkit", "test", "--guest", "debian", "--rom", str(series_rom),
-                                "--accel", "tcg", "--cluster", two_workers.address],
-                               cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-    try:
+    with reaped(start_patchkit("test", "--guest", "debian", "--rom", series_rom, "--accel", "tcg",
+                               "--cluster", two_workers.address, cache=inputs_cache)) as command:
         wait_until(lambda: boots_on(two_workers, ("w1", "w2")) is not None, "a QEMU booting on a worker")
-        command.send_signal(signal.SIGTERM)
-        out, _ = command.communicate(timeout=60)
-    finally:
-        if command.poll() is None:
-            command.kill()
-            command.wait()
+        out, _ = signal_and_wait(command)
     assert command.returncode == 143, out
     assert qemus_under(two_workers.root) == []  # stopped before the command ended
     assert recorded(project) == []

@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from test_guests_helpers import boot_native
+from fixtures.guests import boot_native
 
 from patchkit.errors import MissingInputError
 from patchkit.guests.debian_system import (

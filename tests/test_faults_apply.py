@@ -13,17 +13,17 @@ from pathlib import Path
 
 import git
 import pytest
-from fixtures.gated import GatedProject, hold_checkouts_of, make_gated_project
+from fixtures.gated import GatedProject, hold_checkouts_of
 
 STATE = Path(".git") / "patchkit-applied.json"
 
 
 @pytest.fixture
-def gated(tmp_path: Path, isolated_cache: Path) -> GatedProject:
-    project = make_gated_project(tmp_path, isolated_cache)
-    applied = project.run("apply", "demo")  # v2 ("two") checked out
+def gated(gated: GatedProject) -> GatedProject:
+    """The gated project with its series applied."""
+    applied = gated.run("apply", "demo")  # v2 ("two") checked out
     assert applied.returncode == 0, applied.stdout
-    return project
+    return gated
 
 
 def tree(gated: GatedProject) -> Path:

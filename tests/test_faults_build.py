@@ -12,13 +12,8 @@ import re
 import signal
 from pathlib import Path
 
-import pytest
-from fixtures.gated import OBJECT_GATE_ENV, GatedProject, blocked_on_lock, make_gated_project, wait_until
-
-
-@pytest.fixture
-def gated(tmp_path: Path, isolated_cache: Path) -> GatedProject:
-    return make_gated_project(tmp_path, isolated_cache)
+from fixtures.gated import OBJECT_GATE_ENV, GatedProject, blocked_on_lock
+from fixtures.processes import wait_until
 
 
 def rom_of(output: str) -> bytes:

@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from fixtures.gated import GatedProject, make_gated_project
-from test_validate import guest_or_skip
+from fixtures.cli import run_patchkit
+from fixtures.gated import GatedProject
+from fixtures.guests import guest_or_skip
 
 from patchkit.store import Store
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def gated(tmp_path: Path, isolated_cache: Path) -> GatedProject:
-    return make_gated_project(tmp_path, isolated_cache)
 
 
 def assert_clear_error(done: subprocess.CompletedProcess[str], path: Path) -> None:
@@ -71,9 +64,7 @@ def test_runs_as_a_file_is_named(inputs_cache: Path, store: Store) -> None:
     guest_or_skip("probe", store)
     runs = inputs_cache / "runs"
     runs.write_text("not a directory")
-    done = subprocess.run([sys.executable, "-m", "patchkit", "-C", str(PROJECT_ROOT), "test", "--reference",
-                           "--guest", "probe"], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=300, check=False)
+    done = run_patchkit("test", "--reference", "--guest", "probe")
     assert_clear_error(done, runs)
 
 

@@ -5,21 +5,19 @@ The full disk is a small tmpfs (mounting one needs root: the tests skip without 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-from fixtures.gated import GatedProject, make_gated_project
+from fixtures.cli import run_patchkit
+from fixtures.gated import GatedProject
+from fixtures.guests import guest_or_skip
+from fixtures.processes import processes_in
 from test_faults_mail import PAGE, fill, small_tmpfs
 from test_mail_fixtures import MailProject
-from test_validate import guest_or_skip, processes_in
 
 from patchkit.store import Store
 
 pytest_plugins = ("test_mail_fixtures",)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def assert_no_space(done: subprocess.CompletedProcess[str], where: Path) -> None:
@@ -32,16 +30,9 @@ def test_mbox_on_a_full_disk(mail_project: MailProject, tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "full") as disk:
         fill(disk)
         mbox = disk / "out.mbox"
-        done = subprocess.run([sys.executable, "-m", "patchkit", "-C", str(mail_project.root), "send-email",
-                               "--mbox", str(mbox)], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              check=False)
+        done = run_patchkit("-C", mail_project.root, "send-email", "--mbox", mbox)
         assert_no_space(done, disk)
         assert not mbox.exists()
-
-
-@pytest.fixture
-def gated(tmp_path: Path, isolated_cache: Path) -> GatedProject:
-    return make_gated_project(tmp_path, isolated_cache)
 
 
 def test_building_a_tree_on_a_full_disk(gated: GatedProject, tmp_path: Path) -> None:
@@ -70,10 +61,7 @@ def test_booting_with_a_full_cache_disk(inputs_cache: Path, store: Store) -> Non
     guest_or_skip("probe", store)
     with small_tmpfs(store.runs, size="4m") as runs:
         fill(runs)
-        env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
-        done = subprocess.run([sys.executable, "-m", "patchkit", "test", "--reference", "--guest", "probe"],
-                              cwd=PROJECT_ROOT, env=env, text=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=300, check=False)
+        done = run_patchkit("test", "--reference", "--guest", "probe", cache=inputs_cache)
         assert_no_space(done, runs)
         for run_dir in runs.glob("*"):
             assert processes_in(run_dir) == []

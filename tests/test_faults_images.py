@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_validate import guest_or_skip
+from fixtures.cli import run_patchkit
+from fixtures.guests import guest_or_skip
 
 from patchkit.guests import Guest
 from patchkit.store import Store
 
 pytestmark = pytest.mark.boot
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture
 def own_image(inputs_cache: Path, store: Store) -> Guest:
@@ -33,11 +30,6 @@ def own_image(inputs_cache: Path, store: Store) -> Guest:
     name = guest.image_dir().name
     subprocess.run(["cp", "-a", "--sparse=always", str(real / name), str(linked / name)], check=True)
     return guest
-
-
-def patchkit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "patchkit", *args], cwd=PROJECT_ROOT, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600, check=False)
 
 
 def damage(image: Path, how: str) -> None:
@@ -65,7 +57,7 @@ def recorded(store: Store) -> list:
 def test_a_damaged_image_is_refused_and_nothing_recorded(own_image: Guest, store: Store, how: str) -> None:
     image = own_image.base_image()
     damage(image, how)
-    done = patchkit("test", "--reference", "--guest", "freedos")
+    done = run_patchkit("test", "--reference", "--guest", "freedos")
     assert done.returncode == 1, done.stdout
     assert f"the freedos guest image {image} is damaged" in done.stdout
     assert "patchkit guest build freedos" in done.stdout
@@ -76,10 +68,10 @@ def test_a_damaged_image_is_refused_and_nothing_recorded(own_image: Guest, store
 def test_guest_build_replaces_a_damaged_image(own_image: Guest, store: Store) -> None:
     image = own_image.base_image()
     damage(image, "mbr-byte")
-    built = patchkit("guest", "build", "freedos")
+    built = run_patchkit("guest", "build", "freedos")
     assert built.returncode == 0, built.stdout
     assert "damaged" in built.stdout
-    done = patchkit("test", "--reference", "--guest", "freedos")
+    done = run_patchkit("test", "--reference", "--guest", "freedos")
     assert done.returncode == 0, done.stdout
     assert "PASS freedos" in done.stdout
     [result] = recorded(store)

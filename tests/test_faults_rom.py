@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fixtures.cli import run_patchkit
 
 from patchkit.rom import check_rom_for
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def rom_bytes(vendor: int = 0x1AF4, device: int = 0x1001, *, checksum: bool = True) -> bytes:
@@ -35,10 +31,7 @@ def test_a_rom_given_by_path_is_checked_before_booting(tmp_path: Path, inputs_ca
                                                        said: str) -> None:
     rom = tmp_path / "given.rom"
     rom.write_bytes(content)
-    env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
-    done = subprocess.run([sys.executable, "-m", "patchkit", "test", "--rom", str(rom), "--guest", "probe"],
-                          cwd=PROJECT_ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=300, check=False)
+    done = run_patchkit("test", "--rom", rom, "--guest", "probe", cache=inputs_cache)
     assert done.returncode == 1, done.stdout
     assert f"ROM {rom}" in done.stdout and said in done.stdout
     assert "pass a ROM built for 1af4:1001 or 1af4:1000" in done.stdout and "rebuild it" not in done.stdout

@@ -8,23 +8,20 @@ a failing test leaves behind is killed by the test itself.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures.gated import wait_until
-from test_validate import guest_or_skip, processes_in
+from fixtures.cli import start_patchkit
+from fixtures.guests import guest_or_skip
+from fixtures.processes import kill_processes_in, processes_in, reaped, signal_and_wait, wait_until
 
 from patchkit.qemu.aoe import aoe_target, aoe_unavailable
 from patchkit.store import Store
 
 pytestmark = pytest.mark.boot
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def namespaces() -> set[str]:
@@ -40,19 +37,11 @@ def namespace_pids(netns: str) -> list[int]:
 @contextlib.contextmanager
 def command(cache: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     """`patchkit ARGS` as its own process; anything it leaves running is killed afterwards."""
-    env = {**os.environ, "PATCHKIT_CACHE": str(cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "patchkit", *args], cwd=PROJECT_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        yield proc
+        with reaped(start_patchkit(*args, cache=cache, merged=False)) as proc:
+            yield proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-        for run_dir in (cache / "runs").glob("*"):
-            for pid in processes_in(run_dir):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_processes_in((cache / "runs").glob("*"))
 
 
 def booting(cache: Path, proc: subprocess.Popen[str], wanted: int = 1) -> Path:
@@ -73,8 +62,7 @@ def test_sigterm_stops_qemu_like_ctrl_c(inputs_cache: Path, store: Store) -> Non
     guest_or_skip("debian", store)
     with command(inputs_cache, "test", "--reference", "--guest", "debian") as proc:
         run_dir = booting(inputs_cache, proc)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        out, err = signal_and_wait(proc)
         assert proc.returncode == 128 + signal.SIGTERM, out + err
         assert "Terminated." in err and "Traceback" not in err
         assert processes_in(run_dir) == []
@@ -101,8 +89,7 @@ def test_sigterm_during_an_aoe_boot_leaves_no_vblade_or_namespace(aoe_ready: Non
     before = namespaces()
     with command(inputs_cache, "test", "--rom", str(base_rom), "--guest", "keepsan-aoe", "--accel", "tcg") as proc:
         run_dir = booting(inputs_cache, proc, wanted=2)  # QEMU (inside `ip netns exec`) and vblade
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        out, err = signal_and_wait(proc)
         assert proc.returncode == 128 + signal.SIGTERM, out + err
         assert processes_in(run_dir) == []
         assert namespaces() <= before

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_validate import guest_or_skip, transcript
+from fixtures.guests import guest_or_skip, transcript
 
 from patchkit.boot import session
 from patchkit.boot.run import boot_guest

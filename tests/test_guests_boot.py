@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_guests_helpers import Boot, boot_native, freedos_imported, passed
+from fixtures.guests import PROBE_CHECKS, Boot, boot_native, freedos_imported, passed
 
 from patchkit.errors import MissingInputError
 from patchkit.guests import debpkgs, disk, fat, get_guest
@@ -21,15 +21,6 @@ from patchkit.store import Store, sha256_file
 
 pytestmark = pytest.mark.boot
 
-PROBE_CHECKS = [
-    "ah41-extensions", "ah08-geometry", "ah48-parameters", "ah48-size", "geometry-consistent",
-    "ah15-type", "chs-read-track-boundary", "chs-read-cylinder-boundary", "chs-read-127",
-    "ext-read-64k-boundary-1", "ext-read-64k-boundary-8", "ext-read-64k-boundary-64",
-    "ext-read-64k-boundary-127", "ext-read-aligned-127", "last-sector", "read-past-end",
-    "read-straddling-end", "chs-read-past-end", "chs-write-track-boundary",
-    "chs-write-cylinder-boundary", "ext-write-64k-boundary-1", "ext-write-64k-boundary-8",
-    "ext-write-64k-boundary-64", "ext-write-64k-boundary-127",
-]
 FAT_OFFSET = disk.PARTITION_START * disk.SECTOR
 
 

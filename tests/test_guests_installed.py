@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REAL_STORE
-from test_guests_helpers import boot_native, freedos_imported, passed
+from fixtures.guests import boot_native, freedos_imported, passed
 
 from patchkit.errors import GuestError, MissingInputError
 from patchkit.guests import fat, fatboot, get_guest

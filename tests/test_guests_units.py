@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REAL_STORE
-from test_guests_helpers import freedos_imported
+from fixtures.guests import freedos_imported
 
 import patchkit.guests.base
 from patchkit.errors import GuestError, MissingInputError, PatchkitError

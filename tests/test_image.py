@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 from conftest import REAL_STORE
+from fixtures.cli import run_patchkit
 from fixtures.roms import PROJECT_ROOT, SERIES
-from test_validate import patchkit
 
 from patchkit.boot.run import boot_guest
 from patchkit.errors import PatchkitError, SeriesError
@@ -143,8 +143,8 @@ def test_a_blank_image_fails_with_gpxes_and_seabioss_messages(inputs_cache: Path
 
 def test_the_command_records_the_image_and_status_shows_it(inputs_cache: Path, project: Project, series_rom: Path,
                                                           grub_rescue: Path) -> None:
-    done = patchkit("test", "--image", str(grub_rescue), "--expect", GRUB_MENU, "--accel", "tcg",
-                    cache=inputs_cache, cwd=PROJECT_ROOT)
+    done = run_patchkit("test", "--image", grub_rescue, "--expect", GRUB_MENU, "--accel", "tcg", cache=inputs_cache,
+                        merged=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS image:grub-rescue-cdrom.iso on pc (tcg)" in done.stdout
     revision = project.series(SERIES).revision_hash()
@@ -154,7 +154,7 @@ def test_the_command_records_the_image_and_status_shows_it(inputs_cache: Path, p
     result = latest["image:grub-rescue-cdrom.iso"]
     assert result.passed and result.key.image_sha256 == sha256_file(grub_rescue)
     assert result.key.rom_sha256 == sha256_file(series_rom)
-    status = patchkit("status", cache=inputs_cache, cwd=PROJECT_ROOT)
+    status = run_patchkit("status", cache=inputs_cache, merged=False)
     assert "image:grub-rescue-cdrom.iso" in status.stdout
 
 

@@ -11,19 +11,16 @@ parallel, records their configurations and stops every QEMU on SIGTERM.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import signal
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fixtures.gated import wait_until
+from fixtures.cli import run_patchkit, start_patchkit
+from fixtures.guests import guest_or_skip, transcript
+from fixtures.processes import kill_processes_in, processes_in, reaped, signal_and_wait, wait_until
 from fixtures.roms import PROJECT_ROOT, SERIES
-from test_validate import guest_or_skip, processes_in, transcript
 
 from patchkit.boot.layout import Layout
 from patchkit.boot.run import boot_guest, boot_planned
@@ -131,18 +128,12 @@ def test_the_series_rom_resets_the_device_before_a_timed_out_call_returns(probe_
 # --- the command -----------------------------------------------------------------------------
 
 
-def patchkit(cache: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PATCHKIT_CACHE": str(cache)}
-    return subprocess.Popen([sys.executable, "-m", "patchkit", *args], cwd=PROJECT_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def test_command_runs_configurations_in_parallel(probe: Guest, series_rom: Path,
                                                  inputs_cache: Path, project: Project) -> None:
-    proc = patchkit(inputs_cache, "test", "--config", "q35", "--config", "disks-4", "--config", "block-4096",
-                    "--jobs", "2", "--accel", "tcg")
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out + err
+    done = run_patchkit("test", "--config", "q35", "--config", "disks-4", "--config", "block-4096", "--jobs", "2",
+                        "--accel", "tcg", cache=inputs_cache, merged=False)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
     assert "booting q35/probe, disks-4/probe, block-4096/probe through " in out
     assert re.search(r"^PASS probe on q35 \(tcg\): marker seen", out, re.MULTILINE)
     assert re.search(r"^PASS probe on disks-4 \(tcg\): marker seen", out, re.MULTILINE)
@@ -159,7 +150,6 @@ def test_command_runs_configurations_in_parallel(probe: Guest, series_rom: Path,
 
 
 def test_sigterm_stops_every_parallel_boot(probe: Guest, series_rom: Path, inputs_cache: Path) -> None:
-    proc = patchkit(inputs_cache, "test", "--config", "q35", "--config", "disks-2", "--jobs", "2", "--accel", "tcg")
     running: list[Path] = []
 
     def both_up() -> bool:
@@ -168,20 +158,15 @@ def test_sigterm_stops_every_parallel_boot(probe: Guest, series_rom: Path, input
         return len(running) == 2
 
     try:
-        wait_until(both_up, "two QEMUs to run")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 128 + signal.SIGTERM, out + err
-        assert "Terminated." in err and "Traceback" not in err
-        assert [d for d in running if processes_in(d)] == []
+        with reaped(start_patchkit("test", "--config", "q35", "--config", "disks-2", "--jobs", "2", "--accel", "tcg",
+                                   cache=inputs_cache, merged=False)) as proc:
+            wait_until(both_up, "two QEMUs to run")
+            out, err = signal_and_wait(proc)
+            assert proc.returncode == 128 + signal.SIGTERM, out + err
+            assert "Terminated." in err and "Traceback" not in err
+            assert [d for d in running if processes_in(d)] == []
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        for run_dir in running:
-            for pid in processes_in(run_dir):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_processes_in(running)
 
 
 # --- device faults (blkdebug) ------------------------------------------------------------------

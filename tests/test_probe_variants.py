@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures.guests import boot_native, passed
 from fixtures.roms import PROJECT_ROOT, SERIES
-from test_guests_helpers import boot_native, passed
 
 from patchkit.boot.run import boot_guest, boot_planned
 from patchkit.errors import PatchkitError

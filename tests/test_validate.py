@@ -9,45 +9,33 @@ passes on the SAN disk as drive 0x80 with keep-san, and finds no drive 0x80 with
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fixtures.roms import PROJECT_ROOT, SERIES
-from test_guests_boot import PROBE_CHECKS
+from fixtures.cli import run_patchkit, start_patchkit
+from fixtures.guests import PROBE_CHECKS, guest_or_skip, transcript
+from fixtures.processes import processes_in, reaped, signal_and_wait
+from fixtures.roms import SERIES
 
 from patchkit.boot.accel import choose_accel
 from patchkit.boot.layout import Layout
 from patchkit.boot.run import BootOutcome, boot_guest, boot_planned
-from patchkit.errors import MissingInputError
-from patchkit.guests import GUEST_NAMES, Guest, get_guest
+from patchkit.guests import GUEST_NAMES
 from patchkit.guests.probe import AoeKeepSanProbeGuest, KeepSanProbeGuest, parse_probe_log
 from patchkit.project import Project
 from patchkit.qemu.aoe import aoe_unavailable
-from patchkit.qemu.console import Console
 from patchkit.store import Store, sha256_file
 
 pytestmark = pytest.mark.boot
 
 ARTIFACTS = ("serial.log", "screen.txt", "end.png", "seabios.log", "qemu-cmdline.txt", "timings.json", "result.json")
-
-
-def guest_or_skip(name: str, store: Store) -> Guest:
-    """The guest (its image in ``store``), or skip naming the command that builds its image."""
-    guest = get_guest(name, store)
-    try:
-        guest.base_image()
-    except MissingInputError as exc:
-        pytest.skip(f"{exc.message}: run `{guest.build_command}`" if exc.hint is None else str(exc))
-    return guest
 
 
 def assert_artifacts(run_dir: Path) -> None:
@@ -155,13 +143,6 @@ def assert_in_order(log: str, *lines: str) -> None:
         found = log.find(line, at)
         assert found >= 0, f"{line!r} missing after offset {at}"
         at = found + len(line)
-
-
-def transcript(outcome: BootOutcome) -> str:
-    """The run's serial output as the console reads it (SeaBIOS's mirror garbles the raw serial.log)."""
-    console = Console()
-    console.feed((outcome.run_dir / "serial.log").read_bytes())
-    return console.text
 
 
 def token_of(outcome: BootOutcome) -> str:
@@ -288,15 +269,9 @@ def test_a_kvm_internal_error_is_detected(inputs_cache: Path, store: Store) -> N
 # --- the command ---------------------------------------------------------------------------
 
 
-def patchkit(*args: str, cache: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATCHKIT_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-m", "patchkit", *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=600, check=False)
-
-
 def test_command_reference_run_is_recorded(inputs_cache: Path, store: Store, tmp_path: Path) -> None:
     guest_or_skip("freedos", store)
-    done = patchkit("test", "--reference", "--guest", "freedos", cache=inputs_cache, cwd=PROJECT_ROOT)
+    done = run_patchkit("test", "--reference", "--guest", "freedos", cache=inputs_cache, merged=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS freedos on pc (tcg): marker seen after" in done.stdout
     with store.results() as db:
@@ -308,8 +283,8 @@ def test_command_reference_run_is_recorded(inputs_cache: Path, store: Store, tmp
 
 def test_command_fails_with_the_base_rom(inputs_cache: Path, store: Store, base_rom: Path) -> None:
     guest_or_skip("probe", store)
-    done = patchkit("test", "--rom", str(base_rom), "--guest", "probe", "--accel", "tcg",
-                    cache=inputs_cache, cwd=PROJECT_ROOT)
+    done = run_patchkit("test", "--rom", str(base_rom), "--guest", "probe", "--accel", "tcg", cache=inputs_cache,
+                        merged=False)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAIL probe on pc (tcg): sanboot virtio_blk:PCI00:04.0 returned to the gPXE prompt" in done.stdout
     assert "1 of 1 boots failed: pc/probe" in done.stderr
@@ -321,7 +296,7 @@ def test_command_fails_with_the_base_rom(inputs_cache: Path, store: Store, base_
 def test_command_builds_the_series_rom_and_records_the_revision(series_rom: Path, inputs_cache: Path,
                                                                 project: Project) -> None:
     guest_or_skip("freedos", project.store)
-    done = patchkit("test", "--guest", "freedos", cache=inputs_cache, cwd=PROJECT_ROOT)
+    done = run_patchkit("test", "--guest", "freedos", cache=inputs_cache, merged=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS freedos" in done.stdout
     revision = project.series(SERIES).revision_hash()
@@ -333,7 +308,7 @@ def test_command_builds_the_series_rom_and_records_the_revision(series_rom: Path
 
 def test_command_boots_keepsan_aoe_through_the_series_nic_rom(series_nic_rom: Path, aoe_probe: AoeKeepSanProbeGuest,
                                                                inputs_cache: Path, project: Project) -> None:
-    done = patchkit("test", "--guest", "keepsan-aoe", cache=inputs_cache, cwd=PROJECT_ROOT)
+    done = run_patchkit("test", "--guest", "keepsan-aoe", cache=inputs_cache, merged=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^booting pc/keepsan-aoe through \S+/1af41000\.rom \.\.\.$", done.stdout, re.M), done.stdout
     assert "PASS keepsan-aoe" in done.stdout
@@ -341,32 +316,20 @@ def test_command_boots_keepsan_aoe_through_the_series_nic_rom(series_nic_rom: Pa
     with project.store.results() as db:
         latest = db.latest_by_guest(SERIES, revision)
     assert latest["keepsan-aoe"].key.rom_sha256 == sha256_file(series_nic_rom)
-    refused = patchkit("test", "--reference", "--guest", "keepsan", cache=inputs_cache, cwd=PROJECT_ROOT)
+    refused = run_patchkit("test", "--reference", "--guest", "keepsan", cache=inputs_cache, merged=False)
     assert refused.returncode == 1 and "keepsan runs gPXE commands" in refused.stderr
 
 
 def test_command_names_the_missing_image(tmp_path: Path) -> None:
-    done = patchkit("test", "--reference", "--guest", "debian", cache=tmp_path / "empty-cache", cwd=PROJECT_ROOT)
+    done = run_patchkit("test", "--reference", "--guest", "debian", cache=tmp_path / "empty-cache", merged=False)
     assert done.returncode == 1
     assert "patchkit guest build debian" in done.stderr
 
 
-def processes_in(directory: Path) -> list[int]:
-    """PIDs of processes whose working directory is ``directory`` (QEMU runs in its run dir)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == directory:
-                pids.append(int(proc.name))
-    return pids
-
-
 def test_interrupting_the_command_stops_qemu(inputs_cache: Path, store: Store) -> None:
     guest_or_skip("debian", store)
-    env = {**os.environ, "PATCHKIT_CACHE": str(inputs_cache)}
-    command = subprocess.Popen([sys.executable, "-m", "patchkit", "test", "--reference", "--guest", "debian"],
-                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(start_patchkit("test", "--reference", "--guest", "debian", cache=inputs_cache,
+                               merged=False)) as command:
         run_dir = None
         for _ in range(600):  # until QEMU is up and the guest printing
             logs = list((inputs_cache / "runs").glob("*/serial.log"))
@@ -375,12 +338,7 @@ def test_interrupting_the_command_stops_qemu(inputs_cache: Path, store: Store) -
                 break
             time.sleep(0.05)
         assert run_dir is not None, "QEMU did not start"
-        command.send_signal(signal.SIGINT)
-        out, err = command.communicate(timeout=60)
-    finally:
-        if command.poll() is None:
-            command.kill()
-            command.wait()
+        out, err = signal_and_wait(command, signal.SIGINT)
     assert command.returncode == 130, out + err
     assert "Interrupted." in err
     assert processes_in(run_dir) == []
