@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchkit.mailer.journal import Journal, journal_path
+from patchkit.mailer.journal import Journal, journal_path, report_journal_path
 from patchkit.store import Store
 
 
 def test_journal_lives_in_the_cache_per_version(store: Store, isolated_cache: Path) -> None:
     assert journal_path(store, "demo", 3) == isolated_cache / "mail" / "demo" / "v3.journal"
+    assert report_journal_path(store, "demo", 3) == isolated_cache / "mail" / "demo" / "report-v3.journal"
 
 
 def test_last_send_tracks_accepted_and_pending(store: Store) -> None:
@@ -44,3 +45,21 @@ def test_torn_last_line_is_ignored(store: Store) -> None:
     state = j.last_send()
     assert state is not None and state.pending == []
     assert (j.path.stat().st_mode & 0o777) == 0o600
+
+
+def test_sends_lists_every_attempt_with_its_outcome(store: Store) -> None:
+    j = Journal.for_report(store, "demo", 2)
+    assert j.sends() == []
+    j.start("rev", ["<r1@x>"], ["Re: cover"], None)
+    j.sending("<r1@x>", ["a@example.org"])
+    j.failed("<r1@x>", "554 rejected")
+    j.start("rev", ["<r2@x>"], ["Re: cover"], None)
+    j.sending("<r2@x>", ["a@example.org"])  # no answer recorded: in doubt
+    j.start("rev", ["<r3@x>"], ["Re: cover"], None)
+    j.sending("<r3@x>", ["a@example.org"])
+    j.accepted("<r3@x>", ["a@example.org"])
+    first, second, third = j.sends()
+    assert first.failures == {"<r1@x>": "554 rejected"} and not first.accepted and not first.in_doubt
+    assert second.in_doubt == {"<r2@x>": ["a@example.org"]} and not second.failures
+    assert third.accepted == {"<r3@x>": ["a@example.org"]} and not third.in_doubt
+    assert j.last_send() == third

@@ -7,7 +7,9 @@ record once the server took it, and ends with ``done`` once the revision is froz
 A ``failed`` record notes why a message was not delivered. A message ``sending``
 without an answer recorded after it is in doubt (the journal could not be written
 after the server's reply, or patchkit was killed in between): only the user can
-say whether it arrived, so it is never resent silently. Every record is
+say whether it arrived, so it is never resent silently. ``patchkit report --mail``
+keeps the same records for its one reply per send in ``report-v<N>.journal`` beside
+it (the review import reads only ``v<N>.journal``). Every record is
 one ``write`` of one line on an ``O_APPEND`` descriptor followed by ``fsync``; a torn
 last line (power lost mid-write) is ignored on read and closed before the next record.
 """
@@ -43,6 +45,11 @@ def journal_path(store: Store, series: str, version: int) -> Path:
     return store.mail(series) / f"v{version}.journal"
 
 
+def report_journal_path(store: Store, series: str, version: int) -> Path:
+    """Where the journal of the test reports mailed about ``series`` version ``version`` lives."""
+    return store.mail(series) / f"report-v{version}.journal"
+
+
 @dataclass
 class SendState:
     """One send attempt as read back from the journal (the records after its ``start``)."""
@@ -55,6 +62,7 @@ class SendState:
     started: float
     accepted: dict[str, list[str]] = field(default_factory=dict)  # Message-ID -> recipients
     in_doubt: dict[str, list[str]] = field(default_factory=dict)  # sent to these recipients, no answer recorded
+    failures: dict[str, str] = field(default_factory=dict)  # Message-ID -> why it was not delivered
     done: bool = False
 
     @property
@@ -72,6 +80,10 @@ class Journal:
     @classmethod
     def for_version(cls, store: Store, series: str, version: int) -> Journal:
         return cls(journal_path(store, series, version))
+
+    @classmethod
+    def for_report(cls, store: Store, series: str, version: int) -> Journal:
+        return cls(report_journal_path(store, series, version))
 
     @contextmanager
     def locked(self) -> Iterator[Journal]:
@@ -132,24 +144,33 @@ class Journal:
 
     def last_send(self) -> SendState | None:
         """The most recent send attempt, or None if nothing was ever started."""
-        state: SendState | None = None
+        sends = self.sends()
+        return sends[-1] if sends else None
+
+    def sends(self) -> list[SendState]:
+        """Every send attempt, oldest first."""
+        out: list[SendState] = []
         for rec in self.records():
             event = rec.get("event")
             if event == "start":
-                state = SendState(rec["revision"], rec["message_ids"], rec["subjects"],
-                                  rec.get("forced_reason"), rec.get("problems", []), rec["time"])
-            elif state is None:
+                out.append(SendState(rec["revision"], rec["message_ids"], rec["subjects"],
+                                     rec.get("forced_reason"), rec.get("problems", []), rec["time"]))
                 continue
-            elif event == "sending":
+            if not out:
+                continue
+            state = out[-1]
+            if event == "sending":
                 state.in_doubt[rec["message_id"]] = rec["recipients"]
             elif event == "accepted":
                 state.accepted[rec["message_id"]] = rec["recipients"]
                 state.in_doubt.pop(rec["message_id"], None)
+                state.failures.pop(rec["message_id"], None)
             elif event == "failed":
                 state.in_doubt.pop(str(rec.get("message_id")), None)
+                state.failures[str(rec.get("message_id"))] = str(rec.get("error", ""))
             elif event == "done":
                 state.done = True
-        return state
+        return out
 
     def sent_revisions(self) -> set[str]:
         """Revisions of which a send completed."""
