@@ -4,20 +4,25 @@ A revision may go out when every cell (configuration x guest) of every required
 configuration in the manifest passed on this exact revision with one and the same
 ROM (the virtio-blk ROM; guests booting through the NIC ROM are not compared with
 it), when it was not sent before (unless resending), and when it differs from the
-last sent version. ``--force`` with a reason overrides the test and no-change
-checks; the reason is recorded. A manifest without ``[[configs]]`` has the one
-implicit configuration "pc" with its ``guests``.
+last sent version, and when no patch file carries a stale collected trailer (a
+Reviewed-by, Acked-by, Tested-by... given on an earlier form of a patch whose diff
+changed since: a name on code that person did not see). ``--force`` with a reason
+overrides the test, no-change and trailer checks; the reason is recorded. Collected
+trailers that apply but are not in the patch files yet are only a note. A manifest
+without ``[[configs]]`` has the one implicit configuration "pc" with its ``guests``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from patchkit.errors import MailError
 from patchkit.guests import guest_class
 from patchkit.matrix import summary_table
+from patchkit.review.carry import PatchTrailers
 from patchkit.series.io import load_version
 from patchkit.series.model import Patch, Series
 from patchkit.store import TestResult
@@ -31,10 +36,11 @@ _MARKER_TIMING = "success"
 
 @dataclass(frozen=True)
 class GateResult:
-    """The outcome of the gate: problems found (empty = clear) and the override, if any."""
+    """The outcome of the gate: problems found (empty = clear), the override, if any, and notes (never refused)."""
 
     problems: list[str]
     forced_reason: str | None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def forced(self) -> bool:
@@ -94,9 +100,29 @@ def unchanged_since(series: Series) -> int | None:
     return None
 
 
+def trailer_problems(series: Series, trailers: Sequence[PatchTrailers]) -> list[str]:
+    """The stale collected trailers in the patch files: given on a form of the patch that changed since."""
+    total = len(series.patches)
+    return [f"patch {entry.index}/{total} carries {g.collected.trailer.text()}, given on v{g.version} "
+            "before the patch changed (a stale trailer)" for entry in trailers for g in entry.stale]
+
+
+def trailer_notes(series: Series, trailers: Sequence[PatchTrailers]) -> list[str]:
+    """Collected trailers that apply to a patch but are not in its file yet (one note per patch)."""
+    info = series.version_info(series.version)
+    how = ("a sent version never changes: `patchkit version new`, then `patchkit trailers --update`"
+           if info is not None and info.sent else "`patchkit trailers --update` writes them")
+    total = len(series.patches)
+    return [f"patch {entry.index}/{total} lacks the collected {', '.join(t.text() for t in entry.missing)} ({how})"
+            for entry in trailers if entry.missing]
+
+
 def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
-          force: bool, reason: str | None) -> GateResult:
-    """Apply every rule; raise MailError listing what blocks the send (or return the forced result)."""
+          force: bool, reason: str | None, trailers: Sequence[PatchTrailers] = ()) -> GateResult:
+    """Apply every rule; raise MailError listing what blocks the send (or return the forced result).
+
+    ``trailers``: what ``review.carry.plan`` says of each current patch's collected trailers.
+    """
     if force and not (reason and reason.strip()):
         raise MailError("--force needs --reason TEXT", hint="say why the series may go out anyway; it is recorded")
     if already_sent and not resend:
@@ -106,11 +132,17 @@ def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
     same_as = unchanged_since(series)
     if same_as is not None:
         problems.append(f"v{series.version} has no changes against the sent v{same_as} (empty range-diff)")
-    if problems and not force:
-        listing = "\n".join(f"  - {p}" for p in problems)
+    stale = trailer_problems(series, trailers)
+    if (problems or stale) and not force:
+        listing = "\n".join(f"  - {p}" for p in problems + stale)
+        todo = ["run `patchkit test` for this revision"] if problems else []
+        if stale:
+            todo.insert(0, "run `patchkit trailers --update` to take the stale trailers out "
+                           "(then `patchkit test`: the revision changes)")
         raise MailError(f"{series.name} v{series.version} may not be sent yet:\n{listing}",
-                        hint="run `patchkit test` for this revision, or pass --force --reason TEXT")
-    return GateResult(problems, reason.strip() if force and reason else None)
+                        hint="; ".join(todo) + ", or pass --force --reason TEXT")
+    return GateResult(problems + stale, reason.strip() if force and reason else None,
+                      trailer_notes(series, trailers))
 
 
 def boot_seconds(result: TestResult) -> float | None:

@@ -25,6 +25,7 @@ from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_serie
 from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
 from patchkit.progress import Progress
 from patchkit.project import Project
+from patchkit.review.carry import plan
 from patchkit.series.io import save_series
 from patchkit.series.model import Series, VersionInfo
 from patchkit.store import Store, atomic_write
@@ -83,6 +84,8 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
     sending = not options.dry_run and options.mbox is None
     with journal.locked():
         message_ids, gate = _plan(project.store, series, revision, journal, options, sending)
+        for note in gate.notes:
+            say(f"note: {note}")
         latest = _latest(project.store, series, revision)
         settings = read_settings(project.root, options.smtp, env) if sending else None
         sender = _sender(project.root, series, options, env, required=sending)
@@ -140,7 +143,7 @@ def _plan(store: Store, series: Series, revision: str, journal: Journal, options
     if options.mbox is not None:
         return [], GateResult([], None)  # an mbox is for looking at: not gated
     gate = check(series, _latest(store, series, revision), already_sent=_already_sent(series, revision, journal),
-                 resend=options.resend, force=options.force, reason=options.reason)
+                 resend=options.resend, force=options.force, reason=options.reason, trailers=plan(store, series))
     return [], gate
 
 
