@@ -8,6 +8,7 @@ import unidiff
 
 from patchkit import gitrepo
 from patchkit.project import Project
+from patchkit.report.mail import report_mail_lines
 from patchkit.review.summary import patch_counts
 from patchkit.series.io import available_versions
 from patchkit.series.model import Patch, Series
@@ -25,6 +26,7 @@ def status_lines(project: Project, s: Series, results: Results) -> list[str]:
         sent = f" sent {info.sent}" if info and info.sent else ""
         versions.append(f"v{n}{mark}{sent}")
     lines.append("  versions: " + ", ".join(versions))
+    lines.extend("  " + line for line in report_mail_lines(project.store, s))
     if s.cover_title:
         lines.append(f"  cover: {s.cover_title}")
     counts = patch_counts(project.store, s)

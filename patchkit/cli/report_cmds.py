@@ -21,6 +21,8 @@ from patchkit.report.page import write_report
               help="Directory to write index.html and the run artifacts to (default: the cache's reports/).")
 @click.option("--mail", "mail", is_flag=True, help="Post the test report as a reply to the version's cover letter.")
 @click.option("--dry-run", is_flag=True, help="With --mail: show the reply, send nothing.")
+@click.option("--resend", is_flag=True,
+              help="With --mail: send a report on a revision that already has one (or may have: in doubt) again.")
 @click.option("--from", "sender", help="With --mail: the sender (default as send-email: sendemail.from, user.email).")
 @click.option("--smtp-server", help="With --mail: SMTP host (default as send-email: sendemail.smtpServer).")
 @click.option("--smtp-port", help="With --mail: SMTP port (sendemail.smtpServerPort).")
@@ -28,12 +30,12 @@ from patchkit.report.page import write_report
 @click.option("--smtp-user", help="With --mail: SMTP AUTH user (the password as for send-email).")
 @click.pass_obj
 def report_cmd(project: Project, series: str | None, version: str | None, output: Path | None, mail: bool,
-               dry_run: bool, sender: str | None, smtp_server: str | None, smtp_port: str | None,
+               dry_run: bool, resend: bool, sender: str | None, smtp_server: str | None, smtp_port: str | None,
                smtp_encryption: str | None, smtp_user: str | None) -> None:
     """Write an offline HTML report: cover, diffs, builds, test matrix with screenshots, range-diff, review."""
     s = project.series(series)
     if mail:
-        sent = mail_report(project, s, _version_number(version), dry_run=dry_run,
+        sent = mail_report(project, s, _version_number(version), dry_run=dry_run, resend=resend,
                            smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
                                  "user": smtp_user, "sender": sender})
         if dry_run:
@@ -42,8 +44,8 @@ def report_cmd(project: Project, series: str | None, version: str | None, output
             click.echo(f"sent {sent.message['Message-ID']} in reply to {sent.message['In-Reply-To']} "
                        f"via {sent.server}")
         return
-    if dry_run:
-        raise click.UsageError("--dry-run goes with --mail")
+    if dry_run or resend:
+        raise click.UsageError("--dry-run and --resend go with --mail")
     data = gather(project, s, _version_number(version))
     out = output or project.store.reports / f"{s.name}-v{data.series.version}"
     page = write_report(data, out)

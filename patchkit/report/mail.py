@@ -4,25 +4,34 @@ The reply goes to the version's recipients (the manifest's To and Cc) through th
 send-email SMTP settings, threaded under the cover letter the send journal recorded.
 It is gated on real results: a version that was never sent has nothing to answer, and
 a revision without any recorded run has nothing to report.
+
+Each reply is journaled as send-email journals its messages (``report-v<N>.journal``
+in the series' mail directory: start, sending, then accepted or failed), so a report
+on a revision goes out once: a second one needs ``resend``, and so does one that went
+to the server without a recorded answer (in doubt: it may have arrived).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
 from patchkit.errors import MailError
-from patchkit.mailer.journal import Journal
+from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import POLICY, Envelope
-from patchkit.mailer.smtp import SmtpConnection, read_sender, read_settings
+from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
 from patchkit.project import Project
 from patchkit.report.data import ReportData, Run, gather
+from patchkit.series.io import available_versions
 from patchkit.series.model import Series
+from patchkit.store import Store
 
 
 @dataclass
@@ -40,8 +49,12 @@ class ReportMail:
 
 
 def mail_report(project: Project, series: Series, version: int | None, *, dry_run: bool,
-                smtp: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> ReportMail:
-    """Render the report reply for ``series`` version ``version`` and send it (unless ``dry_run``)."""
+                smtp: Mapping[str, str | None], resend: bool = False,
+                environ: Mapping[str, str] | None = None) -> ReportMail:
+    """Render the report reply for ``series`` version ``version`` and send it (unless ``dry_run``).
+
+    Refused when a report on this revision was sent (or may have been) before, unless ``resend``.
+    """
     env = os.environ if environ is None else environ
     data = gather(project, series, version, with_range_diff=False)
     number = data.series.version
@@ -52,6 +65,73 @@ def mail_report(project: Project, series: Series, version: int | None, *, dry_ru
     if not data.matrix.cells:
         raise MailError(f"no test results for {series.name} v{number} (revision {data.revision[:12]}): "
                         "a report needs real runs", hint=f"run `patchkit test {series.name}` first")
+    journal = Journal.for_report(project.store, series.name, number)
+    with journal.locked():
+        _check_earlier(journal, series.name, number, data.revision, resend=resend)
+        mail = _render(project, data, state, smtp, env)
+        if dry_run:
+            return mail
+        settings = read_settings(project.root, smtp, env)
+        _deliver(journal, settings, mail, data.revision)
+    return mail
+
+
+def delivered_or_in_doubt(sends: list[SendState], revision: str | None = None) -> list[SendState]:
+    """The report sends (of ``revision`` only, when given) the server accepted, or that went to it
+    without a recorded answer (in doubt: they may have arrived)."""
+    return [s for s in sends if (revision is None or s.revision == revision) and (s.accepted or s.in_doubt)]
+
+
+def when(state: SendState) -> str:
+    """When a send started, as the manifest writes dates (UTC, seconds)."""
+    return datetime.fromtimestamp(state.started, UTC).replace(microsecond=0).isoformat()
+
+
+def report_mail_lines(store: Store, series: Series) -> list[str]:
+    """For `patchkit status`: per version with a report journal, where its mailed report stands."""
+    lines = []
+    for number in available_versions(series):
+        sends = Journal.for_report(store, series.name, number).sends()
+        if not sends:
+            continue
+        reached, last = delivered_or_in_doubt(sends), sends[-1]
+        text = _state_text(last)
+        if reached and reached[-1] is not last:
+            text = f"{_state_text(reached[-1])}; the last attempt ({when(last)}): {text}"
+        sent = sum(1 for s in sends if s.accepted)
+        count = f" ({sent} reports sent)" if sent > 1 else ""
+        lines.append(f"report mail v{number}: {text}{count}")
+    return lines
+
+
+def _state_text(state: SendState) -> str:
+    mid = state.message_ids[0]
+    if state.accepted:
+        return f"sent {when(state)} as {mid}"
+    if state.in_doubt:
+        return (f"IN DOUBT: {mid} went to the server on {when(state)} without a recorded answer "
+                "(check the list; `patchkit report --mail --resend` sends it again)")
+    why = next(iter(state.failures.values()), "stopped before it reached the server")
+    return f"not sent: {why}"
+
+
+def _check_earlier(journal: Journal, name: str, number: int, revision: str, *, resend: bool) -> None:
+    earlier = delivered_or_in_doubt(journal.sends(), revision)
+    if not earlier or resend:
+        return
+    last = earlier[-1]
+    what = f"a report on {name} v{number} (revision {revision[:12]})"
+    if last.accepted:
+        raise MailError(f"{what} was already sent on {when(last)} as {last.message_ids[0]}",
+                        hint="pass --resend to send another report on the same revision (a new message)")
+    raise MailError(f"{what} may have been delivered: {last.message_ids[0]} went to the server on {when(last)} "
+                    "but no answer was recorded (the journal could not be written, or patchkit was stopped)",
+                    hint="check the list archive or your sent mail; pass --resend to send the report again")
+
+
+def _render(project: Project, data: ReportData, state: SendState, smtp: Mapping[str, str | None],
+            env: Mapping[str, str]) -> ReportMail:
+    series = data.series
     sender = read_sender(project.root, {"sender": smtp.get("sender")}, env)
     envelope = Envelope(sender=sender, to=tuple(series.to), cc=tuple(series.cc),
                         subject_prefix=series.subject_prefix)
@@ -70,14 +150,31 @@ def mail_report(project: Project, series: Series, version: int | None, *, dry_ru
     msg["References"] = cover_id
     text = report_text(data, cover_id, cover_subject)
     msg.set_content(text, charset="utf-8", cte="8bit" if not text.isascii() else "7bit")
-    mail = ReportMail(msg, envelope)
-    if dry_run:
-        return mail
-    settings = read_settings(project.root, smtp, env)
-    with SmtpConnection(settings) as conn:
-        conn.send(parseaddr(sender)[1], envelope.recipients, mail.as_bytes("\r\n"))
+    return ReportMail(msg, envelope)
+
+
+def _deliver(journal: Journal, settings: SmtpSettings, mail: ReportMail, revision: str) -> None:
+    """Send ``mail``, journaling the start, the attempt and the server's answer."""
+    mid = str(mail.message["Message-ID"])
+    recipients = mail.envelope.recipients
+    journal.start(revision, [mid], [str(mail.message["Subject"])], None)
+    try:
+        with SmtpConnection(settings) as conn:
+            journal.sending(mid, recipients)
+            conn.send(parseaddr(mail.envelope.sender)[1], recipients, mail.as_bytes("\r\n"))
+    except JournalError:
+        raise  # the attempt was not journaled, so nothing went to the server
+    except MailError as exc:
+        with contextlib.suppress(JournalError):  # unrecorded, the report stays in doubt
+            journal.failed(mid, exc.message)
+        raise MailError(f"the report was not sent: {exc.message}", hint=exc.hint) from exc
+    try:
+        journal.accepted(mid, recipients)
+    except JournalError as exc:
+        raise MailError(f"the report {mid} was accepted by the server, but {exc.message}",
+                        hint=f"free space in {exc.path.parent}; the report arrived: do not send it again "
+                             "(`patchkit status` shows it in doubt)") from exc
     mail.server = settings.describe()
-    return mail
 
 
 def report_text(data: ReportData, cover_id: str, cover_subject: str) -> str:
