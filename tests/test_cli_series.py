@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from fixtures.cli import run_patchkit
 from fixtures.repos import make_project, make_upstream, series_from_commits, write_series
 from fixtures.world import World
 
 from patchkit import store
-from patchkit.run import run
 
 
 def pk(project: Path, *args: str) -> tuple[int, str]:
     """Run patchkit in ``project``; return (exit status, merged output)."""
-    proc = run([sys.executable, "-m", "patchkit", "-C", project, *args], check=False)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+    done = run_patchkit("-C", project, *args)
+    return done.returncode, done.stdout
 
 
 def test_vendor_from_path_and_unreachable(tmp_path: Path, isolated_cache: Path) -> None:

@@ -8,15 +8,13 @@ going backwards or negative, and a symlink pointing outside the tree were accept
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
-from fixtures.repos import write_series
-from test_series_io import BASE, patch_text
+from fixtures.cli import run_patchkit
+from fixtures.repos import BASE, patch_text, write_series
 
 from patchkit.errors import SeriesError
-from patchkit.run import run
 from patchkit.series.io import load_series, new_version
 
 
@@ -137,7 +135,7 @@ def test_a_symlink_inside_the_tree_is_fine(tmp_path: Path) -> None:
 def test_status_exits_non_zero_for_an_invalid_series(series_dir: Path, tmp_path: Path) -> None:
     write_series(series_dir.parent.parent, "good", BASE, [patch_text()])
     edit_manifest(series_dir, "cc = []", "Cc = []")
-    done = run([sys.executable, "-m", "patchkit", "-C", series_dir.parent.parent, "status"], check=False)
-    out = done.stdout.decode()
+    done = run_patchkit("-C", series_dir.parent.parent, "status")
+    out = done.stdout
     assert done.returncode == 1, out
     assert "demo: INVALID" in out and "good  v1" in out  # the valid series is still shown

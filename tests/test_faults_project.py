@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from fixtures.repos import write_series
-from test_series_io import BASE, patch_text
-
-from patchkit.run import run
+from fixtures.cli import run_patchkit
+from fixtures.repos import BASE, patch_text, write_series
 
 
 def project_with_series(tmp_path: Path) -> Path:
@@ -21,8 +18,8 @@ def project_with_series(tmp_path: Path) -> Path:
 
 
 def status_in(cwd: Path, *args: str) -> tuple[int, str]:
-    done = run([sys.executable, "-m", "patchkit", *args, "status"], cwd=cwd, check=False)
-    return done.returncode, done.stdout.decode()
+    done = run_patchkit(*args, "status", cwd=cwd)
+    return done.returncode, done.stdout
 
 
 def test_status_from_a_subdirectory_finds_the_project(tmp_path: Path) -> None:

@@ -6,8 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fixtures.repos import write_series
-from test_series_io import BASE, all_bytes, patch_text
+from fixtures.repos import BASE, all_bytes, patch_text, write_series
 
 from patchkit.errors import SeriesError
 from patchkit.series.io import load_series, save_series

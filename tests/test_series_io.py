@@ -5,23 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures.repos import write_series
+from fixtures.repos import BASE, all_bytes, patch_text, write_series
 
 from patchkit.errors import SeriesError
 from patchkit.project import Project
 from patchkit.series.io import load_series, load_version, new_version, save_series
 from patchkit.store import Store
-
-BASE = "245dca9ce6d748815914bf23231c34fe33e7f18b"
-
-
-def patch_text(subject: str = "[core] Add two", body: str = "Because.\n\nSigned-off-by: A <a@example.org>",
-               diff: str | None = None) -> str:
-    diff = diff if diff is not None else (
-        "diff --git a/src/a.c b/src/a.c\n--- a/src/a.c\n+++ b/src/a.c\n"
-        "@@ -1,2 +1,3 @@\n one\n+two\n three\n"
-    )
-    return f"From: A <a@example.org>\nDate: Tue, 26 Jan 2010 12:00:00 +0000\nSubject: {subject}\n\n{body}\n---\n{diff}"
 
 
 @pytest.fixture
@@ -30,10 +19,6 @@ def project(tmp_path: Path, store: Store) -> Project:
     (root / "series").mkdir(parents=True)
     write_series(root, "demo", BASE, [patch_text(), patch_text("[core] Second")])
     return Project(root, store)
-
-
-def all_bytes(d: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def test_load_fields(project: Project) -> None:
