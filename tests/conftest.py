@@ -17,8 +17,9 @@ from patchkit.project import Project
 from patchkit.store import Store
 
 # Shared fixtures: world (a fixture upstream and a project pinned to it), the ROMs (fixtures/roms.py),
-# gated (a project whose make can be held, fixtures/gated.py).
-pytest_plugins = ("fixtures.world", "fixtures.roms", "fixtures.gated")
+# gated (a project whose make can be held, fixtures/gated.py), mail_project and sent_series (a series
+# mailed to SMTP servers on 127.0.0.1, fixtures/mail.py and fixtures/review.py).
+pytest_plugins = ("fixtures.world", "fixtures.roms", "fixtures.gated", "fixtures.mail", "fixtures.review")
 
 REAL_STORE = Store.from_environment()  # the user's cache: its inputs are read, never written
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -9,15 +9,13 @@ import subprocess
 from pathlib import Path
 
 from fixtures.cli import run_patchkit
+from fixtures.disks import PAGE, fill, small_tmpfs
 from fixtures.gated import GatedProject
 from fixtures.guests import guest_or_skip
+from fixtures.mail import MailProject
 from fixtures.processes import processes_in
-from test_faults_mail import PAGE, fill, small_tmpfs
-from test_mail_fixtures import MailProject
 
 from patchkit.store import Store
-
-pytest_plugins = ("test_mail_fixtures",)
 
 
 def assert_no_space(done: subprocess.CompletedProcess[str], where: Path) -> None:

@@ -7,12 +7,7 @@ The servers are real aiosmtpd servers on 127.0.0.1 whose handler injects the fau
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import json
-import os
-import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +15,11 @@ import git
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
-from test_mail_fixtures import MailProject, Recorder, Server, authenticator, free_port, smtp_options
+from fixtures.disks import PAGE, fill, small_tmpfs
+from fixtures.mail import MailProject, Recorder, Rejecting, Server, authenticator, free_port, smtp_options
 
 from patchkit.errors import MailError
 from patchkit.mailer.send import SendOptions, send_email
-
-pytest_plugins = ("test_mail_fixtures",)
 
 
 def events(mp: MailProject, version: int = 2) -> list[dict]:
@@ -50,20 +44,6 @@ def frozen(mp: MailProject) -> bool:
     return bool(info and (info.sent or info.tag)) or "demo-v2" in tags
 
 
-@dataclass
-class Rejecting(Recorder):
-    """Answers the DATA of message number ``reject_at`` (1-based, counting all DATA) with 554."""
-
-    reject_at: int = 0
-    seen: int = 0
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
-        self.seen += 1
-        if self.seen == self.reject_at:
-            return "554 5.7.1 Message rejected by content filter"
-        return await super().handle_DATA(server, session, envelope)
-
-
 def test_a_554_at_the_end_of_data_is_not_sent(mail_project: MailProject) -> None:
     mail_project.record()
     progress: list[str] = []
@@ -85,37 +65,6 @@ def test_a_554_at_the_end_of_data_is_not_sent(mail_project: MailProject) -> None
 
 
 # --- the journal cannot be written once the server accepted a message ---------------------------
-
-
-@contextlib.contextmanager
-def small_tmpfs(where: Path, size: str = "64k") -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``where``; skips where it cannot be mounted (needs root)."""
-    if os.geteuid() != 0:
-        pytest.skip("a full disk is simulated with a small tmpfs, which needs root to mount")
-    where.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): a full disk cannot be simulated")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the file system of ``directory`` until ENOSPC; return the filler (remove it to free the space)."""
-    filler = directory / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
-
-
-PAGE = 4096  # tmpfs allocates whole pages: a write needs space only when it starts a new one
 
 
 def end_page(journal: Path) -> None:

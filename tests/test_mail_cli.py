@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import ssl
-import sys
 from pathlib import Path
 
-from test_mail_fixtures import USERS, MailProject, Recorder, Server, authenticator
+from fixtures.mail import USERS, MailProject, Recorder, Server, authenticator
 
 from patchkit.mailer.smtp import read_settings
 from patchkit.run import run
-
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
-
-
-def patchkit(mp: MailProject, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    proc = run([sys.executable, "-m", "patchkit", "-C", mp.root, *args], env=env, check=False)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
 
 def git_config(cwd: Path, *pairs: tuple[str, str], scope: str = "--global") -> None:
@@ -25,14 +17,14 @@ def git_config(cwd: Path, *pairs: tuple[str, str], scope: str = "--global") -> N
 
 
 def test_refused_send_exits_1_with_the_reason(mail_project: MailProject) -> None:
-    status, out = patchkit(mail_project, "send-email", "--dry-run")
+    status, out = mail_project.cli("send-email", "--dry-run")
     assert status == 1
     assert "error: demo v2 may not be sent yet" in out and "freedos: not tested" in out
 
 
 def test_dry_run_shows_recipients_and_mails(mail_project: MailProject) -> None:
     mail_project.record()
-    status, out = patchkit(mail_project, "send-email", "demo", "--dry-run", "--cc", "a@example.org",
+    status, out = mail_project.cli("send-email", "demo", "--dry-run", "--cc", "a@example.org",
                            "--cc", "B <b@example.org>")
     assert status == 0, out
     assert "To: Devel List <devel@example.org>" in out
@@ -51,9 +43,9 @@ def test_send_with_settings_from_git_config(mail_project: MailProject, tls_ca: t
                    ("sendemail.smtpSslCertPath", str(ca_file)), ("sendemail.smtpServerPort", "1"))
         git_config(mail_project.root, ("sendemail.smtpServerPort", str(srv.port)), ("sendemail.smtpUser", "jane"),
                    ("sendemail.smtpPass", "wrong"), ("sendemail.from", "Jane D <jane@example.org>"), scope="--local")
-        status, out = patchkit(mail_project, "send-email")
+        status, out = mail_project.cli("send-email")
         assert status == 1 and "rejected the login" in out and "wrong" not in out
-        status, out = patchkit(mail_project, "send-email", env={"PATCHKIT_SMTP_PASS": USERS["jane"]})
+        status, out = mail_project.cli("send-email", env={"PATCHKIT_SMTP_PASS": USERS["jane"]})
     assert status == 0, out
     assert "[1/3] sent" in out and "[3/3] sent" in out and "tagged demo-v2" in out
     assert USERS["jane"] not in out
@@ -76,12 +68,12 @@ def test_settings_precedence_options_over_environment_over_git(mail_project: Mai
 
 def test_missing_server_says_how_to_configure(mail_project: MailProject) -> None:
     mail_project.record()
-    status, out = patchkit(mail_project, "send-email")
+    status, out = mail_project.cli("send-email")
     assert status == 1 and "no SMTP server configured" in out and "sendemail.smtpServer" in out
 
 
 def test_contradictory_options_are_usage_errors(mail_project: MailProject, tmp_path: Path) -> None:
-    status, out = patchkit(mail_project, "send-email", "--dry-run", "--mbox", str(tmp_path / "x.mbox"))
+    status, out = mail_project.cli("send-email", "--dry-run", "--mbox", str(tmp_path / "x.mbox"))
     assert status == 2 and "pick one" in out
-    status, out = patchkit(mail_project, "send-email", "--reason", "because")
+    status, out = mail_project.cli("send-email", "--reason", "because")
     assert status == 2 and "--reason goes with --force" in out

@@ -6,13 +6,11 @@ import re
 from typing import Any
 
 import pytest
-from test_mail_fixtures import MailProject, Recorder, Server, smtp_options
+from fixtures.mail import MailProject, Recorder, Server, smtp_options
 
 from patchkit.errors import MailError
 from patchkit.mailer.send import SendOptions, SendReport, send_email
 from patchkit.series.io import new_version, save_series
-
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
 
 def dry(mp: MailProject, **kwargs: Any) -> SendReport:

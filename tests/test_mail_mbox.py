@@ -8,42 +8,9 @@ import mailbox
 from pathlib import Path
 
 import git
-from test_mail_fixtures import MailProject
+from fixtures.mail import MailProject, b4_am, git_am_tree
 
 from patchkit.mailer.send import SendOptions, send_email
-from patchkit.run import run
-
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
-
-GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_COMMITTER_NAME": "Maintainer", "GIT_COMMITTER_EMAIL": "m@example.org"}
-
-
-def git_am_tree(mirror_src: Path, base: str, mbox: Path, workdir: Path, skip_cover: bool) -> tuple[str, git.Repo]:
-    """Clone ``mirror_src``, `git am` ``mbox`` onto ``base``; the resulting tree id and the repo.
-
-    The cover letter has no diff (git am would stop on it): with ``skip_cover`` the
-    mbox is split with `git mailsplit` and every message but the first is applied.
-    ``--keep-non-patch`` keeps gPXE's ``[area]`` subject tags (git am drops them otherwise).
-    """
-    run(["git", "clone", "-q", mirror_src, workdir], env=GIT_ENV)
-    run(["git", "checkout", "-q", "--detach", base], cwd=workdir, env=GIT_ENV)
-    if skip_cover:
-        parts = workdir.parent / f"{workdir.name}-split"
-        parts.mkdir()
-        run(["git", "mailsplit", f"-o{parts}", mbox], env=GIT_ENV)
-        run(["git", "am", "-q", "--keep-non-patch", *sorted(parts.iterdir())[1:]], cwd=workdir, env=GIT_ENV)
-    else:
-        run(["git", "am", "-q", "--keep-non-patch", mbox], cwd=workdir, env=GIT_ENV)
-    repo = git.Repo(workdir)
-    return repo.head.commit.tree.hexsha, repo
-
-
-def b4_am(mbox: Path, cover_id: str, outdir: Path, home: Path) -> str:
-    """Run `b4 am` on a local mbox (no network, no cache); its combined output."""
-    env = {**GIT_ENV, "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "XDG_CONFIG_HOME": str(home / "cfg")}
-    home.mkdir(exist_ok=True)
-    out = run(["b4", "--offline-mode", "am", "-C", "-m", mbox, "-o", outdir, cover_id.strip("<>")], env=env)
-    return out.stdout.decode("utf-8", "replace")
 
 
 def test_mbox_round_trips_through_git_am_and_b4(mail_project: MailProject, tmp_path: Path) -> None:

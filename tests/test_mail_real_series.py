@@ -6,7 +6,7 @@ from pathlib import Path
 
 import git
 import pytest
-from test_mail_mbox import b4_am, git_am_tree
+from fixtures.mail import b4_am, git_am_tree
 
 from patchkit.mailer.send import SendOptions, send_email
 from patchkit.project import Project

@@ -7,11 +7,9 @@ import email.policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from test_mail_fixtures import SENDER, FixtureApplied, format_patch, make_series
+from fixtures.mail import SENDER, FixtureApplied, format_patch, make_series
 
 from patchkit.mailer.render import Envelope, cover_text, git_signature, new_message_ids, render_series
-
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
 
 def _parse(data: bytes) -> EmailMessage:

@@ -12,13 +12,11 @@ from pathlib import Path
 import git
 import pytest
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
-from test_mail_fixtures import ROM_SHA, USERS, MailProject, Recorder, Server, authenticator, smtp_options
+from fixtures.mail import ROM_SHA, USERS, MailProject, Recorder, Server, authenticator, smtp_options
 
 from patchkit.errors import MailError
 from patchkit.mailer.send import send_email
 from patchkit.run import run
-
-pytest_plugins = ("test_mail_fixtures",)  # its fixtures: mail_project, tls_ca, mail_repo
 
 
 def _msg(envelope: SmtpEnvelope) -> email.message.EmailMessage:

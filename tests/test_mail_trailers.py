@@ -9,33 +9,23 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import sys
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from test_mail_fixtures import smtp_options
-from test_review_fixtures import BOB, SentSeries, quote, reply
+from fixtures.mail import smtp_options
+from fixtures.review import BOB, SentSeries, quote, reply
 
 from patchkit.errors import MailError
 from patchkit.mailer.send import send_email
 from patchkit.review.carry import new_version_keeping_trailers, update
 from patchkit.review.thread import import_replies
-from patchkit.run import run
 from patchkit.series.io import save_series
 from patchkit.series.model import Series
 
-pytest_plugins = ("test_review_fixtures",)
-
 DAVE = "Dave Tester <dave@example.org>"
 STALE = f"patch 2/2 carries Reviewed-by: {BOB}, given on v2 before the patch changed (a stale trailer)"
-
-
-def cli(ss: SentSeries, *args: str) -> tuple[int, str]:
-    """`patchkit -C PROJECT ARGS` as a user runs it: exit status and output."""
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, *args], check=False)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
 
 def send_args(ss: SentSeries, *args: str) -> list[str]:
@@ -84,7 +74,7 @@ def test_stale_trailers_refuse_the_send_until_trailers_update(sent_series: SentS
     start_v3(ss, write_trailers=True)
     assert f"Reviewed-by: {BOB}" in ss.mp.series().patches[1].message  # written for the v2 form of the patch
     ss.mp.record()  # the revision passed its tests: only the trailers hold it back
-    status, out = cli(ss, *send_args(ss))
+    status, out = ss.mp.cli(*send_args(ss))
     assert status == 1, out
     assert STALE in out
     assert f"patch 2/2 carries Tested-by: {DAVE}, given on v2" in out
@@ -94,7 +84,7 @@ def test_stale_trailers_refuse_the_send_until_trailers_update(sent_series: SentS
         send_email(ss.mp.project, "demo", smtp_options(ss.server, dry_run=True))
     assert len(ss.server.recorder.messages) == 3 and not ss.mp.journal(3).exists()
 
-    status, out = cli(ss, "trailers", "--update")
+    status, out = ss.mp.cli("trailers", "--update")
     assert status == 0, out
     assert f"  - Reviewed-by: {BOB} (given on v2; the patch changed)" in out
     ss.mp.record()  # taking them out made a new revision: tested again, as `patchkit test` would
@@ -112,9 +102,9 @@ def test_force_with_reason_sends_stale_trailers_and_records_why(sent_series: Sen
     review_v2(ss, tmp_path)
     start_v3(ss, write_trailers=True)
     ss.mp.record()
-    status, out = cli(ss, *send_args(ss, "--force"))
+    status, out = ss.mp.cli(*send_args(ss, "--force"))
     assert status == 1 and "--force needs --reason" in out, out
-    status, out = cli(ss, *send_args(ss, "--force", "--reason", "Bob re-reviewed the change on IRC"))
+    status, out = ss.mp.cli(*send_args(ss, "--force", "--reason", "Bob re-reviewed the change on IRC"))
     assert status == 0, out
     start = json.loads(ss.mp.journal(3).read_text().splitlines()[0])
     assert start["event"] == "start" and start["forced_reason"] == "Bob re-reviewed the change on IRC"
@@ -147,7 +137,7 @@ def test_without_replies_a_changed_patch_is_sent_as_before(sent_series: SentSeri
     ss = sent_series
     start_v3(ss, write_trailers=True)
     ss.mp.record()
-    status, out = cli(ss, *send_args(ss))
+    status, out = ss.mp.cli(*send_args(ss))
     assert status == 0, out
     assert "sent 3 message(s) of demo v3" in out and "note:" not in out
     assert len(v3_mails(ss)) == 3

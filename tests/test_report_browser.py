@@ -14,19 +14,16 @@ import os
 import re
 import shutil
 import struct
-import sys
 import zlib
 from pathlib import Path
 
 import pytest
-from test_review_fixtures import BOB, SentSeries, quote, reply
+from fixtures.review import BOB, SentSeries, quote, reply
 
 from patchkit.report.data import save_builds
 from patchkit.review.thread import import_replies
 from patchkit.run import run
 from patchkit.store import ResultKey, TestResult as StoredResult  # a Test* name pytest would collect
-
-pytest_plugins = ("test_review_fixtures",)
 
 ARTIFACTS = Path(os.environ.get("PATCHKIT_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -114,8 +111,9 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
     ss = sent_series
     bob = reply(ss.sent[1], BOB, f"{quote(ss.sent[1], slice(0, 2))}\n\nWhy?\n\nReviewed-by: {BOB}\n")
     import_replies(ss.mp.store, [ss.mbox(tmp_path / "r.mbox", [bob])], ["demo"])
-    run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "version", "new", "--changelog", "- v3"])
-    run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "trailers", "--update"])
+    for args in (("version", "new", "--changelog", "- v3"), ("trailers", "--update")):
+        status, said = ss.mp.cli(*args)
+        assert status == 0, said
     runs = tmp_path / "runs"
     _record(ss, "freedos", _run_dir(runs, "1-freedos-old", OLD, True), True, 1000.0)  # history only
     _record(ss, "freedos", _run_dir(runs, "2-freedos", FREEDOS, True), True, 2000.0)
@@ -135,9 +133,8 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
                   "samples": {}, "verdict": "PASS"}]}))
 
     out = tmp_path / "report"
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "report", "demo", "--version", "v3",
-                "-o", out], check=False)
-    assert proc.returncode == 0, proc.stdout.decode()
+    status, said = ss.mp.cli("report", "demo", "--version", "v3", "-o", out)
+    assert status == 0, said
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # nothing fetched
 

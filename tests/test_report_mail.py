@@ -15,18 +15,15 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
-from test_faults_mail import Rejecting
-from test_mail_fixtures import MailProject, Recorder, Server, smtp_options
-from test_review_fixtures import SentSeries
+from fixtures.mail import MailProject, Recorder, Rejecting, Server, smtp_options
+from fixtures.review import SentSeries
 
 from patchkit.errors import MailError
 from patchkit.mailer.journal import report_journal_path
 from patchkit.mailer.send import send_email
 from patchkit.report.mail import mail_report
 from patchkit.review.thread import import_replies, reviews
-from patchkit.run import run, spawned
-
-pytest_plugins = ("test_review_fixtures",)
+from patchkit.run import spawned
 
 WHEN = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"  # a send's start as status shows it (UTC)
 
@@ -34,9 +31,8 @@ WHEN = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"  # a send's start as status show
 def test_report_reply_goes_to_the_list_under_the_cover(sent_series: SentSeries, tmp_path: Path) -> None:
     ss = sent_series
     before = len(ss.server.recorder.messages)
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "report", "--mail", "--smtp-server",
-                "127.0.0.1", "--smtp-port", str(ss.server.port)], check=False)
-    assert proc.returncode == 0, proc.stdout.decode()
+    status, out = ss.mp.cli("report", "--mail", "--smtp-server", "127.0.0.1", "--smtp-port", str(ss.server.port))
+    assert status == 0, out
     assert len(ss.server.recorder.messages) == before + 1
     got = ss.server.recorder.messages[-1]
     assert got.rcpt_tos == ["devel@example.org", "reviewer@example.com"]
@@ -75,11 +71,6 @@ def test_report_is_gated_on_a_sent_version_with_results(mail_project: MailProjec
 # --- the report's journal: once per revision, interruptions visible -------------------------------
 
 
-def patchkit(ss: SentSeries, *args: str) -> tuple[int, str]:
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, *args], check=False)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")
-
-
 def report_args(port: int, *args: str) -> list[str]:
     return ["report", "--mail", "--smtp-server", "127.0.0.1", "--smtp-port", str(port), *args]
 
@@ -97,17 +88,17 @@ def message_id(data: bytes | None) -> str:
 def test_a_report_goes_out_once_per_revision_unless_resent(sent_series: SentSeries) -> None:
     ss = sent_series
     send_journal = ss.mp.journal().read_bytes()
-    status, out = patchkit(ss, *report_args(ss.server.port))
+    status, out = ss.mp.cli(*report_args(ss.server.port))
     assert status == 0, out
     first = message_id(ss.received()[-1])
     assert [e["event"] for e in report_events(ss)] == ["start", "sending", "accepted"]
     start = report_events(ss)[0]
     assert start["message_ids"] == [first] and start["revision"] == ss.mp.series().revision_hash()
     assert report_events(ss)[2]["recipients"] == ["devel@example.org", "reviewer@example.com"]
-    status, out = patchkit(ss, "status", "demo")
+    status, out = ss.mp.cli("status", "demo")
     assert re.search(rf"^  report mail v2: sent {WHEN} as {re.escape(first)}$", out, re.M), out
 
-    status, out = patchkit(ss, *report_args(ss.server.port))  # the same revision again: refused
+    status, out = ss.mp.cli(*report_args(ss.server.port))  # the same revision again: refused
     assert status == 1, out
     assert re.search(rf"a report on demo v2 \(revision [0-9a-f]{{12}}\) was already sent on {WHEN} as "
                      + re.escape(first), out), out
@@ -116,12 +107,12 @@ def test_a_report_goes_out_once_per_revision_unless_resent(sent_series: SentSeri
         mail_report(ss.mp.project, ss.mp.series(), None, dry_run=True, smtp={})
     assert len(ss.server.recorder.messages) == 4
 
-    status, out = patchkit(ss, *report_args(ss.server.port, "--resend"))
+    status, out = ss.mp.cli(*report_args(ss.server.port, "--resend"))
     assert status == 0, out
     assert len(ss.server.recorder.messages) == 5
     second = message_id(ss.received()[-1])
     assert second != first  # another report: a new message
-    status, out = patchkit(ss, "status", "demo")
+    status, out = ss.mp.cli("status", "demo")
     assert re.search(rf"^  report mail v2: sent {WHEN} as {re.escape(second)} \(2 reports sent\)$", out, re.M), out
     assert ss.mp.journal().read_bytes() == send_journal  # the series' own journal is left alone
 
@@ -158,42 +149,42 @@ def test_an_interrupted_report_is_in_doubt_and_needs_resend(sent_series: SentSer
         assert len(srv.recorder.messages) == 1
         sent = message_id(srv.recorder.messages[0].original_content)
         assert [e["event"] for e in report_events(ss)] == ["start", "sending"]
-        status, out = patchkit(ss, "status", "demo")
+        status, out = ss.mp.cli("status", "demo")
         assert re.search(rf"report mail v2: IN DOUBT: {re.escape(sent)} went to the server on {WHEN} ", out), out
         assert "`patchkit report --mail --resend`" in out
 
-        status, out = patchkit(ss, *report_args(srv.port))
+        status, out = ss.mp.cli(*report_args(srv.port))
         assert status == 1 and "may have been delivered" in out and "--resend" in out, out
         assert len(srv.recorder.messages) == 1
-        status, out = patchkit(ss, *report_args(srv.port, "--resend"))
+        status, out = ss.mp.cli(*report_args(srv.port, "--resend"))
         assert status == 0, out
         assert len(srv.recorder.messages) == 2
         resent = message_id(srv.recorder.messages[1].original_content)
-    status, out = patchkit(ss, "status", "demo")
+    status, out = ss.mp.cli("status", "demo")
     assert re.search(rf"^  report mail v2: sent {WHEN} as {re.escape(resent)}$", out, re.M), out
 
 
 def test_a_refused_report_is_journaled_and_may_be_sent_again(sent_series: SentSeries) -> None:
     ss = sent_series
     with Server(Rejecting(reject_at=1)) as srv:
-        status, out = patchkit(ss, *report_args(srv.port))
+        status, out = ss.mp.cli(*report_args(srv.port))
         assert status == 1 and "the report was not sent: " in out and "554" in out, out
         assert srv.recorder.messages == []
     assert [e["event"] for e in report_events(ss)] == ["start", "sending", "failed"]
-    status, out = patchkit(ss, "status", "demo")
+    status, out = ss.mp.cli("status", "demo")
     assert "report mail v2: not sent: " in out and "554" in out, out
-    status, out = patchkit(ss, *report_args(ss.server.port))  # nothing reached the list: no --resend needed
+    status, out = ss.mp.cli(*report_args(ss.server.port))  # nothing reached the list: no --resend needed
     assert status == 0, out
-    status, out = patchkit(ss, "status", "demo")
+    status, out = ss.mp.cli("status", "demo")
     assert re.search(rf"^  report mail v2: sent {WHEN} as <\S+>$", out, re.M), out
 
 
 def test_a_dry_run_report_journals_nothing(sent_series: SentSeries) -> None:
     """Negative control: nothing sent, nothing journaled, nothing shown in status."""
     ss = sent_series
-    status, out = patchkit(ss, "report", "--mail", "--dry-run")
+    status, out = ss.mp.cli("report", "--mail", "--dry-run")
     assert status == 0 and "In-Reply-To: " + ss.ids[0] in out, out
     assert not report_journal_path(ss.mp.store, "demo", 2).exists()
-    status, out = patchkit(ss, "status", "demo")
+    status, out = ss.mp.cli("status", "demo")
     assert "report mail" not in out, out
 

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import mailbox
-import sys
 from pathlib import Path
 
-from test_review_fixtures import BOB, CAROL, SentSeries, git_send_reply, parse, quote, reply
+from fixtures.review import BOB, CAROL, SentSeries, git_send_reply, parse, quote, reply
 
 from patchkit.review.thread import import_replies, replies_dir, reviews
 from patchkit.run import run
-
-pytest_plugins = ("test_review_fixtures",)
-
-
-def patchkit(ss: SentSeries, *args: str) -> tuple[int, str]:
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, *args], check=False)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
 
 def _thread(ss: SentSeries, tmp: Path) -> list[bytes]:
@@ -72,7 +64,7 @@ def test_a_thread_saved_by_b4_mbox_as_mbox_and_maildir(sent_series: SentSeries, 
     assert (report.own, len(report.stored["demo"]), report.unmatched) == (3, 3, [])  # b4 left the lunch mail out
     again = import_replies(sent_series.mp.store, [maildir], ["demo"])
     assert (again.own, again.known, again.stored) == (3, 3, {})
-    status, out = patchkit(sent_series, "review")
+    status, out = sent_series.mp.cli("review")
     assert status == 0 and f"Reviewed-by: {BOB}" in out and "Tested-by: Dave <dave@example.org>" in out
 
 

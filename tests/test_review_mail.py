@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import base64
 import quopri
-import sys
 from pathlib import Path
 
-from test_review_fixtures import BOB, CAROL, SentSeries, parse, quote, reply
+from fixtures.review import BOB, CAROL, SentSeries, parse, quote, reply
 
 from patchkit.review.comments import comments
 from patchkit.review.message import html_to_text, parse_mail
 from patchkit.review.thread import import_replies, reviews
 from patchkit.review.trailers import Trailer, find_trailers, with_trailers
-from patchkit.run import run
-
-pytest_plugins = ("test_review_fixtures",)
 
 CAROL_ADDR = f"{CAROL[0]} <{CAROL[1]}>"
 CAROL_2047 = "=?UTF-8?Q?Carol=C3=AB_=C3=9Cn=C3=AFcode?= <carol@example.net>"
@@ -111,10 +107,8 @@ def test_malformed_mails_are_reported_never_dropped_or_fatal(sent_series: SentSe
          + "\nReviewed-by: Bob Reviewer <bob@example.com>\n").encode())
     (d / "06-unrelated.eml").write_bytes(
         b"From: a@example.org\nSubject: lunch?\nMessage-ID: <lunch@example.org>\n\nnoon\n")
-    proc = run([sys.executable, "-m", "patchkit", "-C", sent_series.mp.root, "review", "import", d, d / "nope"],
-               check=False)
-    out = proc.stdout.decode()
-    assert proc.returncode == 1, out
+    status, out = sent_series.mp.cli("review", "import", d, d / "nope")
+    assert status == 1, out
     assert f"warning: {d}/01-no-id.eml: <" in out and "read despite: no Message-ID header" in out
     assert f"malformed: {d}/02-empty.eml: empty file" in out
     assert f"malformed: {d}/03-binary.eml: " in out
@@ -147,8 +141,8 @@ def test_comments_map_quoted_hunks_to_file_and_line(sent_series: SentSeries, tmp
         ("commit message", "Which heap?", True),
     ]
     assert got[0].comment.quote[-1] == "+static int line7 = 7;" and got[0].comment.place.hunk.startswith("@@ -5,7 +5,7")
-    proc = run([sys.executable, "-m", "patchkit", "-C", sent_series.mp.root, "review"])
-    out = proc.stdout.decode()
+    status, out = sent_series.mp.cli("review")
+    assert status == 0, out
     assert "comment by Bob Reviewer <bob@example.com> on src/aoeboot.c:8 [answered]" in out
     assert "      > +static int line7 = 7;\n      Why static here?" in out
 

@@ -6,26 +6,22 @@ b4 reads the same thread (`b4 am` on the mbox) and must collect the same trailer
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-from test_mail_mbox import b4_am, git_am_tree
-from test_review_fixtures import BOB, CAROL, SentSeries, git_send_reply, parse, quote, reply
+from fixtures.mail import b4_am, git_am_tree
+from fixtures.review import BOB, CAROL, SentSeries, git_send_reply, parse, quote, reply
 
 from patchkit.mailer.send import SendOptions, send_email
-from patchkit.run import run
 from patchkit.series.io import save_series
-
-pytest_plugins = ("test_review_fixtures",)
 
 CAROL_ADDR = f"{CAROL[0]} <{CAROL[1]}>"
 
 
 def patchkit(ss: SentSeries, *args: str) -> str:
-    proc = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, *args], check=False)
-    out = proc.stdout.decode("utf-8", "replace")
-    assert proc.returncode == 0, out
+    """`patchkit ARGS` in the sent series' project, which must succeed: its output."""
+    status, out = ss.mp.cli(*args)
+    assert status == 0, out
     return out
 
 
@@ -62,8 +58,8 @@ def test_round_trip_into_git_am_matches_b4(sent_series: SentSeries, tmp_path: Pa
                            {f"Reviewed-by: {BOB}", f"Acked-by: {CAROL_ADDR}",
                             "Tested-by: Dave Tester <dave@example.org>"}], b4_out
 
-    refused = run([sys.executable, "-m", "patchkit", "-C", ss.mp.root, "trailers", "--update"], check=False)
-    assert refused.returncode == 1 and b"v2 was sent" in refused.stdout
+    code, said = ss.mp.cli("trailers", "--update")
+    assert code == 1 and "v2 was sent" in said
     patchkit(ss, "version", "new", "--changelog", "- collected trailers")
     out = patchkit(ss, "trailers", "--update")
     assert f"  + Reviewed-by: {BOB}" in out
