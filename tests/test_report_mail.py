@@ -7,7 +7,6 @@ import email
 import email.policy
 import json
 import re
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,9 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
+from fixtures.cli import start_patchkit
 from fixtures.mail import MailProject, Recorder, Rejecting, Server, smtp_options
+from fixtures.processes import reaped, wait_until
 from fixtures.review import SentSeries
 
 from patchkit.errors import MailError
@@ -23,7 +24,6 @@ from patchkit.mailer.journal import report_journal_path
 from patchkit.mailer.send import send_email
 from patchkit.report.mail import mail_report
 from patchkit.review.thread import import_replies, reviews
-from patchkit.run import spawned
 
 WHEN = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"  # a send's start as status shows it (UTC)
 
@@ -133,17 +133,15 @@ class Hanging(Recorder):
         return answer
 
 
-def test_an_interrupted_report_is_in_doubt_and_needs_resend(sent_series: SentSeries, tmp_path: Path) -> None:
+def test_an_interrupted_report_is_in_doubt_and_needs_resend(sent_series: SentSeries) -> None:
     ss = sent_series
     with Server(Hanging()) as srv:
         hanging = srv.recorder
         assert isinstance(hanging, Hanging)
         try:
-            with spawned([sys.executable, "-m", "patchkit", "-C", ss.mp.root, *report_args(srv.port)],
-                         stderr_file=tmp_path / "report.err") as proc:
-                assert hanging.got.wait(120), (tmp_path / "report.err").read_text()
+            with reaped(start_patchkit("-C", ss.mp.root, *report_args(srv.port))) as proc:
+                wait_until(hanging.got.is_set, "the server to take the report")
                 proc.kill()  # patchkit dies after the server took the report, before it heard the answer
-                proc.wait()
         finally:
             hanging.release.set()
         assert len(srv.recorder.messages) == 1
@@ -169,6 +167,7 @@ def test_a_refused_report_is_journaled_and_may_be_sent_again(sent_series: SentSe
     with Server(Rejecting(reject_at=1)) as srv:
         status, out = ss.mp.cli(*report_args(srv.port))
         assert status == 1 and "the report was not sent: " in out and "554" in out, out
+        assert "--resume" not in out  # send-email's way on does not apply to a report
         assert srv.recorder.messages == []
     assert [e["event"] for e in report_events(ss)] == ["start", "sending", "failed"]
     status, out = ss.mp.cli("status", "demo")

@@ -167,7 +167,9 @@ def _deliver(journal: Journal, settings: SmtpSettings, mail: ReportMail, revisio
     except MailError as exc:
         with contextlib.suppress(JournalError):  # unrecorded, the report stays in doubt
             journal.failed(mid, exc.message)
-        raise MailError(f"the report was not sent: {exc.message}", hint=exc.hint) from exc
+        raise MailError(f"the report was not sent: {exc.message}",  # send-email's hints speak of --resume
+                        hint="nothing of it was delivered: fix what the server objected to (the manifest's "
+                             "to/cc, the SMTP settings), then run `patchkit report --mail` again") from exc
     try:
         journal.accepted(mid, recipients)
     except JournalError as exc:
