@@ -17,6 +17,7 @@ from pathlib import Path
 import git
 import pytest
 from click.testing import CliRunner
+from fixtures.optionrom import make_rom_import
 from fixtures.repos import commit_files as commit, write_series
 
 from patchkit.build import (
@@ -160,17 +161,8 @@ clean :
 """
 
 # Writes a minimal valid option ROM for PCI 1af4:1001 (2 x 512 bytes).
-FIXTURE_MKROM = """\
-import struct, sys
-data = bytearray(1024)
-data[0:3] = bytes([0x55, 0xAA, 2])
-struct.pack_into("<H", data, 0x18, 0x40)
-data[0x40:0x44] = b"PCIR"
-struct.pack_into("<HH", data, 0x44, 0x1AF4, 0x1001)
-struct.pack_into("<H", data, 0x50, 2)
-data[0x55] = 0x80
-data[-1] = (-sum(data)) % 256
-open(sys.argv[1], "wb").write(data)
+FIXTURE_MKROM = make_rom_import() + """\
+open(sys.argv[1], "wb").write(make_rom(units=2))
 """
 
 

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
 from fixtures.cli import run_patchkit
+from fixtures.optionrom import make_rom
 
 from patchkit.rom import check_rom_for
 
 
-def rom_bytes(vendor: int = 0x1AF4, device: int = 0x1001, *, checksum: bool = True) -> bytes:
-    data = bytearray(1024)
-    data[0:3] = bytes([0x55, 0xAA, 2])
-    struct.pack_into("<H", data, 0x18, 0x40)
-    data[0x40:0x44] = b"PCIR"
-    struct.pack_into("<HH", data, 0x44, vendor, device)
-    struct.pack_into("<H", data, 0x50, 2)
-    data[-1] = (-sum(data)) % 256 if checksum else (1 - sum(data)) % 256
+def bad_checksum() -> bytes:
+    """A valid ROM but for its checksum byte."""
+    data = make_rom()
+    data[-1] ^= 0x01
     return bytes(data)
 
 
 @pytest.mark.parametrize(("content", "said"), [
     (b"#!/bin/sh\necho not a rom\n" * 40, "no option ROM signature"),
-    (rom_bytes(checksum=False), "bad checksum"),
-    (rom_bytes(0x8086, 0x100E), "is for PCI 8086:100e, expected 1af4:1001 or 1af4:1000"),
+    (bad_checksum(), "bad checksum"),
+    (bytes(make_rom(vendor=0x8086, device=0x100E)), "is for PCI 8086:100e, expected 1af4:1001 or 1af4:1000"),
 ])
 def test_a_rom_given_by_path_is_checked_before_booting(tmp_path: Path, inputs_cache: Path, content: bytes,
                                                        said: str) -> None:
@@ -40,5 +36,5 @@ def test_a_rom_given_by_path_is_checked_before_booting(tmp_path: Path, inputs_ca
 
 def test_either_of_the_pins_roms_is_accepted(tmp_path: Path) -> None:
     rom = tmp_path / "nic.rom"
-    rom.write_bytes(rom_bytes(0x1AF4, 0x1000))
+    rom.write_bytes(make_rom(device=0x1000))
     assert check_rom_for(rom, [(0x1AF4, 0x1001), (0x1AF4, 0x1000)], hint="x").device == 0x1000

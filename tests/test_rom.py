@@ -6,33 +6,10 @@ import struct
 from pathlib import Path
 
 import pytest
+from fixtures.optionrom import PCIR, fix_checksum, make_rom
 
 from patchkit.errors import BuildError
 from patchkit.rom import check_rom, ids_for_target
-
-PCIR = 0x40
-
-
-def make_rom(units: int = 4, vendor: int = 0x1AF4, device: int = 0x1001, code_type: int = 0,
-             image_units: int | None = None) -> bytearray:
-    """A minimal valid option ROM image: header, PCI data structure, fixed checksum."""
-    data = bytearray(units * 512)
-    data[0:3] = bytes([0x55, 0xAA, units])
-    struct.pack_into("<H", data, 0x18, PCIR)
-    data[PCIR : PCIR + 4] = b"PCIR"
-    struct.pack_into("<HHHHB", data, PCIR + 4, vendor, device, 0, 0x18, 0)
-    data[PCIR + 0x0D : PCIR + 0x10] = bytes([0x00, 0x00, 0x01])  # mass storage controller
-    struct.pack_into("<HH", data, PCIR + 0x10, units if image_units is None else image_units, 1)
-    data[PCIR + 0x14] = code_type
-    data[PCIR + 0x15] = 0x80
-    fix_checksum(data)
-    return data
-
-
-def fix_checksum(data: bytearray) -> None:
-    """Set the last byte so the whole image sums to 0 mod 256."""
-    data[-1] = 0
-    data[-1] = (-sum(data)) % 256
 
 
 def write(tmp_path: Path, data: bytes | bytearray) -> Path:
