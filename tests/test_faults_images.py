@@ -1,7 +1,8 @@
 """A damaged guest image is refused (or rebuilt), blaming the image: never a result under its old hash.
 
-The tests damage a private copy of the user's FreeDOS image (never the real one):
-a changed byte in the MBR's boot code, and a truncated tail.
+The tests damage a private copy of the user's FreeDOS image (never the real one), or a
+probe image built in the test's cache: a changed byte in the MBR's boot code, and a
+truncated tail. Run disks are checked by their sparse digest once the image's is known.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import pytest
 from fixtures.cli import run_patchkit
 from fixtures.guests import guest_or_skip
 
-from patchkit.guests import Guest
-from patchkit.store import Store
+from patchkit.errors import GuestError
+from patchkit.guests import Guest, get_guest
+from patchkit.guests.base import SPARSE_NAME
+from patchkit.store import Store, sparse_digest
 
 pytestmark = pytest.mark.boot
 
@@ -76,3 +79,25 @@ def test_guest_build_replaces_a_damaged_image(own_image: Guest, store: Store) ->
     assert "PASS freedos" in done.stdout
     [result] = recorded(store)
     assert result.passed and result.key.image_sha256 == own_image.image_sha256()
+
+
+@pytest.mark.parametrize("how", ["mbr-byte", "truncated"])
+def test_damage_is_found_once_run_disks_are_checked_by_their_sparse_digest(own_image: Guest, tmp_path: Path,
+                                                                           how: str) -> None:
+    image = own_image.base_image()
+    assert not (image.parent / SPARSE_NAME).exists()  # built before sparse digests were recorded
+    own_image.make_run_disk(tmp_path / "intact", "intact")  # its SHA-256 matched: its sparse digest is known now
+    damage(image, how)
+    with pytest.raises(GuestError, match=f"the freedos guest image {image} is damaged"):
+        own_image.make_run_disk(tmp_path / "damaged", "damaged")
+    assert not (tmp_path / "damaged" / "freedos.img").exists()
+
+
+def test_a_new_image_records_its_sparse_digest_and_damage_is_still_found(store: Store, tmp_path: Path) -> None:
+    guest = get_guest("probe", store)
+    image = guest.build()
+    assert (image.parent / SPARSE_NAME).read_text() == sparse_digest(image) + "\n"
+    guest.make_run_disk(tmp_path / "intact", "intact")
+    damage(image, "mbr-byte")
+    with pytest.raises(GuestError, match=f"the probe guest image {image} is damaged"):
+        guest.make_run_disk(tmp_path / "damaged", "damaged")

@@ -36,13 +36,12 @@ from patchkit.guests.probe import (
     WRITTEN_SECTORS,
     ProbeGuest,
     parse_probe_log,
-    sparse_digest,
     stamp,
 )
 from patchkit.qemu.console import Console
 from patchkit.run import spawned
 from patchkit.series.io import load_series
-from patchkit.store import Store
+from patchkit.store import Store, sparse_digest
 
 TABLE_CHECKS = ["table-geometry-heads", "table-geometry-sectors", "table-geometry-cylinders",
                 "chs-read-partition-start", "chs-read-partition-end"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from patchkit.guests import asm, disk
 from patchkit.guests.base import Guest, Sanboot
 from patchkit.progress import Progress
 from patchkit.series.model import Hold
-from patchkit.store import Store, data_extents
+from patchkit.store import Store, sparse_digest
 
 RECIPE_VERSION = "5"
 CYLINDERS = 32
@@ -357,26 +356,6 @@ def _unstamped(data: bytes, start: int, scratch: int) -> tuple[int | None, int]:
             continue
         return lba, written
     return None, written
-
-
-def sparse_digest(image: Path) -> str:
-    """SHA-256 over an image's size and its non-zero sectors with their LBAs, read through data_extents."""
-    h = hashlib.sha256(f"sparse {image.stat().st_size}\n".encode())
-    zero = bytes(disk.SECTOR)
-    with open(image, "rb") as f:
-        fd = f.fileno()
-        for start, length in data_extents(fd):
-            offset, end = start - start % disk.SECTOR, start + length
-            while offset < end:
-                chunk = os.pread(fd, min(end - offset, 1 << 20), offset)
-                if not chunk:  # the file shrank under us
-                    break
-                for n in range(0, len(chunk), disk.SECTOR):
-                    sector = chunk[n:n + disk.SECTOR]
-                    if sector != zero:
-                        h.update((offset + n).to_bytes(8, "little") + sector)
-                offset += len(chunk)
-    return h.hexdigest()
 
 
 def _write_floppy(path: Path, program: bytes) -> None:
