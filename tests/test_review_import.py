@@ -86,3 +86,20 @@ def test_a_patch_sent_in_reply_by_git_format_patch_gives_no_trailers(sent_series
     assert [c.comment.text for c in patch2.comments] == [
         "sent a patch in reply: [PATCH] [virtio] initialise virtio_blk"]
     assert "no Message-ID" in report.warnings[0].problem  # format-patch without --thread writes none
+
+
+def test_replies_answering_each_other_end_at_the_patch_they_reference(sent_series: SentSeries, tmp_path: Path) -> None:
+    # Broken clients: each reply's In-Reply-To names the other one; both reference patch 1 beyond it.
+    patch1, dave = sent_series.ids[1], "Dave <dave@example.org>"
+
+    def looped(mid: str, other: str, sender: str) -> bytes:
+        return (f"From: {sender}\nSubject: Re: loop\nDate: Thu, 28 Jan 2010 12:00:00 +0000\nMessage-ID: {mid}\n"
+                f"In-Reply-To: {other}\nReferences: {patch1} {other}\n\nReviewed-by: {sender}\n").encode()
+
+    a, b = "<a@example.org>", "<b@example.org>"
+    box = sent_series.mbox(tmp_path / "loop.mbox", [looped(a, b, BOB), looped(b, a, dave)])
+    report = import_replies(sent_series.mp.store, [box], ["demo"])
+    assert sorted(report.stored["demo"]) == [a, b] and report.unmatched == []
+    patches = reviews(sent_series.mp.store, sent_series.mp.series())[2].patches
+    assert sorted(c.trailer.text() for c in patches[1].trailers) == [f"Reviewed-by: {BOB}", f"Reviewed-by: {dave}"]
+    assert patches[2].trailers == [] and patches[0].trailers == []

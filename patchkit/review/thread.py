@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import re
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,11 +203,18 @@ def import_replies(store: Store, paths: list[Path], series_names: list[str]) -> 
 
 
 def _series_of(mail: Mail, sent: dict[str, Sent], links: dict[str, str]) -> str | None:
+    parent = _known_parent(mail, sent, links)
+    if parent is None:
+        return None
+    return sent[parent].series if parent in sent else links[parent]
+
+
+def _known_parent(mail: Mail, sent: dict[str, Sent], replies: Container[str], skip: Container[str] = ()) -> str | None:
+    """The first of ``mail``'s parents (In-Reply-To, then References nearest first) that is a sent
+    message or one of ``replies`` not in ``skip``; None if there is none."""
     for parent in mail.parents:
-        if parent in sent:
-            return sent[parent].series
-        if parent in links:
-            return links[parent]
+        if parent in sent or (parent in replies and parent not in skip):
+            return parent
     return None
 
 
@@ -272,20 +280,13 @@ def is_patch(mail: Mail) -> bool:
 
 
 def _target(mail: Mail, sent: dict[str, Sent], mails: dict[str, Mail]) -> Sent | None:
-    seen = {mail.message_id}
-    current = mail
-    while True:
-        nxt = None
-        for parent in current.parents:
-            if parent in sent:
-                return sent[parent]
-            if parent in mails and parent not in seen:
-                nxt = mails[parent]
-                break
-        if nxt is None:
-            return None
-        seen.add(nxt.message_id)
-        current = nxt
+    seen, current = {mail.message_id}, mail
+    while (parent := _known_parent(current, sent, mails, seen)) is not None:
+        if parent in sent:
+            return sent[parent]
+        seen.add(parent)
+        current = mails[parent]
+    return None
 
 
 def _version(series: Series, number: int) -> Series:
