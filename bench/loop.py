@@ -25,7 +25,7 @@ from pathlib import Path
 
 from patchkit.build import BuiltRom, base_rom, build_rom
 from patchkit.errors import PatchkitError
-from patchkit.gitrepo import apply_series
+from patchkit.git.apply import apply_series
 from patchkit.progress import Progress
 from patchkit.project import Project
 from patchkit.store import Store, atomic_write

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from patchkit.errors import BuildError
-from patchkit.gitcmd import git
-from patchkit.gitrepo import apply_series, export_tree, tree_lock, work_tree
+from patchkit.git.apply import apply_series
+from patchkit.git.cmd import git
+from patchkit.git.worktree import export_tree, tree_lock, work_tree
 from patchkit.pin import Pin
 from patchkit.progress import Progress
 from patchkit.project import Project

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import unidiff
 
-from patchkit import gitrepo
+from patchkit.git.state import interrupted_switch, read_state
+from patchkit.git.worktree import branch_name, current_branch
 from patchkit.project import Project
 from patchkit.report.mail import report_mail_lines
 from patchkit.review.summary import patch_counts
@@ -50,16 +51,16 @@ def diffstat(patch: Patch) -> str:
 
 
 def _applied_line(tree: Path, s: Series, revision: str) -> str:
-    branch = gitrepo.branch_name(s.name, s.version)
+    branch = branch_name(s.name, s.version)
     if not (tree / ".git").is_dir():
         return f"applied: no (run `patchkit apply {s.name}`)"
-    if (switching := gitrepo.interrupted_switch(tree)) is not None:
+    if (switching := interrupted_switch(tree)) is not None:
         return (f"applied: INTERRUPTED while switching {tree} to {switching}: its files are a mix "
                 f"(run `patchkit apply {s.name}` to finish the switch)")
-    state = gitrepo.read_state(tree, branch)
+    state = read_state(tree, branch)
     if state is None or state.head is None:
         return f"applied: not on {branch} (run `patchkit apply {s.name}`)"
-    checked_out, _ = gitrepo.current_branch(tree)
+    checked_out, _ = current_branch(tree)
     where = f"{branch} at {state.head[:12]} in {tree}" + (" (checked out)" if checked_out == branch else "")
     if state.onto:
         note = f"drift check onto {state.base[:12]}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchkit.errors import MissingInputError, UpstreamError
-from patchkit.gitcmd import git, git_logged
+from patchkit.git.cmd import git, git_logged
 from patchkit.pin import Pin
 from patchkit.progress import Progress
 from patchkit.store import Store, build_dir, file_lock

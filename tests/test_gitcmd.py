@@ -1,4 +1,4 @@
-"""patchkit.gitcmd: git never prompts, and the user's git configuration is seen only where asked for."""
+"""patchkit.git.cmd: git never prompts, and the user's git configuration is seen only where asked for."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from patchkit.gitcmd import environment, git
+from patchkit.git.cmd import environment, git
 from patchkit.run import CHILD_LOCALE
 
 CREDENTIAL_REQUEST = b"protocol=smtp\nhost=mail.example.org:587\nusername=someone\n\n"

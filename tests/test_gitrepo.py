@@ -19,8 +19,11 @@ from fixtures.repos import (
 )
 from fixtures.world import World
 
-from patchkit import gitrepo
 from patchkit.errors import ApplyError, DirtyTreeError, SeriesError, UpstreamError
+from patchkit.git.apply import apply_series
+from patchkit.git.rangediff import range_diff
+from patchkit.git.refresh import refresh_series
+from patchkit.git.worktree import export_tree, tag
 from patchkit.project import Project
 from patchkit.run import run
 from patchkit.series.io import new_version, save_series
@@ -56,7 +59,7 @@ def conflicting_patch(subject: str = "[core] Set line five to seven", index: str
 def test_apply_equals_git_am(world: World) -> None:
     """Commit trees, authors, dates and messages equal `git am` of `git format-patch` output."""
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
-    result = gitrepo.apply_series(world.project, "demo")
+    result = apply_series(world.project, "demo")
     assert result.branch == "patchkit/demo/v1" and result.base == world.upstream.base and result.merged == []
     assert len(result.commits) == 3
     assert git_out(result.tree, "symbolic-ref", "--short", "HEAD") == "patchkit/demo/v1"
@@ -81,28 +84,28 @@ def test_apply_equals_git_am(world: World) -> None:
 
 def test_apply_is_reproducible(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
-    first = gitrepo.apply_series(world.project, "demo")
-    again = gitrepo.apply_series(world.project, "demo")
+    first = apply_series(world.project, "demo")
+    again = apply_series(world.project, "demo")
     assert again.commits == first.commits
 
 
 def test_apply_upto_and_version(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
-    r = gitrepo.apply_series(world.project, "demo", upto=1)
+    r = apply_series(world.project, "demo", upto=1)
     assert len(r.commits) == 1
     assert git_out(r.tree, "log", "-1", "--format=%s") == "[core] Change line five"
     with pytest.raises(SeriesError, match=r"--upto 9: the series has 3 patch\(es\)"):
-        gitrepo.apply_series(world.project, "demo", upto=9)
+        apply_series(world.project, "demo", upto=9)
     s = world.project.series("demo")
     v2 = new_version(s, "- dropped the last patch")
     v2.patches = v2.patches[:2]
     save_series(v2)
     world.project.forget_series("demo")
-    assert len(gitrepo.apply_series(world.project, "demo").commits) == 2
-    old = gitrepo.apply_series(world.project, "demo", version=1)
+    assert len(apply_series(world.project, "demo").commits) == 2
+    old = apply_series(world.project, "demo", version=1)
     assert old.branch == "patchkit/demo/v1" and len(old.commits) == 3
     with pytest.raises(SeriesError, match=r"unknown version v5 of series 'demo' \(known: v1, v2\)"):
-        gitrepo.apply_series(world.project, "demo", version=5)
+        apply_series(world.project, "demo", version=5)
 
 
 @pytest.mark.parametrize("three_way", [False, True], ids=["plain", "3-way"])
@@ -112,11 +115,11 @@ def test_failed_apply_leaves_tree_exactly_and_names_the_hunk(world: World, three
         blob = git_out(world.upstream.path, "rev-parse", f"{world.upstream.base}:src/core/main.c")
         index = f"index {blob[:7]}..1234567 100644\n"
     write_series(world.root, "clash", world.upstream.base, [conflicting_patch(index=index)])
-    tree = gitrepo.apply_series(world.project, "clash").tree  # applies on the base
+    tree = apply_series(world.project, "clash").tree  # applies on the base
     (tree / "untracked.txt").write_text("mine\n")  # untracked work survives too
     before = snapshot(tree)
     with pytest.raises(ApplyError) as exc:  # upstream commit 1 changed line 5
-        gitrepo.apply_series(world.project, "clash", onto=world.upstream.commits[0])
+        apply_series(world.project, "clash", onto=world.upstream.commits[0])
     message = str(exc.value)
     assert "patch 0001-core-Set-line-five-to-seven.patch ([core] Set line five to seven) does not apply" in message
     assert "src/core/main.c: hunk 1 of 1 (@@ -3,5 +3,5 @@) does not match upstream lines 3-7" in message
@@ -136,7 +139,7 @@ def test_drift_check_goes_on_past_a_conflict(world: World) -> None:
                  [conflicting_patch(), new_file, strip_to_series_form(c2.read_text()),
                   conflicting_patch("[core] Set line five again")])
     with pytest.raises(ApplyError) as exc:
-        gitrepo.apply_series(world.project, "later", onto=world.upstream.commits[1])
+        apply_series(world.project, "later", onto=world.upstream.commits[1])
     message = str(exc.value)
     assert message.startswith("patch 0001-core-Set-line-five-to-seven.patch")
     assert f"the patches after it, each checked alone on {world.upstream.commits[1][:12]}:" in message
@@ -150,7 +153,7 @@ def test_failed_apply_in_same_tree_changes_nothing(world: World) -> None:
     """A series edited into a conflict, re-applied over its applied branch: nothing moves."""
     series_from_commits(world.root, "demo", world.upstream, world.tmp, base=world.upstream.commits[0],
                         commits=world.upstream.commits[1:])
-    gitrepo.apply_series(world.project, "demo")
+    apply_series(world.project, "demo")
     tree = world.store.tree("demo")
     before = snapshot(tree)
     d = world.project.series_root / "demo"
@@ -159,13 +162,13 @@ def test_failed_apply_in_same_tree_changes_nothing(world: World) -> None:
     (d / "series.toml").write_text(manifest.replace('.patch"]', '.patch", "0003-core-Set-line-five-to-seven.patch"]'))
     world.project.forget_series("demo")
     with pytest.raises(ApplyError, match=r"0003-core-Set-line-five-to-seven\.patch .*does not apply"):
-        gitrepo.apply_series(world.project, "demo")
+        apply_series(world.project, "demo")
     assert snapshot(tree) == before
 
 
 def test_merged_by_patch_id_on_drift_check(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
-    r = gitrepo.apply_series(world.project, "demo", onto=world.upstream.commits[0])
+    r = apply_series(world.project, "demo", onto=world.upstream.commits[0])
     assert r.merged == ["0001-core-Change-line-five.patch"]
     assert r.base == world.upstream.commits[0] and len(r.commits) == 2
     assert git_out(r.tree, "rev-parse", "HEAD^{tree}") == git_out(world.upstream.path, "rev-parse",
@@ -180,16 +183,16 @@ def test_merged_when_it_reverse_applies(world: World) -> None:
     blk_only = full.diff[full.diff.index("diff --git a/src/drivers/blk.c"):]
     text = full.__class__(**{**full.__dict__, "diff": blk_only, "subject": "[blk] Probe succeeds"}).render()
     write_series(world.root, "sub", world.upstream.base, [text])
-    r = gitrepo.apply_series(world.project, "sub", onto=world.upstream.commits[2])
+    r = apply_series(world.project, "sub", onto=world.upstream.commits[2])
     assert r.merged == ["0001-blk-Probe-succeeds.patch"] and r.commits == []
 
 
 def test_dirty_tree_refused(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
-    r = gitrepo.apply_series(world.project, "demo")
+    r = apply_series(world.project, "demo")
     (r.tree / "README").write_text("my uncommitted edit\n")
     with pytest.raises(DirtyTreeError) as exc:
-        gitrepo.apply_series(world.project, "demo", upto=1)
+        apply_series(world.project, "demo", upto=1)
     assert f"the work tree {r.tree} has uncommitted changes" in str(exc.value) and "M README" in str(exc.value)
     assert (r.tree / "README").read_text() == "my uncommitted edit\n"
     assert git_out(r.tree, "rev-parse", "HEAD") == r.commits[-1]
@@ -211,14 +214,14 @@ def test_patch_through_symlink_refused(world: World) -> None:
     write_series(world.root, "evil", linked, [text])
     with pytest.raises(SeriesError, match=r"0001-Escape\.patch: patch touches 'src/outside/evil\.c' through the "
                                           r"symlink 'src/outside' in the tree"):
-        gitrepo.apply_series(world.project, "evil")
+        apply_series(world.project, "evil")
     assert not Path("/tmp/evil.c").exists()
 
 
 def test_unknown_onto_revision(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
     with pytest.raises(UpstreamError, match=r"revision deadbeef is not in the upstream mirror"):
-        gitrepo.apply_series(world.project, "demo", onto="deadbeef")
+        apply_series(world.project, "demo", onto="deadbeef")
 
 
 def test_apply_then_refresh_changes_nothing(world: World) -> None:
@@ -226,8 +229,8 @@ def test_apply_then_refresh_changes_nothing(world: World) -> None:
     d = world.project.series_root / "demo"
     before = series_bytes(world.root, "demo")
     mtimes = {p: p.stat().st_mtime_ns for p in d.rglob("*")}
-    gitrepo.apply_series(world.project, "demo")
-    assert gitrepo.refresh_series(world.project, "demo") == []
+    apply_series(world.project, "demo")
+    assert refresh_series(world.project, "demo") == []
     assert series_bytes(world.root, "demo") == before
     assert {p: p.stat().st_mtime_ns for p in d.rglob("*")} == mtimes
 
@@ -235,7 +238,7 @@ def test_apply_then_refresh_changes_nothing(world: World) -> None:
 def test_refresh_captures_amend_and_new_commit(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
     before = series_bytes(world.root, "demo")
-    r = gitrepo.apply_series(world.project, "demo")
+    r = apply_series(world.project, "demo")
     t = r.tree
     ident = ["-c", "user.name=Editor", "-c", "user.email=ed@example.org"]
     # Reword the last commit (diff unchanged), then add a new commit on top.
@@ -245,7 +248,7 @@ def test_refresh_captures_amend_and_new_commit(world: World) -> None:
     run(["git", "-C", t, "add", "src/new.c"], env=GIT_ENV)
     run(["git", "-C", t, *ident, "commit", "-q", "-m", "[new] Add new.c\n\nSigned-off-by: Editor <ed@example.org>"],
         env={**GIT_ENV, "GIT_AUTHOR_DATE": "1264600000 +0000"})
-    changed = gitrepo.refresh_series(world.project, "demo")
+    changed = refresh_series(world.project, "demo")
     assert changed == ["0003-core-Touch-two-files.patch", "0004-new-Add-new.c.patch"]
     after = series_bytes(world.root, "demo")
     for name in ("patches/0001-core-Change-line-five.patch", "patches/0002-blk-Add-a-block-driver-stub.patch"):
@@ -260,9 +263,9 @@ def test_refresh_captures_amend_and_new_commit(world: World) -> None:
     assert fourth.files == ["src/new.c"]
     # The refreshed series applies to exactly the edited branch, and refresh is now a no-op.
     head = git_out(t, "rev-parse", "HEAD^{tree}")
-    again = gitrepo.apply_series(world.project, "demo")
+    again = apply_series(world.project, "demo")
     assert git_out(again.tree, "rev-parse", "HEAD^{tree}") == head
-    assert gitrepo.refresh_series(world.project, "demo") == []
+    assert refresh_series(world.project, "demo") == []
 
 
 def test_refresh_keeps_a_patch_file_name_after_an_amend(world: World) -> None:
@@ -272,11 +275,11 @@ def test_refresh_keeps_a_patch_file_name_after_an_amend(world: World) -> None:
     (sdir / "patches" / "0002-blk-Add-a-block-driver-stub.patch").rename(sdir / "patches" / "0002-blk-stub.patch")
     manifest = sdir / "series.toml"
     manifest.write_text(manifest.read_text().replace("0002-blk-Add-a-block-driver-stub.patch", "0002-blk-stub.patch"))
-    r = gitrepo.apply_series(world.project, "demo")
+    r = apply_series(world.project, "demo")
     run(["git", "-C", r.tree, "-c", "user.name=E", "-c", "user.email=e@example.org", "rebase", "-q", "--exec",
          "git -c user.name=E -c user.email=e@example.org commit -q --amend --no-edit --date=now", "HEAD~2"],
         env=GIT_ENV)
-    gitrepo.refresh_series(world.project, "demo")
+    refresh_series(world.project, "demo")
     assert [p.filename for p in world.project.series("demo").patches][:3] == [
         "0001-core-Change-line-five.patch", "0002-blk-stub.patch", "0003-core-Touch-two-files.patch"]
 
@@ -284,29 +287,29 @@ def test_refresh_keeps_a_patch_file_name_after_an_amend(world: World) -> None:
 def test_refresh_after_upto_keeps_the_rest(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
     before = series_bytes(world.root, "demo")
-    gitrepo.apply_series(world.project, "demo", upto=1)
-    assert gitrepo.refresh_series(world.project, "demo") == []
+    apply_series(world.project, "demo", upto=1)
+    assert refresh_series(world.project, "demo") == []
     assert series_bytes(world.root, "demo") == before
 
 
 def test_refresh_refuses_drift_branch(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
-    gitrepo.apply_series(world.project, "demo", onto=world.upstream.commits[0])
+    apply_series(world.project, "demo", onto=world.upstream.commits[0])
     with pytest.raises(ApplyError, match="was applied --onto another revision"):
-        gitrepo.refresh_series(world.project, "demo")
+        refresh_series(world.project, "demo")
 
 
 def test_refresh_without_apply(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
     with pytest.raises(ApplyError, match=r"no work tree for series 'demo'.*\n.*run `patchkit apply demo` first"):
-        gitrepo.refresh_series(world.project, "demo")
+        refresh_series(world.project, "demo")
 
 
 def test_export_tree(world: World, tmp_path: Path) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
-    r = gitrepo.apply_series(world.project, "demo")
+    r = apply_series(world.project, "demo")
     dest = tmp_path / "export"
-    gitrepo.export_tree(r.tree, r.commits[0], dest)
+    export_tree(r.tree, r.commits[0], dest)
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == sorted(git_out(r.tree, "ls-tree", "-r", "--name-only", r.commits[0]).splitlines())
     assert "int line5 = 500; /* changed */" in (dest / "src" / "core" / "main.c").read_text()
@@ -315,15 +318,15 @@ def test_export_tree(world: World, tmp_path: Path) -> None:
 
 def test_tag(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
-    r = gitrepo.apply_series(world.project, "demo")
-    gitrepo.tag(r.tree, "demo-v1", r.commits[-1], "demo v1 as sent")
+    r = apply_series(world.project, "demo")
+    tag(r.tree, "demo-v1", r.commits[-1], "demo v1 as sent")
     assert git_out(r.tree, "cat-file", "-t", "demo-v1") == "tag"
     assert git_out(r.tree, "rev-parse", "demo-v1^{commit}") == r.commits[-1]
-    gitrepo.tag(r.tree, "demo-v1", r.commits[-1], "again")  # same target: nothing to do
-    gitrepo.apply_series(world.project, "demo", upto=1)  # refreshing the tree keeps local tags
+    tag(r.tree, "demo-v1", r.commits[-1], "again")  # same target: nothing to do
+    apply_series(world.project, "demo", upto=1)  # refreshing the tree keeps local tags
     assert git_out(r.tree, "rev-parse", "demo-v1^{commit}") == r.commits[-1]
     with pytest.raises(ApplyError, match="tag demo-v1 already exists"):
-        gitrepo.tag(r.tree, "demo-v1", r.commits[0], "moved")
+        tag(r.tree, "demo-v1", r.commits[0], "moved")
 
 
 def test_range_diff(world: World) -> None:
@@ -334,7 +337,7 @@ def test_range_diff(world: World) -> None:
     v2.patches[1] = p.__class__(**{**p.__dict__, "message": "Reworded.\n\n" + p.message})
     save_series(v2)
     world.project.forget_series("demo")
-    out = gitrepo.range_diff(world.project, "demo", 1, 2)
+    out = range_diff(world.project, "demo", 1, 2)
     lines = out.splitlines()
     assert lines[0].startswith("1:") and "= 1:" in lines[0]
     assert "! 2:" in lines[1] and "[blk] Add a block driver stub" in lines[1]
@@ -350,11 +353,11 @@ def test_merged_when_only_reverse_apply_can_tell(world: World) -> None:
     no_index = "".join(line for line in p.diff.splitlines(keepends=True) if not line.startswith("index "))
     text = p.__class__(**{**p.__dict__, "diff": no_index}).render()
     write_series(world.root, "again", world.upstream.commits[0], [text])
-    r = gitrepo.apply_series(world.project, "again")
+    r = apply_series(world.project, "again")
     assert r.merged == ["0001-core-Change-line-five.patch"] and r.commits == []
     assert r.base == world.upstream.commits[0]
     with pytest.raises(ApplyError, match=r"0001-core-Change-line-five\.patch was already upstream when applied"):
-        gitrepo.refresh_series(world.project, "again")
+        refresh_series(world.project, "again")
 
 
 # --- the real gPXE upstream --------------------------------------------------------
@@ -395,10 +398,10 @@ def _gpxe_fixture_series(project: Project) -> None:
 
 def test_gpxe_apply_on_base_and_drift_check(gpxe_project: Project) -> None:
     _gpxe_fixture_series(gpxe_project)
-    r = gitrepo.apply_series(gpxe_project, "fx")
+    r = apply_series(gpxe_project, "fx")
     assert r.branch == "patchkit/fx/v1" and r.base == GPXE_BASE and len(r.commits) == 2 and r.merged == []
     assert git_out(r.tree, "rev-parse", "HEAD~2") == GPXE_BASE
-    drift = gitrepo.apply_series(gpxe_project, "fx", onto=GPXE_LATEST)
+    drift = apply_series(gpxe_project, "fx", onto=GPXE_LATEST)
     first = gpxe_project.series("fx").patches[0].filename
     assert drift.merged == [first]
     assert drift.merged_why[first].startswith("upstream 37883e99fd79 has the same change (patch-id)")
@@ -413,10 +416,10 @@ def test_real_series_applies(gpxe_project: Project) -> None:
     shutil.copytree(real, gpxe_project.series_root / "gpxe-virtio-blk")
     before = series_bytes(gpxe_project.root, "gpxe-virtio-blk")
     s = gpxe_project.series("gpxe-virtio-blk")
-    r = gitrepo.apply_series(gpxe_project, "gpxe-virtio-blk")
+    r = apply_series(gpxe_project, "gpxe-virtio-blk")
     assert len(r.commits) == len(s.patches) and r.merged == []
     assert [git_out(r.tree, "log", "-1", "--format=%s", c) for c in r.commits] == [p.subject for p in s.patches]
-    assert gitrepo.refresh_series(gpxe_project, "gpxe-virtio-blk") == []
+    assert refresh_series(gpxe_project, "gpxe-virtio-blk") == []
     assert series_bytes(gpxe_project.root, "gpxe-virtio-blk") == before
 
 
@@ -430,7 +433,7 @@ def test_real_series_drift_check_names_merged_patch_1(gpxe_project: Project) -> 
     first, virtio = patches[0].filename, patches[-1].filename
     expected = f"{first}: upstream 37883e99fd79 has the same subject"
     try:
-        r = gitrepo.apply_series(gpxe_project, "gpxe-virtio-blk", onto=GPXE_LATEST)
+        r = apply_series(gpxe_project, "gpxe-virtio-blk", onto=GPXE_LATEST)
     except ApplyError as exc:  # the virtio patch collides with later upstream work: the report still names patch 1
         assert f"already upstream: {expected}" in str(exc)
         assert virtio in str(exc).splitlines()[0]
@@ -440,16 +443,16 @@ def test_real_series_drift_check_names_merged_patch_1(gpxe_project: Project) -> 
 
 def test_apply_refuses_to_drop_uncaptured_commits(world: World) -> None:
     series_from_commits(world.root, "demo", world.upstream, world.tmp)
-    r = gitrepo.apply_series(world.project, "demo")
+    r = apply_series(world.project, "demo")
     run(["git", "-C", r.tree, "-c", "user.name=E", "-c", "user.email=e@example.org", "commit", "-q", "--amend",
          "-m", "[core] Reworded"], env=GIT_ENV)
     amended = git_out(r.tree, "rev-parse", "HEAD")
     with pytest.raises(DirtyTreeError, match=r"patchkit/demo/v1 in .* has commits not yet captured into series/demo/"):
-        gitrepo.apply_series(world.project, "demo")
+        apply_series(world.project, "demo")
     assert git_out(r.tree, "rev-parse", "HEAD") == amended
-    assert gitrepo.refresh_series(world.project, "demo") == ["0003-core-Reworded.patch",
+    assert refresh_series(world.project, "demo") == ["0003-core-Reworded.patch",
                                                              "0003-core-Touch-two-files.patch"]
-    again = gitrepo.apply_series(world.project, "demo").commits[-1]
+    again = apply_series(world.project, "demo").commits[-1]
     assert commit_info(r.tree, again) == commit_info(r.tree, amended)
 
 
@@ -457,13 +460,13 @@ def test_series_for_another_upstream(world: World) -> None:
     write_series(world.root, "ipxe-thing", world.upstream.base, [], upstream="ipxe")
     with pytest.raises(SeriesError, match=r"series 'ipxe-thing' targets upstream 'ipxe' but gpxe-tree/pin\.toml "
                                           r"pins 'gpxe'"):
-        gitrepo.apply_series(world.project, "ipxe-thing")
+        apply_series(world.project, "ipxe-thing")
 
 
 def test_drift_check_matches_upstream_subject(world: World) -> None:
     """Upstream took its own version of a patch (same subject, different change): merged, flagged for review."""
     write_series(world.root, "own", world.upstream.base, [conflicting_patch(subject="[core]  change line FIVE")])
-    r = gitrepo.apply_series(world.project, "own", onto=world.upstream.commits[-1])
+    r = apply_series(world.project, "own", onto=world.upstream.commits[-1])
     name = "0001-core-change-line-FIVE.patch"
     assert r.merged == [name] and r.commits == []
     assert r.merged_why[name] == (f"upstream {world.upstream.commits[0][:12]} has the same subject "

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from patchkit import gitrepo
 from patchkit.errors import PatchkitError
+from patchkit.git.cmd import git_text
 from patchkit.run import run, run_logged, spawned
 
 SHOW_LOCALE = ["sh", "-c", 'echo "$LC_ALL $LANG [$LANGUAGE]"']
@@ -52,4 +52,4 @@ def test_a_callers_env_still_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_git_through_gitpython_gets_the_same_locale(monkeypatch: pytest.MonkeyPatch) -> None:
     _german(monkeypatch)
     alias = 'alias.locale=!echo "$LC_ALL $LANG [$LANGUAGE]"'
-    assert gitrepo._git(None, "-c", alias, "locale") == "C.UTF-8 C.UTF-8 []"
+    assert git_text(None, "-c", alias, "locale") == "C.UTF-8 C.UTF-8 []"

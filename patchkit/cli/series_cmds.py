@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import click
 
-from patchkit import gitrepo, upstream
+from patchkit import upstream
 from patchkit.cli.base import cli
 from patchkit.errors import PatchkitError, SeriesError
+from patchkit.git.apply import apply_series
+from patchkit.git.rangediff import range_diff
+from patchkit.git.refresh import refresh_series
 from patchkit.project import Project
 from patchkit.review.carry import new_version_keeping_trailers
 from patchkit.status import status_lines
@@ -47,7 +50,7 @@ def vendor_cmd(project: Project, source: str | None) -> None:
 @click.pass_obj
 def apply_cmd(project: Project, series: str | None, version: str | None, upto: int | None, onto: str | None) -> None:
     """Apply SERIES as commits on branch patchkit/<series>/v<N> in the cache's work tree."""
-    result = gitrepo.apply_series(project, series, version=_version_number(version), upto=upto, onto=onto,
+    result = apply_series(project, series, version=_version_number(version), upto=upto, onto=onto,
                                   progress=_progress)
     click.echo(f"{result.branch}: {len(result.commits)} commit(s) on {result.base[:12]} in {result.tree}")
     for name in result.merged:
@@ -59,7 +62,7 @@ def apply_cmd(project: Project, series: str | None, version: str | None, upto: i
 @click.pass_obj
 def refresh_cmd(project: Project, series: str | None) -> None:
     """Write the commits on the series branch back into series/<name>/patches/."""
-    changed = gitrepo.refresh_series(project, series, progress=_progress)
+    changed = refresh_series(project, series, progress=_progress)
     if not changed:
         click.echo("no change")
     for name in changed:
@@ -124,5 +127,5 @@ def range_diff_cmd(project: Project, version_a: str, version_b: str, series: str
     a, b = _version_number(version_a), _version_number(version_b)
     if a is None or b is None:
         raise PatchkitError("range-diff needs two versions")
-    click.echo(gitrepo.range_diff(project, series, a, b), nl=False)
+    click.echo(range_diff(project, series, a, b), nl=False)
     click.echo("")

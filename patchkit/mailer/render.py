@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from patchkit.errors import MailError
-from patchkit.gitcmd import git
+from patchkit.git.cmd import git
 from patchkit.series.model import Series, format_git_date
 
 TESTED_PLACEHOLDER = "{tested}"
@@ -34,7 +34,7 @@ POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 class Applied(Protocol):
-    """What rendering needs from an applied series (gitrepo.ApplyResult has these)."""
+    """What rendering needs from an applied series (patchkit.git.apply.ApplyResult has these)."""
 
     @property
     def tree(self) -> Path: ...

@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 
-from patchkit import gitrepo
 from patchkit.errors import MailError
-from patchkit.gitcmd import git
+from patchkit.git.apply import ApplyResult, apply_series
+from patchkit.git.cmd import git
+from patchkit.git.worktree import tag
 from patchkit.mailer.gate import GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
@@ -99,7 +100,7 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         )
         if sending and not envelope.recipients:
             raise MailError("no recipients", hint="add `to` to the manifest or pass --to ADDR")
-        applied = gitrepo.apply_series(project, series, progress=say)
+        applied = apply_series(project, series, progress=say)
         if options.mbox is None:
             _check_tag(series, applied)
         tested = tested_section(series, revision, latest, gate)
@@ -196,7 +197,7 @@ def _already_sent(series: Series, revision: str, journal: Journal) -> bool:
     return bool(info is not None and info.sent) or revision in sent_revisions
 
 
-def _check_tag(series: Series, applied: gitrepo.ApplyResult) -> None:
+def _check_tag(series: Series, applied: ApplyResult) -> None:
     """Refuse when ``<series>-vN`` already froze other commits (applying is deterministic)."""
     name = tag_name(series)
     proc = git("rev-parse", "--verify", "--quiet", f"refs/tags/{name}^{{commit}}", cwd=applied.tree, check=False)
@@ -253,10 +254,10 @@ def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails
             say(f"{where} sent {mail.message_id}: {mail.subject}")
 
 
-def _freeze(series: Series, applied: gitrepo.ApplyResult, cover_id: str) -> str:
+def _freeze(series: Series, applied: ApplyResult, cover_id: str) -> str:
     name = tag_name(series)
     tip = applied.commits[-1] if applied.commits else applied.base
-    gitrepo.tag(applied.tree, name, tip, f"{series.name} v{series.version} as mailed, cover {cover_id}")
+    tag(applied.tree, name, tip, f"{series.name} v{series.version} as mailed, cover {cover_id}")
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
     info = series.version_info(series.version) or VersionInfo(series.version)
     others = [v for v in series.versions if v.number != series.version]

@@ -22,7 +22,7 @@ from email.utils import formataddr, parseaddr
 from pathlib import Path
 
 from patchkit.errors import MailError
-from patchkit.gitcmd import git
+from patchkit.git.cmd import git
 
 ENCRYPTIONS = ("", "tls", "ssl")
 AUTH_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")  # smtplib's, in its order of preference

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from patchkit import gitrepo
 from patchkit.errors import PatchkitError
 from patchkit.figures import format_figure
+from patchkit.git import rangediff
 from patchkit.mailer.render import cover_text
 from patchkit.project import Project
 from patchkit.review.thread import Review, reviews
@@ -103,7 +103,7 @@ def gather(project: Project, series: Series, version: int | None = None, *, with
         range_note = "left out"
     elif previous:
         try:
-            range_text = gitrepo.range_diff(project, series, previous[-1], number)
+            range_text = rangediff.range_diff(project, series, previous[-1], number)
             range_note = f"v{previous[-1]}..v{number}"
         except PatchkitError as exc:
             range_note = f"not available: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")

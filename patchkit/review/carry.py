@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from patchkit import gitrepo
 from patchkit.errors import MailError, SeriesError
+from patchkit.git.patchid import patch_id
 from patchkit.mailer.smtp import read_sender
 from patchkit.project import Project
 from patchkit.review.thread import Review, reviews
@@ -65,7 +65,7 @@ class PatchTrailers:
 @functools.lru_cache(maxsize=256)
 def patch_id_of(diff: str) -> str:
     """`git patch-id --stable` of a diff (memoised: status and plan ask often)."""
-    return gitrepo.patch_id(None, diff)
+    return patch_id(None, diff)
 
 
 def plan(store: Store, series: Series, by_version: dict[int, Review] | None = None) -> list[PatchTrailers]:
