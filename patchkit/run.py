@@ -145,9 +145,11 @@ def run_logged(
 
 @contextlib.contextmanager
 def spawned(
-    argv: Sequence[StrPath], *, stderr_file: Path, cwd: StrPath | None = None
+    argv: Sequence[StrPath], *, stderr_file: Path, cwd: StrPath | None = None, pass_fds: Sequence[int] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``argv`` in the background (stdout piped, stderr to ``stderr_file``) and yield it.
+
+    ``pass_fds``: descriptors the child inherits under the same numbers (e.g. QEMU's monitor socket).
 
     However the block is left (including KeyboardInterrupt), the child is
     terminated, then killed, and always reaped. Callers may stop it more politely first.
@@ -159,7 +161,8 @@ def spawned(
         try:
             # preexec_fn is safe here: patchkit starts its background processes from its only thread.
             proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=err, preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509 (one thread)
+                                    stderr=err, pass_fds=pass_fds,
+                                    preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509 (one thread)
         except FileNotFoundError as exc:
             raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
     with proc:

@@ -60,7 +60,7 @@ def test_a_configurations_machine(tmp_path: Path, store: Store) -> None:
     layout = Layout.for_cell(BUSY, guest)
     assert (layout.guest_addr, layout.blank_addrs, layout.bios_addrs) == ("05.0", ("06.0",), ("04.0",))
     disk = tmp_path / "probe.img"
-    argv = qemu_argv(machine_spec(tmp_path, disk, Path("/roms/1af41001.rom"), "tcg", layout, None))
+    argv = qemu_argv(machine_spec(tmp_path, disk, Path("/roms/1af41001.rom"), "tcg", layout, None), monitor_fd=3)
     devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
     assert "-boot" not in argv  # QEMU's default boot order
     assert devices[-3:] == ["virtio-blk-pci,drive=disk0,addr=06.0",  # blank: no bootindex

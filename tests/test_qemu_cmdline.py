@@ -31,7 +31,7 @@ def option(argv: list[str], name: str) -> list[str]:
 
 
 def test_rom_boot_only_the_rom_can_boot_the_disk() -> None:
-    argv = qemu_argv(rom_boot_spec(ROM, (Drive(DISK),)))
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(DISK),)), monitor_fd=3)
     assert option(argv, "-boot") == ["strict=on"]
     assert option(argv, "-option-rom") == [f"{ROM},bootindex=0"]
     virtio = [d for d in devices(argv) if d.startswith("virtio-blk-pci")]
@@ -41,13 +41,15 @@ def test_rom_boot_only_the_rom_can_boot_the_disk() -> None:
 
 
 def test_console_logs_and_control_are_wired() -> None:
-    argv = qemu_argv(rom_boot_spec(ROM, (Drive(DISK),)))
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(DISK),)), monitor_fd=3)
     assert "pc,graphics=off" in option(argv, "-machine")
     assert option(argv, "-serial") == ["chardev:serial0"]
     assert "stdio,id=serial0,signal=off" in option(argv, "-chardev")
     assert "file,id=dbg,path=seabios.log" in option(argv, "-chardev")
     assert "isa-debugcon,iobase=0x402,chardev=dbg" in devices(argv)
-    assert option(argv, "-qmp") == ["unix:qmp.sock,server=on,wait=off"]
+    assert "socket,id=qmp,fd=3" in option(argv, "-chardev")  # the monitor: an inherited socket, no file
+    assert option(argv, "-mon") == ["chardev=qmp,mode=control"]
+    assert "-qmp" not in argv
     assert "-nodefaults" in argv  # no NIC with its own boot ROM, no default CD-ROM
     assert option(argv, "-accel") == ["tcg"]
 
@@ -56,7 +58,7 @@ def test_a_virtio_disk_with_a_bootindex_next_to_a_rom_is_refused() -> None:
     with pytest.raises(BootError, match="SeaBIOS would boot it natively"):
         rom_boot_spec(ROM, (Drive(DISK, bootindex=1),))
     with pytest.raises(BootError, match="SeaBIOS would boot it natively"):
-        qemu_argv(MachineSpec(drives=(Drive(DISK, bootindex=2),), rom=ROM))
+        qemu_argv(MachineSpec(drives=(Drive(DISK, bootindex=2),), rom=ROM), monitor_fd=3)
 
 
 def test_bootindex_zero_is_the_roms() -> None:
@@ -66,13 +68,14 @@ def test_bootindex_zero_is_the_roms() -> None:
 
 def test_an_ide_disk_may_be_booted_after_the_rom() -> None:
     blank = Path("/runs/x/blank.img")
-    argv = qemu_argv(rom_boot_spec(ROM, (Drive(blank), Drive(DISK, interface="ide", bootindex=1))))
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(blank), Drive(DISK, interface="ide", bootindex=1))), monitor_fd=3)
     assert "ide-hd,drive=disk1,bus=ide.0,unit=0,bootindex=1" in devices(argv)
     assert "virtio-blk-pci,drive=disk0,addr=04.0" in devices(argv)
 
 
 def test_a_floppy_boots_by_its_controllers_bootindex() -> None:
-    argv = qemu_argv(rom_boot_spec(ROM, (Drive(Path("/blank.img")), Drive(DISK, interface="floppy", bootindex=1))))
+    floppy = Drive(DISK, interface="floppy", bootindex=1)
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(Path("/blank.img")), floppy)), monitor_fd=3)
     assert "floppy,drive=disk1,unit=0" in devices(argv)
     assert option(argv, "-global") == ["isa-fdc.bootindexA=1"]
     with pytest.raises(BootError, match="one floppy"):
@@ -80,14 +83,14 @@ def test_a_floppy_boots_by_its_controllers_bootindex() -> None:
 
 
 def test_reference_run_lets_seabios_boot_the_disk() -> None:
-    argv = qemu_argv(reference_spec(DISK, pci_addr="05.0"))
+    argv = qemu_argv(reference_spec(DISK, pci_addr="05.0"), monitor_fd=3)
     assert "-option-rom" not in argv
     assert devices(argv)[-1] == "virtio-blk-pci,drive=disk0,addr=05.0,bootindex=0"
     assert option(argv, "-boot") == ["strict=on"]
 
 
 def test_two_virtio_disks_need_two_addresses() -> None:
-    argv = qemu_argv(rom_boot_spec(ROM, (Drive(Path("/a.img")), Drive(DISK, pci_addr="05.0"))))
+    argv = qemu_argv(rom_boot_spec(ROM, (Drive(Path("/a.img")), Drive(DISK, pci_addr="05.0"))), monitor_fd=3)
     assert [d for d in devices(argv) if d.startswith("virtio")] == [
         "virtio-blk-pci,drive=disk0,addr=04.0", "virtio-blk-pci,drive=disk1,addr=05.0"]
     with pytest.raises(BootError, match="share a PCI address"):
@@ -96,7 +99,7 @@ def test_two_virtio_disks_need_two_addresses() -> None:
 
 def test_a_nic_runs_qemu_in_its_namespace_without_a_rom_of_its_own() -> None:
     floppy = Drive(Path("/probe.img"), interface="floppy", bootindex=1)
-    argv = qemu_argv(check_spec(MachineSpec(drives=(floppy,), rom=ROM, nic=Nic("patchkit-1234", "aoe0"))))
+    argv = qemu_argv(check_spec(MachineSpec(drives=(floppy,), rom=ROM, nic=Nic("patchkit-1234", "aoe0"))), monitor_fd=3)
     assert argv[:5] == ["ip", "netns", "exec", "patchkit-1234", "qemu-system-x86_64"]
     assert option(argv, "-netdev") == ["tap,id=net0,ifname=aoe0,script=no,downscript=no"]
     assert "virtio-net-pci,netdev=net0,addr=03.0,romfile=" in devices(argv)  # not QEMU's own iPXE
@@ -106,22 +109,22 @@ def test_a_nic_runs_qemu_in_its_namespace_without_a_rom_of_its_own() -> None:
 
 
 def test_commas_in_paths_are_doubled() -> None:
-    argv = qemu_argv(rom_boot_spec(Path("/r,1.rom"), (Drive(Path("/d,1.img")),)))
+    argv = qemu_argv(rom_boot_spec(Path("/r,1.rom"), (Drive(Path("/d,1.img")),)), monitor_fd=3)
     assert option(argv, "-option-rom") == ["/r,,1.rom,bootindex=0"]
     assert option(argv, "-drive") == ["file=/d,,1.img,format=raw,if=none,id=disk0"]
 
 
 def test_bad_specs_are_refused() -> None:
     with pytest.raises(BootError, match="unknown accelerator"):
-        qemu_argv(MachineSpec(drives=(Drive(DISK),), accel="hvf"))
+        qemu_argv(MachineSpec(drives=(Drive(DISK),), accel="hvf"), monitor_fd=3)
     with pytest.raises(BootError, match="at least one disk"):
-        qemu_argv(MachineSpec(drives=(), rom=ROM))
+        qemu_argv(MachineSpec(drives=(), rom=ROM), monitor_fd=3)
 
 
 def test_building_the_command_line_touches_nothing(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    qemu_argv(rom_boot_spec(work / "missing.rom", (Drive(work / "missing.img"),)))
+    qemu_argv(rom_boot_spec(work / "missing.rom", (Drive(work / "missing.img"),)), monitor_fd=3)
     assert list(work.iterdir()) == []
 
 
@@ -130,7 +133,7 @@ def test_building_the_command_line_touches_nothing(tmp_path: Path) -> None:
 
 def test_q35_puts_the_virtio_disks_on_the_root_bus() -> None:
     spec = check_spec(MachineSpec(drives=(Drive(DISK, pci_addr="05.0"),), rom=ROM, machine="q35"))
-    argv = qemu_argv(spec)
+    argv = qemu_argv(spec, monitor_fd=3)
     assert option(argv, "-machine") == ["q35,graphics=off"]
     # On pcie.0 itself (not behind a root port) virtio-blk-pci stays transitional: legacy BAR0, ID 1af4:1001.
     assert [d for d in devices(argv) if d.startswith("virtio")] == ["virtio-blk-pci,drive=disk0,bus=pcie.0,addr=05.0"]
@@ -140,15 +143,15 @@ def test_q35_puts_the_virtio_disks_on_the_root_bus() -> None:
 def test_q35_gets_a_floppy_controller_and_one_ide_disk_per_port() -> None:
     drives = (Drive(Path("/a.img"), interface="floppy", bootindex=1), Drive(Path("/b.img"), interface="ide"),
               Drive(Path("/c.img"), interface="ide"))
-    argv = qemu_argv(check_spec(MachineSpec(drives=drives, rom=ROM, machine="q35")))
+    argv = qemu_argv(check_spec(MachineSpec(drives=drives, rom=ROM, machine="q35")), monitor_fd=3)
     assert devices(argv)[1:] == ["isa-fdc", "floppy,drive=disk0,unit=0", "ide-hd,drive=disk1,bus=ide.0,unit=0",
                                  "ide-hd,drive=disk2,bus=ide.1,unit=0"]
-    pc = qemu_argv(check_spec(MachineSpec(drives=drives, rom=ROM)))
+    pc = qemu_argv(check_spec(MachineSpec(drives=drives, rom=ROM)), monitor_fd=3)
     assert "isa-fdc" not in devices(pc) and "ide-hd,drive=disk2,bus=ide.0,unit=1" in devices(pc)
 
 
 def test_default_boot_order_drops_strict_but_keeps_the_rom_first() -> None:
-    argv = qemu_argv(check_spec(MachineSpec(drives=(Drive(DISK),), rom=ROM, strict_boot=False)))
+    argv = qemu_argv(check_spec(MachineSpec(drives=(Drive(DISK),), rom=ROM, strict_boot=False)), monitor_fd=3)
     assert "-boot" not in argv
     assert option(argv, "-option-rom") == [f"{ROM},bootindex=0"]
     assert "bootindex" not in devices(argv)[-1]  # the guest disk still has none
@@ -156,14 +159,14 @@ def test_default_boot_order_drops_strict_but_keeps_the_rom_first() -> None:
 
 def test_a_read_only_disk_with_properties() -> None:
     drive = Drive(DISK, readonly=True, properties=(("queue-size", "1024"), ("disable-legacy", "on")))
-    argv = qemu_argv(rom_boot_spec(ROM, (drive,)))
+    argv = qemu_argv(rom_boot_spec(ROM, (drive,)), monitor_fd=3)
     assert option(argv, "-drive") == [f"file={DISK},format=raw,if=none,id=disk0,readonly=on"]
     assert devices(argv)[-1] == "virtio-blk-pci,drive=disk0,addr=04.0,queue-size=1024,disable-legacy=on"
 
 
 def test_only_a_blank_disk_may_have_a_bootindex_next_to_the_rom() -> None:
     busy = Drive(Path("/runs/x/blank-04-0.img"), bootindex=1, blank=True)
-    argv = qemu_argv(rom_boot_spec(ROM, (busy, Drive(DISK, pci_addr="05.0"))))
+    argv = qemu_argv(rom_boot_spec(ROM, (busy, Drive(DISK, pci_addr="05.0"))), monitor_fd=3)
     assert "virtio-blk-pci,drive=disk0,addr=04.0,bootindex=1" in devices(argv)
     with pytest.raises(BootError, match=r"freedos.img has a bootindex .* \(only a blank disk, which has no "
                                         r"boot sector, may carry one\)"):
@@ -197,7 +200,7 @@ def test_a_faulty_disk_is_read_through_blkdebug() -> None:
     config = Path("/runs/x/blkdebug.conf")
     spec = rom_boot_spec(ROM, (Drive(Path("/runs/x/blank.img"), blank=True),
                                Drive(DISK, pci_addr="05.0", blkdebug=config, readonly=True)))
-    argv = qemu_argv(spec)
+    argv = qemu_argv(spec, monitor_fd=3)
     assert option(argv, "-drive")[1] == (
         f"file.driver=blkdebug,file.config={config},file.image.driver=file,file.image.filename={DISK},"
         "format=raw,if=none,id=disk1,readonly=on")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -71,15 +73,23 @@ def test_an_error_inside_the_block_still_stops_qemu(tmp_path: Path) -> None:
     assert gone(pids[0])
 
 
-def test_a_long_run_directory_still_gets_its_qmp_socket(tmp_path: Path) -> None:
-    run_dir = tmp_path / ("d" * 60) / ("e" * 60)
-    assert len(str(run_dir / "qmp.sock")) > 108  # longer than a UNIX socket path may be
+def test_the_monitor_is_an_inherited_socket_with_no_file_to_wait_for(tmp_path: Path) -> None:
+    run_dir = tmp_path / ("d" * 60) / ("e" * 60)  # longer than a UNIX socket path may be: no matter now
 
-    async def scenario() -> str:
+    async def scenario() -> tuple[str, str, list[Path]]:
         async with Machine(reference_spec(blank_disk(tmp_path / "blank.img")), run_dir) as machine:
-            return await machine.status()
+            assert machine._proc is not None
+            status = await machine.status()  # QMP answers as soon as the machine is entered
+            fd = re.search(r"socket,id=qmp,fd=(\d+)", (run_dir / "qemu-cmdline.txt").read_text())
+            assert fd, "no monitor descriptor on QEMU's command line"
+            monitor = os.readlink(f"/proc/{machine._proc.pid}/fd/{fd[1]}")
+            sockets = [f for f in run_dir.rglob("*") if stat.S_ISSOCK(f.lstat().st_mode)]
+        return status, monitor, sockets
 
-    assert asyncio.run(scenario()) in ("running", "paused")
+    status, monitor, sockets = asyncio.run(scenario())
+    assert status in ("running", "paused")
+    assert monitor.startswith("socket:")  # QEMU holds the pair's other end under that number
+    assert sockets == []
 
 
 def test_qemu_failing_at_start_up_is_a_boot_error_with_its_message(tmp_path: Path) -> None:

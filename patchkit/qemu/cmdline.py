@@ -12,8 +12,10 @@ and boots them after the ROM; the boot harness then fails a run that SeaBIOS boo
 ("Booting from Hard Disk"). On q35 the devices sit on the root bus pcie.0, where
 virtio-blk-pci stays transitional (legacy I/O BAR0, ID 1af4:1001).
 
-Paths of run-dir files (QMP socket, SeaBIOS log) are relative: QEMU is started
-in the run directory, which keeps the UNIX socket path short.
+Paths of run-dir files (the SeaBIOS log) are relative: QEMU is started in the run
+directory. The QMP monitor is no file: QEMU inherits one end of a socket pair as
+descriptor ``monitor_fd`` (patchkit.qemu.machine holds the other end), so it is
+connected from the start.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import Literal
 
 from patchkit.errors import BootError
 
-QMP_SOCKET = "qmp.sock"
 SEABIOS_LOG = "seabios.log"
 ACCELS = ("kvm", "tcg")
 MACHINES = ("pc", "q35")
@@ -169,8 +170,9 @@ def property_problem(name: str, value: str) -> str | None:
     return None
 
 
-def qemu_argv(spec: MachineSpec) -> list[str]:
-    """The full argv for ``spec`` (checked with check_spec first)."""
+def qemu_argv(spec: MachineSpec, *, monitor_fd: int) -> list[str]:
+    """The full argv for ``spec`` (checked with check_spec first), its QMP monitor on the inherited
+    connected socket ``monitor_fd``."""
     check_spec(spec)
     argv = [
         spec.qemu,
@@ -185,7 +187,8 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
         "-serial", "chardev:serial0",
         "-chardev", f"file,id=dbg,path={SEABIOS_LOG}",
         "-device", "isa-debugcon,iobase=0x402,chardev=dbg",
-        "-qmp", f"unix:{QMP_SOCKET},server=on,wait=off",
+        "-chardev", f"socket,id=qmp,fd={monitor_fd}",
+        "-mon", "chardev=qmp,mode=control",
         *(["-boot", "strict=on"] if spec.strict_boot else []),
         # Guest reboots and power-off stop the VM (status "shutdown") so the screen can still be taken.
         "-no-reboot",

@@ -2,7 +2,9 @@
 
 ``async with Machine(spec, run_dir) as m:`` starts QEMU in ``run_dir`` (command
 line in qemu-cmdline.txt, stderr in qemu-stderr.log, serial in serial.log), connects
-QMP and reads the console. Leaving the block always stops QEMU: QMP ``quit``,
+QMP and reads the console. The monitor is a socket pair made before QEMU starts: QEMU
+inherits one end (``-chardev socket,fd=N``), the QMP client talks on the other at once,
+with no socket file to wait for. Leaving the block always stops QEMU: QMP ``quit``,
 then SIGTERM, then SIGKILL, and the process is reaped, also on ^C.
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shlex
 import socket
 import subprocess
@@ -22,12 +23,12 @@ from qemu.qmp import QMPClient, Runstate
 from qemu.qmp.error import QMPError
 
 from patchkit.errors import BootError
-from patchkit.qemu.cmdline import QMP_SOCKET, MachineSpec, qemu_argv
+from patchkit.qemu.cmdline import MachineSpec, check_spec, qemu_argv
 from patchkit.qemu.console import Console
 from patchkit.run import CommandTimeout, run, spawned
 from patchkit.store import atomic_write
 
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0  # for QEMU's QMP greeting after it started
 VERSION_TIMEOUT = 30.0  # for `qemu --version`: a hanging binary must not hang patchkit
 QUIT_TIMEOUT = 5.0
 # QEMU queues keys and paces them: a key takes 2 x its hold time (press, release). The careful pace; the
@@ -80,17 +81,23 @@ class Machine:
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Machine:
-        argv = qemu_argv(self.spec)
+        check_spec(self.spec)  # a spec refused leaves nothing behind
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.console = Console(self.run_dir / "serial.log")
-        atomic_write(self.run_dir / "qemu-cmdline.txt", shlex.join(argv) + "\n")
+        monitor, qemu_end = socket.socketpair()
+        self._stack.callback(monitor.close)  # (the QMP client closes it when it disconnects; twice is harmless)
         try:
-            self.started = time.monotonic()
-            self._proc = self._stack.enter_context(
-                spawned(argv, stderr_file=self.run_dir / "qemu-stderr.log", cwd=self.run_dir))
+            # Only QEMU keeps qemu_end open once started: when QEMU exits, the monitor reads end of file.
+            with qemu_end:
+                argv = qemu_argv(self.spec, monitor_fd=qemu_end.fileno())
+                atomic_write(self.run_dir / "qemu-cmdline.txt", shlex.join(argv) + "\n")
+                self.started = time.monotonic()
+                self._proc = self._stack.enter_context(
+                    spawned(argv, stderr_file=self.run_dir / "qemu-stderr.log", cwd=self.run_dir,
+                            pass_fds=(qemu_end.fileno(),)))
             assert self._proc.stdout is not None
             self._reader = asyncio.create_task(self.console.read_from(self._proc.stdout))
-            await self._connect()
+            await self._connect(monitor)
         except BaseException:
             await self._stop()
             raise
@@ -140,33 +147,19 @@ class Machine:
         presses = [keys_for(char) for char in text]  # an untypable character fails before any key is sent
         await asyncio.gather(*(self.send_key(*keys, hold_ms=hold_ms) for keys in presses))
 
-    async def _connect(self) -> None:
-        """Connect QMP, retrying while QEMU creates the socket."""
-        path = self.run_dir / QMP_SOCKET
-        deadline = time.monotonic() + CONNECT_TIMEOUT
-        while True:
-            if not self.running():
-                raise self._startup_error()
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                _connect_unix(sock, path)
-            except (FileNotFoundError, ConnectionRefusedError):
-                sock.close()
-                if time.monotonic() > deadline:
-                    raise BootError(f"QEMU's QMP socket {path} did not appear within {CONNECT_TIMEOUT:g} s") from None
-                await asyncio.sleep(0.02)
-                continue
-            try:
-                await self._qmp.connect(sock)
-            except (QMPError, OSError) as exc:  # e.g. QEMU quit over a bad option right after listening
-                for _ in range(100):
-                    if not self.running():
-                        break
-                    await asyncio.sleep(0.02)
+    async def _connect(self, monitor: socket.socket) -> None:
+        """Talk QMP on our end of the monitor's socket pair: QEMU greets on it once it is up."""
+        try:
+            await asyncio.wait_for(self._qmp.connect(monitor), CONNECT_TIMEOUT)
+        except (QMPError, OSError, EOFError, TimeoutError) as exc:  # e.g. QEMU quit over a bad option
+            for _ in range(100):
                 if not self.running():
-                    raise self._startup_error() from exc
-                raise BootError(f"cannot talk to QEMU over QMP ({exc})") from exc
-            return
+                    break
+                await asyncio.sleep(0.02)
+            if not self.running():
+                raise self._startup_error() from exc
+            raise BootError(f"cannot talk to QEMU over QMP ({type(exc).__name__}: {exc})",
+                            hint=f"QEMU's messages are in {self.run_dir / 'qemu-stderr.log'}") from exc
 
     async def _stop(self) -> None:
         """QMP quit and wait a little; then the process helper terminates, kills and reaps."""
@@ -202,14 +195,3 @@ class Machine:
         return BootError(f"QEMU exited at start-up:\n{self.stderr_tail() or '(no output)'}",
                          hint=f"the command line is in {self.run_dir / 'qemu-cmdline.txt'}")
 
-
-def _connect_unix(sock: socket.socket, path: Path) -> None:
-    """Connect to a UNIX socket, through /proc/self/fd when the path is too long for sun_path."""
-    if len(os.fsencode(path)) < 100:
-        sock.connect(str(path))
-        return
-    dir_fd = os.open(path.parent, os.O_PATH)
-    try:
-        sock.connect(f"/proc/self/fd/{dir_fd}/{path.name}")
-    finally:
-        os.close(dir_fd)
