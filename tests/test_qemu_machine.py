@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import stat
 from pathlib import Path
 
 import pytest
 
+from patchkit.boot.session import SHUTDOWN_GRACE
 from patchkit.errors import BootError
 from patchkit.qemu.cmdline import Drive, MachineSpec, reference_spec
 from patchkit.qemu.console import Console
-from patchkit.qemu.machine import Machine, keys_for, qemu_version
+from patchkit.qemu.machine import EXITED, Machine, keys_for, qemu_version
 
 pytestmark = pytest.mark.boot
 
@@ -102,6 +104,35 @@ def test_qemu_failing_at_start_up_is_a_boot_error_with_its_message(tmp_path: Pat
     with pytest.raises(BootError, match="QEMU exited at start-up") as info:
         asyncio.run(scenario())
     assert "missing.img" in str(info.value)
+
+
+def test_a_state_change_wakes_every_wait_for_it(tmp_path: Path) -> None:
+    async def scenario() -> tuple[str | None, list[str | None]]:
+        async with Machine(reference_spec(blank_disk(tmp_path / "blank.img")), tmp_path / "run") as machine:
+            # Negative control: nothing changes, so the wait ends by its timeout.
+            quiet = await machine.wait_status(("shutdown",), timeout=0.5)
+            waits = [asyncio.create_task(machine.wait_status(("shutdown",), SHUTDOWN_GRACE)) for _ in range(2)]
+            await asyncio.sleep(0)  # both waits listen before the event
+            await machine._qmp.execute("system_reset")  # under -no-reboot a reset stops the VM: SHUTDOWN, STOP
+            return quiet, list(await asyncio.gather(*waits))
+
+    quiet, woken = asyncio.run(scenario())
+    assert quiet is None
+    assert woken == ["shutdown", "shutdown"]  # neither wait took the other's event
+
+
+def test_the_power_off_wait_ends_when_qemu_is_killed_from_outside(tmp_path: Path) -> None:
+    async def scenario() -> tuple[str | None, bool]:
+        async with Machine(reference_spec(blank_disk(tmp_path / "blank.img")), tmp_path / "run") as machine:
+            assert machine._proc is not None
+            wait = asyncio.create_task(machine.wait_status(("shutdown",), SHUTDOWN_GRACE))
+            await asyncio.sleep(0)
+            os.kill(machine._proc.pid, signal.SIGKILL)  # no QMP event comes: only the process's end
+            return await wait, machine.running()
+
+    outcome, running = asyncio.run(scenario())
+    assert outcome == EXITED
+    assert not running
 
 
 def test_keys_for_typing_gpxe_commands() -> None:

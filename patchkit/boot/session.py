@@ -337,30 +337,21 @@ class Session:
         return " / ".join(said) or "(no message)"
 
     async def _await_power_off(self) -> None:
-        """Give the guest a moment to finish and power off (it stops: -no-shutdown)."""
-        end = time.monotonic() + SHUTDOWN_GRACE
-        while time.monotonic() < end and self.machine.running():
-            if await self.machine.status() == "shutdown":
-                self._mark("power_off")
-                return
-            await asyncio.sleep(0.1)
+        """Give the guest a moment to finish and power off (it stops: -no-shutdown); a QEMU that exits
+        ends the wait too."""
+        if await self.machine.wait_status(("shutdown",), SHUTDOWN_GRACE) == "shutdown":
+            self._mark("power_off")
 
     async def _watch(self) -> None:
-        """Poll QMP: a KVM internal error or a stopped VM ends the waits with the reason."""
-        while True:
-            await asyncio.sleep(0.25)
-            try:
-                status = await self.machine.status()
-            except (QMPError, OSError, EOFError):
-                return  # QEMU exited: the console reports end of file
-            if status == "internal-error":
-                self.kvm_failed = self.spec.accel == "kvm"
-                self.machine.console.abort("QEMU stopped with an internal error (KVM could not run the guest)")
-                return
-            if status in ("shutdown", "guest-panicked"):
-                await asyncio.sleep(0.5)  # let the console read the last output first
-                self.machine.console.abort(f"the guest stopped (QMP status {status}): it powered off, reset or crashed")
-                return
+        """A KVM internal error or a stopped VM (QMP events) ends the waits with the reason."""
+        status = await self.machine.wait_status(("internal-error", "shutdown", "guest-panicked"))
+        if status == "internal-error":
+            self.kvm_failed = self.spec.accel == "kvm"
+            self.machine.console.abort("QEMU stopped with an internal error (KVM could not run the guest)")
+        elif status in ("shutdown", "guest-panicked"):
+            await asyncio.sleep(0.5)  # let the console read the last output first
+            self.machine.console.abort(f"the guest stopped (QMP status {status}): it powered off, reset or crashed")
+        # EXITED: QEMU is gone and the console reports end of file
 
     async def _failure_text(self, wait: Wait) -> str:
         """A failure marker with the line it appeared on."""

@@ -4,22 +4,25 @@
 line in qemu-cmdline.txt, stderr in qemu-stderr.log, serial in serial.log), connects
 QMP and reads the console. The monitor is a socket pair made before QEMU starts: QEMU
 inherits one end (``-chardev socket,fd=N``), the QMP client talks on the other at once,
-with no socket file to wait for. Leaving the block always stops QEMU: QMP ``quit``,
-then SIGTERM, then SIGKILL, and the process is reaped, also on ^C.
+with no socket file to wait for. State changes come as QMP events (``wait_status``) and the
+process's end through a pidfd, neither polled. Leaving the block always stops QEMU:
+QMP ``quit``, then SIGTERM, then SIGKILL, and the process is reaped, also on ^C.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 
-from qemu.qmp import QMPClient, Runstate
+from qemu.qmp import EventListener, QMPClient, Runstate
 from qemu.qmp.error import QMPError
 
 from patchkit.errors import BootError
@@ -34,6 +37,10 @@ QUIT_TIMEOUT = 5.0
 # QEMU queues keys and paces them: a key takes 2 x its hold time (press, release). The careful pace; the
 # echo of each command is checked.
 KEY_HOLD_MS = 20
+# QMP events after which the run state may have changed (a KVM internal error is a STOP, then the status
+# "internal-error"; a power-off under -no-shutdown is SHUTDOWN, then STOP).
+STATE_EVENTS = ("SHUTDOWN", "STOP", "GUEST_PANICKED")
+EXITED = "exited"  # wait_status's answer when the QEMU process ended first (no QMP status has this name)
 
 # Characters gPXE commands need, as QEMU key codes (qcodes).
 _SHIFTED = {":": "semicolon", "_": "minus", "+": "equal", '"': "apostrophe", "?": "slash", "|": "backslash"}
@@ -79,6 +86,7 @@ class Machine:
         self._stack = contextlib.ExitStack()
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._exited = asyncio.Event()  # set when the QEMU process has ended
 
     async def __aenter__(self) -> Machine:
         check_spec(self.spec)  # a spec refused leaves nothing behind
@@ -95,6 +103,7 @@ class Machine:
                 self._proc = self._stack.enter_context(
                     spawned(argv, stderr_file=self.run_dir / "qemu-stderr.log", cwd=self.run_dir,
                             pass_fds=(qemu_end.fileno(),)))
+                self._watch_exit(self._proc.pid)
             assert self._proc.stdout is not None
             self._reader = asyncio.create_task(self.console.read_from(self._proc.stdout))
             await self._connect(monitor)
@@ -120,6 +129,38 @@ class Machine:
         reply = await self._qmp.execute("query-status")
         assert isinstance(reply, dict)
         return str(reply["status"])
+
+    async def wait_status(self, wanted: Collection[str], timeout: float | None = None) -> str | None:
+        """Wait until QMP query-status says one of ``wanted``; that status, EXITED when the QEMU process
+        ends first, None after ``timeout`` seconds.
+
+        The status is asked at once, then once after each event of STATE_EVENTS, which a listener of this
+        wait's own hears from before the first question: no change is missed, and concurrent waits each
+        see every event.
+        """
+        listener = EventListener(STATE_EVENTS)
+        with self._qmp.listen(listener):
+            watch = asyncio.create_task(self._status_among(wanted, listener))
+            exited = asyncio.create_task(self._exited.wait())
+            try:
+                done, _ = await asyncio.wait((watch, exited), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watch.cancel()
+                exited.cancel()
+        if watch in done:
+            return watch.result()
+        return EXITED if exited in done else None
+
+    async def _status_among(self, wanted: Collection[str], listener: EventListener) -> str:
+        """Ask the status until it is one of ``wanted``, again after each event ``listener`` hears; EXITED
+        once QEMU has ended, if the monitor closed first."""
+        try:
+            while (status := await self.status()) not in wanted:
+                await listener.get()
+        except (QMPError, OSError, EOFError):  # the monitor closed: QEMU is exiting
+            await self._exited.wait()
+            return EXITED
+        return status
 
     async def screendump(self, path: Path) -> bool:
         """Save the VGA screen as PNG; False if QEMU could not (e.g. it already exited)."""
@@ -152,11 +193,7 @@ class Machine:
         try:
             await asyncio.wait_for(self._qmp.connect(monitor), CONNECT_TIMEOUT)
         except (QMPError, OSError, EOFError, TimeoutError) as exc:  # e.g. QEMU quit over a bad option
-            for _ in range(100):
-                if not self.running():
-                    break
-                await asyncio.sleep(0.02)
-            if not self.running():
+            if await self._wait_exit(2.0):
                 raise self._startup_error() from exc
             raise BootError(f"cannot talk to QEMU over QMP ({type(exc).__name__}: {exc})",
                             hint=f"QEMU's messages are in {self.run_dir / 'qemu-stderr.log'}") from exc
@@ -167,9 +204,7 @@ class Machine:
             if self.running() and self._qmp.runstate == Runstate.RUNNING:
                 with contextlib.suppress(QMPError, OSError, TimeoutError, EOFError):
                     await asyncio.wait_for(self._qmp.execute("quit"), QUIT_TIMEOUT)
-                deadline = time.monotonic() + QUIT_TIMEOUT
-                while self.running() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.02)
+                await self._wait_exit(QUIT_TIMEOUT)
             with contextlib.suppress(QMPError, OSError, EOFError):
                 await self._qmp.disconnect()
             if self._reader is not None and not self.running():
@@ -183,6 +218,28 @@ class Machine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._reader
             self.console.close()
+
+    def _watch_exit(self, pid: int) -> None:
+        """Set ``_exited`` when process ``pid`` ends: its pidfd becomes readable (running() then reaps it)."""
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(pid)
+
+        def ended() -> None:
+            loop.remove_reader(pidfd)
+            self._exited.set()
+
+        def close() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+        loop.add_reader(pidfd, ended)
+        self._stack.callback(close)
+
+    async def _wait_exit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for QEMU to end; whether it has."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._exited.wait(), timeout)
+        return not self.running()
 
     def stderr_tail(self, lines: int = 10) -> str:
         """The last lines QEMU wrote to its stderr (qemu-stderr.log), or ""."""
