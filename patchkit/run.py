@@ -129,7 +129,7 @@ def run_logged(
             proc = subprocess.Popen(
                 args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509 (patchkit has one thread)
+                preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509 (see _die_with_parent)
             )
         except FileNotFoundError as exc:
             raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
@@ -159,10 +159,9 @@ def spawned(
     log.debug("spawn: %s (cwd=%s)", shlex.join(args), cwd or ".")
     with open(stderr_file, "wb") as err:
         try:
-            # preexec_fn is safe here: patchkit starts its background processes from its only thread.
             proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=err, pass_fds=pass_fds,
-                                    preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509 (one thread)
+                                    preexec_fn=_die_with_parent(signal.SIGKILL))  # noqa: PLW1509 (see _die_with_parent)
         except FileNotFoundError as exc:
             raise PatchkitError(f"program not found: {args[0]}", hint=SETUP_HINT) from exc
     with proc:
@@ -183,7 +182,11 @@ def _libc() -> ctypes.CDLL:
 def _die_with_parent(sig: signal.Signals) -> Callable[[], None]:
     """A preexec_fn: the child gets ``sig`` when the thread that started it ends (patchkit is killed).
 
-    The setting survives exec (also through `ip netns exec`, which execs its command).
+    The setting survives exec (also through `ip netns exec`, which execs its command). patchkit
+    forks from several threads (asyncio.to_thread, a cluster worker's task threads), where a
+    preexec_fn that took a lock held by another thread at the fork would hang the child: this one
+    only makes the prctl call (looked up before the fork) and reads its parent's pid. Every
+    caller waits for or stops its child before the starting thread can end.
     """
     parent = os.getpid()
     prctl = _libc().prctl  # looked up before the fork: the child only calls it
