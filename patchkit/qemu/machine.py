@@ -41,6 +41,9 @@ KEY_HOLD_MS = 20
 # "internal-error"; a power-off under -no-shutdown is SHUTDOWN, then STOP).
 STATE_EVENTS = ("SHUTDOWN", "STOP", "GUEST_PANICKED")
 EXITED = "exited"  # wait_status's answer when the QEMU process ended first (no QMP status has this name)
+# The monitor was a socket patchkit passed to QEMU: a hand-run has none to inherit.
+RERUN_NOTE = ("# to run this by hand, replace `-chardev socket,id=qmp,fd=N -mon chardev=qmp,mode=control` "
+              "with `-qmp stdio` (or drop it)\n")
 
 # Characters gPXE commands need, as QEMU key codes (qcodes).
 _SHIFTED = {":": "semicolon", "_": "minus", "+": "equal", '"': "apostrophe", "?": "slash", "|": "backslash"}
@@ -98,7 +101,7 @@ class Machine:
             # Only QEMU keeps qemu_end open once started: when QEMU exits, the monitor reads end of file.
             with qemu_end:
                 argv = qemu_argv(self.spec, monitor_fd=qemu_end.fileno())
-                atomic_write(self.run_dir / "qemu-cmdline.txt", shlex.join(argv) + "\n")
+                atomic_write(self.run_dir / "qemu-cmdline.txt", shlex.join(argv) + "\n" + RERUN_NOTE)
                 self.started = time.monotonic()
                 self._proc = self._stack.enter_context(
                     spawned(argv, stderr_file=self.run_dir / "qemu-stderr.log", cwd=self.run_dir,
