@@ -170,7 +170,8 @@ def run_tests(
     with project.store.results() as db, contextlib.ExitStack() as stack:
         cells = longest_first(plan.cells, db.durations(subject.series))
         remote = None if cluster is None else stack.enter_context(connect(cluster))
-        where = f"{jobs} at a time" if remote is None else f"on the cluster at {cluster}, {remote.workers()} workers"
+        where = (f"{jobs} at a time" if remote is None
+                 else f"on the cluster at {cluster}, {len(remote.workers())} workers")
         for tested in dict.fromkeys(subjects.values()):
             users = [c.name for c in plan.cells if subjects[id(c)] is tested]
             through = "natively (reference)" if reference else f"through {tested.rom}"

@@ -3,10 +3,10 @@
 Each worker starts with an empty PATCHKIT_CACHE of its own and fetches what it lacks from
 the client. The cluster gives the verdicts a local run gives (v2's ROM: one cell passes, two
 fail), records them under the same keys plus the worker; a worker killed mid-boot has its
-task run again on the other and the cell recorded once; a worker without QEMU fails its
-cells naming itself while the other boots the rest; SIGTERM to the command stops the boots on
-the workers. No QEMU is left on any worker, and every scheduler and worker is stopped when a
-test ends, also when it fails.
+task run again on the other and the cell recorded once; the cells a worker without QEMU
+takes go to the other, and it is named once (when no worker can boot, every cell is not
+run, naming it); SIGTERM to the command stops the boots on the workers. No QEMU is left on
+any worker, and every scheduler and worker is stopped when a test ends, also when it fails.
 """
 
 from __future__ import annotations
@@ -225,24 +225,86 @@ def shadow_path(tmp_path: Path) -> str:
     return f"{Path(sys.executable).parent}:{shadow}"
 
 
-def test_a_worker_without_qemu_fails_its_cells_naming_itself_and_the_other_boots_the_rest(
+def without_qemu(cluster: LocalCluster, tmp_path: Path) -> None:
+    """Start worker w2, which finds no QEMU on its PATH."""
+    cluster.start_worker("w2", {"PATH": shadow_path(tmp_path)})
+
+
+def test_the_cells_a_worker_without_qemu_takes_go_to_the_other_worker_and_it_is_named_once(
         inputs_cache: Path, project: Project, series_rom: Path, cluster: LocalCluster, tmp_path: Path) -> None:
     guest_or_skip("probe", project.store)
     cluster.start_worker("w1")
-    cluster.start_worker("w2", {"PATH": shadow_path(tmp_path)})
+    without_qemu(cluster, tmp_path)
     cluster.wait_for_workers(2)
     lines: list[str] = []
     configs = ("q35", "q35-bare", "queue-64", "disks-2")
-    with pytest.raises(PatchkitError, match=r"cell\(s\) could not run"):
+    results = run_tests(project, ["all"], series_name=SERIES, configs=configs, rom=series_rom, accel="tcg",
+                        cluster=cluster.address, progress=lines.append)
+    assert sorted((r.key.config, r.passed, r.worker) for r in results) == sorted((c, True, "w1") for c in configs)
+    assert sorted(r.key.config for r in recorded(project)) == sorted(configs)  # each once
+    said = [line for line in lines if "cannot boot" in line or line.startswith("NOT RUN")]
+    note = r"note: worker w2 \(tcp://127\.0\.0\.1:\d+\) cannot boot: program not found: qemu-system-x86_64; " \
+           r"its cells go to the other workers"
+    assert len(said) == 1 and re.fullmatch(note, said[0]), said
+    assert not (cluster.cache("w2") / "runs").exists()
+
+
+def test_when_no_worker_can_boot_every_cell_is_not_run_naming_the_worker(
+        inputs_cache: Path, project: Project, series_rom: Path, cluster: LocalCluster, tmp_path: Path) -> None:
+    guest_or_skip("probe", project.store)
+    without_qemu(cluster, tmp_path)
+    cluster.wait_for_workers(1)
+    lines: list[str] = []
+    configs = ("q35", "q35-bare")
+    with pytest.raises(PatchkitError, match=r"2 cell\(s\) could not run"):
         run_tests(project, ["all"], series_name=SERIES, configs=configs, rom=series_rom, accel="tcg",
                   cluster=cluster.address, progress=lines.append)
     not_run = [line for line in lines if line.startswith("NOT RUN ")]
-    passed = [r for r in recorded(project) if r.passed]
-    assert not_run and passed and len(not_run) + len(passed) == len(configs)
+    assert sorted(line.split(":")[0] for line in not_run) == sorted(f"NOT RUN {c}/probe" for c in configs)
     for line in not_run:
-        assert "worker w2 (tcp://127.0.0.1:" in line and "program not found: qemu-system-x86_64" in line, line
-    assert {r.worker for r in passed} == {"w1"}
+        assert re.search(r"worker w2 \(tcp://127\.0\.0\.1:\d+\) could not boot \S+/probe: program not found: "
+                         r"qemu-system-x86_64$", line.splitlines()[0]), line
+    assert not any("its cells go to" in line for line in lines)
+    assert recorded(project) == []
     assert not (cluster.cache("w2") / "runs").exists()
+
+
+def test_when_the_only_worker_that_can_boot_dies_its_cells_are_not_run_and_the_run_ends(
+        inputs_cache: Path, project: Project, series_rom: Path, cluster: LocalCluster, tmp_path: Path) -> None:
+    guest_or_skip("debian", project.store)
+    guest_or_skip("probe", project.store)
+    cluster.start_worker("w1")
+    without_qemu(cluster, tmp_path)
+    cluster.wait_for_workers(2)
+    lines: list[str] = []
+    errors: list[PatchkitError] = []
+
+    def run() -> None:
+        try:
+            run_tests(project, ["debian", "probe"], series_name=SERIES, rom=series_rom, accel="tcg",
+                      cluster=cluster.address, progress=lines.append)
+        except PatchkitError as exc:
+            errors.append(exc)
+
+    client = threading.Thread(target=run)
+    client.start()
+    try:
+        wait_until(lambda: any(" cannot boot: " in line for line in lines) and qemus_under(cluster.cache("w1")),
+                   "w2 named and a QEMU booting on w1")
+        cluster.kill("w1")
+        wait_until(lambda: not qemus_under(cluster.cache("w1")), "the killed worker's QEMU to die with it", 10)
+    finally:
+        client.join(300)
+    assert not client.is_alive()
+    [error] = errors
+    assert "could not run" in error.message
+    not_run = [line for line in lines if line.startswith("NOT RUN ")]
+    assert not_run  # at least the cell w1 was booting
+    for line in not_run:  # w2's own message for a cell it took, else one naming the workers that cannot boot
+        assert re.search(r"worker w2 \(tcp://127\.0\.0\.1:\d+\) (could not boot pc/\w+|cannot boot): "
+                         r"program not found: qemu-system-x86_64\)?$", line.splitlines()[0]), line
+    assert len(not_run) + len(recorded(project)) == 2
+    assert all(r.passed and r.worker == "w1" for r in recorded(project))
 
 
 def test_sigterm_to_the_command_stops_the_boots_on_the_workers(inputs_cache: Path, project: Project,

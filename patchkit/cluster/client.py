@@ -6,8 +6,12 @@ by content: a worker that lacks one says so (its report's ``need``); the client 
 the file's payload into the cluster, publishes it as a dataset named after the run and the
 file's key, and submits the task again. A published file whose holder left the cluster is
 scattered again. A worker that dies mid-boot: the scheduler runs its task elsewhere, and the
-client records each cell once, when its task ends. ^C or SIGTERM sets the run's stop event (the
-workers stop those boots and their QEMUs), cancels what is queued and closes the connection.
+client records each cell once, when its task ends. A worker that cannot boot at all (its
+report's ``cannot_boot``: no QEMU, ...) is left out from then on: its cells, and every cell sent
+again, go only to the other workers of the moment (again to those present when all of them
+left); a cell is not run only when no other worker is left. ^C or SIGTERM sets the run's stop
+event (the workers stop those boots and their QEMUs), cancels what is queued and closes the
+connection.
 """
 
 from __future__ import annotations
@@ -123,31 +127,66 @@ def boot_on_cluster(cluster: Cluster, cells: Sequence[RemoteCell], options: Boot
         sources.update(files)
     publisher = _Publisher(cluster, run, sources)
     asks = [0] * len(tasks)
+    sent = [0] * len(tasks)
     pending: dict[Job[BootReport], int] = {}
+    unable: dict[str, str] = {}  # the workers that cannot boot, by address: "worker W cannot boot: why"
+    told: set[str] = set()  # those the user was told about
+    refused: dict[int, str] = {}  # a cell's error from the last worker that could not boot it
+    held: dict[int, set[str]] = {}  # a pending cell's task restricted to these workers (those that can boot)
 
-    def submit(n: int) -> None:
-        pending[cluster.submit(boot_task, tasks[n][1], key=f"patchkit-{run}-{n}-{asks[n]}")] = n
+    def send(n: int) -> bool:
+        """Submit cell ``n``'s task, not to the workers that cannot boot; False (the cell not run) when no other
+        worker is left."""
+        on = None
+        if unable:
+            on = cluster.workers() - unable.keys()
+            if not on:
+                why = refused.get(n) or f"no worker that can boot it is left ({'; '.join(unable.values())})"
+                not_run(tasks[n][0].cell, why)
+                return False
+            held[n] = on
+        sent[n] += 1
+        pending[cluster.submit(boot_task, tasks[n][1], key=f"patchkit-{run}-{n}-{sent[n]}", on=on)] = n
+        return True
+
+    def send_stranded() -> None:
+        """Send again the cells held for workers that have all left the cluster."""
+        present = cluster.workers()
+        for job, n in [(j, n) for j, n in pending.items() if n in held and not j.done()]:
+            if not held[n] & present:
+                cluster.cancel([job])
+                del pending[job], held[n]
+                send(n)
 
     try:
         for n in range(len(tasks)):
-            submit(n)
+            send(n)
         while pending:
             cluster.wait_any(list(pending), WATCH)
             publisher.republish_lost()
+            if held:
+                send_stranded()
             for job in [j for j in pending if j.done()]:
                 n = pending.pop(job)
+                held.pop(n, None)
                 remote = tasks[n][0]
                 report = _report(job, remote, not_run)
                 if report is None:
                     continue
-                if report.need:
+                if report.cannot_boot:
+                    refused[n] = report.error
+                    unable.setdefault(report.address, f"worker {report.who} cannot boot: {report.cannot_boot}")
+                    if send(n) and report.address not in told:
+                        told.add(report.address)
+                        progress(f"note: {unable[report.address]}; its cells go to the other workers")
+                elif report.need:
                     asks[n] += 1
                     if asks[n] > MAX_ASKS:
                         not_run(remote.cell, f"worker {report.who} still lacked files after {MAX_ASKS} tries")
                         continue
                     for key in report.need:
                         publisher.publish(key)
-                    submit(n)
+                    send(n)
                 elif report.error:
                     not_run(remote.cell, report.error)
                 else:

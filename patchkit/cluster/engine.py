@@ -1,14 +1,15 @@
 """The only module that uses Dask distributed (the optional extra `cluster`): typed calls for the rest.
 
-Client side: connect to a scheduler, submit tasks, scatter and publish data, wait, set an
-event, cancel. Worker side: who this worker is, a dataset's data, an event's state. Dask is
-imported on first use, so patchkit without the extra runs everything else.
+Client side: connect to a scheduler, list its workers, submit tasks (to any worker or to some),
+scatter and publish data, wait, set an event, cancel. Worker side: who this worker is, a
+dataset's data, an event's state. Dask is imported on first use, so patchkit without the
+extra runs everything else.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from patchkit.errors import ClusterError
@@ -51,13 +52,17 @@ class Cluster:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    def workers(self) -> int:
-        """How many workers the scheduler has now."""
-        return len(self.client.scheduler_info()["workers"])
+    def workers(self) -> set[str]:
+        """The addresses of the workers the scheduler has now."""
+        return set(self.client.scheduler_info()["workers"])
 
-    def submit(self, fn: Callable[[_A], _R], arg: _A, key: str) -> Job[_R]:
-        """Run ``fn(arg)`` on a worker, once (under task key ``key``)."""
-        return Job(self.client.submit(fn, arg, key=key, pure=False))
+    def submit(self, fn: Callable[[_A], _R], arg: _A, key: str, on: Collection[str] | None = None) -> Job[_R]:
+        """Run ``fn(arg)`` on a worker, once (under task key ``key``); with ``on`` (addresses, not empty) on one
+        of those workers and no other."""
+        if on is not None and not on:
+            raise ValueError("a task restricted to no worker would never run")
+        return Job(self.client.submit(fn, arg, key=key, pure=False, workers=None if on is None else sorted(on),
+                                      allow_other_workers=False))
 
     def publish(self, name: str, data: object) -> Job[object]:
         """Scatter ``data`` to a worker and publish it as dataset ``name`` (replacing one of that name)."""

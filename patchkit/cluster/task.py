@@ -5,8 +5,8 @@ boot), the guest's base image and the files beside it (a keep-san guest's boot f
 guest itself is named, with the configuration it runs on: the worker makes the same variant
 the client planned (patchkit.matrix.plan_cells). The report is the boot's outcome as a local
 run records it, the worker that booted, its QEMU, and the run directory's artifacts (without
-disk images) as a tar archive; or why the cell could not run there, or which files the
-worker needs first.
+disk images) as a tar archive; or why the cell could not run there (and whether that is the
+worker's own fault, so that another worker may boot it), or which files the worker needs first.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class BootReport:
     address: str
     need: list[str] = field(default_factory=list)  # content keys to publish first; the task then runs again
     error: str = ""  # the cell could not run on this worker, and why (no QEMU, a missing program, ...)
+    cannot_boot: str = ""  # set with error when the worker itself cannot boot (no QEMU, ...): the cell may go elsewhere
     passed: bool = False
     reason: str = ""
     accel: str = ""

@@ -8,7 +8,9 @@ published for its run under the file's key; a key it has not published goes back
 report's ``need``), checked against its key and installed read-only: a base image is never
 written, each boot works on a copy or an overlay in its run directory. The boot is the local
 one (patchkit.boot.run.boot_planned_async) in an event loop of the task's thread; the run's
-stop event (set by a client that is interrupted) stops it and its QEMU.
+stop event (set by a client that is interrupted) stops it and its QEMU. A worker that cannot
+boot at all (no QEMU, KVM asked for and not usable, a task of another format) says so in the
+report's ``cannot_boot``, and the client sends the cell to another worker.
 """
 
 from __future__ import annotations
@@ -55,14 +57,13 @@ def boot_task(task: BootTask) -> BootReport:
     """Boot ``task`` on this worker; what happened, as a report (this never raises for a cell's problem)."""
     name, address = engine.this_worker()
     report = BootReport(worker=name, address=address)
-    if task.format != FORMAT:
-        report.error = (f"worker {report.who} runs tasks of format {FORMAT}, not {task.format}: "
-                        "install the client's patchkit version there")
+    try:
+        report.qemu_version = _able_to_boot(task)
+    except PatchkitError as exc:
+        report.cannot_boot = exc.message
+        report.error = f"worker {report.who} could not boot {task.cell}: {exc}"
         return report
     try:
-        report.qemu_version = qemu_version()
-        if task.accel == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
-            raise ClusterError("KVM was asked for (--accel kvm) and /dev/kvm is not usable here")
         prepared = _prepare(Store.from_environment(), task, report)  # the worker's own cache
         if prepared is None:
             return report
@@ -81,6 +82,18 @@ def boot_task(task: BootTask) -> BootReport:
     report.timings, report.notes, report.run_dir = outcome.timings, outcome.notes, str(outcome.run_dir)
     report.artifacts = pack_artifacts(outcome.run_dir)
     return report
+
+
+def _able_to_boot(task: BootTask) -> str:
+    """This worker's QEMU version; a PatchkitError when this worker cannot boot ``task`` whatever its cell (no
+    QEMU, KVM asked for and not usable, a task of another format)."""
+    if task.format != FORMAT:
+        raise ClusterError(f"its patchkit runs tasks of format {FORMAT}, not {task.format}",
+                           hint="install the client's patchkit version there")
+    version = qemu_version()
+    if task.accel == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        raise ClusterError("KVM was asked for (--accel kvm) and /dev/kvm is not usable here")
+    return version
 
 
 def _prepare(store: Store, task: BootTask, report: BootReport) -> tuple[Guest, Path | None] | None:
