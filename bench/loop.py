@@ -23,7 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from patchkit.build import BuiltRom, base_rom, build_rom
+from patchkit.build.cache import BuiltRom, build_rom
+from patchkit.build.series import base_rom
 from patchkit.errors import PatchkitError
 from patchkit.git.apply import apply_series
 from patchkit.progress import Progress

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchkit.build import base_rom, ensure_series_rom
+from patchkit.build.series import base_rom, ensure_series_rom
 from patchkit.errors import PatchkitError
 from patchkit.guests import debpkgs, get_guest
 from patchkit.guests.freedos import import_media

@@ -19,8 +19,9 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from patchkit import build
 from patchkit.boot.run import DEFAULT_STALL_TIMEOUT, BootOutcome, boot_planned_async, run_interruptibly
+from patchkit.build.cache import rom_ids
+from patchkit.build.series import ensure_series_rom
 from patchkit.cluster.client import BootOptions, RemoteCell, boot_on_cluster
 from patchkit.cluster.engine import connect
 from patchkit.errors import PatchkitError, SeriesError
@@ -66,7 +67,7 @@ def resolve_subject(project: Project, series_name: str | None, rom: Path | None,
     if reference:
         return Subject(name, "reference", version, None, "", 0), configs
     if rom is None:
-        built = build.ensure_series_rom(project, name, progress)
+        built = ensure_series_rom(project, name, progress)
         return Subject(name, revision, version, built.path, built.sha256, built.size), configs
     if not rom.is_file():
         raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
@@ -90,14 +91,14 @@ def manifest_images(project: Project, series_name: str | None) -> dict[str, Imag
 
 def check_given_rom(pin: Pin, rom: Path) -> None:
     """The checks `patchkit build` applies, for a ROM given by path: for the pin's device, or its base target's."""
-    ids = list(dict.fromkeys([build.rom_ids(pin, pin.build.target), build.rom_ids(pin, pin.build.base_target)]))
+    ids = list(dict.fromkeys([rom_ids(pin, pin.build.target), rom_ids(pin, pin.build.base_target)]))
     names = " or ".join(f"{vendor:04x}:{device:04x}" for vendor, device in ids)
     check_rom_for(rom, ids, hint=f"pass a ROM built for {names}, or drop --rom to test the series' own")
 
 
 def _nic_subject(project: Project, subject: Subject, progress: Progress) -> Subject:
     """``subject`` with the series' NIC ROM (the pin's base_target built from the series), for AoE sanboot."""
-    built = build.ensure_series_rom(project, subject.series, progress, target=project.pin.build.base_target)
+    built = ensure_series_rom(project, subject.series, progress, target=project.pin.build.base_target)
     return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
 
 

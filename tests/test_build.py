@@ -20,18 +20,12 @@ from click.testing import CliRunner
 from fixtures.optionrom import make_rom_import
 from fixtures.repos import commit_files as commit, write_series
 
-from patchkit.build import (
-    _checkout,
-    base_rom,
-    build_each_patch,
-    build_rom,
-    ensure_series_rom,
-    failure_message,
-    new_warnings,
-    normalise_warning,
-    rom_target_available,
-    tree_digest,
-)
+from patchkit.build.cache import build_rom
+from patchkit.build.each_patch import build_each_patch
+from patchkit.build.keys import tree_digest
+from patchkit.build.make import failure_message, rom_target_available
+from patchkit.build.series import base_rom, checkout as _checkout, ensure_series_rom
+from patchkit.build.warnings import new_warnings, normalise_warning
 from patchkit.cli import cli
 from patchkit.errors import BuildError
 from patchkit.pin import BuildSettings, Pin, RomIds

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from patchkit import build
+from patchkit.build.cache import build_rom, rom_ids
+from patchkit.build.each_patch import build_each_patch
+from patchkit.build.series import ensure_series_rom
 from patchkit.cli.base import cli
 from patchkit.errors import BuildError
 from patchkit.project import Project
@@ -35,10 +37,10 @@ def build_cmd(project: Project, series: str | None, each_patch: bool, target: st
         return
     start = time.monotonic()
     if tree is not None:
-        rom = build.build_rom(project.store, tree.resolve(), project.pin, target, progress=_progress)
+        rom = build_rom(project.store, tree.resolve(), project.pin, target, progress=_progress)
     else:
-        rom = build.ensure_series_rom(project, series, target=target, progress=_progress)
-    vendor, device = build.rom_ids(project.pin, rom.target)  # checked when the build was stored
+        rom = ensure_series_rom(project, series, target=target, progress=_progress)
+    vendor, device = rom_ids(project.pin, rom.target)  # checked when the build was stored
     how = "reused (tree and settings unchanged)" if rom.reused else f"built in {rom.seconds:.1f} s"
     click.echo(f"ROM:     {rom.path}")
     click.echo(f"size:    {rom.size} bytes ({rom.size // 1024} KiB)")
@@ -49,7 +51,7 @@ def build_cmd(project: Project, series: str | None, each_patch: bool, target: st
 
 
 def _each_patch(project: Project, series: str | None) -> None:
-    steps = build.build_each_patch(project, series, _progress)
+    steps = build_each_patch(project, series, _progress)
     s = project.series(series)
     save_builds(project.store, s.name, s.revision_hash(), [(st.index, st.name, {t: r.size for t, r in st.roms.items()},
                                              len(st.warnings), st.new_warnings) for st in steps])
