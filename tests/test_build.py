@@ -24,7 +24,7 @@ from patchkit.build.cache import build_rom
 from patchkit.build.each_patch import build_each_patch
 from patchkit.build.keys import tree_digest
 from patchkit.build.make import failure_message, rom_target_available
-from patchkit.build.series import base_rom, checkout as _checkout, ensure_series_rom
+from patchkit.build.series import base_rom, checkout, ensure_series_rom
 from patchkit.build.warnings import new_warnings, normalise_warning
 from patchkit.cli import cli
 from patchkit.errors import BuildError
@@ -113,13 +113,13 @@ def small_repo(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_checkout_rewrites_only_changed_files(small_repo: tuple[Path, list[str]], tmp_path: Path) -> None:
     repo, (c1, c2) = small_repo
     dest = tmp_path / "scratch"
-    _checkout(repo, c1, dest)
+    checkout(repo, c1, dest)
     (dest / "src" / "bin").mkdir()
     (dest / "src" / "bin" / "a.o").write_text("object")
     past = 1_000_000_000
     for name in ("a.c", "b.c"):
         os.utime(dest / "src" / name, (past, past))
-    _checkout(repo, c2, dest)
+    checkout(repo, c2, dest)
     src = dest / "src"
     assert (src / "a.c").read_text() == "a2\n" and (src / "a.c").stat().st_mtime > past
     assert (src / "b.c").stat().st_mtime == past  # unchanged: make must not rebuild it
@@ -130,7 +130,7 @@ def test_checkout_rewrites_only_changed_files(small_repo: tuple[Path, list[str]]
 def test_tree_digest_follows_content_not_outputs(small_repo: tuple[Path, list[str]], tmp_path: Path) -> None:
     repo, (c1, _) = small_repo
     dest = tmp_path / "scratch"
-    _checkout(repo, c1, dest)
+    checkout(repo, c1, dest)
     src = dest / "src"
     before = tree_digest(src)
     (src / "bin").mkdir()
