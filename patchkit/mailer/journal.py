@@ -21,12 +21,13 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from patchkit.errors import MailError
+from patchkit.mailer.smtp import SmtpConnection
 from patchkit.store import Store, file_lock
 
 
@@ -138,6 +139,18 @@ class Journal:
 
     def failed(self, message_id: str | None, error: str) -> None:
         self.append({"event": "failed", "message_id": message_id, "error": error})
+
+    def attempt(self, conn: SmtpConnection, envelope_from: str, recipients: list[str], message_id: str,
+                data: bytes) -> None:
+        """Send one message on ``conn``, journaled as ``sending`` first; a server's refusal is journaled as
+        ``failed`` and raised again (unrecorded, the message stays in doubt). The caller journals ``accepted``."""
+        self.sending(message_id, recipients)
+        try:
+            conn.send(envelope_from, recipients, data)
+        except MailError as exc:
+            with suppress(JournalError):
+                self.failed(message_id, exc.message)
+            raise
 
     def done(self, tag: str) -> None:
         self.append({"event": "done", "tag": tag})

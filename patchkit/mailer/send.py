@@ -8,7 +8,6 @@ sends only the messages the journal has not seen accepted, with the same IDs.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -237,12 +236,11 @@ def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails
                 report.skipped.append(mail.message_id)
                 say(f"{where} already sent: {mail.subject}")
                 continue
-            journal.sending(mail.message_id, recipients)
             try:
-                conn.send(envelope_from, recipients, mail.as_bytes("\r\n"))
+                journal.attempt(conn, envelope_from, recipients, mail.message_id, mail.as_bytes("\r\n"))
+            except JournalError:
+                raise  # the attempt was not journaled, so nothing went to the server
             except MailError as exc:
-                with contextlib.suppress(JournalError):  # unrecorded, the message stays in doubt
-                    journal.failed(mail.message_id, exc.message)
                 raise MailError(f"{where} {mail.subject}: not sent: {exc.message}", hint=exc.hint) from exc
             try:
                 journal.accepted(mail.message_id, recipients)

@@ -13,7 +13,6 @@ to the server without a recorded answer (in doubt: it may have arrived).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 from collections.abc import Mapping
@@ -160,13 +159,10 @@ def _deliver(journal: Journal, settings: SmtpSettings, mail: ReportMail, revisio
     journal.start(revision, [mid], [str(mail.message["Subject"])], None)
     try:
         with SmtpConnection(settings) as conn:
-            journal.sending(mid, recipients)
-            conn.send(parseaddr(mail.envelope.sender)[1], recipients, mail.as_bytes("\r\n"))
+            journal.attempt(conn, parseaddr(mail.envelope.sender)[1], recipients, mid, mail.as_bytes("\r\n"))
     except JournalError:
         raise  # the attempt was not journaled, so nothing went to the server
     except MailError as exc:
-        with contextlib.suppress(JournalError):  # unrecorded, the report stays in doubt
-            journal.failed(mid, exc.message)
         raise MailError(f"the report was not sent: {exc.message}",  # send-email's hints speak of --resume
                         hint="nothing of it was delivered: fix what the server objected to (the manifest's "
                              "to/cc, the SMTP settings), then run `patchkit report --mail` again") from exc
