@@ -26,6 +26,13 @@ from patchkit.validate import run_tests
 @click.option("--fail", "fail_pattern",
               help="--image fails when this regular expression shows up (besides boot loaders' own failure "
                    "messages: " + ", ".join(BOOT_FAILURES) + ").")
+@click.option("--image-dir", "image_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              envvar="PATCHKIT_IMAGE_DIRS",
+              help="A directory outside the project that the manifest's [[images]] and the backing files of an "
+                   "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: space-separated). Default: only the project "
+                   "and the image's own directory.")
+@click.option("--backing-anywhere", is_flag=True,
+              help="Let --image's backing files be anywhere (an image you made yourself).")
 @click.option("--series", "series_name", help="The series (default: the only one).")
 @click.option("--config", "configs", multiple=True, metavar="NAME",
               help="Configuration of the manifest to boot on (repeatable; default: its first). "
@@ -49,6 +56,7 @@ from patchkit.validate import run_tests
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
 @click.pass_obj
 def test_command(project: Project, guests: tuple[str, ...], image: Path | None, expect: str, fail_pattern: str | None,
+                 image_dirs: tuple[Path, ...], backing_anywhere: bool,
                  series_name: str | None, configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, rom: Path | None, accel: str, timeout: float | None, stall_timeout: float,
                  reference: bool, root_path: str | None) -> int:
@@ -73,13 +81,14 @@ def test_command(project: Project, guests: tuple[str, ...], image: Path | None, 
                                "it has threads (dask worker --nthreads)")
     images = []
     if image is not None:
-        images.append(ImageSpec(image, expect=expect, fail=fail_pattern, timeout=timeout or DEFAULT_TIMEOUT))
-    elif expect != DEFAULT_EXPECT or fail_pattern:
-        raise click.UsageError("--expect and --fail judge an --image: give one")
+        images.append(ImageSpec(image, expect=expect, fail=fail_pattern, timeout=timeout or DEFAULT_TIMEOUT,
+                                image_dirs=image_dirs, backing_anywhere=backing_anywhere))
+    elif expect != DEFAULT_EXPECT or fail_pattern or backing_anywhere:
+        raise click.UsageError("--expect, --fail and --backing-anywhere are for an --image: give one")
     results = run_tests(project, guests or (() if images else ("all",)), series_name=series_name, configs=configs,
                         matrix=matrix, jobs=jobs, cluster=cluster, rom=rom, accel=accel, timeout=timeout,
                         stall_timeout=stall_timeout, reference=reference, root_path=root_path, user_images=images,
-                        progress=click.echo)
+                        image_dirs=image_dirs, progress=click.echo)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)

@@ -430,6 +430,10 @@ def _images(m: _Manifest) -> list[ImageEntry]:
                                "and not a built-in guest's")
         if any(i.name == name for i in images):
             raise fail("name", f"a second image named {name!r}")
+        path = entry["path"]
+        if not path.startswith(("/", "~")) and posixpath.normpath(posixpath.join("series/x", path)).startswith(".."):
+            raise fail("path", f"image path {path!r} leaves the project: keep a relative path inside it "
+                               "(an image elsewhere: its absolute path, allowed with `patchkit test --image-dir DIR`)")
         for key in ("expect", "fail"):
             value = entry.get(key)
             if value is None:
