@@ -147,3 +147,39 @@ def test_version_new_during_send_email_keeps_the_new_version(mail_project: MailP
     assert (mail_project.root / "series" / "demo" / "versions" / "v2").is_dir()
     status, out = mail_project.cli("status")
     assert status == 0, out
+
+
+# --- item 10: non-positive and non-finite timeouts -------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--timeout", "--stall-timeout"])
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_a_timeout_must_be_positive_and_finite(option: str, value: str, store: Store) -> None:
+    done = run_patchkit("test", "--guest", "freedos", option, value)
+    assert done.returncode == 2 and "must be a positive, finite number of seconds" in done.stdout, done.stdout
+    assert not (store.root / "results.sqlite").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_a_manifest_image_timeout_must_be_positive_and_finite(tmp_path: Path, store: Store, value: str) -> None:
+    root = _manifest_with_image(tmp_path, "disk.img")
+    manifest = root / "series" / SERIES / "series.toml"
+    manifest.write_text(manifest.read_text() + f"timeout = {value}\n")
+    line = len(manifest.read_text().splitlines())
+    with pytest.raises(SeriesError, match=rf"series\.toml:{line}: 'timeout' must be a positive, finite number"):
+        Project(root, store).series(SERIES)
+
+
+# --- item 8: a long image file name ----------------------------------------------------------
+
+
+@pytest.mark.boot
+def test_a_long_image_name_boots_and_is_judged(tmp_path: Path, store: Store) -> None:
+    image = tmp_path / ("a" * 241 + ".img")  # 245 characters: the run directory's name once went past 255
+    with open(image, "wb") as f:
+        f.truncate(1 << 20)
+    done = run_patchkit("test", "--reference", "--image", image, "--timeout", "60")
+    assert done.returncode == 1, done.stdout  # judged (a blank disk does not boot), not a crash (3)
+    assert f"FAIL image:{image.name} on pc" in done.stdout and "Boot failed" in done.stdout
+    [run_dir] = (store.root / "runs").iterdir()
+    assert len(run_dir.name) < 120 and (run_dir / "serial.log").is_file()
