@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import tomli_w
+from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 from conftest import PROJECT_ROOT
 from fixtures.cli import run_patchkit
+from fixtures.mail import MailProject, Recorder, Server, smtp_options
 
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests.image import ImageGuest, ImageSpec
+from patchkit.mailer.send import send_email
 from patchkit.project import Project
 from patchkit.run import run
 from patchkit.store import Store, sha256_file
@@ -111,3 +115,71 @@ def test_a_manifest_image_path_stays_in_the_project(tmp_path: Path, store: Store
     (project.root / "series" / SERIES / "disk.img").symlink_to(secret)
     with pytest.raises(PatchkitError, match="is outside the project"):
         run_tests(project, ["all"], progress=lambda _m: None)
+
+
+# --- item 3: `version new` during a real send-email ------------------------------------------
+
+
+@dataclass
+class VersionNewMidSend(Recorder):
+    """Accepts every message; while the first is in DATA, `patchkit version new` runs (as another user command)."""
+
+    project: MailProject | None = None
+    output: str = ""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        if not self.messages and self.project is not None:
+            status, self.output = self.project.cli("version", "new", "demo", "--changelog", "- v3: started mid-send")
+            assert status == 0, self.output
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_version_new_during_send_email_keeps_the_new_version(mail_project: MailProject) -> None:
+    mail_project.record()
+    with Server(VersionNewMidSend(project=mail_project)) as srv:
+        report = send_email(mail_project.project, "demo", smtp_options(srv))
+    assert len(srv.recorder.messages) == 3 and report.tag == "demo-v2"
+    series = mail_project.series()  # loads: no "version 2 is already frozen"
+    assert series.version == 3
+    sent, new = series.version_info(2), series.version_info(3)
+    assert sent is not None and sent.sent and sent.tag == "demo-v2"
+    assert new is not None and "started mid-send" in new.changelog and new.sent is None
+    assert (mail_project.root / "series" / "demo" / "versions" / "v2").is_dir()
+    status, out = mail_project.cli("status")
+    assert status == 0, out
+
+
+# --- item 10: non-positive and non-finite timeouts -------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--timeout", "--stall-timeout"])
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_a_timeout_must_be_positive_and_finite(option: str, value: str, store: Store) -> None:
+    done = run_patchkit("test", "--guest", "freedos", option, value)
+    assert done.returncode == 2 and "must be a positive, finite number of seconds" in done.stdout, done.stdout
+    assert not (store.root / "results.sqlite").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_a_manifest_image_timeout_must_be_positive_and_finite(tmp_path: Path, store: Store, value: str) -> None:
+    root = _manifest_with_image(tmp_path, "disk.img")
+    manifest = root / "series" / SERIES / "series.toml"
+    manifest.write_text(manifest.read_text() + f"timeout = {value}\n")
+    line = len(manifest.read_text().splitlines())
+    with pytest.raises(SeriesError, match=rf"series\.toml:{line}: 'timeout' must be a positive, finite number"):
+        Project(root, store).series(SERIES)
+
+
+# --- item 8: a long image file name ----------------------------------------------------------
+
+
+@pytest.mark.boot
+def test_a_long_image_name_boots_and_is_judged(tmp_path: Path, store: Store) -> None:
+    image = tmp_path / ("a" * 241 + ".img")  # 245 characters: the run directory's name once went past 255
+    with open(image, "wb") as f:
+        f.truncate(1 << 20)
+    done = run_patchkit("test", "--reference", "--image", image, "--timeout", "60")
+    assert done.returncode == 1, done.stdout  # judged (a blank disk does not boot), not a crash (3)
+    assert f"FAIL image:{image.name} on pc" in done.stdout and "Boot failed" in done.stdout
+    [run_dir] = (store.root / "runs").iterdir()
+    assert len(run_dir.name) < 120 and (run_dir / "serial.log").is_file()

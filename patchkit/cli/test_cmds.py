@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -12,6 +13,21 @@ from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
 from patchkit.validate import run_tests
+
+
+class Seconds(click.ParamType[float]):
+    """A positive, finite number of seconds (-1, 0, nan and inf are refused: a boot needs a time limit)."""
+
+    name = "seconds"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)  # type: ignore[arg-type]  # click passes the option's text (or a default float)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r} must be a positive, finite number of seconds", param, ctx)
+        return seconds
 
 
 @cli.command("test")
@@ -47,9 +63,9 @@ from patchkit.validate import run_tests
               help="Boot this ROM instead of building the series' bin/1af41001.rom.")
 @click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
               help="auto uses KVM only when it can run the guests, and falls back to TCG.")
-@click.option("--timeout", type=float, help=f"Overall seconds per boot (default: the guest's; --image: "
+@click.option("--timeout", type=Seconds(), help=f"Overall seconds per boot (default: the guest's; --image: "
                                             f"{DEFAULT_TIMEOUT:g}).")
-@click.option("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, show_default=True,
+@click.option("--stall-timeout", type=Seconds(), default=DEFAULT_STALL_TIMEOUT, show_default=True,
               help="Fail a boot after this many seconds without serial output.")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "

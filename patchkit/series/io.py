@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import posixpath
 import re
 import shutil
@@ -446,8 +447,8 @@ def _images(m: _Manifest) -> list[ImageEntry]:
                 raise fail(key, f"'{key}' is not a regular expression: {exc}") from exc
         timeout = entry.get("timeout")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout <= 0):
-            raise fail("timeout", f"'timeout' must be a positive number of seconds, got {timeout!r}")
+                                    or not math.isfinite(timeout) or timeout <= 0):
+            raise fail("timeout", f"'timeout' must be a positive, finite number of seconds, got {timeout!r}")
         images.append(ImageEntry(name, entry["path"], entry.get("expect"), entry.get("fail"), timeout))
     return images
 
