@@ -5,6 +5,7 @@ Each test shows one defect of the sweep refused or made harmless; none boots a g
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -16,11 +17,14 @@ from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 from conftest import PROJECT_ROOT
 from fixtures.cli import run_patchkit
 from fixtures.mail import MailProject, Recorder, Server, smtp_options
+from fixtures.review import SentSeries
 
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests.image import ImageGuest, ImageSpec
 from patchkit.mailer.send import send_email
 from patchkit.project import Project
+from patchkit.review.mailbox import MAX_BYTES
+from patchkit.review.thread import import_replies
 from patchkit.run import run
 from patchkit.store import Store, sha256_file
 from patchkit.validate import run_tests
@@ -183,3 +187,29 @@ def test_a_long_image_name_boots_and_is_judged(tmp_path: Path, store: Store) -> 
     assert f"FAIL image:{image.name} on pc" in done.stdout and "Boot failed" in done.stdout
     [run_dir] = (store.root / "runs").iterdir()
     assert len(run_dir.name) < 120 and (run_dir / "serial.log").is_file()
+
+
+# --- item 9: review import reads regular files only ------------------------------------------
+
+
+def test_review_import_reads_regular_files_only_and_not_too_much(sent_series: SentSeries, tmp_path: Path) -> None:
+    fifo = tmp_path / "replies.mbox"
+    os.mkfifo(fifo)  # nobody writes it: opening it for reading used to hang
+    zero = tmp_path / "zero.eml"
+    zero.symlink_to("/dev/zero")  # read until memory ran out
+    maildir = tmp_path / "md"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    os.mkfifo(maildir / "cur" / "1700000000.1.host:2,S")
+    big = tmp_path / "big.mbox"
+    with open(big, "wb") as f:
+        f.write(b"From x Mon Jan  1 00:00:00 2024\nSubject: x\n\nx\n")
+        f.truncate(MAX_BYTES + 1)
+    box = sent_series.mbox(tmp_path / "thread.mbox")
+    report = import_replies(sent_series.mp.store, [fifo, zero, maildir, big, box], ["demo"])
+    problems = {m.where: m.problem for m in report.malformed}
+    assert problems[str(fifo)].startswith("a FIFO: only regular files")
+    assert problems[str(zero)].startswith("a device: only regular files")
+    assert problems[f"{maildir}/1700000000.1.host"].startswith("a FIFO")
+    assert problems[str(big)] == "larger than 256 MiB: not read (split the mailbox)"
+    assert report.own == 3  # the good mailbox beside them was read
