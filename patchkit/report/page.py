@@ -204,8 +204,9 @@ def _review_block(data: ReportData, index: int) -> str:
                      + (f"<pre class=\"quote\">{quote}</pre>" if quote else "")
                      + f"<pre>{escape(rc.comment.text)}</pre></div>")
     if index == 0 and review.mismatches:
-        items = "".join(f"<li>{escape(t.text())} from {escape(sender)}</li>" for t, sender, _ in review.mismatches)
-        parts.append(f"<details><summary>trailers not collected (they name someone else)</summary><ul>{items}</ul>"
+        items = "".join(f"<li>{escape(m.trailer.text())} from {escape(m.sender)} ({escape(m.why)})</li>"
+                        for m in review.mismatches)
+        parts.append(f"<details><summary>trailers not collected</summary><ul>{items}</ul>"
                      "</details>")
     if not parts:
         return ""
