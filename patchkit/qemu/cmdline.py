@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from patchkit.coverage.trace import trace_args
 from patchkit.errors import BootError
 
 SEABIOS_LOG = "seabios.log"
@@ -95,6 +96,7 @@ class MachineSpec:
     strict_boot: bool = True  # False: QEMU's default boot order (SeaBIOS drives every virtio disk)
     memory_mib: int = 128
     qemu: str = "qemu-system-x86_64"
+    trace: bool = False  # log the guest code QEMU translates (patchkit.coverage.trace), for coverage
 
 
 def rom_boot_spec(rom: Path, drives: tuple[Drive, ...], accel: str = "tcg") -> MachineSpec:
@@ -229,6 +231,8 @@ def qemu_argv(spec: MachineSpec, *, monitor_fd: int) -> list[str]:
                 "-device", f"virtio-net-pci,netdev=net0,addr={spec.nic.pci_addr},romfile="]
     if spec.rom is not None:
         argv += ["-option-rom", f"{_escape(spec.rom)},bootindex=0"]
+    if spec.trace:
+        argv += trace_args(spec.memory_mib)
     return argv
 
 
