@@ -6,6 +6,8 @@ or a series manifest, nor looks at the environment for the cache.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from patchkit.errors import SeriesError
 from patchkit.pin import Pin, load_pin, pin_file
 from patchkit.series.io import MANIFEST, load_series
 from patchkit.series.model import Series
-from patchkit.store import Store
+from patchkit.store import Store, dir_lock
 
 
 class Project:
@@ -70,6 +72,21 @@ class Project:
     def series_changed(self, series: Series) -> None:
         """Take ``series`` as what its files now hold (after patchkit wrote them)."""
         self._series[series.name] = series
+
+    @contextmanager
+    def editing(self, name: str | None = None) -> Iterator[Series]:
+        """Series ``name`` read again under its lock, held while the caller writes its files.
+
+        Every command that writes series files does it in here (an flock on the series directory), so
+        a command that read the series earlier (send-email) never writes its stale copy over another's
+        change (`version new`).
+        """
+        directory = self.series(name).path
+        assert directory is not None
+        with dir_lock(directory):
+            self.forget_series(directory.name)
+            yield self.series(directory.name)
+        self.forget_series(directory.name)
 
     def forget_series(self, name: str) -> None:
         """Read series ``name`` again on next use (its files changed in a way not held in memory)."""

@@ -5,7 +5,8 @@ probe guests) must succeed. Third-party inputs that may be unreachable from this
 machine (the gPXE upstream, FreeDOS media) are imported when a source is given or
 reachable, and otherwise reported with the command that provides them: the tests
 that need them skip. With the upstream present, the ROMs of every series and of the
-base tree are built once, so later builds (and the tests) reuse them by content key.
+base tree are built once, so later builds (and the tests) reuse them by content key, and
+so is every guest image of patchkit's own that the series' configurations boot.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from patchkit.build.series import base_rom, ensure_series_rom
 from patchkit.errors import PatchkitError
-from patchkit.guests import debpkgs, get_guest
+from patchkit.guests import Guest, debpkgs, get_guest
 from patchkit.guests.freedos import import_media
+from patchkit.matrix import plan_cells
 from patchkit.progress import Progress
 from patchkit.project import Project
 from patchkit.store import Store
@@ -44,7 +46,22 @@ def setup(project: Project, gpxe_from: str | None, freedos_media: Path | None, p
     items += _freedos(project.store, freedos_media, progress)
     items.append(_grub_rescue(project.store, progress))
     items.append(_debian_system(project.store, progress))
+    done = {item.name for item in items}
+    items += [SetupItem(f"{guest.image_name} guest", True, str(guest.build(progress)))
+              for guest in configured_guests(project) if f"{guest.image_name} guest" not in done]
     return items
+
+
+def configured_guests(project: Project) -> list[Guest]:
+    """The images made of patchkit's own sources that some series' configurations boot (variants, harness
+    guests such as probe-hold), one guest per image: setup builds them, so no test skips for them."""
+    by_image: dict[Path, Guest] = {}
+    for name in project.series_names():
+        plan = plan_cells(project.store, project.series(name).test_configs(), ["all"], matrix=True)
+        for cell in plan.cells:
+            if cell.guest.self_contained:
+                by_image.setdefault(cell.guest.image_dir(), cell.guest)
+    return list(by_image.values())
 
 
 def _debian_system(store: Store, progress: Progress) -> SetupItem:

@@ -81,15 +81,27 @@ def resolve_subject(project: Project, series_name: str | None, rom: Path | None,
     return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), configs
 
 
-def manifest_images(project: Project, series_name: str | None) -> dict[str, ImageSpec]:
-    """The manifest's ``[[images]]`` by name (none without a series)."""
+def manifest_images(project: Project, series_name: str | None, image_dirs: Sequence[Path] = ()) -> dict[str, ImageSpec]:
+    """The manifest's ``[[images]]`` by name (none without a series); their backing files may be in ``image_dirs``."""
     try:
         series = project.series(series_name)
     except SeriesError:
         return {}
     assert series.path is not None
     return {i.name: ImageSpec(series.path / Path(i.path).expanduser(), name=i.name, expect=i.expect or DEFAULT_EXPECT,
-                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT) for i in series.images}
+                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs))
+            for i in series.images}
+
+
+def check_image_place(project: Project, spec: ImageSpec) -> None:
+    """A manifest's image must be inside the project or a directory the user allowed (--image-dir): a series
+    from someone else must not make patchkit boot a host file (``path = "/etc/shadow"``)."""
+    real = Path(os.path.realpath(spec.path))
+    roots = [Path(os.path.realpath(d)) for d in (project.root, *spec.image_dirs)]
+    if not any(real.is_relative_to(root) for root in roots):
+        raise PatchkitError(f"series.toml: image {spec.name}'s path {spec.path} is outside the project "
+                            f"({project.root}): refused",
+                            hint=f"allow its directory explicitly: patchkit test --image-dir {real.parent}")
 
 
 def check_given_rom(pin: Pin, rom: Path) -> None:
@@ -121,6 +133,7 @@ def run_tests(
     reference: bool = False,
     root_path: str | None = None,
     user_images: Sequence[ImageSpec] = (),
+    image_dirs: Sequence[Path] = (),
     cluster: str | None = None,
     coverage: bool = False,
     progress: Progress = print,
@@ -133,7 +146,8 @@ def run_tests(
     a configuration x guest table at the end of a run of several. Cells that cannot run
     (a guest without the configuration's disk shape) are reported, then raised as
     PatchkitError once the others have run. ``user_images`` (`--image`) boot on
-    each chosen configuration besides the guests. With ``cluster`` (a Dask scheduler's
+    each chosen configuration besides the guests; the manifest's images must be in the project
+    or in ``image_dirs`` (also where their backing files may be). With ``cluster`` (a Dask scheduler's
     address) every boot is a task of that cluster (patchkit.cluster), recorded as a local one
     plus the worker's name; ``jobs`` does not apply (each worker boots as many at once as it
     has threads). With ``coverage`` each boot also records which source lines of the ROM
@@ -147,13 +161,18 @@ def run_tests(
                             hint="copy gPXE's bin/<rom>.tmp there, or drop --rom to test the series' own ROM")
     # A missing or unknown image fails before any build.
     image_guests = [ImageGuest(project.store, spec) for spec in user_images]
+    specs = manifest_images(project, series_name, image_dirs)
+    for spec in specs.values():
+        check_image_place(project, spec)
     subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage)
     chosen = select_configs(series_configs, configs, matrix)
     if reference and (matrix or configs):
         raise PatchkitError("--reference boots the guests natively on the default machine: drop --config/--matrix")
     wanted = {*guest_names, *(name for config in chosen for name in config.guests)}
-    extra = {name: ImageGuest(project.store, spec)
-             for name, spec in manifest_images(project, series_name).items() if name in wanted}
+    extra = {name: ImageGuest(project.store, spec) for name, spec in specs.items() if name in wanted}
+    for shown in [*image_guests, *extra.values()]:
+        if len(shown.chain) > 1:
+            progress(f"{shown.name}: backing chain {shown.describe_chain()} (all of it hashed)")
     plan = plan_cells(project.store, chosen, guest_names, matrix, extra=extra)
     plan.cells.extend(Cell(config, guest) for config in chosen for guest in image_guests)
     if not plan.cells:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import re
 import secrets
@@ -52,10 +53,16 @@ class BootOutcome:
     kvm_failed: bool = False  # QEMU reported a KVM internal error (retry on TCG)
 
 
+LABEL_MAX = 80  # characters of a run directory's label (the guest, or config-guest)
+
+
 def new_run_dir(runs: Path, label: str) -> Path:
     """A fresh ``<runs>/<id>/`` directory (``label``: the guest, or config-guest)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = runs / f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '-', label)}-{secrets.token_hex(3)}"
+    plain = re.sub(r"[^A-Za-z0-9._-]", "-", label)
+    if len(plain) > LABEL_MAX:  # a file name is at most 255 bytes: a long image name is cut, kept apart by its hash
+        plain = f"{plain[:LABEL_MAX - 9]}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+    path = runs / f"{stamp}-{plain}-{secrets.token_hex(3)}"
     path.mkdir(parents=True)
     return path
 

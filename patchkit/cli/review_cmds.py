@@ -59,7 +59,8 @@ def trailers_cmd(project: Project, series: str | None, do_update: bool) -> None:
     """Show (or with --update write) the collected trailers that apply to each current patch."""
     s = project.series(series)
     if do_update:
-        changes = update(project, s)
+        with project.editing(series) as s:
+            changes = update(project, s)
         if not changes:
             click.echo(f"{s.name} v{s.version}: the patch files already carry every collected trailer")
         for entry, added, removed in changes:

@@ -118,7 +118,7 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         else:
             journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems)
         _deliver(journal, settings, envelope, mails, report, say)
-        report.tag = _freeze(series, applied, mails[0].message_id)
+        report.tag = _freeze(project, series, applied, mails[0].message_id)
         journal.done(report.tag)
         say(f"tagged {report.tag}; {series.name} v{series.version} is frozen")
     return report
@@ -252,13 +252,14 @@ def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails
             say(f"{where} sent {mail.message_id}: {mail.subject}")
 
 
-def _freeze(series: Series, applied: ApplyResult, cover_id: str) -> str:
+def _freeze(project: Project, series: Series, applied: ApplyResult, cover_id: str) -> str:
     name = tag_name(series)
     tip = applied.commits[-1] if applied.commits else applied.base
     tag(applied.tree, name, tip, f"{series.name} v{series.version} as mailed, cover {cover_id}")
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
-    info = series.version_info(series.version) or VersionInfo(series.version)
-    others = [v for v in series.versions if v.number != series.version]
-    series.versions = sorted([*others, replace(info, sent=now, tag=name)], key=lambda v: v.number)
-    save_series(series)
+    with project.editing(series.name) as current:  # as its files are now: `version new` may have run meanwhile
+        info = current.version_info(series.version) or VersionInfo(series.version)
+        others = [v for v in current.versions if v.number != series.version]
+        current.versions = sorted([*others, replace(info, sent=now, tag=name)], key=lambda v: v.number)
+        save_series(current)
     return name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import posixpath
 import re
 import shutil
@@ -430,6 +431,10 @@ def _images(m: _Manifest) -> list[ImageEntry]:
                                "and not a built-in guest's")
         if any(i.name == name for i in images):
             raise fail("name", f"a second image named {name!r}")
+        path = entry["path"]
+        if not path.startswith(("/", "~")) and posixpath.normpath(posixpath.join("series/x", path)).startswith(".."):
+            raise fail("path", f"image path {path!r} leaves the project: keep a relative path inside it "
+                               "(an image elsewhere: its absolute path, allowed with `patchkit test --image-dir DIR`)")
         for key in ("expect", "fail"):
             value = entry.get(key)
             if value is None:
@@ -442,8 +447,8 @@ def _images(m: _Manifest) -> list[ImageEntry]:
                 raise fail(key, f"'{key}' is not a regular expression: {exc}") from exc
         timeout = entry.get("timeout")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout <= 0):
-            raise fail("timeout", f"'timeout' must be a positive number of seconds, got {timeout!r}")
+                                    or not math.isfinite(timeout) or timeout <= 0):
+            raise fail("timeout", f"'timeout' must be a positive, finite number of seconds, got {timeout!r}")
         images.append(ImageEntry(name, entry["path"], entry.get("expect"), entry.get("fail"), timeout))
     return images
 
