@@ -76,7 +76,7 @@ def write_reproducer(run_dir: Path, spec: MachineSpec, guest_disk: Path, floppy:
         elif floppy is not None:
             prepare.append(f"qemu-img create -q -f qcow2 -F raw -b {shlex.quote(str(floppy))} {local}")
         drives.append(replace(drive, path=local, format="raw" if drive.blank else "qcow2"))
-    argv = qemu_argv(replace(spec, drives=tuple(drives)), monitor_fd=None)
+    argv = qemu_argv(replace(spec, drives=tuple(drives), trace=False), monitor_fd=None)
     steps = ("at \"Press Ctrl-B\" press Ctrl-B, then type: " + "; ".join(typed)) if typed else "nothing to type"
     lines = [
         *head,
