@@ -36,14 +36,15 @@ def by_hand(script: Path, typed: str, until: str) -> str:
     proc = subprocess.Popen([script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     assert proc.stdin is not None and proc.stdout is not None
+    out = proc.stdout
     seen = b""
 
     def wait(text: str) -> bool:
         nonlocal seen
         end = time.monotonic() + STEP
         while text.encode() not in seen and time.monotonic() < end and proc.poll() is None:
-            if select.select([proc.stdout], [], [], 1)[0]:
-                seen += os.read(proc.stdout.fileno(), 65536)
+            if select.select([out], [], [], 1)[0]:
+                seen += os.read(out.fileno(), 65536)
         return text.encode() in seen
 
     try:
