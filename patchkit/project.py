@@ -52,6 +52,13 @@ class Project:
 
     def series(self, name: str | None = None) -> Series:
         """Series ``name`` (read and checked on first use), or the only series when ``name`` is None."""
+        name = self._series_name(name)
+        if name not in self._series:
+            self._series[name] = load_series(self.series_root / name)
+        return self._series[name]
+
+    def _series_name(self, name: str | None) -> str:
+        """``name`` if it is a series here, or the only series' name for None; SeriesError otherwise."""
         names = self.series_names()
         if name is None:
             if len(names) == 1:
@@ -65,9 +72,7 @@ class Project:
             known = ", ".join(names) or "none"
             raise SeriesError(f"unknown series '{name}' (known: {known})",
                               hint="run `patchkit status` to list the series")
-        if name not in self._series:
-            self._series[name] = load_series(self.series_root / name)
-        return self._series[name]
+        return name
 
     def series_changed(self, series: Series) -> None:
         """Take ``series`` as what its files now hold (after patchkit wrote them)."""
@@ -81,12 +86,11 @@ class Project:
         a command that read the series earlier (send-email) never writes its stale copy over another's
         change (`version new`).
         """
-        directory = self.series(name).path
-        assert directory is not None
-        with dir_lock(directory):
-            self.forget_series(directory.name)
-            yield self.series(directory.name)
-        self.forget_series(directory.name)
+        name = self._series_name(name)
+        with dir_lock(self.series_root / name):
+            self.forget_series(name)
+            yield self.series(name)
+        self.forget_series(name)
 
     def forget_series(self, name: str) -> None:
         """Read series ``name`` again on next use (its files changed in a way not held in memory)."""

@@ -23,7 +23,8 @@ import unidiff
 
 from patchkit.errors import SeriesError
 from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES
-from patchkit.qemu.cmdline import PCI_ADDR, property_problem
+from patchkit.qemu.cmdline import PCI_ADDR, property_problem, slot_problem
+from patchkit.qemu.machine import typable
 from patchkit.series.model import (
     BOOT_MODES,
     DEFAULT_DISK_ADDR,
@@ -54,6 +55,7 @@ _CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "d
                 "expect_failure")
 # blkdebug events a fault may name (QEMU's BlkdebugEvent values for guest requests).
 _BLKDEBUG_EVENTS = ("read_aio", "write_aio", "flush_to_disk")
+MAX_ERRNO = 133  # Linux's highest errno (EHWPOISON)
 
 
 def load_series(directory: Path) -> Series:
@@ -543,10 +545,16 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
             if addr in seen:
                 raise t.fail(key, f"two disks at PCI address {addr}")
             seen.append(addr)
+    machine = t.choice("machine", MACHINES, "pc")
+    for key, addrs in (("disk_addr", (disk_addr,)), ("blank_disks", blank), ("bios_disks", busy)):
+        for addr in addrs:
+            if problem := slot_problem(machine, addr):
+                raise t.fail(key, problem)
     properties = _properties(t)
     root_path = t.get("root_path", str, DEFAULT_ROOT_PATH)
-    if not root_path or not root_path.isprintable() or " " in root_path:
-        raise t.fail("root_path", f"'root_path' must be one word typed after `sanboot`, got {root_path!r}")
+    if not root_path or not root_path.isprintable() or " " in root_path or not typable(root_path):
+        raise t.fail("root_path", f"'root_path' must be one word typed after `sanboot` (letters, digits and the "
+                                  f"punctuation of a US keyboard), got {root_path!r}")
     refusal, failure = t.regex("expect_refusal"), t.regex("expect_failure")
     if refusal is not None and failure is not None:
         raise t.fail("expect_failure", "a configuration expects either a refusal by sanboot or a failure the guest "
@@ -556,7 +564,7 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
         raise t.fail("disk_shape", f"'disk_shape' must be a shape name, got {shape!r}")
     return Config(
         name=name, guests=tuple(guests), required=t.get("required", bool, True),
-        machine=t.choice("machine", MACHINES, "pc"), boot=t.choice("boot", BOOT_MODES, "strict"),
+        machine=machine, boot=t.choice("boot", BOOT_MODES, "strict"),
         root_path=root_path, disk_addr=disk_addr, blank_disks=blank, bios_disks=busy, virtio_blk=properties,
         readonly=t.get("readonly", bool, False), disk_shape=shape, expect_refusal=refusal,
         inject_error=_inject_error(t), hold=_hold(t), expect_failure=failure,
@@ -576,6 +584,9 @@ def _inject_error(t: _ConfigTable) -> InjectError | None:
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)) or negative:
             raise t.fail("inject_error", f"inject_error.{key} must be a {kind.__name__}, got {value!r}")
     fault = InjectError(**table)
+    if not 1 <= fault.errno <= MAX_ERRNO:
+        raise t.fail("inject_error", f"inject_error.errno must be an errno from 1 to {MAX_ERRNO} (5: EIO), got "
+                                     f"{fault.errno} (0 injects nothing: the cell would pass untested)")
     if fault.event not in _BLKDEBUG_EVENTS:
         raise t.fail("inject_error", f"inject_error.event must be one of {', '.join(_BLKDEBUG_EVENTS)}, "
                                      f"got {fault.event!r}")
