@@ -24,13 +24,16 @@ from patchkit.git.worktree import tag
 from patchkit.mailer.gate import GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
-from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection, SmtpSettings, read_sender, read_settings
 from patchkit.progress import Progress
 from patchkit.project import Project
 from patchkit.review.carry import plan
 from patchkit.series.io import save_series
 from patchkit.series.model import Series, VersionInfo
 from patchkit.store import Store, atomic_write
+
+IN_DOUBT_HINT = ("check the list archive or your sent mail, then run again with `--resume --in-doubt sent` if it "
+                 "arrived, or `--resume --in-doubt resend` if not")
 
 
 @dataclass
@@ -196,9 +199,8 @@ def _settle_resume(journal: Journal, envelope: Envelope, mails: list[Mail], opti
             journal.failed(mail.message_id, "in doubt: resent on the user's word")
         else:
             raise MailError(f"{where} may have been delivered: it went to the server but no answer was recorded "
-                            "(the journal could not be written, or patchkit was stopped)",
-                            hint="check the list archive or your sent mail, then run again with "
-                                 "`--resume --in-doubt sent` if it arrived, or `--resume --in-doubt resend` if not")
+                            "(the server gave none, the journal could not be written, or patchkit was stopped)",
+                            hint=IN_DOUBT_HINT)
 
 
 def _already_sent(series: Series, revision: str, journal: Journal) -> bool:
@@ -254,6 +256,9 @@ def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails
                 journal.attempt(conn, envelope_from, recipients, mail.message_id, mail.as_bytes("\r\n"))
             except JournalError:
                 raise  # the attempt was not journaled, so nothing went to the server
+            except DeliveryInDoubt as exc:
+                raise MailError(f"{where} {mail.subject} ({mail.message_id}) may have been delivered: {exc.message}",
+                                hint=IN_DOUBT_HINT) from exc
             except MailError as exc:
                 raise MailError(f"{where} {mail.subject}: not sent: {exc.message}", hint=exc.hint) from exc
             try:
