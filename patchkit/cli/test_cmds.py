@@ -59,6 +59,9 @@ class Seconds(click.ParamType[float]):
 @click.option("--cluster", metavar="ADDRESS",
               help="Boot on the workers of the Dask scheduler at ADDRESS (tcp://HOST:8786), one task per boot; "
                    "results are recorded here. Needs the `cluster` extra (README: more than one machine).")
+@click.option("--coverage", is_flag=True,
+              help="Also record which source lines each boot ran (QEMU's translation log mapped through the ROM's "
+                   "ELF), and print how many of the series' changed lines ran (`patchkit coverage` shows it again).")
 @click.option("--rom", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Boot this ROM instead of building the series' bin/1af41001.rom.")
 @click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
@@ -74,8 +77,8 @@ class Seconds(click.ParamType[float]):
 def test_command(project: Project, guests: tuple[str, ...], image: Path | None, expect: str, fail_pattern: str | None,
                  image_dirs: tuple[Path, ...], backing_anywhere: bool,
                  series_name: str | None, configs: tuple[str, ...], matrix: bool, jobs: int | None,
-                 cluster: str | None, rom: Path | None, accel: str, timeout: float | None, stall_timeout: float,
-                 reference: bool, root_path: str | None) -> int:
+                 cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
+                 stall_timeout: float, reference: bool, root_path: str | None) -> int:
     """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
 
     Exits 1 if any boot failed; each verdict line names the run directory with
@@ -102,9 +105,9 @@ def test_command(project: Project, guests: tuple[str, ...], image: Path | None, 
     elif expect != DEFAULT_EXPECT or fail_pattern or backing_anywhere:
         raise click.UsageError("--expect, --fail and --backing-anywhere are for an --image: give one")
     results = run_tests(project, guests or (() if images else ("all",)), series_name=series_name, configs=configs,
-                        matrix=matrix, jobs=jobs, cluster=cluster, rom=rom, accel=accel, timeout=timeout,
-                        stall_timeout=stall_timeout, reference=reference, root_path=root_path, user_images=images,
-                        image_dirs=image_dirs, progress=click.echo)
+                        matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,
+                        timeout=timeout, stall_timeout=stall_timeout, reference=reference, root_path=root_path,
+                        user_images=images, image_dirs=image_dirs, progress=click.echo)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)
