@@ -35,6 +35,7 @@ from patchkit.series.model import (
     HOLD_VIAS,
     MACHINES,
     Config,
+    CoverageGate,
     Hold,
     ImageEntry,
     InjectError,
@@ -99,7 +100,7 @@ def load_series(directory: Path) -> Series:
         subject_prefix=m.get("subject_prefix", str, "PATCH"), to=m.get_strs("to"), cc=m.get_strs("cc"),
         guests=guests, version=version, versions=versions,
         cover_title=title, cover_body=body, patches=patches, path=directory,
-        configs=_configs(m, guests, [i.name for i in images]), images=images,
+        configs=_configs(m, guests, [i.name for i in images]), images=images, coverage=_coverage(m),
     )
 
 
@@ -366,7 +367,7 @@ class _Manifest:
 
 
 _TOP_KEYS = ("name", "upstream", "base", "subject_prefix", "to", "cc", "guests", "version", "patches", "versions",
-             "configs", "images")
+             "configs", "images", "coverage")
 _VERSION_KEYS = ("number", "changelog", "sent", "tag")
 
 
@@ -667,6 +668,9 @@ def _manifest_data(series: Series) -> dict[str, Any]:
         versions.append(entry)
     if versions:
         data["versions"] = versions
+    if series.coverage is not None:
+        gate = {"min": series.coverage.min, "reasons": series.coverage.reasons}
+        data["coverage"] = {key: value for key, value in gate.items() if value not in (None, False)}
     if series.configs:
         data["configs"] = [_config_data(c, series.guests) for c in series.configs]
     if series.images:
@@ -758,3 +762,20 @@ def _write_if_changed(path: Path, text: str) -> None:
     if path.is_file() and path.read_bytes() == data:
         return
     atomic_write(path, data)
+
+
+def _coverage(m: _Manifest) -> CoverageGate | None:
+    """The ``[coverage]`` table: ``min`` (a percentage) and ``reasons`` (a boolean)."""
+    table = m.get("coverage", dict, None)
+    if table is None:
+        return None
+    for key in table:
+        if key not in ("min", "reasons"):
+            raise SeriesError(f"{m.at(key)}: unknown [coverage] key {key!r} (known: min, reasons)")
+    least = table.get("min")
+    if least is not None and (not isinstance(least, int) or isinstance(least, bool) or not 0 <= least <= 100):
+        raise SeriesError(f"{m.at('min')}: [coverage] min is a percentage, a whole number from 0 to 100")
+    reasons = table.get("reasons", False)
+    if not isinstance(reasons, bool):
+        raise SeriesError(f"{m.at('reasons')}: [coverage] reasons is true or false")
+    return CoverageGate(least, reasons)
