@@ -24,8 +24,8 @@ from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests.image import ImageGuest, ImageSpec
 from patchkit.mailer.gate import GateResult, tested_section
 from patchkit.mailer.send import send_email
-from patchkit.report.mail import mail_report
 from patchkit.project import Project
+from patchkit.report.mail import mail_report
 from patchkit.review import thread
 from patchkit.review.mailbox import MAX_BYTES
 from patchkit.review.thread import ImportReport, import_replies, reviews
