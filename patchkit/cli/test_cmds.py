@@ -12,6 +12,7 @@ from patchkit.cli.base import cli
 from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
+from patchkit.triage.flaky import RERUNS
 from patchkit.validate import run_tests
 
 
@@ -70,6 +71,9 @@ class Seconds(click.ParamType[float]):
                                             f"{DEFAULT_TIMEOUT:g}).")
 @click.option("--stall-timeout", type=Seconds(), default=DEFAULT_STALL_TIMEOUT, show_default=True,
               help="Fail a boot after this many seconds without serial output.")
+@click.option("--reruns", type=click.IntRange(min=0), default=RERUNS, show_default=True,
+              help="Boot a cell whose boots all failed again, up to this many times, until one passes: a cell that "
+                   "failed and passed on the same ROM is FLAKY.")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
@@ -78,13 +82,16 @@ def test_command(project: Project, guests: tuple[str, ...], image: Path | None, 
                  image_dirs: tuple[Path, ...], backing_anywhere: bool,
                  series_name: str | None, configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
-                 stall_timeout: float, reference: bool, root_path: str | None) -> int:
+                 stall_timeout: float, reruns: int, reference: bool, root_path: str | None) -> int:
     """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
 
     Exits 1 if any boot failed; each verdict line names the run directory with
     serial.log, screen.txt, screenshots and the SeaBIOS log; a run of several boots
     ends with a configuration x guest table. keepsan-aoe boots through the series'
     NIC ROM (bin/1af41000.rom) and needs root and vblade.
+
+    A cell whose boots all failed is booted again (--reruns), and one that both
+    failed and passed on the same ROM is FLAKY (send-email refuses it).
 
     --image FILE boots a disk image of your own the same way (recorded as guest
     image:FILE-NAME, keyed by the file's content): it passes on --expect, fails on
@@ -107,7 +114,7 @@ def test_command(project: Project, guests: tuple[str, ...], image: Path | None, 
     results = run_tests(project, guests or (() if images else ("all",)), series_name=series_name, configs=configs,
                         matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,
                         timeout=timeout, stall_timeout=stall_timeout, reference=reference, root_path=root_path,
-                        user_images=images, image_dirs=image_dirs, progress=click.echo)
+                        user_images=images, image_dirs=image_dirs, reruns=reruns, progress=click.echo)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)
