@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import click
 
-from patchkit.cli.base import cli
+from patchkit.cli.base import cli, series_argument
 from patchkit.coverage.collect import collect, report_lines
 from patchkit.errors import PatchkitError
 from patchkit.project import Project
 
 
 @cli.command("coverage")
-@click.argument("series_name", metavar="SERIES", required=False)
+@series_argument()
 @click.pass_obj
-def coverage_cmd(project: Project, series_name: str | None) -> int:
+def coverage_cmd(project: Project, series: str | None) -> int:
     """Of the lines the series adds or changes (executable ones), how many the test cells ran: per patch, the
     lines no cell ran (file:line and code) and those only one cell ran. From each cell's newest boot of the
     current revision made with `patchkit test --coverage`."""
-    series = project.series(series_name)
+    s = project.series(series)
     with project.store.results() as db:
-        measured = collect(db, series, project.pin.build.directory)
+        measured = collect(db, s, project.pin.build.directory)
     if measured is None:
-        raise PatchkitError(f"no coverage recorded for {series.name} v{series.version} (this revision)",
+        raise PatchkitError(f"no coverage recorded for {s.name} v{s.version} (this revision)",
                             hint="run `patchkit test --matrix --coverage`")
-    for line in report_lines(series, measured):
+    for line in report_lines(s, measured):
         click.echo(line)
     return 0
