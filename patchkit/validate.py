@@ -275,7 +275,7 @@ def run_tests(
     if coverage and subject.revision and not subject.revision.startswith("rom-"):
         series = tested_series(project, series_name, version)
         with project.store.results() as db:
-            measured = collect(db, series, project.pin.build.directory)
+            measured = collect(db, series)
         for line in report_lines(series, measured) if measured is not None else []:
             progress(line)
     if errors:

@@ -3,11 +3,19 @@
 Artifacts of each run are in ``runs/<id>/`` of the store: serial.log (raw),
 screen.txt (rendered screens, each kept before the guest cleared it), failure.png
 and end.png, seabios.log (SeaBIOS's debug port), qemu-cmdline.txt, qemu-stderr.log,
+<<<<<<< HEAD
+reproduce.sh (the boot by hand, patchkit.boot.reproduce), timings.json (seconds
+from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt, [ctrl_b_again, retyped,]
+sanboot, boot_sector, success, power_off, total), result.json, and the run disk
+when the run failed. The verdict comes from the serial markers, then from the
+guest's own checks of its run disk.
+=======
 timings.json (seconds from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt,
 [ctrl_b_again, retyped,] sanboot, boot_sector, success, power_off, total), result.json,
 the run disk when the run failed, and with ``trace`` QEMU's translation log
 (translated.log, for patchkit.coverage). The verdict comes from the serial markers, then
 from the guest's own checks of its run disk.
+>>>>>>> main
 """
 
 from __future__ import annotations
@@ -27,11 +35,12 @@ from typing import TypeVar
 
 from patchkit.boot.accel import choose_accel
 from patchkit.boot.layout import Layout, machine_spec
+from patchkit.boot.reproduce import START_DISK, start_overlay, write_reproducer
 from patchkit.boot.session import Script, Session
 from patchkit.errors import PatchkitError, Terminated
 from patchkit.guests import Guest
 from patchkit.qemu.aoe import aoe_target
-from patchkit.qemu.cmdline import Nic, drive_id
+from patchkit.qemu.cmdline import MachineSpec, Nic, drive_id
 from patchkit.series.model import DEFAULT_ROOT_PATH, IMPLICIT_CONFIG, Config
 from patchkit.store import atomic_write
 
@@ -170,6 +179,7 @@ async def _boot_once(guest: Guest, rom: Path | None, script: Script, accel: str,
             nic = Nic(target.netns, target.tap)
         spec = await asyncio.to_thread(machine_spec, run_dir, disk, rom, accel, layout, nic, guest.disk_format)
         spec = replace(spec, memory_mib=guest.memory_mib, trace=trace)
+        await asyncio.to_thread(_reproducer, guest, run_dir, spec, disk, layout, script)
         session = Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
                            guest.success_marker(expect_token or token),
                            drive_id(spec, disk) if layout.guest_addr != "aoe" else "")
@@ -188,6 +198,16 @@ async def _boot_once(guest: Guest, rom: Path | None, script: Script, accel: str,
     atomic_write(run_dir / "result.json", json.dumps(
         {**asdict(outcome), "run_dir": str(run_dir), "token": token, "disk_problems": problems}, indent=2) + "\n")
     return outcome
+
+
+def _reproducer(guest: Guest, run_dir: Path, spec: MachineSpec, disk: Path, layout: Layout, script: Script) -> None:
+    """reproduce.sh and the guest disk's start beside it (patchkit.boot.reproduce)."""
+    if spec.nic is not None:
+        write_reproducer(run_dir, spec, disk, None, (), why_not="an AoE boot needs vblade in a network namespace")
+        return
+    start_overlay(guest.base_image(), disk, guest.disk_format, run_dir / START_DISK)
+    typed = [*script.commands, f"sanboot {script.root_path}", *(["exit"] if script.exit_after_sanboot else [])]
+    write_reproducer(run_dir, spec, disk, layout.boot_floppy, typed if spec.rom is not None else ())
 
 
 def run_interruptibly(work: Coroutine[None, None, _T]) -> _T:

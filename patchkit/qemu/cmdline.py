@@ -195,10 +195,17 @@ def property_problem(name: str, value: str) -> str | None:
     return None
 
 
-def qemu_argv(spec: MachineSpec, *, monitor_fd: int) -> list[str]:
+def qemu_argv(spec: MachineSpec, *, monitor_fd: int | None) -> list[str]:
     """The full argv for ``spec`` (checked with check_spec first), its QMP monitor on the inherited
-    connected socket ``monitor_fd``."""
+    connected socket ``monitor_fd``; None: the form run by hand (reproduce.sh), the human monitor
+    multiplexed with the serial on the terminal (Ctrl-A c switches, Ctrl-A x quits)."""
     check_spec(spec)
+    if monitor_fd is None:
+        console = ["-chardev", "stdio,id=serial0,mux=on,signal=off", "-serial", "chardev:serial0",
+                   "-mon", "chardev=serial0,mode=readline"]
+    else:
+        console = ["-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0",
+                   "-chardev", f"socket,id=qmp,fd={monitor_fd}", "-mon", "chardev=qmp,mode=control"]
     argv = [
         spec.qemu,
         "-nodefaults",
@@ -208,12 +215,9 @@ def qemu_argv(spec: MachineSpec, *, monitor_fd: int) -> list[str]:
         "-vga", "std",
         "-display", "none",
         # Serial (SeaBIOS mirrors the text screen here) on QEMU's stdout.
-        "-chardev", "stdio,id=serial0,signal=off",
-        "-serial", "chardev:serial0",
+        *console,
         "-chardev", f"file,id=dbg,path={SEABIOS_LOG}",
         "-device", "isa-debugcon,iobase=0x402,chardev=dbg",
-        "-chardev", f"socket,id=qmp,fd={monitor_fd}",
-        "-mon", "chardev=qmp,mode=control",
         *(["-boot", "strict=on"] if spec.strict_boot else []),
         # Guest reboots and power-off stop the VM (status "shutdown") so the screen can still be taken.
         "-no-reboot",
@@ -221,12 +225,16 @@ def qemu_argv(spec: MachineSpec, *, monitor_fd: int) -> list[str]:
     ]
     ide_unit = 0
     for n, drive in enumerate(spec.drives):
-        if drive.blkdebug is not None:
+        if drive.blkdebug is not None and drive.format == "qcow2":
+            # raw on blkdebug on the qcow2: raw's requests (and blkdebug's events) are at the guest's offsets
+            image = (f"file.driver=blkdebug,file.config={_escape(drive.blkdebug)},file.image.driver=qcow2,"
+                     f"file.image.file.driver=file,file.image.file.filename={_escape(drive.path)},format=raw")
+        elif drive.blkdebug is not None:
             image = (f"file.driver=blkdebug,file.config={_escape(drive.blkdebug)},file.image.driver=file,"
-                     f"file.image.filename={_escape(drive.path)}")
+                     f"file.image.filename={_escape(drive.path)},format={drive.format}")
         else:
-            image = f"file={_escape(drive.path)}"
-        argv += ["-drive", f"{image},format={drive.format},if=none,id=disk{n}"
+            image = f"file={_escape(drive.path)},format={drive.format}"
+        argv += ["-drive", f"{image},if=none,id=disk{n}"
                  + (",readonly=on" if drive.readonly else "")]
         if drive.interface == "floppy":
             if spec.machine == "q35":  # q35 has no floppy controller of its own
