@@ -36,7 +36,8 @@ from patchkit.progress import Progress
 from patchkit.project import Project
 from patchkit.qemu.machine import qemu_version
 from patchkit.rom import check_rom_for
-from patchkit.series.model import IMPLICIT_CONFIG, Config
+from patchkit.series.io import load_version
+from patchkit.series.model import IMPLICIT_CONFIG, Config, Series
 from patchkit.store import ResultKey, TestResult, sha256_file
 from patchkit.triage.flaky import RERUNS, flakes, verdict
 
@@ -54,32 +55,40 @@ class Subject:
 
 
 def resolve_subject(project: Project, series_name: str | None, rom: Path | None, reference: bool,
-                    progress: Progress, need_elf: bool = False) -> tuple[Subject, list[Config]]:
-    """What is under test and the series' configurations; builds the series' ROM unless ``rom`` or ``reference``.
+                    progress: Progress, need_elf: bool = False,
+                    version: int | None = None) -> tuple[Subject, list[Config]]:
+    """What is under test and the series' configurations; builds the ROM of the series' current revision (or of
+    its ``version``) unless ``rom`` or ``reference``.
 
     A ``rom`` given by path is recorded as revision "rom-<sha256 prefix>", not as the
     series revision: nothing ties that file to the series' sources, so its results
     must not clear the send-email gate.
     """
     try:
-        series = project.series(series_name)
-        name, revision, version, configs = series.name, series.revision_hash(), series.version, series.test_configs()
+        series = tested_series(project, series_name, version)
+        name, revision, number, configs = series.name, series.revision_hash(), series.version, series.test_configs()
     except SeriesError:
         if not (rom or reference):
             raise
-        name, revision, version, configs = series_name or "-", "", 0, [Config(IMPLICIT_CONFIG, GUEST_NAMES)]
+        name, revision, number, configs = series_name or "-", "", 0, [Config(IMPLICIT_CONFIG, GUEST_NAMES)]
     if reference:
-        return Subject(name, "reference", version, None, "", 0), configs
+        return Subject(name, "reference", number, None, "", 0), configs
     if rom is None:
-        built = ensure_series_rom(project, name, progress, need_elf=need_elf)
-        return Subject(name, revision, version, built.path, built.sha256, built.size), configs
+        built = ensure_series_rom(project, name, progress, need_elf=need_elf, version=version)
+        return Subject(name, revision, number, built.path, built.sha256, built.size), configs
     if not rom.is_file():
         raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
     check_given_rom(project.pin, rom)
     rom_sha = sha256_file(rom)
     progress(f"note: --rom results are recorded as revision rom-{rom_sha[:12]} (not the series revision: "
              "they do not clear send-email; run without --rom for that)")
-    return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), configs
+    return Subject(name, f"rom-{rom_sha[:12]}", number, rom.resolve(), rom_sha, rom.stat().st_size), configs
+
+
+def tested_series(project: Project, series_name: str | None, version: int | None) -> Series:
+    """The series (None: the only one) at ``version`` (None: the current one)."""
+    current = project.series(series_name)
+    return load_version(current, version) if version is not None else current
 
 
 def manifest_images(project: Project, series_name: str | None, image_dirs: Sequence[Path] = ()) -> dict[str, ImageSpec]:
@@ -124,6 +133,7 @@ def run_tests(
     guest_names: Sequence[str],
     *,
     series_name: str | None = None,
+    version: int | None = None,
     configs: Sequence[str] = (),
     matrix: bool = False,
     jobs: int | None = None,
@@ -141,7 +151,8 @@ def run_tests(
     reruns: int = RERUNS,
     progress: Progress = print,
 ) -> list[TestResult]:
-    """Boot guests (names, or "all") x configurations against the series' ROM and record the results.
+    """Boot guests (names, or "all") x configurations against the series' ROM (of its current revision, or of
+    ``version``) and record the results.
 
     ``configs`` names configurations of the manifest, ``matrix`` takes them all, neither
     the first (see patchkit.matrix.plan_cells for which guests run). ``jobs`` boots run at
@@ -168,7 +179,8 @@ def run_tests(
     specs = manifest_images(project, series_name, image_dirs)
     for spec in specs.values():
         check_image_place(project, spec)
-    subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage)
+    subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage,
+                                               version=version)
     chosen = select_configs(series_configs, configs, matrix)
     if reference and (matrix or configs):
         raise PatchkitError("--reference boots the guests natively on the default machine: drop --config/--matrix")
@@ -278,9 +290,9 @@ def run_tests(
         for line in summary_table(chosen, verdicts):
             progress("  " + line)
     if coverage and subject.revision and not subject.revision.startswith("rom-"):
-        series = project.series(series_name)
+        series = tested_series(project, series_name, version)
         with project.store.results() as db:
-            measured = collect(db, series, project.pin.build.directory)
+            measured = collect(db, series)
         for line in report_lines(series, measured) if measured is not None else []:
             progress(line)
     if errors:

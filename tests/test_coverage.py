@@ -21,14 +21,18 @@ from fixtures.guests import guest_or_skip
 from fixtures.roms import PROJECT_ROOT, SERIES
 
 from patchkit.coverage.changes import changed_lines
-from patchkit.coverage.collect import LineCoverage, collect, line_ranges, report_lines
+from patchkit.coverage.collect import LineCoverage, SeriesCoverage, collect, line_ranges, report_lines
 from patchkit.coverage.debuginfo import DebugInfo
+from patchkit.coverage.gate import NOTES, coverage_problems, read_notes
 from patchkit.coverage.result import load
 from patchkit.coverage.trace import TRACE_LOG, read_trace
-from patchkit.errors import PatchkitError
+from patchkit.errors import PatchkitError, SeriesError
 from patchkit.git.apply import apply_series
+from patchkit.mailer import gate as mail_gate
 from patchkit.project import Project
-from patchkit.series.model import Patch
+from patchkit.report.page import highlight_diff
+from patchkit.series.io import load_series, save_series
+from patchkit.series.model import CoverageGate, Patch, Series
 from patchkit.store import Store
 from patchkit.validate import run_tests
 
@@ -82,11 +86,12 @@ def test_changed_lines_follow_a_line_through_later_patches() -> None:
     first = patch("diff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,4 @@\n a\n+one\n+two\n b\n")
     second = patch("diff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -1,4 +1,5 @@\n+zero\n a\n one\n-two\n+TWO\n b\n")
     lines = changed_lines([first, second])
-    assert [(c.line, c.patch, c.code) for c in lines] == [(1, 2, "zero"), (3, 1, "one"), (4, 2, "TWO")]
+    assert [(c.line, c.patch, c.patch_line, c.code) for c in lines] == [(1, 2, 1, "zero"), (3, 1, 2, "one"),
+                                                                         (4, 2, 4, "TWO")]
 
 
 def test_line_ranges_group_consecutive_lines() -> None:
-    lines = [LineCoverage("d/f.c", n, 1, "x;", ()) for n in (2, 3, 5)] + [LineCoverage("g.c", 1, 1, "y;", ())]
+    lines = [LineCoverage("d/f.c", n, 1, n, "x;", ()) for n in (2, 3, 5)] + [LineCoverage("g.c", 1, 1, 1, "y;", ())]
     assert line_ranges(lines) == "f.c:2-3,5; g.c:1"
 
 
@@ -127,7 +132,7 @@ def test_the_matrix_reports_which_changed_lines_ran(fixture_project: Project) ->
     assert sorted((r.key.config, r.passed) for r in results) == [("pc", True), ("q35", True)]
     series = fixture_project.series(SERIES)
     with fixture_project.store.results() as db:
-        measured = collect(db, series, "src")
+        measured = collect(db, series)
     assert measured is not None and measured.cells == ["pc/freedos", "q35/freedos"]
     tree = fixture_project.store.tree(SERIES)
     source = (tree / DRIVER).read_text().splitlines()
@@ -166,3 +171,56 @@ def test_the_matrix_reports_which_changed_lines_ran(fixture_project: Project) ->
     assert pc_cell is not None
     assert not any(start + p.offset in read_trace(pc_run / TRACE_LOG) for p in pc_cell.placements)
     assert all(p.matched >= 0.95 * p.logged for p in cell.placements)
+
+
+def measured(*cells: tuple[str, ...]) -> SeriesCoverage:
+    """A revision's coverage of lines 1.. of src/f.c (patch 1), line n run by ``cells[n - 1]``."""
+    return SeriesCoverage("0" * 64, [LineCoverage("src/f.c", n, 1, n, f"x{n};", ran)
+                                     for n, ran in enumerate(cells, 1)], ["pc/freedos", "q35/probe"], [])
+
+
+def gated(tmp_path: Path, table: str, notes: str | None = None) -> Series:
+    """This project's series with ``table`` appended to its manifest (and coverage notes), loaded."""
+    root = tmp_path / SERIES
+    shutil.copytree(PROJECT_ROOT / "series" / SERIES, root)
+    (root / "series.toml").write_text((root / "series.toml").read_text() + "\n" + table)
+    if notes is not None:
+        (root / NOTES).write_text(notes)
+    return load_series(root)
+
+
+def test_the_coverage_gate_takes_a_minimum_and_reasons(tmp_path: Path) -> None:
+    series = gated(tmp_path, "[coverage]\nmin = 60\nreasons = true\n",
+                   "# why lines do not run\nsrc/f.c:2 # not run: out-of-memory path\n")
+    assert series.coverage == CoverageGate(60, True)
+    assert coverage_problems(series, measured(("pc/freedos",), (), ("q35/probe",))) == []
+    problems = coverage_problems(series, measured(("pc/freedos",), (), ()))
+    assert problems == ["the matrix ran 1 of 3 changed lines (2 cells): below the manifest's [coverage] min = 60%",
+                        f"1 changed line(s) no cell ran have no reason in {NOTES}: src/f.c:3"]
+    assert coverage_problems(series, None)[0].startswith("the manifest has a [coverage] gate")
+    text = report_lines(series, measured(("pc/freedos",), (), ()), read_notes(series))
+    assert "   not run  src/f.c:2  x2;  # out-of-memory path" in text
+    save_series(series)
+    assert load_series(series.path or tmp_path).coverage == CoverageGate(60, True)
+
+
+@pytest.mark.parametrize(("table", "notes", "message"), [
+    ("[coverage]\nmin = 101\n", None, "series.toml:.*min is a percentage"),
+    ("[coverage]\nreason = true\n", None, "unknown \\[coverage\\] key 'reason'"),
+    ("[coverage]\nreasons = true\n", "src/f.c:2 out-of-memory\n", f"{NOTES}:1: not a coverage note"),
+])
+def test_a_bad_coverage_gate_names_its_place(tmp_path: Path, table: str, notes: str | None, message: str) -> None:
+    with pytest.raises(SeriesError, match=message):
+        coverage_problems(gated(tmp_path, table, notes), measured(()))
+
+
+def test_the_cover_and_the_report_show_the_coverage() -> None:
+    series = load_series(PROJECT_ROOT / "series" / SERIES)
+    cover = mail_gate.tested_section(series, "0" * 64, {}, mail_gate.GateResult([], None),
+                                     measured(("pc/freedos",), ()).figure())
+    assert cover.endswith("\nCoverage: the matrix ran 1 of 2 changed lines (2 cells).")
+    diff = patch("diff --git a/src/f.c b/src/f.c\n--- a/src/f.c\n+++ b/src/f.c\n@@ -1,1 +1,3 @@\n a\n+x2;\n+x3;\n")
+    marks = {(c.path, c.patch_line): c for c in measured((), ("pc/freedos", "q35/probe"), ()).lines}
+    html = highlight_diff(diff, marks).splitlines()
+    assert html[-2].endswith('<span class="cov ran" title="pc/freedos, q35/probe">ran: pc/freedos, q35/probe</span>')
+    assert html[-1].endswith("<span class=\"cov miss\">not run</span>")

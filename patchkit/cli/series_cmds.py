@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from patchkit import upstream
-from patchkit.cli.base import cli
-from patchkit.errors import PatchkitError, SeriesError
+from patchkit.cli.base import Rev, cli, rev_option, series_argument
+from patchkit.errors import SeriesError
 from patchkit.git.apply import apply_series
 from patchkit.git.rangediff import range_diff
 from patchkit.git.refresh import refresh_series
@@ -19,15 +19,6 @@ def _progress(message: str) -> None:
     if message:
         click.echo(message, err=True)
 
-
-def _version_number(value: str | None) -> int | None:
-    """``v2`` or ``2`` -> 2."""
-    if value is None:
-        return None
-    text = value[1:] if value[:1] in ("v", "V") else value
-    if not text.isdigit():
-        raise SeriesError(f"not a version: {value!r}", hint="write versions as vN, e.g. v2")
-    return int(text)
 
 
 @cli.command("vendor")
@@ -43,14 +34,14 @@ def vendor_cmd(project: Project, source: str | None) -> None:
 
 
 @cli.command("apply")
-@click.argument("series", required=False)
-@click.option("--version", "version", metavar="vN", help="Apply a frozen version instead of the current one.")
+@series_argument()
+@rev_option("to apply (default: the current one; an earlier one is frozen in versions/vN/)")
 @click.option("--upto", type=int, metavar="K", help="Apply only the first K patches.")
 @click.option("--onto", metavar="REV", help="Apply onto this upstream revision (drift check) instead of the base.")
 @click.pass_obj
-def apply_cmd(project: Project, series: str | None, version: str | None, upto: int | None, onto: str | None) -> None:
+def apply_cmd(project: Project, series: str | None, rev: int | None, upto: int | None, onto: str | None) -> None:
     """Apply SERIES as commits on branch patchkit/<series>/v<N> in the cache's work tree."""
-    result = apply_series(project, series, version=_version_number(version), upto=upto, onto=onto,
+    result = apply_series(project, series, version=rev, upto=upto, onto=onto,
                                   progress=_progress)
     click.echo(f"{result.branch}: {len(result.commits)} commit(s) on {result.base[:12]} in {result.tree}")
     for name in result.merged:
@@ -58,7 +49,7 @@ def apply_cmd(project: Project, series: str | None, version: str | None, upto: i
 
 
 @cli.command("refresh")
-@click.argument("series", required=False)
+@series_argument()
 @click.pass_obj
 def refresh_cmd(project: Project, series: str | None) -> None:
     """Write the commits on the series branch back into series/<name>/patches/."""
@@ -70,7 +61,7 @@ def refresh_cmd(project: Project, series: str | None) -> None:
 
 
 @cli.command("status")
-@click.argument("series", required=False)
+@series_argument()
 @click.pass_obj
 def status_cmd(project: Project, series: str | None) -> int:
     """Show each series: version, patches, where it is applied, and test results per guest.
@@ -103,7 +94,7 @@ def version_group() -> None:
 
 
 @version_group.command("new")
-@click.argument("series", required=False)
+@series_argument()
 @click.option("--changelog", required=True, metavar="TEXT", help="What changed in the new version.")
 @click.pass_obj
 def version_new_cmd(project: Project, series: str | None, changelog: str) -> None:
@@ -117,14 +108,11 @@ def version_new_cmd(project: Project, series: str | None, changelog: str) -> Non
 
 
 @cli.command("range-diff")
-@click.argument("version_a", metavar="vA")
-@click.argument("version_b", metavar="vB")
-@click.argument("series", required=False)
+@click.argument("version_a", metavar="vA", type=Rev())
+@click.argument("version_b", metavar="vB", type=Rev())
+@series_argument()
 @click.pass_obj
-def range_diff_cmd(project: Project, version_a: str, version_b: str, series: str | None) -> None:
+def range_diff_cmd(project: Project, version_a: int, version_b: int, series: str | None) -> None:
     """Show `git range-diff` between two versions of SERIES."""
-    a, b = _version_number(version_a), _version_number(version_b)
-    if a is None or b is None:
-        raise PatchkitError("range-diff needs two versions")
-    click.echo(range_diff(project, series, a, b), nl=False)
+    click.echo(range_diff(project, series, version_a, version_b), nl=False)
     click.echo("")

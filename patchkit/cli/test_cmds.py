@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from patchkit.boot.run import DEFAULT_STALL_TIMEOUT
-from patchkit.cli.base import cli
+from patchkit.cli.base import cli, rev_option, series_argument
 from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
@@ -32,6 +32,8 @@ class Seconds(click.ParamType[float]):
 
 
 @cli.command("test")
+@series_argument()
+@rev_option("to test (default: the current one)")
 @click.option("--guest", "guests", type=click.Choice([*GUEST_NAMES, *KEEP_SAN_NAMES, "all"]), multiple=True,
               help="Guest to boot (repeatable); all = the series' guests (the default without --image). keepsan / "
                    "keepsan-aoe: the probe uses the virtio / AoE disk gPXE kept after a sanboot that returned "
@@ -50,7 +52,6 @@ class Seconds(click.ParamType[float]):
                    "and the image's own directory.")
 @click.option("--backing-anywhere", is_flag=True,
               help="Let --image's backing files be anywhere (an image you made yourself).")
-@click.option("--series", "series_name", help="The series (default: the only one).")
 @click.option("--config", "configs", multiple=True, metavar="NAME",
               help="Configuration of the manifest to boot on (repeatable; default: its first). "
                    "Named guests run on it whether it lists them or not.")
@@ -78,12 +79,13 @@ class Seconds(click.ParamType[float]):
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
 @click.pass_obj
-def test_command(project: Project, guests: tuple[str, ...], image: Path | None, expect: str, fail_pattern: str | None,
+def test_command(project: Project, series: str | None, rev: int | None, guests: tuple[str, ...], image: Path | None,
+                 expect: str, fail_pattern: str | None,
                  image_dirs: tuple[Path, ...], backing_anywhere: bool,
-                 series_name: str | None, configs: tuple[str, ...], matrix: bool, jobs: int | None,
+                 configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
                  stall_timeout: float, reruns: int, reference: bool, root_path: str | None) -> int:
-    """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
+    """Boot each guest from its virtio disk through SERIES' ROM (`sanboot`), and record the results.
 
     Exits 1 if any boot failed; each verdict line names the run directory with
     serial.log, screen.txt, screenshots and the SeaBIOS log; a run of several boots
@@ -98,6 +100,8 @@ def test_command(project: Project, guests: tuple[str, ...], image: Path | None, 
     --fail, on a boot loader's failure message, when gPXE's sanboot returns, after
     --stall-timeout seconds without output or at the timeout.
     """
+    if rev is not None and (rom or reference):
+        raise click.UsageError("--rev picks the series version whose ROM to build and boot: drop --rom/--reference")
     if reference and rom:
         raise click.UsageError("--reference boots without a ROM: drop --rom")
     if matrix and configs:
@@ -111,7 +115,8 @@ def test_command(project: Project, guests: tuple[str, ...], image: Path | None, 
                                 image_dirs=image_dirs, backing_anywhere=backing_anywhere))
     elif expect != DEFAULT_EXPECT or fail_pattern or backing_anywhere:
         raise click.UsageError("--expect, --fail and --backing-anywhere are for an --image: give one")
-    results = run_tests(project, guests or (() if images else ("all",)), series_name=series_name, configs=configs,
+    results = run_tests(project, guests or (() if images else ("all",)), series_name=series, version=rev,
+                        configs=configs,
                         matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,
                         timeout=timeout, stall_timeout=stall_timeout, reference=reference, root_path=root_path,
                         user_images=images, image_dirs=image_dirs, reruns=reruns, progress=click.echo)

@@ -19,30 +19,35 @@ from patchkit.series.model import Patch
 
 @dataclass(frozen=True)
 class ChangedLine:
-    """Line ``line`` of ``path`` in the series' final tree, written by patch ``patch`` (1-based)."""
+    """Line ``line`` of ``path`` in the series' final tree, written by patch ``patch`` (1-based) as its line
+    ``patch_line`` (the number the patch's own diff shows)."""
 
     path: str
     line: int
     patch: int
+    patch_line: int
     code: str
 
 
 def changed_lines(patches: Sequence[Patch]) -> list[ChangedLine]:
     """Every line the series adds or changes, by path and line."""
-    files: dict[str, dict[int, tuple[int, str]]] = {}  # path -> line -> (patch, code)
+    files: dict[str, dict[int, _Origin]] = {}  # path -> line -> where it was written
     for number, patch in enumerate(patches, 1):
         for changed in unidiff.PatchSet(patch.diff):
             old = files.pop(changed.source_file.removeprefix("a/"), {}) if not changed.is_added_file else {}
             if changed.is_removed_file:
                 continue
             files[changed.path] = _follow(old, changed, number)
-    return sorted((ChangedLine(path, line, patch, code) for path, lines in files.items()
-                   for line, (patch, code) in lines.items()), key=lambda c: (c.path, c.line))
+    return sorted((ChangedLine(path, line, *origin) for path, lines in files.items()
+                   for line, origin in lines.items()), key=lambda c: (c.path, c.line))
 
 
-def _follow(old: dict[int, tuple[int, str]], changed: unidiff.PatchedFile, number: int) -> dict[int, tuple[int, str]]:
+_Origin = tuple[int, int, str]  # patch, its line number there, code
+
+
+def _follow(old: dict[int, _Origin], changed: unidiff.PatchedFile, number: int) -> dict[int, _Origin]:
     """``old``'s lines renumbered through ``changed``'s hunks, plus the lines it adds (written by ``number``)."""
-    new: dict[int, tuple[int, str]] = {}
+    new: dict[int, _Origin] = {}
     shift = 0  # target - source line number after the hunks so far
     pending = sorted(old.items())
     for hunk in changed:
@@ -54,7 +59,7 @@ def _follow(old: dict[int, tuple[int, str]], changed: unidiff.PatchedFile, numbe
             new[line + shift] = what
         for row in hunk:
             if row.is_added and row.target_line_no is not None:
-                new[row.target_line_no] = (number, row.value.rstrip("\n"))
+                new[row.target_line_no] = (number, row.target_line_no, row.value.rstrip("\n"))
             elif row.is_context and row.source_line_no in old and row.target_line_no is not None:
                 new[row.target_line_no] = old[row.source_line_no]
         end = first + hunk.source_length

@@ -8,13 +8,14 @@ has code for it; it ran when some cell's boot ran that code. Lines outside the s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from patchkit.coverage.changes import changed_lines
 from patchkit.coverage.debuginfo import DebugInfo
 from patchkit.coverage.result import CellCoverage, load
+from patchkit.errors import PatchkitError
 from patchkit.series.model import Series
 from patchkit.store import Results
 
@@ -26,6 +27,7 @@ class LineCoverage:
     path: str
     line: int
     patch: int
+    patch_line: int  # its number in the patch's own diff
     code: str
     cells: tuple[str, ...]
 
@@ -70,36 +72,50 @@ def cell_coverage(results: Results, series: str, revision: str) -> dict[str, Cel
     return found
 
 
-def collect(results: Results, series: Series, prefix: str) -> SeriesCoverage | None:
+def collect(results: Results, series: Series) -> SeriesCoverage | None:
     """The current revision's coverage of its changed lines; None when no cell ran with coverage."""
     revision = series.revision_hash()
     cells = cell_coverage(results, series.name, revision)
     if not cells:
         return None
     executable: dict[str, set[int]] = {}
-    for elf in sorted({c.elf for c in cells.values()}):
+    for elf, prefix in sorted({(c.elf, c.prefix) for c in cells.values()}):
         for path, lines in DebugInfo(Path(elf), prefix).executable().items():
             executable.setdefault(path, set()).update(lines)
     tested = {f"{r.key.config}/{r.key.guest}" for r in results.for_revision(series.name, revision)}
-    measured = [LineCoverage(c.path, c.line, c.patch, c.code,
+    measured = [LineCoverage(c.path, c.line, c.patch, c.patch_line, c.code,
                           tuple(name for name, cell in sorted(cells.items()) if c.line in cell.ran.get(c.path, ())))
              for c in changed_lines(series.patches) if c.line in executable.get(c.path, ())]
     return SeriesCoverage(revision, measured, sorted(cells), sorted(tested - set(cells)))
 
 
-def report_lines(series: Series, coverage: SeriesCoverage) -> list[str]:
+def status_line(results: Results, series: Series) -> str:
+    """``coverage: ...`` of the current revision for `patchkit status`."""
+    try:
+        measured = collect(results, series)
+    except PatchkitError as exc:
+        return f"coverage: not available ({exc.message})"
+    if measured is None:
+        return "coverage: not measured for this revision (`patchkit test --matrix --coverage`)"
+    return f"coverage: {measured.figure()}; `patchkit coverage` lists the lines not run"
+
+
+def report_lines(series: Series, coverage: SeriesCoverage, notes: Mapping[str, str] | None = None) -> list[str]:
     """The `patchkit coverage` text: the figure, then per patch its figure, the lines no cell ran (with their
-    code) and the lines only one cell ran (by cell)."""
+    code, and the reason ``notes`` gives by ``path:line``) and the lines only one cell ran (by cell)."""
     lines = [f"{series.name} v{series.version} revision {coverage.revision[:12]}: {coverage.figure()}"]
     if coverage.without:
         lines.append(f"  tested without coverage (not counted): {', '.join(coverage.without)}")
     for n, patch in enumerate(series.patches, 1):
         mine = coverage.of_patch(n)
         ran = sum(1 for c in mine if c.cells)
-        lines.append(f"{n}. {patch.subject}: {ran} of {len(mine)} changed lines ran")
+        lines.append(f"{n}. {patch.subject}: " + (f"{ran} of {len(mine)} changed lines ran" if mine else
+                     "none of its changed lines has code in the ROM (comments, declarations, real-mode code, "
+                     "or code only another ROM links)"))
         for c in mine:
             if not c.cells:
-                lines.append(f"   not run  {c.where}  {c.code.strip()}")
+                reason = (notes or {}).get(c.where)
+                lines.append(f"   not run  {c.where}  {c.code.strip()}" + (f"  # {reason}" if reason else ""))
         only: dict[str, list[LineCoverage]] = {}
         for c in mine:
             if len(c.cells) == 1:

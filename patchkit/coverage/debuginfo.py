@@ -64,6 +64,7 @@ class DebugInfo:
                         self.functions[sym.name] = sym["st_value"]
             self.rows = _rows(image, set(self.functions.values()), prefix)
         self._starts = [r.start for r in self.rows]
+        self.prefix = prefix
 
     def executable(self) -> Lines:
         """Every source line some code comes from."""

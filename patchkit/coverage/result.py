@@ -22,9 +22,10 @@ COVERAGE_FILE = "coverage.json"
 
 @dataclass(frozen=True)
 class CellCoverage:
-    """The source lines one boot ran, mapped through ``elf``."""
+    """The source lines one boot ran, mapped through ``elf`` (its source paths under ``prefix``)."""
 
     elf: str
+    prefix: str
     placements: list[Placement]
     ran: Lines
     log_bytes: int
@@ -38,9 +39,9 @@ def measure(run_dir: Path, debug: DebugInfo, elf: Path) -> CellCoverage:
     trace = read_trace(log)
     placements = find_placements(trace, debug)
     ran = debug.lines_at(link_addresses(trace, debug, placements))
-    coverage = CellCoverage(str(elf), placements, ran, log.stat().st_size)
+    coverage = CellCoverage(str(elf), debug.prefix, placements, ran, log.stat().st_size)
     atomic_write(run_dir / COVERAGE_FILE, json.dumps({
-        "elf": coverage.elf, "log_bytes": coverage.log_bytes,
+        "elf": coverage.elf, "prefix": coverage.prefix, "log_bytes": coverage.log_bytes,
         "placements": [{"offset": p.offset, "logged": p.logged, "matched": p.matched} for p in placements],
         "ran": {path: sorted(lines) for path, lines in sorted(ran.items())}}, indent=1) + "\n")
     return coverage
@@ -50,7 +51,7 @@ def load(run_dir: Path) -> CellCoverage | None:
     """The coverage stored with a run, None when it ran without coverage (or the file is unreadable)."""
     try:
         data = json.loads((run_dir / COVERAGE_FILE).read_text(encoding="utf-8"))
-        return CellCoverage(str(data["elf"]), [Placement(**p) for p in data["placements"]],
+        return CellCoverage(str(data["elf"]), str(data["prefix"]), [Placement(**p) for p in data["placements"]],
                             {path: set(lines) for path, lines in data["ran"].items()}, int(data["log_bytes"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from patchkit.errors import MailError
 from patchkit.guests import guest_class
+from patchkit.guests.image import ADHOC_PREFIX
 from patchkit.matrix import summary_table
 from patchkit.review.carry import PatchTrailers
 from patchkit.series.io import load_version
@@ -126,10 +127,11 @@ def trailer_notes(series: Series, trailers: Sequence[PatchTrailers]) -> list[str
 
 def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
           force: bool, reason: str | None, trailers: Sequence[PatchTrailers] = (),
-          flaky: Flakes | None = None) -> GateResult:
+          coverage: Sequence[str] = (), flaky: Flakes | None = None) -> GateResult:
     """Apply every rule; raise MailError listing what blocks the send (or return the forced result).
 
-    ``trailers``: what ``review.carry.plan`` says of each current patch's collected trailers.
+    ``trailers``: what ``review.carry.plan`` says of each current patch's collected trailers;
+    ``coverage``: what the manifest's coverage gate finds (patchkit.coverage.gate).
     """
     if force and not (reason and reason.strip()):
         raise MailError("--force needs --reason TEXT", hint="say why the series may go out anyway; it is recorded")
@@ -140,10 +142,15 @@ def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
     same_as = unchanged_since(series)
     if same_as is not None:
         problems.append(f"v{series.version} has no changes against the sent v{same_as} (empty range-diff)")
+    untested = bool(problems)
+    problems += coverage
     stale = trailer_problems(series, trailers)
     if (problems or stale) and not force:
         listing = "\n".join(f"  - {p}" for p in problems + stale)
-        todo = ["run `patchkit test` for this revision"] if problems else []
+        todo = ["run `patchkit test` for this revision"] if untested else []
+        if coverage:
+            todo.append("have cells run the lines `patchkit coverage` lists, or give each a reason in "
+                        "coverage-notes.txt")
         if stale:
             todo.insert(0, "run `patchkit trailers --update` to take the stale trailers out "
                            "(then `patchkit test`: the revision changes)")
@@ -160,13 +167,16 @@ def boot_seconds(result: TestResult) -> float | None:
 
 
 def tested_section(series: Series, revision: str, latest: Latest, gate: GateResult,
-                   flaky: Flakes | None = None) -> str:
+                   coverage: str | None = None, flaky: Flakes | None = None) -> str:
     """The cover letter's Tested section, from the stored results for this revision.
 
     Without ``[[configs]]``: a row per guest. With them: the configuration x guest
-    matrix, the ROM and QEMU, then each configuration described in one line.
+    matrix, the ROM and QEMU, then each configuration described in one line. ``coverage``
+    (the changed-line figure, when measured) is one more line. Runs of `test --image` are left
+    out: a user's own images (their private file names) are not what the series was tested on.
     """
-    flaky = flaky or {}
+    latest = {cell: r for cell, r in latest.items() if not cell[1].startswith(ADHOC_PREFIX)}
+    flaky = {cell: f for cell, f in (flaky or {}).items() if not cell[1].startswith(ADHOC_PREFIX)}
     if series.configs:
         lines = _matrix_lines(series, revision, latest, flaky)
     else:
@@ -176,6 +186,9 @@ def tested_section(series: Series, revision: str, latest: Latest, gate: GateResu
     if flaky:
         lines.append("")
         lines += [f"{'/'.join(cell)}: {flake.describe()}" for cell, flake in flaky.items()]
+    if coverage:
+        lines.append("")
+        lines.append(f"Coverage: {coverage}.")
     if gate.forced:
         lines.append("")
         lines.append(f"Sent despite: {'; '.join(gate.problems)}.")

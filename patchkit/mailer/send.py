@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 
-from patchkit.errors import MailError
+from patchkit.coverage.collect import SeriesCoverage, collect
+from patchkit.coverage.gate import coverage_problems
+from patchkit.errors import MailError, PatchkitError
 from patchkit.git.apply import ApplyResult, apply_series
 from patchkit.git.cmd import git
 from patchkit.git.worktree import tag
@@ -87,7 +89,9 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
     journal = Journal.for_version(project.store, series.name, series.version)
     sending = not options.dry_run and options.mbox is None
     with journal.locked():
-        message_ids, gate = _plan(project.store, series, revision, journal, options, sending)
+        coverage = _coverage(project, series)
+        message_ids, gate = _plan(project.store, series, revision, journal, options, sending,
+                                  coverage_problems(series, coverage))
         for note in gate.notes:
             say(f"note: {note}")
         latest, flaky = _latest(project.store, series, revision)
@@ -106,7 +110,7 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         applied = apply_series(project, series, progress=say)
         if options.mbox is None:
             _check_tag(series, applied)
-        tested = tested_section(series, revision, latest, gate, flaky)
+        tested = tested_section(series, revision, latest, gate, coverage.figure() if coverage else None, flaky)
         mails = render_series(series, applied, envelope, message_ids, tested)
         report = SendReport(series.name, series.version, revision, applied.base, envelope, mails, gate)
         if options.mbox is not None:
@@ -133,8 +137,17 @@ def write_mbox(path: Path, mails: list[Mail]) -> None:
     atomic_write(path, b"".join(f"From {m.commit} Mon Sep 17 00:00:00 2001\n".encode() + m.as_bytes() for m in mails))
 
 
+def _coverage(project: Project, series: Series) -> SeriesCoverage | None:
+    """The revision's changed-line coverage, None when not measured (or its ROM's ELF is gone from the cache)."""
+    try:
+        with project.store.results() as results:
+            return collect(results, series)
+    except PatchkitError:
+        return None
+
+
 def _plan(store: Store, series: Series, revision: str, journal: Journal, options: SendOptions,
-          sending: bool) -> tuple[list[str], GateResult]:
+          sending: bool, coverage: list[str]) -> tuple[list[str], GateResult]:
     """The Message-IDs to use ([] = new ones) and the gate's verdict; raises when refused."""
     previous = journal.last_send()
     if options.resume:
@@ -148,7 +161,8 @@ def _plan(store: Store, series: Series, revision: str, journal: Journal, options
         return [], GateResult([], None)  # an mbox is for looking at: not gated
     latest, flaky = _latest(store, series, revision)
     gate = check(series, latest, already_sent=_already_sent(series, revision, journal), resend=options.resend,
-                 force=options.force, reason=options.reason, trailers=plan(store, series), flaky=flaky)
+                 force=options.force, reason=options.reason, trailers=plan(store, series), coverage=coverage,
+                 flaky=flaky)
     return [], gate
 
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchkit.coverage.collect import SeriesCoverage, collect
 from patchkit.errors import PatchkitError
 from patchkit.figures import format_figure
 from patchkit.git import rangediff
+from patchkit.guests.image import ADHOC_PREFIX
 from patchkit.mailer.render import cover_text
 from patchkit.project import Project
 from patchkit.review.thread import Review, reviews
@@ -51,6 +53,7 @@ class Matrix:
     cells: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
     planned: set[tuple[str, str]] = field(default_factory=set)  # (guest, config) the manifest asks for
     flaky: dict[tuple[str, str], Flake] = field(default_factory=dict)  # (guest, config): failed and passed on one ROM
+    adhoc: int = 0  # runs of `test --image` left out: a user's own images are not the series' cells
 
     @property
     def runs(self) -> int:
@@ -89,6 +92,8 @@ class ReportData:
     bench: BenchTable | None
     bench_note: str
     cover: str
+    coverage: SeriesCoverage | None = None  # the changed lines the cells ran (`patchkit test --coverage`)
+    coverage_note: str = ""
 
 
 def gather(project: Project, series: Series, version: int | None = None, *, with_range_diff: bool = True) -> ReportData:
@@ -110,11 +115,18 @@ def gather(project: Project, series: Series, version: int | None = None, *, with
         except PatchkitError as exc:
             range_note = f"not available: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
     bench, bench_note = latest_bench(project.root)
+    coverage, coverage_note = None, "not measured for this revision (`patchkit test --matrix --coverage`)"
+    try:
+        with project.store.results() as results:
+            coverage = collect(results, v)
+    except PatchkitError as exc:
+        coverage_note = f"not available: {exc.message}"
     return ReportData(
         series=v, revision=revision, matrix=matrix(v, history), builds=builds,
         build_note="" if builds else f"not recorded for this revision (`patchkit build --each-patch {series.name}`)",
         range_diff=range_text, range_note=range_note, review=reviews(project.store, series).get(number),
         bench=bench, bench_note=bench_note, cover=re.sub(r"\n{3,}", "\n\n", cover_text(v, "")),
+        coverage=coverage, coverage_note="" if coverage else coverage_note,
     )
 
 
@@ -124,13 +136,17 @@ def result_config(result: TestResult) -> str:
 
 
 def matrix(series: Series, history: list[TestResult]) -> Matrix:
-    """Rows: the configurations' guests, then any other guest tested; columns: configurations."""
+    """Rows: the configurations' guests, then any other guest tested; columns: configurations. Runs of
+    `test --image` (guest ``image:FILE``) are only counted."""
     configs = [c.name for c in series.test_configs()]
     guests: list[str] = []
     for c in series.test_configs():
         guests += [g for g in c.guests if g not in guests]
     m = Matrix(guests, configs, planned={(g, c.name) for c in series.test_configs() for g in c.guests})
     for r in history:  # newest first
+        if r.key.guest.startswith(ADHOC_PREFIX):
+            m.adhoc += 1  # private file names, and no part of what the series is tested on
+            continue
         config = result_config(r)
         if config not in m.configs:
             m.configs.append(config)

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+import tomlkit
+import tomlkit.exceptions
+import tomlkit.items
 import unidiff
 
 from patchkit.errors import SeriesError
@@ -32,6 +35,7 @@ from patchkit.series.model import (
     HOLD_VIAS,
     MACHINES,
     Config,
+    CoverageGate,
     Hold,
     ImageEntry,
     InjectError,
@@ -96,7 +100,7 @@ def load_series(directory: Path) -> Series:
         subject_prefix=m.get("subject_prefix", str, "PATCH"), to=m.get_strs("to"), cc=m.get_strs("cc"),
         guests=guests, version=version, versions=versions,
         cover_title=title, cover_body=body, patches=patches, path=directory,
-        configs=_configs(m, guests, [i.name for i in images]), images=images,
+        configs=_configs(m, guests, [i.name for i in images]), images=images, coverage=_coverage(m),
     )
 
 
@@ -363,7 +367,7 @@ class _Manifest:
 
 
 _TOP_KEYS = ("name", "upstream", "base", "subject_prefix", "to", "cc", "guests", "version", "patches", "versions",
-             "configs", "images")
+             "configs", "images", "coverage")
 _VERSION_KEYS = ("number", "changelog", "sent", "tag")
 
 
@@ -664,6 +668,9 @@ def _manifest_data(series: Series) -> dict[str, Any]:
         versions.append(entry)
     if versions:
         data["versions"] = versions
+    if series.coverage is not None:
+        gate = {"min": series.coverage.min, "reasons": series.coverage.reasons}
+        data["coverage"] = {key: value for key, value in gate.items() if value not in (None, False)}
     if series.configs:
         data["configs"] = [_config_data(c, series.guests) for c in series.configs]
     if series.images:
@@ -672,35 +679,82 @@ def _manifest_data(series: Series) -> dict[str, Any]:
 
 
 def _save_manifest(path: Path, data: dict[str, Any]) -> None:
-    """Write the manifest unless it already says the same (keeps hand formatting and extra keys)."""
-    if path.is_file():
-        try:
-            old = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            old = {}
-        old_versions = old.pop("versions", None)
-        old_configs = old.pop("configs", None)
-        merged = {**old, **data}
-        if old_versions is not None:
-            old["versions"] = old_versions
-        if old_configs is not None:
-            old["configs"] = old_configs
-            if _same_configs(path, old, merged):
-                merged["configs"] = old_configs  # the same configurations, as the file spells them
-        if merged == old:
-            return
-        data = merged
-    _write_if_changed(path, tomli_w.dumps(data, multiline_strings=True))
-
-
-def _same_configs(path: Path, old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether two manifests' [[configs]] describe the same configurations (defaults spelled out or not)."""
+    """Write the manifest: a new one whole; an existing one edited in place (tomlkit), only where its meaning
+    changes, so the user's comments, layout, order and spelling of the rest stay byte for byte."""
     try:
-        parse = [_configs(_Manifest(path, "", d), d.get("guests", []),
-                          [str(i.get("name")) for i in d.get("images", []) if isinstance(i, dict)]) for d in (old, new)]
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+        doc = tomlkit.parse(text) if text is not None else None
+    except (UnicodeDecodeError, tomlkit.exceptions.TOMLKitError):
+        doc = None
+    if doc is None:
+        _write_if_changed(path, tomli_w.dumps(data, multiline_strings=True))
+        return
+    old = doc.unwrap()
+    for key, value in data.items():
+        if key == "versions":
+            _edit_versions(doc, value)
+        elif key in ("configs", "images"):
+            if not _same_tables(path, old, data):
+                doc[key] = tomlkit.aot()
+                doc[key].extend(value)
+        elif old.get(key, _DEFAULTS.get(key)) != value:
+            doc[key] = _like(doc.get(key), value)
+    for key in ("versions", "configs", "images"):
+        if key in old and key not in data:
+            del doc[key]
+    _write_if_changed(path, tomlkit.dumps(doc))
+
+
+_DEFAULTS: dict[str, Any] = {"subject_prefix": "PATCH", "to": [], "cc": [], "guests": [], "patches": [], "version": 1}
+
+
+def _like(old: Any, value: Any) -> Any:
+    """``value`` as a TOML item written the way ``old`` was: a multi-line array stays one, a changelog multi-line."""
+    if isinstance(value, list) and isinstance(old, tomlkit.items.Array) and "\n" in old.as_string():
+        array = tomlkit.array()
+        array.extend(value)
+        return array.multiline(True)
+    if isinstance(value, str) and "\n" in value:
+        return tomlkit.string(value, multiline=True)
+    return value
+
+
+def _edit_versions(doc: tomlkit.TOMLDocument, versions: list[dict[str, Any]]) -> None:
+    """Bring [[versions]] to ``versions``: entries edited key by key, new ones appended, dropped ones removed."""
+    if "versions" not in doc:
+        doc["versions"] = tomlkit.aot()
+    tables = doc["versions"]
+    wanted = {v["number"]: v for v in versions}
+    for index in reversed(range(len(tables))):
+        if tables[index].get("number") not in wanted:
+            del tables[index]
+    have = {t.get("number"): t for t in tables}
+    for number, entry in wanted.items():
+        table = have.get(number)
+        if table is None:
+            table = tomlkit.table()
+            for key, value in entry.items():
+                table[key] = _like(None, value)
+            table.add(tomlkit.nl())
+            tables.append(table)
+            continue
+        for key, value in entry.items():
+            if table.get(key, "" if key == "changelog" else None) != value:
+                table[key] = _like(table.get(key), value)
+        for key in [k for k in table if k not in entry]:
+            del table[key]
+
+
+def _same_tables(path: Path, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two manifests' [[configs]] and [[images]] mean the same (defaults spelled out or not)."""
+    def parse(d: dict[str, Any]) -> tuple[Any, ...]:
+        m = _Manifest(path, "", d)
+        images = _images(m)
+        return images, _configs(m, d.get("guests", []), [i.name for i in images])
+    try:
+        return parse(old) == parse(new)
     except SeriesError:
         return False
-    return parse[0] == parse[1]
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -708,3 +762,20 @@ def _write_if_changed(path: Path, text: str) -> None:
     if path.is_file() and path.read_bytes() == data:
         return
     atomic_write(path, data)
+
+
+def _coverage(m: _Manifest) -> CoverageGate | None:
+    """The ``[coverage]`` table: ``min`` (a percentage) and ``reasons`` (a boolean)."""
+    table = m.get("coverage", dict, None)
+    if table is None:
+        return None
+    for key in table:
+        if key not in ("min", "reasons"):
+            raise SeriesError(f"{m.at(key)}: unknown [coverage] key {key!r} (known: min, reasons)")
+    least = table.get("min")
+    if least is not None and (not isinstance(least, int) or isinstance(least, bool) or not 0 <= least <= 100):
+        raise SeriesError(f"{m.at('min')}: [coverage] min is a percentage, a whole number from 0 to 100")
+    reasons = table.get("reasons", False)
+    if not isinstance(reasons, bool):
+        raise SeriesError(f"{m.at('reasons')}: [coverage] reasons is true or false")
+    return CoverageGate(least, reasons)
