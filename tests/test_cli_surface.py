@@ -69,3 +69,35 @@ def test_build_rev_builds_that_version(gpxe_mirror: Path, inputs_cache: Path) ->
         assert f"of gpxe-virtio-blk {rev} onto" in done.stderr
         shas[rev] = re.findall(r"^sha256: +(\w+)", done.stdout, re.M)
     assert shas["v3"] and shas["v4"] and shas["v3"] != shas["v4"]
+
+
+def test_outside_a_project_is_an_error(tmp_path: Path) -> None:
+    for args, cwd in ((("status",), tmp_path), (("-C", str(tmp_path / "nonexistent"), "status"), tmp_path),
+                      (("review",), tmp_path)):
+        done = run_patchkit(*args, cwd=cwd)
+        assert done.returncode == 1, (args, done.stdout)
+        assert "error: not a patchkit project: " in done.stdout and "hint: cd into one or pass -C" in done.stdout
+
+
+def test_review_import_of_a_missing_file_is_an_error(world: World) -> None:
+    done = run_patchkit("-C", world.root, "review", "import", world.tmp / "nope.mbox")
+    assert done.returncode == 2 and "'nope.mbox' does not exist" in done.stdout.replace(str(world.tmp) + "/", ""), \
+        done.stdout
+
+
+def test_version_new_without_changelog_opens_the_editor(world: World) -> None:
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    p = str(world.root)
+    editor = world.tmp / "editor"
+    # An editor that leaves the template as it is: only comments, so nothing is frozen.
+    editor.write_text("#!/bin/sh\nexit 0\n")
+    editor.chmod(0o755)
+    done = run_patchkit("-C", p, "version", "new", env={"EDITOR": str(editor), "VISUAL": ""})
+    assert done.returncode == 1 and "aborting: the changelog is empty" in done.stdout, done.stdout
+    assert not (world.root / "series" / "demo" / "versions").exists()
+    # An editor that writes a message under git's comment lines: they are dropped.
+    editor.write_text('#!/bin/sh\ngrep "^#" "$1" > "$1.c"\n'
+                      '{ echo "- the queue size is checked"; cat "$1.c"; } > "$1"\n')
+    done = run_patchkit("-C", p, "version", "new", env={"EDITOR": str(editor), "VISUAL": ""})
+    assert done.returncode == 0 and "now editing v2" in done.stdout, done.stdout
+    assert world.project.series("demo").versions[-1].changelog == "- the queue size is checked\n"

@@ -44,7 +44,7 @@ def review_group(ctx: click.Context, series: str | None, rev: int | None) -> Non
 
 
 @review_group.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.pass_obj
 def review_import_cmd(project: Project, paths: tuple[Path, ...]) -> int:
     """Import replies from mbox files, maildirs or saved mails (e.g. `b4 mbox` output), for every series (matched

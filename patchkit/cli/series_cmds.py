@@ -95,16 +95,31 @@ def version_group() -> None:
 
 @version_group.command("new")
 @series_argument()
-@click.option("--changelog", required=True, metavar="TEXT", help="What changed in the new version.")
+@click.option("--changelog", metavar="TEXT", help="What changed in the new version (default: written in $EDITOR).")
 @click.pass_obj
-def version_new_cmd(project: Project, series: str | None, changelog: str) -> None:
+def version_new_cmd(project: Project, series: str | None, changelog: str | None) -> None:
     """Freeze the current version into versions/vN/ and start vN+1."""
+    if changelog is None:
+        changelog = _edited_changelog(project.series(series).version + 1)
     with project.editing(series) as s:
         updated, dropped = new_version_keeping_trailers(project.store, s, changelog)
     click.echo(f"{s.name}: froze v{s.version} in versions/v{s.version}/; now editing v{updated.version}")
     for index, given in dropped:
         click.echo(f"dropped from patch {index}: {given.collected.trailer.text()} "
                    f"(given on v{given.version}; the patch changed since; noted in the changelog)")
+
+
+def _edited_changelog(number: int) -> str:
+    """The changelog of version ``number`` as written in $VISUAL / $EDITOR (as `git commit` asks for its message);
+    lines starting with '#' are dropped, and an empty text aborts."""
+    template = (f"\n# What changed in v{number}, for the cover letter's changelog. Lines starting\n"
+                "# with '#' are ignored; an empty changelog aborts.\n")
+    text = click.edit(template, extension=".txt") or ""
+    kept = "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip()
+    if not kept:
+        raise SeriesError("aborting: the changelog is empty (nothing was frozen)",
+                          hint="write what changed, or pass --changelog TEXT")
+    return kept + "\n"
 
 
 @cli.command("range-diff")
