@@ -151,10 +151,10 @@ def test_the_cluster_gives_a_local_runs_verdicts_under_the_same_keys(inputs_cach
                                                                      v2_rom: Path, two_workers: LocalCluster) -> None:
     guest_or_skip("probe", project.store)
     here = run_tests(project, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg", jobs=2,
-                     progress=lambda _m: None)
+                     reruns=0, progress=lambda _m: None)
     lines: list[str] = []
     there = run_tests(project, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg",
-                      cluster=two_workers.address, progress=lines.append)
+                      cluster=two_workers.address, reruns=0, progress=lines.append)
 
     def verdicts(results: list[store.TestResult]) -> dict[str, tuple[bool, str]]:
         """Pass or fail and the reason, without the run's own timings and token."""
