@@ -28,7 +28,7 @@ from patchkit.project import Project
 from patchkit.report.mail import mail_report
 from patchkit.review import thread
 from patchkit.review.mailbox import MAX_BYTES
-from patchkit.review.thread import ImportReport, import_replies, reviews
+from patchkit.review.thread import ImportReport, import_replies, replies_dir, reviews
 from patchkit.run import run
 from patchkit.series.io import load_version
 from patchkit.series.model import Series
@@ -321,3 +321,13 @@ def test_adhoc_image_runs_stay_out_of_the_report_and_the_cover(sent_series: Sent
     assert "my-private-disk" not in tested_section(s, s.revision_hash(), latest, GateResult([], None, []))
     status, out = ss.mp.cli("status")
     assert "image:my-private-disk.qcow2" in out  # status still lists it, as the README says
+
+
+def test_a_killed_imports_temporary_reply_file_is_cleaned_up(sent_series: SentSeries, tmp_path: Path) -> None:
+    # Issue 23, item 14: ^C or SIGKILL between writing a reply and renaming it left a 0-byte file in replies/.
+    folder = replies_dir(sent_series.mp.store, "demo")
+    folder.mkdir(parents=True, exist_ok=True)
+    leftover = folder / ".0123abcd.eml.k2j3h4"  # as atomic_write names it
+    leftover.write_bytes(b"")
+    _import(sent_series, tmp_path, reply(sent_series.sent[1], BOB, "Thanks.\n"))
+    assert not leftover.exists() and len(list(folder.glob("*.eml"))) == 1
