@@ -331,3 +331,23 @@ def test_a_killed_imports_temporary_reply_file_is_cleaned_up(sent_series: SentSe
     leftover.write_bytes(b"")
     _import(sent_series, tmp_path, reply(sent_series.sent[1], BOB, "Thanks.\n"))
     assert not leftover.exists() and len(list(folder.glob("*.eml"))) == 1
+
+
+def test_report_to_a_directory_of_its_own_works_on_a_read_only_cache(inputs_cache: Path, gpxe_mirror: Path,
+                                                                    store: Store, tmp_path: Path) -> None:
+    # Issue 23, item 14: `report -o DIR` failed on a read-only cache (the range-diff's work-tree lock).
+    if os.geteuid() != 0:
+        pytest.skip("a read-only cache is simulated with a read-only bind mount, which needs root")
+    with store.results():
+        pass  # the cache as a run leaves it: a results database
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    run(["mount", "--bind", store.root, ro])
+    try:
+        run(["mount", "-o", "remount,ro,bind", ro])
+        done = run_patchkit("report", "-o", tmp_path / "out", cache=ro)
+    finally:
+        run(["umount", ro])
+    assert done.returncode == 0, done.stdout
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "Read-only file system" in page  # the range-diff says why it is missing
