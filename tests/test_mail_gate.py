@@ -209,6 +209,10 @@ def test_the_tested_section_shows_the_matrix_and_describes_each_configuration(ma
     assert lines[4].split() == ["queue-1024", "(optional)", "-", "-"]
     assert f"  ROM: 65536 bytes, sha256 {'ab' * 6}" in lines
     assert "  QEMU 7.2.0, tcg" in lines
-    assert "  pc          -machine pc; strict boot; guest disk at 04.0; sanboot virtio_blk:PCI00:04.0" in lines
-    assert "  queue-1024  -machine pc; strict boot; guest disk at 04.0; queue-size=1024; " \
-           "sanboot virtio_blk:PCI00:04.0" in lines
+    described = " ".join(tested[tested.index("Configurations:"):].split())  # wrapped at 72 columns
+    assert all(len(line) <= 72 for line in lines)
+    assert "pc -machine pc; strict boot; guest disk at 04.0; sanboot virtio_blk:PCI00:04.0" in described
+    assert "queue-1024 -machine pc; strict boot; guest disk at 04.0; queue-size=1024; " \
+           "sanboot virtio_blk:PCI00:04.0" in described
+    assert "\n  queue-1024  -machine pc; strict boot; guest disk at 04.0;\n" \
+           "              queue-size=1024; sanboot virtio_blk:PCI00:04.0\n" in tested

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from patchkit.errors import MailError
 from patchkit.guests import guest_class
+from patchkit.mailer.text import wrap
 from patchkit.matrix import summary_table
 from patchkit.review.carry import PatchTrailers
 from patchkit.series.io import load_version
@@ -173,11 +174,11 @@ def tested_section(series: Series, revision: str, latest: Latest, gate: GateResu
         lines = _guest_lines(series, revision, {g: r for (c, g), r in latest.items() if c == first})
     if coverage:
         lines.append("")
-        lines.append(f"Coverage: {coverage}.")
+        lines += wrap(f"Coverage: {coverage}.")
     if gate.forced:
         lines.append("")
-        lines.append(f"Sent despite: {'; '.join(gate.problems)}.")
-        lines.append(f"Reason: {gate.forced_reason}")
+        lines += wrap(f"Sent despite: {'; '.join(gate.problems)}.")
+        lines += wrap(f"Reason: {gate.forced_reason}")
     return "\n".join(lines)
 
 
@@ -228,6 +229,7 @@ def _matrix_lines(series: Series, revision: str, latest: Latest) -> list[str]:
         lines.append(f"  boot to marker on {first}: {', '.join(boots)}")
     lines.append("")
     lines.append("Configurations:")
-    width = max(len(c.name) for c in configs)
-    lines += [f"  {c.name.ljust(width)}  {c.describe()}" for c in configs]
+    width = min(max(len(c.name) for c in configs), 24)
+    for c in configs:
+        lines += wrap(f"{c.name.ljust(width)}  {c.describe()}", indent="  ", hanging=" " * (width + 4))
     return lines

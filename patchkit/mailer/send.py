@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -110,7 +110,10 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         if options.mbox is None:
             _check_tag(series, applied)
         tested = tested_section(series, revision, latest, gate, coverage.figure() if coverage else None)
-        mails = render_series(series, applied, envelope, message_ids, tested)
+        # A send is dated now, one second apart in series order, the last one now (git send-email's way).
+        now = datetime.now(UTC).replace(microsecond=0)
+        sent_at = None if options.mbox else now - timedelta(seconds=len(series.patches))
+        mails = render_series(series, applied, envelope, message_ids, tested, sent_at)
         report = SendReport(series.name, series.version, revision, applied.base, envelope, mails, gate)
         if options.mbox is not None:
             write_mbox(options.mbox, mails)
@@ -123,7 +126,8 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         if options.resume:
             _settle_resume(journal, envelope, mails, options)
         else:
-            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems)
+            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems,
+                          to=list(envelope.to), cc=list(envelope.cc))
         _deliver(journal, settings, envelope, mails, report, say)
         report.tag = _freeze(project, series, applied, mails[0].message_id)
         journal.done(report.tag)
