@@ -22,11 +22,13 @@ from fixtures.review import BOB, SentSeries, reply
 
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests.image import ImageGuest, ImageSpec
+from patchkit.mailer.gate import GateResult, tested_section
 from patchkit.mailer.send import send_email
 from patchkit.project import Project
+from patchkit.report.mail import mail_report
 from patchkit.review import thread
 from patchkit.review.mailbox import MAX_BYTES
-from patchkit.review.thread import ImportReport, import_replies, reviews
+from patchkit.review.thread import ImportReport, import_replies, replies_dir, reviews
 from patchkit.run import run
 from patchkit.series.io import load_version
 from patchkit.series.model import Series
@@ -298,3 +300,54 @@ def test_many_replies_read_each_version_once(sent_series: SentSeries, tmp_path: 
     review = reviews(sent_series.mp.store, sent_series.mp.series())[2]
     assert review.replies == 60 and sum(len(p.trailers) for p in review.patches) == 60
     assert sorted(loads) == sorted(set(loads))  # each version once, not once a reply
+
+
+# --- item 11: ad-hoc --image runs are kept apart from the series' cells ----------------------
+
+
+def test_adhoc_image_runs_stay_out_of_the_report_and_the_cover(sent_series: SentSeries, tmp_path: Path) -> None:
+    ss = sent_series
+    ss.mp.record(["image:my-private-disk.qcow2"], passed=False)  # what `test --image` records
+    mail = mail_report(ss.mp.project, ss.mp.series(), None, dry_run=True, smtp={})
+    body = mail.message.get_content()
+    assert "found no problems" in body and "my-private-disk" not in body
+    status, out = ss.mp.cli("report", "-o", tmp_path / "page")
+    assert status == 0, out
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "my-private-disk" not in page and "1 run(s) of your own images" in page
+    s = ss.mp.series()
+    with ss.mp.store.results() as results:
+        latest = results.latest_by_cell(s.name, s.revision_hash())
+    assert "my-private-disk" not in tested_section(s, s.revision_hash(), latest, GateResult([], None, []))
+    status, out = ss.mp.cli("status")
+    assert "image:my-private-disk.qcow2" in out  # status still lists it, as the README says
+
+
+def test_a_killed_imports_temporary_reply_file_is_cleaned_up(sent_series: SentSeries, tmp_path: Path) -> None:
+    # Issue 23, item 14: ^C or SIGKILL between writing a reply and renaming it left a 0-byte file in replies/.
+    folder = replies_dir(sent_series.mp.store, "demo")
+    folder.mkdir(parents=True, exist_ok=True)
+    leftover = folder / ".0123abcd.eml.k2j3h4"  # as atomic_write names it
+    leftover.write_bytes(b"")
+    _import(sent_series, tmp_path, reply(sent_series.sent[1], BOB, "Thanks.\n"))
+    assert not leftover.exists() and len(list(folder.glob("*.eml"))) == 1
+
+
+def test_report_to_a_directory_of_its_own_works_on_a_read_only_cache(inputs_cache: Path, gpxe_mirror: Path,
+                                                                    store: Store, tmp_path: Path) -> None:
+    # Issue 23, item 14: `report -o DIR` failed on a read-only cache (the range-diff's work-tree lock).
+    if os.geteuid() != 0:
+        pytest.skip("a read-only cache is simulated with a read-only bind mount, which needs root")
+    with store.results():
+        pass  # the cache as a run leaves it: a results database
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    run(["mount", "--bind", store.root, ro])
+    try:
+        run(["mount", "-o", "remount,ro,bind", ro])
+        done = run_patchkit("report", "-o", tmp_path / "out", cache=ro)
+    finally:
+        run(["umount", ro])
+    assert done.returncode == 0, done.stdout
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "Read-only file system" in page  # the range-diff says why it is missing

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from patchkit.cli.base import cli, echo
+from patchkit.cli.base import cli, echo, series_argument
 from patchkit.mailer.send import SendOptions, SendReport, send_email
 from patchkit.project import Project
 
 
 @cli.command("send-email")
-@click.argument("series", required=False)
+@series_argument()
 @click.option("--to", "to", multiple=True, help="Recipient (repeatable); replaces the manifest's `to`.")
 @click.option("--cc", "cc", multiple=True, help="Cc recipient (repeatable); replaces the manifest's `cc`.")
 @click.option("--subject-prefix", help="Subject prefix instead of the manifest's (default PATCH).")

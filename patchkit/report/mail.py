@@ -194,7 +194,10 @@ def report_text(data: ReportData, cover_id: str, cover_subject: str) -> str:
     for config in m.configs:
         for guest in m.guests:
             runs = m.cells.get((guest, config), [])
-            if runs and not runs[0].result.passed:
+            flake = m.flaky.get((guest, config))
+            if flake is not None:
+                problems.append(f"{guest} on {config} {flake.describe()}")
+            elif runs and not runs[0].result.passed:
                 problems.append(f"{guest} on {config} FAILED: {runs[0].result.reason}")
     required = {(g, c.name) for c in s.test_configs() if c.required for g in c.guests}
     problems += [f"{g} on {c} was not tested" for g, c in sorted(required) if (g, c) not in m.cells]
@@ -239,7 +242,8 @@ def matrix_table(m: Matrix) -> list[str]:
             runs = m.cells.get((guest, config), [])
             if not runs and (guest, config) not in m.planned:
                 continue
-            rows.append((config if first else "", guest, _cell(runs[0]) if runs else "not tested"))
+            cell = _cell(runs[0], (guest, config) in m.flaky) if runs else "not tested"
+            rows.append((config if first else "", guest, cell))
             first = False
     header = ("configuration", "guest", "result")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
@@ -255,8 +259,8 @@ def matrix_table(m: Matrix) -> list[str]:
     return lines
 
 
-def _cell(run: Run) -> str:
+def _cell(run: Run, flaky: bool) -> str:
     r = run.result
     boot = r.timings.get("success")
     extra = f", marker at {float(boot):.1f} s" if boot is not None else ""
-    return f"{'pass' if r.passed else 'FAIL'} ({r.key.accel}{extra})"
+    return f"{'FLAKY' if flaky else 'pass' if r.passed else 'FAIL'} ({r.key.accel}{extra})"
