@@ -24,6 +24,7 @@ from patchkit.review.thread import Review, reviews
 from patchkit.series.io import available_versions, load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Series
 from patchkit.store import Store, TestResult, atomic_write
+from patchkit.triage.flaky import Flake, flakes
 
 BUILD_RECORDS = "each-patch"  # builds/each-patch/<series>/<revision>.json
 
@@ -51,6 +52,7 @@ class Matrix:
     configs: list[str]
     cells: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
     planned: set[tuple[str, str]] = field(default_factory=set)  # (guest, config) the manifest asks for
+    flaky: dict[tuple[str, str], Flake] = field(default_factory=dict)  # (guest, config): failed and passed on one ROM
     adhoc: int = 0  # runs of `test --image` left out: a user's own images are not the series' cells
 
     @property
@@ -112,6 +114,8 @@ def gather(project: Project, series: Series, version: int | None = None, *, with
             range_note = f"v{previous[-1]}..v{number}"
         except PatchkitError as exc:
             range_note = f"not available: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+        except OSError as exc:  # a read-only cache: the range-diff needs the series' work tree
+            range_note = f"not available: {exc.strerror} ({exc.filename})"
     bench, bench_note = latest_bench(project.root)
     coverage, coverage_note = None, "not measured for this revision (`patchkit test --matrix --coverage`)"
     try:
@@ -151,6 +155,7 @@ def matrix(series: Series, history: list[TestResult]) -> Matrix:
         if r.key.guest not in m.guests:
             m.guests.append(r.key.guest)
         m.cells.setdefault((r.key.guest, config), []).append(_run(r, config))
+    m.flaky = {(guest, config): flake for (config, guest), flake in flakes(history).items()}
     return m
 
 

@@ -189,8 +189,11 @@ def report_text(data: ReportData, cover_id: str, cover_subject: str) -> str:
         row = [guest]
         for config in m.configs:
             runs = m.cells.get((guest, config), [])
-            row.append(_cell(runs[0]) if runs else "-")
-            if runs and not runs[0].result.passed:
+            flake = m.flaky.get((guest, config))
+            row.append(_cell(runs[0], flake is not None) if runs else "-")
+            if flake is not None:
+                problems.append(f"{guest} on {config} {flake.describe()}")
+            elif runs and not runs[0].result.passed:
                 problems.append(f"{guest} on {config} FAILED: {runs[0].result.reason}")
         rows.append(row)
     required = {(g, c.name) for c in s.test_configs() if c.required for g in c.guests}
@@ -221,8 +224,8 @@ def report_text(data: ReportData, cover_id: str, cover_subject: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cell(run: Run) -> str:
+def _cell(run: Run, flaky: bool) -> str:
     r = run.result
     boot = r.timings.get("success")
     extra = f", marker at {float(boot):.1f} s" if boot is not None else ""
-    return f"{'pass' if r.passed else 'FAIL'} ({r.key.accel}{extra})"
+    return f"{'FLAKY' if flaky else 'pass' if r.passed else 'FAIL'} ({r.key.accel}{extra})"
