@@ -114,6 +114,8 @@ def gather(project: Project, series: Series, version: int | None = None, *, with
             range_note = f"v{previous[-1]}..v{number}"
         except PatchkitError as exc:
             range_note = f"not available: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+        except OSError as exc:  # a read-only cache: the range-diff needs the series' work tree
+            range_note = f"not available: {exc.strerror} ({exc.filename})"
     bench, bench_note = latest_bench(project.root)
     coverage, coverage_note = None, "not measured for this revision (`patchkit test --matrix --coverage`)"
     try:
