@@ -99,7 +99,8 @@ def manifest_images(project: Project, series_name: str | None, image_dirs: Seque
         return {}
     assert series.path is not None
     return {i.name: ImageSpec(series.path / Path(i.path).expanduser(), name=i.name, expect=i.expect or DEFAULT_EXPECT,
-                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs))
+                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs),
+                              format="raw" if i.format == "raw" else "qcow2" if i.format == "qcow2" else None)
             for i in series.images}
 
 

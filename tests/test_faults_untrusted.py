@@ -351,3 +351,20 @@ def test_report_to_a_directory_of_its_own_works_on_a_read_only_cache(inputs_cach
     assert done.returncode == 0, done.stdout
     page = (tmp_path / "out" / "index.html").read_text()
     assert "Read-only file system" in page  # the range-diff says why it is missing
+
+
+def test_an_image_declared_raw_is_opened_as_raw_never_guessed(tmp_path: Path, store: Store) -> None:
+    secret = _host_file(tmp_path)
+    evil = _qcow2_on(tmp_path / "given" / "disk.img", str(secret))  # raw bytes that look like a qcow2
+    with pytest.raises(PatchkitError, match="is outside"):
+        ImageGuest(store, ImageSpec(evil))  # guessed: a qcow2, its chain refused
+    guest = ImageGuest(store, ImageSpec(evil, format="raw"))  # declared: its bytes are the disk, nothing behind
+    assert guest.describe_chain() == f"raw {evil}" and guest.image_sha256() == sha256_file(evil)
+    overlay = guest.make_run_disk(tmp_path / "run", "t")
+    info = run(["qemu-img", "info", "--output=json", "--backing-chain", overlay]).stdout.decode()
+    assert str(secret) not in info and '"backing-filename-format": "raw"' in info
+    root = _manifest_with_image(tmp_path, "disk.img")
+    manifest = root / "series" / SERIES / "series.toml"
+    manifest.write_text(manifest.read_text() + 'format = "vmdk"\n')
+    with pytest.raises(SeriesError, match=r"series\.toml:\d+: 'format' must be raw or qcow2, got 'vmdk'"):
+        Project(root, store).series(SERIES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -50,6 +51,9 @@ class Seconds(click.ParamType[float]):
               help="A directory outside the project that the manifest's [[images]] and the backing files of an "
                    "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: space-separated). Default: only the project "
                    "and the image's own directory.")
+@click.option("--image-format", type=click.Choice(["raw", "qcow2"]),
+              help="--image's format, opened so and never guessed (default: qemu-img's guess, then its backing "
+                   "chain checked). A raw image from someone else: say raw.")
 @click.option("--backing-anywhere", is_flag=True,
               help="Let --image's backing files be anywhere (an image you made yourself).")
 @click.option("--config", "configs", multiple=True, metavar="NAME",
@@ -81,7 +85,7 @@ class Seconds(click.ParamType[float]):
 @click.pass_obj
 def test_command(project: Project, series: str | None, rev: int | None, guests: tuple[str, ...], image: Path | None,
                  expect: str, fail_pattern: str | None,
-                 image_dirs: tuple[Path, ...], backing_anywhere: bool,
+                 image_dirs: tuple[Path, ...], image_format: Literal["raw", "qcow2"] | None, backing_anywhere: bool,
                  configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
                  stall_timeout: float, reruns: int, reference: bool, root_path: str | None) -> int:
@@ -112,9 +116,9 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
     images = []
     if image is not None:
         images.append(ImageSpec(image, expect=expect, fail=fail_pattern, timeout=timeout or DEFAULT_TIMEOUT,
-                                image_dirs=image_dirs, backing_anywhere=backing_anywhere))
-    elif expect != DEFAULT_EXPECT or fail_pattern or backing_anywhere:
-        raise click.UsageError("--expect, --fail and --backing-anywhere are for an --image: give one")
+                                format=image_format, image_dirs=image_dirs, backing_anywhere=backing_anywhere))
+    elif expect != DEFAULT_EXPECT or fail_pattern or backing_anywhere or image_format:
+        raise click.UsageError("--expect, --fail, --image-format and --backing-anywhere are for an --image: give one")
     results = run_tests(project, guests or (() if images else ("all",)), series_name=series, version=rev,
                         configs=configs,
                         matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,

@@ -53,7 +53,7 @@ COVER = "cover.txt"
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _PATH_HEADERS = ("rename from ", "rename to ", "copy from ", "copy to ")
 _CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
-_IMAGE_KEYS = ("name", "path", "expect", "fail", "timeout")
+_IMAGE_KEYS = ("name", "path", "expect", "fail", "timeout", "format")
 _CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "disk_addr", "blank_disks",
                 "bios_disks", "virtio_blk", "readonly", "disk_shape", "expect_refusal", "inject_error", "hold",
                 "expect_failure")
@@ -455,7 +455,10 @@ def _images(m: _Manifest) -> list[ImageEntry]:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not math.isfinite(timeout) or timeout <= 0):
             raise fail("timeout", f"'timeout' must be a positive, finite number of seconds, got {timeout!r}")
-        images.append(ImageEntry(name, entry["path"], entry.get("expect"), entry.get("fail"), timeout))
+        fmt = entry.get("format")
+        if fmt is not None and fmt not in ("raw", "qcow2"):
+            raise fail("format", f"'format' must be raw or qcow2, got {fmt!r}")
+        images.append(ImageEntry(name, entry["path"], entry.get("expect"), entry.get("fail"), timeout, fmt))
     return images
 
 
