@@ -101,3 +101,13 @@ def test_version_new_without_changelog_opens_the_editor(world: World) -> None:
     done = run_patchkit("-C", p, "version", "new", env={"EDITOR": str(editor), "VISUAL": ""})
     assert done.returncode == 0 and "now editing v2" in done.stdout, done.stdout
     assert world.project.series("demo").versions[-1].changelog == "- the queue size is checked\n"
+
+
+def test_apply_says_one_line_when_nothing_changed(world: World) -> None:
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    first = run_patchkit("-C", world.root, "apply", merged=False)
+    assert first.returncode == 0 and "applying 3 patch(es) of demo v1" in first.stderr, first.stderr
+    again = run_patchkit("-C", world.root, "apply", merged=False)
+    assert again.returncode == 0
+    assert re.fullmatch(r"demo v1: patchkit/demo/v1 at \w{12}, unchanged \(3 commit\(s\) on \w{12}\)\n", again.stderr)
+    assert again.stdout == first.stdout  # the result line stays
