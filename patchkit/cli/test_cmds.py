@@ -9,7 +9,7 @@ from typing import Literal
 import click
 
 from patchkit.boot.run import DEFAULT_STALL_TIMEOUT
-from patchkit.cli.base import cli, rev_option, series_argument
+from patchkit.cli.base import cli, next_step, progress, rev_option, series_argument, steps_shown
 from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
@@ -123,9 +123,12 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
                         configs=configs,
                         matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,
                         timeout=timeout, stall_timeout=stall_timeout, reference=reference, root_path=root_path,
-                        user_images=images, image_dirs=image_dirs, reruns=reruns, progress=click.echo)
+                        user_images=images, image_dirs=image_dirs, reruns=reruns, progress=progress,
+                        result_line=click.echo, steps=steps_shown())
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)
+        next_step("read the FAIL lines' run directories (serial.log, screen.txt), fix, then test again")
         return 1
+    next_step("patchkit report (the page), patchkit send-email --dry-run (what would be mailed)")
     return 0
