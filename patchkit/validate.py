@@ -29,7 +29,7 @@ from patchkit.coverage.debuginfo import DebugInfo
 from patchkit.coverage.result import measure
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests import GUEST_NAMES, Guest
-from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
+from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
 from patchkit.pin import Pin
 from patchkit.progress import Progress, Steps, quiet
@@ -100,7 +100,8 @@ def manifest_images(project: Project, series_name: str | None, image_dirs: Seque
     assert series.path is not None
     return {i.name: ImageSpec(series.path / Path(i.path).expanduser(), name=i.name, expect=i.expect or DEFAULT_EXPECT,
                               fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs),
-                              format="raw" if i.format == "raw" else "qcow2" if i.format == "qcow2" else None)
+                              format="raw" if i.format == "raw" else "qcow2" if i.format == "qcow2" else None,
+                              memory_mib=i.memory or DEFAULT_MEMORY)
             for i in series.images}
 
 
@@ -149,6 +150,7 @@ def run_tests(
     image_dirs: Sequence[Path] = (),
     cluster: str | None = None,
     coverage: bool = False,
+    memory_mib: int | None = None,
     reruns: int = RERUNS,
     progress: Progress = print,
     result_line: Progress | None = None,
@@ -266,7 +268,8 @@ def run_tests(
                 try:
                     outcome = await boot_planned_async(cell.guest, rom=subjects[id(cell)].rom, config=cell.config,
                                                        root_path=root_path, accel=accel, timeout=timeout,
-                                                       stall_timeout=stall_timeout, trace=coverage)
+                                                       stall_timeout=stall_timeout, trace=coverage,
+                                                       memory_mib=memory_mib)
                 except PatchkitError as exc:
                     not_run(cell, str(exc))
                     return
