@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -41,8 +41,10 @@ IN_DOUBT_HINT = ("check the list archive or your sent mail, then run again with 
 class SendOptions:
     """What the command line can change; None means "from the manifest / configuration"."""
 
-    to: list[str] | None = None
-    cc: list[str] | None = None
+    to: list[str] = field(default_factory=list)  # added to the manifest's `to` (as git send-email's --to)
+    cc: list[str] = field(default_factory=list)
+    no_to: bool = False  # leave out the manifest's `to` (git send-email's --no-to)
+    no_cc: bool = False
     subject_prefix: str | None = None
     sender: str | None = None
     dry_run: bool = False
@@ -101,8 +103,8 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
             message_ids = new_message_ids(series, sender)
         envelope = Envelope(
             sender=sender,
-            to=tuple(options.to if options.to is not None else series.to),
-            cc=tuple(options.cc if options.cc is not None else series.cc),
+            to=_addresses([] if options.no_to else series.to, options.to),
+            cc=_addresses([] if options.no_cc else series.cc, options.cc),
             subject_prefix=options.subject_prefix or series.subject_prefix,
         )
         if sending and not envelope.recipients:
@@ -111,7 +113,10 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         if options.mbox is None:
             _check_tag(series, applied)
         tested = tested_section(series, revision, latest, gate, coverage.figure() if coverage else None, flaky)
-        mails = render_series(series, applied, envelope, message_ids, tested)
+        # A send is dated now, one second apart in series order, the last one now (git send-email's way).
+        now = datetime.now(UTC).replace(microsecond=0)
+        sent_at = None if options.mbox else now - timedelta(seconds=len(series.patches))
+        mails = render_series(series, applied, envelope, message_ids, tested, sent_at)
         report = SendReport(series.name, series.version, revision, applied.base, envelope, mails, gate)
         if options.mbox is not None:
             write_mbox(options.mbox, mails)
@@ -124,12 +129,21 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         if options.resume:
             _settle_resume(journal, envelope, mails, options)
         else:
-            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems)
+            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems,
+                          to=list(envelope.to), cc=list(envelope.cc))
         _deliver(journal, settings, envelope, mails, report, say)
         report.tag = _freeze(project, series, applied, mails[0].message_id)
         journal.done(report.tag)
         say(f"tagged {report.tag}; {series.name} v{series.version} is frozen")
     return report
+
+
+def _addresses(*lists: list[str]) -> tuple[str, ...]:
+    """The entries of ``lists`` in order, each address once (the first spelling kept)."""
+    out: dict[str, str] = {}
+    for entry in (e for entries in lists for e in entries):
+        out.setdefault(parseaddr(entry)[1].lower() or entry, entry)
+    return tuple(out.values())
 
 
 def write_mbox(path: Path, mails: list[Mail]) -> None:
@@ -162,7 +176,7 @@ def _plan(store: Store, series: Series, revision: str, journal: Journal, options
     latest, flaky = _latest(store, series, revision)
     gate = check(series, latest, already_sent=_already_sent(series, revision, journal), resend=options.resend,
                  force=options.force, reason=options.reason, trailers=plan(store, series), coverage=coverage,
-                 flaky=flaky)
+                 flaky=flaky, dry_run=options.dry_run)
     return [], gate
 
 
@@ -187,8 +201,8 @@ def _settle_resume(journal: Journal, envelope: Envelope, mails: list[Mail], opti
         earlier = "; ".join(", ".join(r) for r in before)
         raise MailError(f"the part of this send already delivered went to {earlier}; resuming now would send the "
                         f"rest to other recipients: {', '.join(now) or '-'}",
-                        hint="resume without --to/--cc (the manifest's recipients), or pass --new-recipients "
-                             "to send the rest to the new ones")
+                        hint="resume with the recipients of the first part (the same --to/--cc/--no-to/--no-cc), "
+                             "or pass --new-recipients to send the rest to the new ones")
     total = len(mails)
     for mail in mails:
         if mail.message_id not in state.in_doubt:
