@@ -28,7 +28,7 @@ from patchkit.coverage.collect import collect, report_lines
 from patchkit.coverage.debuginfo import DebugInfo
 from patchkit.coverage.result import measure
 from patchkit.errors import PatchkitError, SeriesError
-from patchkit.guests import GUEST_NAMES
+from patchkit.guests import GUEST_NAMES, Guest
 from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
 from patchkit.pin import Pin
@@ -36,8 +36,10 @@ from patchkit.progress import Progress
 from patchkit.project import Project
 from patchkit.qemu.machine import qemu_version
 from patchkit.rom import check_rom_for
-from patchkit.series.model import IMPLICIT_CONFIG, Config
+from patchkit.series.io import load_version
+from patchkit.series.model import IMPLICIT_CONFIG, Config, Series
 from patchkit.store import ResultKey, TestResult, sha256_file
+from patchkit.triage.flaky import RERUNS, flakes, verdict
 
 
 @dataclass(frozen=True)
@@ -53,32 +55,40 @@ class Subject:
 
 
 def resolve_subject(project: Project, series_name: str | None, rom: Path | None, reference: bool,
-                    progress: Progress, need_elf: bool = False) -> tuple[Subject, list[Config]]:
-    """What is under test and the series' configurations; builds the series' ROM unless ``rom`` or ``reference``.
+                    progress: Progress, need_elf: bool = False,
+                    version: int | None = None) -> tuple[Subject, list[Config]]:
+    """What is under test and the series' configurations; builds the ROM of the series' current revision (or of
+    its ``version``) unless ``rom`` or ``reference``.
 
     A ``rom`` given by path is recorded as revision "rom-<sha256 prefix>", not as the
     series revision: nothing ties that file to the series' sources, so its results
     must not clear the send-email gate.
     """
     try:
-        series = project.series(series_name)
-        name, revision, version, configs = series.name, series.revision_hash(), series.version, series.test_configs()
+        series = tested_series(project, series_name, version)
+        name, revision, number, configs = series.name, series.revision_hash(), series.version, series.test_configs()
     except SeriesError:
         if not (rom or reference):
             raise
-        name, revision, version, configs = series_name or "-", "", 0, [Config(IMPLICIT_CONFIG, GUEST_NAMES)]
+        name, revision, number, configs = series_name or "-", "", 0, [Config(IMPLICIT_CONFIG, GUEST_NAMES)]
     if reference:
-        return Subject(name, "reference", version, None, "", 0), configs
+        return Subject(name, "reference", number, None, "", 0), configs
     if rom is None:
-        built = ensure_series_rom(project, name, progress, need_elf=need_elf)
-        return Subject(name, revision, version, built.path, built.sha256, built.size), configs
+        built = ensure_series_rom(project, name, progress, need_elf=need_elf, version=version)
+        return Subject(name, revision, number, built.path, built.sha256, built.size), configs
     if not rom.is_file():
         raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
     check_given_rom(project.pin, rom)
     rom_sha = sha256_file(rom)
     progress(f"note: --rom results are recorded as revision rom-{rom_sha[:12]} (not the series revision: "
              "they do not clear send-email; run without --rom for that)")
-    return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), configs
+    return Subject(name, f"rom-{rom_sha[:12]}", number, rom.resolve(), rom_sha, rom.stat().st_size), configs
+
+
+def tested_series(project: Project, series_name: str | None, version: int | None) -> Series:
+    """The series (None: the only one) at ``version`` (None: the current one)."""
+    current = project.series(series_name)
+    return load_version(current, version) if version is not None else current
 
 
 def manifest_images(project: Project, series_name: str | None, image_dirs: Sequence[Path] = ()) -> dict[str, ImageSpec]:
@@ -89,7 +99,8 @@ def manifest_images(project: Project, series_name: str | None, image_dirs: Seque
         return {}
     assert series.path is not None
     return {i.name: ImageSpec(series.path / Path(i.path).expanduser(), name=i.name, expect=i.expect or DEFAULT_EXPECT,
-                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs))
+                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs),
+                              format="raw" if i.format == "raw" else "qcow2" if i.format == "qcow2" else None)
             for i in series.images}
 
 
@@ -123,6 +134,7 @@ def run_tests(
     guest_names: Sequence[str],
     *,
     series_name: str | None = None,
+    version: int | None = None,
     configs: Sequence[str] = (),
     matrix: bool = False,
     jobs: int | None = None,
@@ -133,12 +145,15 @@ def run_tests(
     reference: bool = False,
     root_path: str | None = None,
     user_images: Sequence[ImageSpec] = (),
+    more_guests: Sequence[Guest] = (),
     image_dirs: Sequence[Path] = (),
     cluster: str | None = None,
     coverage: bool = False,
+    reruns: int = RERUNS,
     progress: Progress = print,
 ) -> list[TestResult]:
-    """Boot guests (names, or "all") x configurations against the series' ROM and record the results.
+    """Boot guests (names, or "all") x configurations against the series' ROM (of its current revision, or of
+    ``version``) and record the results.
 
     ``configs`` names configurations of the manifest, ``matrix`` takes them all, neither
     the first (see patchkit.matrix.plan_cells for which guests run). ``jobs`` boots run at
@@ -146,7 +161,8 @@ def run_tests(
     a configuration x guest table at the end of a run of several. Cells that cannot run
     (a guest without the configuration's disk shape) are reported, then raised as
     PatchkitError once the others have run. ``user_images`` (`--image`) boot on
-    each chosen configuration besides the guests; the manifest's images must be in the project
+    each chosen configuration besides the guests, and so do ``more_guests`` (a caller's own guest
+    objects: a test's, a benchmark's); the manifest's images must be in the project
     or in ``image_dirs`` (also where their backing files may be). With ``cluster`` (a Dask scheduler's
     address) every boot is a task of that cluster (patchkit.cluster), recorded as a local one
     plus the worker's name; ``jobs`` does not apply (each worker boots as many at once as it
@@ -164,7 +180,8 @@ def run_tests(
     specs = manifest_images(project, series_name, image_dirs)
     for spec in specs.values():
         check_image_place(project, spec)
-    subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage)
+    subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage,
+                                               version=version)
     chosen = select_configs(series_configs, configs, matrix)
     if reference and (matrix or configs):
         raise PatchkitError("--reference boots the guests natively on the default machine: drop --config/--matrix")
@@ -174,7 +191,7 @@ def run_tests(
         if len(shown.chain) > 1:
             progress(f"{shown.name}: backing chain {shown.describe_chain()} (all of it hashed)")
     plan = plan_cells(project.store, chosen, guest_names, matrix, extra=extra)
-    plan.cells.extend(Cell(config, guest) for config in chosen for guest in image_guests)
+    plan.cells.extend(Cell(config, guest) for config in chosen for guest in [*image_guests, *more_guests])
     if not plan.cells:
         first = next(iter(plan.unrunnable.items()), None)
         if first is None:
@@ -248,20 +265,33 @@ def run_tests(
                     progress(f"note: no coverage for {cell.name}: {exc.message}")
             record(cell, outcome, qemu)
 
-        if remote is None:
-            run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in cells]))
-        else:
-            boot_on_cluster(remote, [RemoteCell(c, subjects[id(c)].rom, subjects[id(c)].rom_sha256) for c in cells],
-                            BootOptions(root_path, accel, timeout, stall_timeout), runs=project.store.runs,
-                            record=record, not_run=not_run, progress=progress)
+        for round_ in range(1 + reruns):  # then the cells that failed every boot so far, again (triage.flaky)
+            if round_:
+                passed = {(r.key.config, r.key.guest) for r in results if r.passed}
+                cells = [c for c in cells if (c.config.name, c.guest.name) not in passed
+                         and (c.config.name, c.guest.name) not in errors]
+                if not cells:
+                    break
+                progress(f"booting again ({round_} of {reruns}) what failed: {', '.join(c.name for c in cells)}")
+            if remote is None:
+                run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in cells]))
+            else:
+                boot_on_cluster(remote, [RemoteCell(c, subjects[id(c)].rom, subjects[id(c)].rom_sha256)
+                                         for c in cells],
+                                BootOptions(root_path, accel, timeout, stall_timeout), runs=project.store.runs,
+                                record=record, not_run=not_run, progress=progress)
+    flaky = flakes(results)
+    for flake in flaky.values():
+        progress(f"{'/'.join(flake.cell)}: {flake.describe()}")
     if len(plan.cells) + len(plan.unrunnable) > 1:
-        verdicts = {(r.key.config, r.key.guest): "pass" if r.passed else "FAIL" for r in results}
+        verdicts = {(r.key.config, r.key.guest): verdict(r, flaky.get((r.key.config, r.key.guest)))
+                    for r in sorted(results, key=lambda r: r.created)}
         verdicts.update({cell: "not run" for cell in errors})
         progress(f"results ({len(results)} boots in {time.monotonic() - started:.0f} s, {where}):")
         for line in summary_table(chosen, verdicts):
             progress("  " + line)
     if coverage and subject.revision and not subject.revision.startswith("rom-"):
-        series = project.series(series_name)
+        series = tested_series(project, series_name, version)
         with project.store.results() as db:
             measured = collect(db, series)
         for line in report_lines(series, measured) if measured is not None else []:

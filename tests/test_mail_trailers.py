@@ -110,7 +110,7 @@ def test_force_with_reason_sends_stale_trailers_and_records_why(sent_series: Sen
     assert start["event"] == "start" and start["forced_reason"] == "Bob re-reviewed the change on IRC"
     assert STALE in start["problems"]
     cover, _, p2 = v3_mails(ss)
-    said = cover.get_content()
+    said = " ".join(cover.get_content().split())  # the cover's prose is wrapped at 72 columns
     assert f"Sent despite: {STALE}" in said and "Reason: Bob re-reviewed the change on IRC" in said
     assert f"Reviewed-by: {BOB}" in p2.get_content()  # sent as it is: the override is the user's word
 

@@ -21,6 +21,7 @@ from patchkit.git.apply import apply_series
 from patchkit.pin import Pin
 from patchkit.progress import Progress
 from patchkit.project import Project
+from patchkit.series.io import load_version
 from patchkit.store import Store, atomic_write, file_lock
 
 
@@ -37,8 +38,9 @@ class PatchBuild:
 
 
 def build_each_patch(project: Project, series_name: str | None, progress: Progress | None = None, *,
-                     scratch: Path | None = None) -> list[PatchBuild]:
-    """Build the base and the tree after every patch of the series; report warnings each patch adds.
+                     scratch: Path | None = None, version: int | None = None) -> list[PatchBuild]:
+    """Build the base and the tree after every patch of the series (or its ``version``); report warnings each
+    patch adds.
 
     Each step is checked out in one scratch tree (default ``trees/<series>.each-patch/``,
     kept between runs) writing only the files that change, so every step after the first
@@ -48,9 +50,10 @@ def build_each_patch(project: Project, series_name: str | None, progress: Progre
     naming the patch whose tree does not build.
     """
     say = progress or (lambda _msg: None)
-    series = project.series(series_name)
+    current = project.series(series_name)
+    series = load_version(current, version) if version is not None else current
     pin = project.pin
-    applied = apply_series(project, series, progress=progress)
+    applied = apply_series(project, current, version=version, progress=progress)
     names = [p.filename for p in series.patches if p.filename not in applied.merged]
     steps = [("base", applied.base), *zip(names, applied.commits, strict=True)]
     scratch = scratch or project.store.tree(f"{series.name}.each-patch")

@@ -10,10 +10,11 @@ import click
 from patchkit.build.cache import build_rom, rom_ids
 from patchkit.build.each_patch import build_each_patch
 from patchkit.build.series import ensure_series_rom
-from patchkit.cli.base import cli
+from patchkit.cli.base import cli, rev_option, series_argument
 from patchkit.errors import BuildError
 from patchkit.project import Project
 from patchkit.report.data import save_builds
+from patchkit.series.io import load_version
 
 
 def _progress(message: str) -> None:
@@ -22,24 +23,28 @@ def _progress(message: str) -> None:
 
 
 @cli.command("build")
-@click.argument("series", required=False)
+@series_argument()
+@rev_option("to build (default: the current one)")
 @click.option("--each-patch", is_flag=True, help="Build the base and the tree after every patch; fail on new warnings.")
 @click.option("--target", metavar="T", help="Make target (default: the pin's, bin/1af41001.rom).")
 @click.option("--tree", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Build this gPXE tree as it is instead of applying the series.")
 @click.pass_obj
-def build_cmd(project: Project, series: str | None, each_patch: bool, target: str | None, tree: Path | None) -> None:
+def build_cmd(project: Project, series: str | None, rev: int | None, each_patch: bool, target: str | None,
+              tree: Path | None) -> None:
     """Build SERIES' ROM (default: the only series) and check it; reuse an identical earlier build."""
     if each_patch:
         if tree is not None or target is not None:
             raise click.UsageError("--each-patch builds the pin's targets in its own tree: drop --tree/--target")
-        _each_patch(project, series)
+        _each_patch(project, series, rev)
         return
     start = time.monotonic()
     if tree is not None:
+        if rev is not None:
+            raise click.UsageError("--tree builds that tree as it is: drop --rev")
         rom = build_rom(project.store, tree.resolve(), project.pin, target, progress=_progress)
     else:
-        rom = ensure_series_rom(project, series, target=target, progress=_progress)
+        rom = ensure_series_rom(project, series, target=target, version=rev, progress=_progress)
     vendor, device = rom_ids(project.pin, rom.target)  # checked when the build was stored
     how = "reused (tree and settings unchanged)" if rom.reused else f"built in {rom.seconds:.1f} s"
     click.echo(f"ROM:     {rom.path}")
@@ -50,9 +55,10 @@ def build_cmd(project: Project, series: str | None, each_patch: bool, target: st
     click.echo(f"log:     {rom.log}")
 
 
-def _each_patch(project: Project, series: str | None) -> None:
-    steps = build_each_patch(project, series, _progress)
-    s = project.series(series)
+def _each_patch(project: Project, series: str | None, rev: int | None) -> None:
+    steps = build_each_patch(project, series, _progress, version=rev)
+    current = project.series(series)
+    s = load_version(current, rev) if rev is not None else current
     save_builds(project.store, s.name, s.revision_hash(), [(st.index, st.name, {t: r.size for t, r in st.roms.items()},
                                              len(st.warnings), st.new_warnings) for st in steps])
     added = 0

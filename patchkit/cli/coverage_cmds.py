@@ -12,7 +12,7 @@ from patchkit.project import Project
 
 
 @cli.command("coverage")
-@click.argument("series_name", metavar="SERIES", required=False)
+@click.argument("series_name", metavar="[SERIES]", required=False)
 @click.pass_obj
 def coverage_cmd(project: Project, series_name: str | None) -> int:
     """Of the lines the series adds or changes (executable ones), how many the test cells ran: per patch, the

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 import click
 
 from patchkit.boot.run import DEFAULT_STALL_TIMEOUT
-from patchkit.cli.base import cli
+from patchkit.cli.base import cli, rev_option, series_argument
 from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
+from patchkit.triage.flaky import RERUNS
 from patchkit.validate import run_tests
 
 
@@ -31,6 +33,8 @@ class Seconds(click.ParamType[float]):
 
 
 @cli.command("test")
+@series_argument()
+@rev_option("to test (default: the current one)")
 @click.option("--guest", "guests", type=click.Choice([*GUEST_NAMES, *KEEP_SAN_NAMES, "all"]), multiple=True,
               help="Guest to boot (repeatable); all = the series' guests (the default without --image). keepsan / "
                    "keepsan-aoe: the probe uses the virtio / AoE disk gPXE kept after a sanboot that returned "
@@ -47,9 +51,11 @@ class Seconds(click.ParamType[float]):
               help="A directory outside the project that the manifest's [[images]] and the backing files of an "
                    "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: space-separated). Default: only the project "
                    "and the image's own directory.")
+@click.option("--image-format", type=click.Choice(["raw", "qcow2"]),
+              help="--image's format, opened so and never guessed (default: qemu-img's guess, then its backing "
+                   "chain checked). A raw image from someone else: say raw.")
 @click.option("--backing-anywhere", is_flag=True,
               help="Let --image's backing files be anywhere (an image you made yourself).")
-@click.option("--series", "series_name", help="The series (default: the only one).")
 @click.option("--config", "configs", multiple=True, metavar="NAME",
               help="Configuration of the manifest to boot on (repeatable; default: its first). "
                    "Named guests run on it whether it lists them or not.")
@@ -70,27 +76,36 @@ class Seconds(click.ParamType[float]):
                                             f"{DEFAULT_TIMEOUT:g}).")
 @click.option("--stall-timeout", type=Seconds(), default=DEFAULT_STALL_TIMEOUT, show_default=True,
               help="Fail a boot after this many seconds without serial output.")
+@click.option("--reruns", type=click.IntRange(min=0), default=RERUNS, show_default=True,
+              help="Boot a cell whose boots all failed again, up to this many times, until one passes: a cell that "
+                   "failed and passed on the same ROM is FLAKY.")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
 @click.pass_obj
-def test_command(project: Project, guests: tuple[str, ...], image: Path | None, expect: str, fail_pattern: str | None,
-                 image_dirs: tuple[Path, ...], backing_anywhere: bool,
-                 series_name: str | None, configs: tuple[str, ...], matrix: bool, jobs: int | None,
+def test_command(project: Project, series: str | None, rev: int | None, guests: tuple[str, ...], image: Path | None,
+                 expect: str, fail_pattern: str | None,
+                 image_dirs: tuple[Path, ...], image_format: Literal["raw", "qcow2"] | None, backing_anywhere: bool,
+                 configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
-                 stall_timeout: float, reference: bool, root_path: str | None) -> int:
-    """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
+                 stall_timeout: float, reruns: int, reference: bool, root_path: str | None) -> int:
+    """Boot each guest from its virtio disk through SERIES' ROM (`sanboot`), and record the results.
 
     Exits 1 if any boot failed; each verdict line names the run directory with
     serial.log, screen.txt, screenshots and the SeaBIOS log; a run of several boots
     ends with a configuration x guest table. keepsan-aoe boots through the series'
     NIC ROM (bin/1af41000.rom) and needs root and vblade.
 
+    A cell whose boots all failed is booted again (--reruns), and one that both
+    failed and passed on the same ROM is FLAKY (send-email refuses it).
+
     --image FILE boots a disk image of your own the same way (recorded as guest
     image:FILE-NAME, keyed by the file's content): it passes on --expect, fails on
     --fail, on a boot loader's failure message, when gPXE's sanboot returns, after
     --stall-timeout seconds without output or at the timeout.
     """
+    if rev is not None and (rom or reference):
+        raise click.UsageError("--rev picks the series version whose ROM to build and boot: drop --rom/--reference")
     if reference and rom:
         raise click.UsageError("--reference boots without a ROM: drop --rom")
     if matrix and configs:
@@ -101,13 +116,14 @@ def test_command(project: Project, guests: tuple[str, ...], image: Path | None, 
     images = []
     if image is not None:
         images.append(ImageSpec(image, expect=expect, fail=fail_pattern, timeout=timeout or DEFAULT_TIMEOUT,
-                                image_dirs=image_dirs, backing_anywhere=backing_anywhere))
-    elif expect != DEFAULT_EXPECT or fail_pattern or backing_anywhere:
-        raise click.UsageError("--expect, --fail and --backing-anywhere are for an --image: give one")
-    results = run_tests(project, guests or (() if images else ("all",)), series_name=series_name, configs=configs,
+                                format=image_format, image_dirs=image_dirs, backing_anywhere=backing_anywhere))
+    elif expect != DEFAULT_EXPECT or fail_pattern or backing_anywhere or image_format:
+        raise click.UsageError("--expect, --fail, --image-format and --backing-anywhere are for an --image: give one")
+    results = run_tests(project, guests or (() if images else ("all",)), series_name=series, version=rev,
+                        configs=configs,
                         matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,
                         timeout=timeout, stall_timeout=stall_timeout, reference=reference, root_path=root_path,
-                        user_images=images, image_dirs=image_dirs, progress=click.echo)
+                        user_images=images, image_dirs=image_dirs, reruns=reruns, progress=click.echo)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)

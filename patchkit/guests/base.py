@@ -179,7 +179,11 @@ class Guest(abc.ABC):
         if disk.exists():
             disk.chmod(0o644)
             disk.unlink()
-        run(["cp", "--reflink=auto", base, disk])
+        try:
+            run(["cp", "--reflink=auto", base, disk])
+        except BaseException:  # a full disk, ^C: no partial copy is left in the run directory
+            disk.unlink(missing_ok=True)
+            raise
         if (problem := self._damage(disk)) is not None:
             disk.unlink()
             raise GuestError(problem, hint=f"run `{self.rebuild_command()}` to build it again; "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from patchkit.errors import MailError, PatchkitError
 from patchkit.git.apply import ApplyResult, apply_series
 from patchkit.git.cmd import git
 from patchkit.git.worktree import tag
-from patchkit.mailer.gate import GateResult, Latest, check, tested_section
+from patchkit.mailer.gate import Flakes, GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
 from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection, SmtpSettings, read_sender, read_settings
@@ -31,6 +31,7 @@ from patchkit.review.carry import plan
 from patchkit.series.io import save_series
 from patchkit.series.model import Series, VersionInfo
 from patchkit.store import Store, atomic_write
+from patchkit.triage.flaky import flakes
 
 IN_DOUBT_HINT = ("check the list archive or your sent mail, then run again with `--resume --in-doubt sent` if it "
                  "arrived, or `--resume --in-doubt resend` if not")
@@ -93,7 +94,7 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
                                   coverage_problems(series, coverage))
         for note in gate.notes:
             say(f"note: {note}")
-        latest = _latest(project.store, series, revision)
+        latest, flaky = _latest(project.store, series, revision)
         settings = read_settings(project.root, options.smtp, env) if sending else None
         sender = _sender(project.root, series, options, env, required=sending)
         if not message_ids:
@@ -109,8 +110,11 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         applied = apply_series(project, series, progress=say)
         if options.mbox is None:
             _check_tag(series, applied)
-        tested = tested_section(series, revision, latest, gate, coverage.figure() if coverage else None)
-        mails = render_series(series, applied, envelope, message_ids, tested)
+        tested = tested_section(series, revision, latest, gate, coverage.figure() if coverage else None, flaky)
+        # A send is dated now, one second apart in series order, the last one now (git send-email's way).
+        now = datetime.now(UTC).replace(microsecond=0)
+        sent_at = None if options.mbox else now - timedelta(seconds=len(series.patches))
+        mails = render_series(series, applied, envelope, message_ids, tested, sent_at)
         report = SendReport(series.name, series.version, revision, applied.base, envelope, mails, gate)
         if options.mbox is not None:
             write_mbox(options.mbox, mails)
@@ -123,7 +127,8 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         if options.resume:
             _settle_resume(journal, envelope, mails, options)
         else:
-            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems)
+            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems,
+                          to=list(envelope.to), cc=list(envelope.cc))
         _deliver(journal, settings, envelope, mails, report, say)
         report.tag = _freeze(project, series, applied, mails[0].message_id)
         journal.done(report.tag)
@@ -158,9 +163,10 @@ def _plan(store: Store, series: Series, revision: str, journal: Journal, options
                         hint="pass --resume to send the rest with the same threading")
     if options.mbox is not None:
         return [], GateResult([], None)  # an mbox is for looking at: not gated
-    gate = check(series, _latest(store, series, revision), already_sent=_already_sent(series, revision, journal),
-                 resend=options.resend, force=options.force, reason=options.reason, trailers=plan(store, series),
-                 coverage=coverage)
+    latest, flaky = _latest(store, series, revision)
+    gate = check(series, latest, already_sent=_already_sent(series, revision, journal), resend=options.resend,
+                 force=options.force, reason=options.reason, trailers=plan(store, series), coverage=coverage,
+                 flaky=flaky)
     return [], gate
 
 
@@ -223,9 +229,10 @@ def _check_tag(series: Series, applied: ApplyResult) -> None:
                         hint="a sent version never changes: start a new version for the changes")
 
 
-def _latest(store: Store, series: Series, revision: str) -> Latest:
+def _latest(store: Store, series: Series, revision: str) -> tuple[Latest, Flakes]:
+    """The newest result of each cell of this revision, and the flaky cells."""
     with store.results() as results:
-        return results.latest_by_cell(series.name, revision)
+        return results.latest_by_cell(series.name, revision), flakes(results.for_revision(series.name, revision))
 
 
 def _sender(project_root: Path, series: Series, options: SendOptions, env: Mapping[str, str], *, required: bool) -> str:

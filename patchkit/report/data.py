@@ -17,12 +17,14 @@ from patchkit.coverage.collect import SeriesCoverage, collect
 from patchkit.errors import PatchkitError
 from patchkit.figures import format_figure
 from patchkit.git import rangediff
+from patchkit.guests.image import ADHOC_PREFIX
 from patchkit.mailer.render import cover_text
 from patchkit.project import Project
 from patchkit.review.thread import Review, reviews
 from patchkit.series.io import available_versions, load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Series
 from patchkit.store import Store, TestResult, atomic_write
+from patchkit.triage.flaky import Flake, flakes
 
 BUILD_RECORDS = "each-patch"  # builds/each-patch/<series>/<revision>.json
 
@@ -50,6 +52,8 @@ class Matrix:
     configs: list[str]
     cells: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
     planned: set[tuple[str, str]] = field(default_factory=set)  # (guest, config) the manifest asks for
+    flaky: dict[tuple[str, str], Flake] = field(default_factory=dict)  # (guest, config): failed and passed on one ROM
+    adhoc: int = 0  # runs of `test --image` left out: a user's own images are not the series' cells
 
     @property
     def runs(self) -> int:
@@ -110,6 +114,8 @@ def gather(project: Project, series: Series, version: int | None = None, *, with
             range_note = f"v{previous[-1]}..v{number}"
         except PatchkitError as exc:
             range_note = f"not available: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+        except OSError as exc:  # a read-only cache: the range-diff needs the series' work tree
+            range_note = f"not available: {exc.strerror} ({exc.filename})"
     bench, bench_note = latest_bench(project.root)
     coverage, coverage_note = None, "not measured for this revision (`patchkit test --matrix --coverage`)"
     try:
@@ -132,19 +138,24 @@ def result_config(result: TestResult) -> str:
 
 
 def matrix(series: Series, history: list[TestResult]) -> Matrix:
-    """Rows: the configurations' guests, then any other guest tested; columns: configurations."""
+    """Rows: the configurations' guests, then any other guest tested; columns: configurations. Runs of
+    `test --image` (guest ``image:FILE``) are only counted."""
     configs = [c.name for c in series.test_configs()]
     guests: list[str] = []
     for c in series.test_configs():
         guests += [g for g in c.guests if g not in guests]
     m = Matrix(guests, configs, planned={(g, c.name) for c in series.test_configs() for g in c.guests})
     for r in history:  # newest first
+        if r.key.guest.startswith(ADHOC_PREFIX):
+            m.adhoc += 1  # private file names, and no part of what the series is tested on
+            continue
         config = result_config(r)
         if config not in m.configs:
             m.configs.append(config)
         if r.key.guest not in m.guests:
             m.guests.append(r.key.guest)
         m.cells.setdefault((r.key.guest, config), []).append(_run(r, config))
+    m.flaky = {(guest, config): flake for (config, guest), flake in flakes(history).items()}
     return m
 
 

@@ -224,6 +224,7 @@ class ImageEntry:
     expect: str | None = None
     fail: str | None = None
     timeout: float | None = None
+    format: str | None = None  # "raw" or "qcow2", opened so and never guessed; None: qemu-img's guess
 
 
 @dataclass(frozen=True)
