@@ -22,7 +22,7 @@ from fixtures.review import BOB, SentSeries, reply
 
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests.image import ImageGuest, ImageSpec
-from patchkit.mailer.gate import GateResult, tested_section
+from patchkit.mailer import gate
 from patchkit.mailer.send import send_email
 from patchkit.project import Project
 from patchkit.report.mail import mail_report
@@ -318,7 +318,7 @@ def test_adhoc_image_runs_stay_out_of_the_report_and_the_cover(sent_series: Sent
     s = ss.mp.series()
     with ss.mp.store.results() as results:
         latest = results.latest_by_cell(s.name, s.revision_hash())
-    assert "my-private-disk" not in tested_section(s, s.revision_hash(), latest, GateResult([], None, []))
+    assert "my-private-disk" not in gate.tested_section(s, s.revision_hash(), latest, gate.GateResult([], None, []))
     status, out = ss.mp.cli("status")
     assert "image:my-private-disk.qcow2" in out  # status still lists it, as the README says
 

@@ -13,8 +13,10 @@ from patchkit.project import Project
 
 @cli.command("send-email")
 @series_argument()
-@click.option("--to", "to", multiple=True, help="Recipient (repeatable); replaces the manifest's `to`.")
-@click.option("--cc", "cc", multiple=True, help="Cc recipient (repeatable); replaces the manifest's `cc`.")
+@click.option("--to", "to", multiple=True, help="Recipient (repeatable); added to the manifest's `to`.")
+@click.option("--cc", "cc", multiple=True, help="Cc recipient (repeatable); added to the manifest's `cc`.")
+@click.option("--no-to", is_flag=True, help="Leave out the manifest's `to` (only --to's).")
+@click.option("--no-cc", is_flag=True, help="Leave out the manifest's `cc` (only --cc's).")
 @click.option("--subject-prefix", help="Subject prefix instead of the manifest's (default PATCH).")
 @click.option("--from", "sender", help="Sender 'Name <addr>' (default: sendemail.from, else user.name/user.email).")
 @click.option("--dry-run", is_flag=True, help="Show what would be sent and to whom; send nothing.")
@@ -38,7 +40,8 @@ from patchkit.project import Project
 @click.option("--smtp-ca", type=click.Path(exists=True, path_type=Path),
               help="CA certificate(s) to trust for the server (sendemail.smtpSslCertPath).")
 @click.pass_obj
-def send_email_cmd(project: Project, series: str | None, to: tuple[str, ...], cc: tuple[str, ...],
+def send_email_cmd(project: Project, series: str | None, to: tuple[str, ...], cc: tuple[str, ...], no_to: bool,
+                   no_cc: bool,
                    subject_prefix: str | None, sender: str | None, dry_run: bool, mbox: Path | None,
                    force: bool, reason: str | None, resend: bool, resume: bool, in_doubt: str | None,
                    new_recipients: bool, smtp_server: str | None,
@@ -52,7 +55,7 @@ def send_email_cmd(project: Project, series: str | None, to: tuple[str, ...], cc
     if (in_doubt or new_recipients) and not resume:
         raise click.UsageError("--in-doubt and --new-recipients go with --resume")
     options = SendOptions(
-        to=list(to) or None, cc=list(cc) or None, subject_prefix=subject_prefix, sender=sender,
+        to=list(to), cc=list(cc), no_to=no_to, no_cc=no_cc, subject_prefix=subject_prefix, sender=sender,
         dry_run=dry_run, mbox=mbox, force=force, reason=reason, resend=resend, resume=resume, in_doubt=in_doubt,
         new_recipients=new_recipients,
         smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
@@ -69,6 +72,9 @@ def send_email_cmd(project: Project, series: str | None, to: tuple[str, ...], cc
 def _show_dry_run(report: SendReport) -> None:
     env = report.envelope
     click.echo(f"Dry run: {report.series} v{report.version} (revision {report.revision[:12]}), nothing sent.")
+    if report.gate.refusal is not None:
+        banner = "*" * 72
+        click.echo(f"{banner}\n* A real send would be REFUSED: {report.gate.refusal}\n{banner}")
     click.echo(f"From: {env.sender}")
     click.echo(f"To: {', '.join(env.to) or '-'}")
     click.echo(f"Cc: {', '.join(env.cc) or '-'}")

@@ -41,8 +41,10 @@ IN_DOUBT_HINT = ("check the list archive or your sent mail, then run again with 
 class SendOptions:
     """What the command line can change; None means "from the manifest / configuration"."""
 
-    to: list[str] | None = None
-    cc: list[str] | None = None
+    to: list[str] = field(default_factory=list)  # added to the manifest's `to` (as git send-email's --to)
+    cc: list[str] = field(default_factory=list)
+    no_to: bool = False  # leave out the manifest's `to` (git send-email's --no-to)
+    no_cc: bool = False
     subject_prefix: str | None = None
     sender: str | None = None
     dry_run: bool = False
@@ -101,8 +103,8 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
             message_ids = new_message_ids(series, sender)
         envelope = Envelope(
             sender=sender,
-            to=tuple(options.to if options.to is not None else series.to),
-            cc=tuple(options.cc if options.cc is not None else series.cc),
+            to=_addresses([] if options.no_to else series.to, options.to),
+            cc=_addresses([] if options.no_cc else series.cc, options.cc),
             subject_prefix=options.subject_prefix or series.subject_prefix,
         )
         if sending and not envelope.recipients:
@@ -136,6 +138,14 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
     return report
 
 
+def _addresses(*lists: list[str]) -> tuple[str, ...]:
+    """The entries of ``lists`` in order, each address once (the first spelling kept)."""
+    out: dict[str, str] = {}
+    for entry in (e for entries in lists for e in entries):
+        out.setdefault(parseaddr(entry)[1].lower() or entry, entry)
+    return tuple(out.values())
+
+
 def write_mbox(path: Path, mails: list[Mail]) -> None:
     """Write ``mails`` as an mbox the way `git format-patch --stdout` does (atomically)."""
     atomic_write(path, b"".join(f"From {m.commit} Mon Sep 17 00:00:00 2001\n".encode() + m.as_bytes() for m in mails))
@@ -166,7 +176,7 @@ def _plan(store: Store, series: Series, revision: str, journal: Journal, options
     latest, flaky = _latest(store, series, revision)
     gate = check(series, latest, already_sent=_already_sent(series, revision, journal), resend=options.resend,
                  force=options.force, reason=options.reason, trailers=plan(store, series), coverage=coverage,
-                 flaky=flaky)
+                 flaky=flaky, dry_run=options.dry_run)
     return [], gate
 
 
@@ -191,8 +201,8 @@ def _settle_resume(journal: Journal, envelope: Envelope, mails: list[Mail], opti
         earlier = "; ".join(", ".join(r) for r in before)
         raise MailError(f"the part of this send already delivered went to {earlier}; resuming now would send the "
                         f"rest to other recipients: {', '.join(now) or '-'}",
-                        hint="resume without --to/--cc (the manifest's recipients), or pass --new-recipients "
-                             "to send the rest to the new ones")
+                        hint="resume with the recipients of the first part (the same --to/--cc/--no-to/--no-cc), "
+                             "or pass --new-recipients to send the rest to the new ones")
     total = len(mails)
     for mail in mails:
         if mail.message_id not in state.in_doubt:
