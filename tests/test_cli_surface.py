@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from pathlib import Path
 
 import pytest
+from conftest import PROJECT_ROOT
 from fixtures.cli import run_patchkit
 from fixtures.repos import series_from_commits
 from fixtures.world import World
@@ -111,3 +113,13 @@ def test_apply_says_one_line_when_nothing_changed(world: World) -> None:
     assert again.returncode == 0
     assert re.fullmatch(r"demo v1: patchkit/demo/v1 at \w{12}, unchanged \(3 commit\(s\) on \w{12}\)\n", again.stderr)
     assert again.stdout == first.stdout  # the result line stays
+
+
+def test_what_a_user_installs() -> None:
+    """The version is written once (patchkit.__version__); `pip install .` brings no test tools."""
+    assert importlib.metadata.version("patchkit") == __version__
+    meta = importlib.metadata.metadata("patchkit")
+    assert meta["License-Expression"] and meta["Description-Content-Type"] == "text/markdown"
+    plain = [r for r in importlib.metadata.requires("patchkit") or [] if "extra ==" not in r]
+    assert not [r for r in plain if re.match(r"(pytest|ruff|mypy|aiosmtpd|b4|trustme)\b", r)], plain
+    assert not re.search(r'^version = "', (PROJECT_ROOT / "pyproject.toml").read_text(), re.M)
