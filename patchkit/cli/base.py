@@ -179,3 +179,23 @@ def rev_option(what: str) -> Callable[[FC], FC]:
 def series_argument() -> Callable[[FC], FC]:
     """The optional positional SERIES every command names its series with (default: the only one)."""
     return click.argument("series", required=False)
+
+
+def progress(message: str) -> None:
+    """Where a command is: stderr (stdout holds only its results, also when piped)."""
+    if message:
+        click.echo(message, err=True)
+
+
+def steps_shown() -> Callable[[str], None]:
+    """Where to say "[7/24] ..., about 1 min left": stderr on a terminal, nowhere otherwise."""
+    return progress if sys.stderr.isatty() else _nowhere
+
+
+def _nowhere(_message: str) -> None:
+    pass
+
+
+def next_step(command: str) -> None:
+    """The last line of a command: what to run next (stderr, with the progress)."""
+    click.echo(f"next: {command}", err=True)
