@@ -26,8 +26,9 @@ from email.utils import formatdate, make_msgid, parseaddr
 from patchkit.errors import MailError
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import POLICY, Envelope
-from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.mailer.smtp import DeliveryInDoubt, read_sender
 from patchkit.mailer.text import set_text_body, wrap
+from patchkit.mailer.transport import Settings, connect, read_transport
 from patchkit.project import Project
 from patchkit.report.data import Matrix, ReportData, Run, gather
 from patchkit.series.io import available_versions
@@ -72,7 +73,7 @@ def mail_report(project: Project, series: Series, version: int | None, *, dry_ru
         mail = _render(project, data, state, smtp, env)
         if dry_run:
             return mail
-        settings = read_settings(project.root, smtp, env)
+        settings = read_transport(project.root, smtp, env)
         _deliver(journal, settings, mail, data.revision)
     return mail
 
@@ -158,13 +159,13 @@ def _sent_to(state: SendState) -> dict[str, tuple[str, ...]]:
     return {"to": tuple(state.accepted.get(state.message_ids[0]) or next(iter(state.accepted.values()))), "cc": ()}
 
 
-def _deliver(journal: Journal, settings: SmtpSettings, mail: ReportMail, revision: str) -> None:
+def _deliver(journal: Journal, settings: Settings, mail: ReportMail, revision: str) -> None:
     """Send ``mail``, journaling the start, the attempt and the server's answer."""
     mid = str(mail.message["Message-ID"])
     recipients = mail.envelope.recipients
     journal.start(revision, [mid], [str(mail.message["Subject"])], None)
     try:
-        with SmtpConnection(settings) as conn:
+        with connect(settings) as conn:
             journal.attempt(conn, parseaddr(mail.envelope.sender)[1], recipients, mid, mail.as_bytes("\r\n"))
     except JournalError:
         raise  # the attempt was not journaled, so nothing went to the server
