@@ -13,6 +13,7 @@ from patchkit.cli.base import cli, rev_option, series_argument
 from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
+from patchkit.triage.bisect import bisect_cell, failing_cells
 from patchkit.triage.flaky import RERUNS
 from patchkit.validate import run_tests
 
@@ -79,6 +80,8 @@ class Seconds(click.ParamType[float]):
 @click.option("--reruns", type=click.IntRange(min=0), default=RERUNS, show_default=True,
               help="Boot a cell whose boots all failed again, up to this many times, until one passes: a cell that "
                    "failed and passed on the same ROM is FLAKY.")
+@click.option("--bisect", "bisect", is_flag=True,
+              help="For each cell that failed every boot, find the patch that broke it (as `patchkit bisect`).")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
@@ -88,7 +91,7 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
                  image_dirs: tuple[Path, ...], image_format: Literal["raw", "qcow2"] | None, backing_anywhere: bool,
                  configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
-                 stall_timeout: float, reruns: int, reference: bool, root_path: str | None) -> int:
+                 stall_timeout: float, reruns: int, bisect: bool, reference: bool, root_path: str | None) -> int:
     """Boot each guest from its virtio disk through SERIES' ROM (`sanboot`), and record the results.
 
     Exits 1 if any boot failed; each verdict line names the run directory with
@@ -127,5 +130,13 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)
+        if bisect and (rom or reference or rev is not None or images):
+            click.echo("note: --bisect bisects the series' current revision: not with --rom, --reference, --rev "
+                       "or --image", err=True)
+        elif bisect:
+            for cell in failing_cells(results):
+                found = bisect_cell(project, series, cell, jobs=jobs or 2, cluster=cluster, accel=accel,
+                                    progress=lambda m: click.echo(m, err=True))
+                click.echo(found.summary())
         return 1
     return 0
