@@ -37,6 +37,7 @@ from patchkit.matrix import Cell, cell_named
 from patchkit.progress import Progress
 from patchkit.project import Project
 from patchkit.store import TestResult, atomic_write
+from patchkit.triage.logdiff import compare_runs
 
 CONFIRM = 3  # boots that must agree at the first bad step and at its parent
 
@@ -67,6 +68,7 @@ class Bisection:
     base_failure: bool = False
     passes_at_tip: bool = False
     confirmed: bool = False
+    changed: list[str] = field(default_factory=list)  # the logs' first divergences, first bad against its parent
 
     def summary(self) -> str:
         """The one line a user reads first."""
@@ -152,6 +154,12 @@ def bisect_cell(project: Project, series_name: str | None, cell_name: str, *, co
             result.runs[label].append(str(outcome.run_dir))
             progress(f"  {label}: {'pass' if outcome.passed else 'FAIL'} ({outcome.reason[:100]})")
         result.confirmed = (not any(result.boots[result.first_bad]) and all(result.boots[result.parent]))
+        passing = [d for d, ok in zip(result.runs[result.parent], result.boots[result.parent], strict=True) if ok]
+        if passing:
+            found = compare_runs(Path(passing[-1]), Path(result.runs[result.first_bad][-1]))
+            result.changed = [d.describe() for d in found]
+            progress(f"what changed from {result.parent} to {result.first_bad}:"
+                     + ("".join(f"\n  {line}" for line in result.changed) or " no difference in the logs"))
     return _record(project, result)
 
 
