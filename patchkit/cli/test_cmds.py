@@ -9,8 +9,8 @@ from typing import Literal
 import click
 
 from patchkit.boot.run import DEFAULT_STALL_TIMEOUT
+from patchkit.cli import complete
 from patchkit.cli.base import cli, next_step, progress, rev_option, series_argument, steps_shown
-from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
 from patchkit.series.io import MAX_MEMORY, MIN_MEMORY
@@ -36,7 +36,7 @@ class Seconds(click.ParamType[float]):
 @cli.command("test")
 @series_argument()
 @rev_option("to test (default: the current one)")
-@click.option("--guest", "guests", type=click.Choice([*GUEST_NAMES, *KEEP_SAN_NAMES, "all"]), multiple=True,
+@click.option("--guest", "guests", multiple=True, metavar="NAME", shell_complete=complete.guests,
               help="Guest to boot (repeatable); all = the series' guests (the default without --image). keepsan / "
                    "keepsan-aoe: the probe uses the virtio / AoE disk gPXE kept after a sanboot that returned "
                    "with keep-san set.")
@@ -57,7 +57,7 @@ class Seconds(click.ParamType[float]):
                    "chain checked). A raw image from someone else: say raw.")
 @click.option("--backing-anywhere", is_flag=True,
               help="Let --image's backing files be anywhere (an image you made yourself).")
-@click.option("--config", "configs", multiple=True, metavar="NAME",
+@click.option("--config", "configs", multiple=True, metavar="NAME", shell_complete=complete.configs,
               help="Configuration of the manifest to boot on (repeatable; default: its first). "
                    "Named guests run on it whether it lists them or not.")
 @click.option("--matrix", is_flag=True, help="Every configuration of the manifest, each with its guests "
