@@ -14,7 +14,11 @@ from patchkit.series.io import new_version, save_series
 
 
 def dry(mp: MailProject, **kwargs: Any) -> SendReport:
-    return send_email(mp.project, "demo", SendOptions(dry_run=True, **kwargs))
+    """A dry run; raises what a real send would be refused with (a dry run shows that as a banner)."""
+    report = send_email(mp.project, "demo", SendOptions(dry_run=True, **kwargs))
+    if report.gate.refusal is not None:
+        raise report.gate.refusal
+    return report
 
 
 def test_untested_revision_is_refused_naming_each_guest(mail_project: MailProject) -> None:
@@ -128,7 +132,7 @@ def test_new_version_without_changes_is_refused(mail_project: MailProject) -> No
 
 def test_dry_run_sends_nothing_and_writes_no_journal(mail_project: MailProject) -> None:
     mail_project.record()
-    report = dry(mail_project, to=["other@example.org"], cc=[], subject_prefix="RFC PATCH")
+    report = dry(mail_project, to=["other@example.org"], no_to=True, no_cc=True, subject_prefix="RFC PATCH")
     assert report.envelope.recipients == ["other@example.org"]
     assert [m.subject.split("]")[0] for m in report.mails] == ["[RFC PATCH v2 0/2", "[RFC PATCH v2 1/2",
                                                                   "[RFC PATCH v2 2/2"]
@@ -221,6 +225,10 @@ def test_the_tested_section_shows_the_matrix_and_describes_each_configuration(ma
     assert lines[4].split() == ["queue-1024", "(optional)", "-", "-"]
     assert f"  ROM: 65536 bytes, sha256 {'ab' * 6}" in lines
     assert "  QEMU 7.2.0, tcg" in lines
-    assert "  pc          -machine pc; strict boot; guest disk at 04.0; sanboot virtio_blk:PCI00:04.0" in lines
-    assert "  queue-1024  -machine pc; strict boot; guest disk at 04.0; queue-size=1024; " \
-           "sanboot virtio_blk:PCI00:04.0" in lines
+    described = " ".join(tested[tested.index("Configurations:"):].split())  # wrapped at 72 columns
+    assert all(len(line) <= 72 for line in lines)
+    assert "pc -machine pc; strict boot; guest disk at 04.0; sanboot virtio_blk:PCI00:04.0" in described
+    assert "queue-1024 -machine pc; strict boot; guest disk at 04.0; queue-size=1024; " \
+           "sanboot virtio_blk:PCI00:04.0" in described
+    assert "\n  queue-1024  -machine pc; strict boot; guest disk at 04.0;\n" \
+           "              queue-size=1024; sanboot virtio_blk:PCI00:04.0\n" in tested

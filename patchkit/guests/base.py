@@ -52,7 +52,7 @@ class Guest(abc.ABC):
     failure_markers: tuple[str | re.Pattern[str], ...] = ("PATCHKIT-FAIL",)
     build_command: str  # the patchkit command that makes the base image
     disk_format: ClassVar[Literal["raw", "qcow2"]] = "raw"  # of the run disk
-    memory_mib: ClassVar[int] = 128  # the machine's memory
+    memory_mib: int = 128  # the machine's memory (a configuration's `memory` or --memory wins)
     # Markers also match the rendered screen below the `sanboot` command (or SeaBIOS's "Booting from"), not only serial.
     matches_screen: ClassVar[bool] = False
     sanboot: ClassVar[Sanboot] = Sanboot()

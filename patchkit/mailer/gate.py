@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from patchkit.errors import MailError
 from patchkit.guests import guest_class
 from patchkit.guests.image import ADHOC_PREFIX
+from patchkit.mailer.text import wrap
 from patchkit.matrix import summary_table
 from patchkit.review.carry import PatchTrailers
 from patchkit.series.io import load_version
@@ -36,6 +37,8 @@ Flakes = Mapping[tuple[str, str], Flake]  # (configuration, guest) -> its flake 
 _HUNK_NUMBERS = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
 # The timing `patchkit test` records when the guest's success marker appears (s after start).
 _MARKER_TIMING = "success"
+UNTESTED = ": not tested on this revision"
+LISTED_UNTESTED = 3  # more untested cells than this are one summary line in a refusal
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class GateResult:
     problems: list[str]
     forced_reason: str | None
     notes: list[str] = field(default_factory=list)
+    refusal: MailError | None = None  # a dry run's: what a real send would be refused with
 
     @property
     def forced(self) -> bool:
@@ -68,7 +72,7 @@ def result_problems(series: Series, latest: Latest, flaky: Flakes | None = None)
         result = latest.get((config, guest))
         cell = f"{config}/{guest}" if series.configs else guest  # the implicit configuration goes unnamed
         if result is None:
-            problems.append(f"{cell}: not tested on this revision")
+            problems.append(f"{cell}{UNTESTED}")
         elif (config, guest) in flaky:
             problems.append(f"{cell}: {flaky[config, guest].describe()}")
         elif not result.passed:
@@ -127,11 +131,12 @@ def trailer_notes(series: Series, trailers: Sequence[PatchTrailers]) -> list[str
 
 def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
           force: bool, reason: str | None, trailers: Sequence[PatchTrailers] = (),
-          coverage: Sequence[str] = (), flaky: Flakes | None = None) -> GateResult:
+          coverage: Sequence[str] = (), flaky: Flakes | None = None, dry_run: bool = False) -> GateResult:
     """Apply every rule; raise MailError listing what blocks the send (or return the forced result).
 
     ``trailers``: what ``review.carry.plan`` says of each current patch's collected trailers;
-    ``coverage``: what the manifest's coverage gate finds (patchkit.coverage.gate).
+    ``coverage``: what the manifest's coverage gate finds (patchkit.coverage.gate). A ``dry_run``
+    is never refused for what the revision lacks: the refusal comes back in the result instead.
     """
     if force and not (reason and reason.strip()):
         raise MailError("--force needs --reason TEXT", hint="say why the series may go out anyway; it is recorded")
@@ -146,18 +151,30 @@ def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
     problems += coverage
     stale = trailer_problems(series, trailers)
     if (problems or stale) and not force:
-        listing = "\n".join(f"  - {p}" for p in problems + stale)
-        todo = ["run `patchkit test` for this revision"] if untested else []
+        listing = "\n".join(f"  - {p}" for p in summarised(problems + stale))
+        todo = ["run `patchkit test --matrix` for this revision"] if untested else []
         if coverage:
             todo.append("have cells run the lines `patchkit coverage` lists, or give each a reason in "
                         "coverage-notes.txt")
         if stale:
             todo.insert(0, "run `patchkit trailers --update` to take the stale trailers out "
                            "(then `patchkit test`: the revision changes)")
-        raise MailError(f"{series.name} v{series.version} may not be sent yet:\n{listing}",
-                        hint="; ".join(todo) + ", or pass --force --reason TEXT")
+        refusal = MailError(f"{series.name} v{series.version} may not be sent yet:\n{listing}",
+                            hint="; ".join(todo) + ", or pass --force --reason TEXT")
+        if not dry_run:
+            raise refusal
+        return GateResult(problems + stale, None, trailer_notes(series, trailers), refusal)
     return GateResult(problems + stale, reason.strip() if force and reason else None,
                       trailer_notes(series, trailers))
+
+
+def summarised(problems: list[str]) -> list[str]:
+    """``problems`` for a refusal: untested cells as one line when there are many (the cover lists them all)."""
+    untested = [p for p in problems if p.endswith(UNTESTED)]
+    if len(untested) <= LISTED_UNTESTED:
+        return problems
+    rest = [p for p in problems if not p.endswith(UNTESTED)]
+    return [f"{len(untested)} cells untested (`patchkit status` shows which)", *rest]
 
 
 def boot_seconds(result: TestResult) -> float | None:
@@ -185,14 +202,15 @@ def tested_section(series: Series, revision: str, latest: Latest, gate: GateResu
                              {g: f for (c, g), f in flaky.items() if c == first})
     if flaky:
         lines.append("")
-        lines += [f"{'/'.join(cell)}: {flake.describe()}" for cell, flake in flaky.items()]
+        for cell, flake in flaky.items():
+            lines += wrap(f"{'/'.join(cell)}: {flake.describe()}", hanging="  ")
     if coverage:
         lines.append("")
-        lines.append(f"Coverage: {coverage}.")
+        lines += wrap(f"Coverage: {coverage}.")
     if gate.forced:
         lines.append("")
-        lines.append(f"Sent despite: {'; '.join(gate.problems)}.")
-        lines.append(f"Reason: {gate.forced_reason}")
+        lines += wrap(f"Sent despite: {'; '.join(gate.problems)}.")
+        lines += wrap(f"Reason: {gate.forced_reason}")
     return "\n".join(lines)
 
 
@@ -243,6 +261,7 @@ def _matrix_lines(series: Series, revision: str, latest: Latest, flaky: Flakes) 
         lines.append(f"  boot to marker on {first}: {', '.join(boots)}")
     lines.append("")
     lines.append("Configurations:")
-    width = max(len(c.name) for c in configs)
-    lines += [f"  {c.name.ljust(width)}  {c.describe()}" for c in configs]
+    width = min(max(len(c.name) for c in configs), 24)
+    for c in configs:
+        lines += wrap(f"{c.name.ljust(width)}  {c.describe()}", indent="  ", hanging=" " * (width + 4))
     return lines

@@ -178,6 +178,7 @@ class Config:
     inject_error: InjectError | None = None
     hold: Hold | None = None
     expect_failure: str | None = None
+    memory: int | None = None  # MiB; None: the guest's own
 
     def describe(self) -> str:
         """The configuration in one line (for status and the cover letter)."""
@@ -200,6 +201,8 @@ class Config:
             parts.append(f"must be refused (/{self.expect_refusal}/)")
         if self.expect_failure:
             parts.append(f"the guest must report the failure (/{self.expect_failure}/)")
+        if self.memory:
+            parts.append(f"{self.memory} MiB")
         return "; ".join(parts)
 
 
@@ -225,6 +228,7 @@ class ImageEntry:
     fail: str | None = None
     timeout: float | None = None
     format: str | None = None  # "raw" or "qcow2", opened so and never guessed; None: qemu-img's guess
+    memory: int | None = None  # MiB; None: `patchkit test --image`'s default
 
 
 @dataclass(frozen=True)
