@@ -40,6 +40,7 @@ from patchkit.series.io import load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Config, Series
 from patchkit.store import ResultKey, TestResult, sha256_file
 from patchkit.triage.flaky import RERUNS, flakes, verdict
+from patchkit.triage.logdiff import what_changed
 
 
 @dataclass(frozen=True)
@@ -302,9 +303,10 @@ def run_tests(
                                          for c in cells],
                                 BootOptions(root_path, accel, timeout, stall_timeout), runs=project.store.runs,
                                 record=record, not_run=not_run, progress=progress)
-    flaky = flakes(results)
-    for flake in flaky.values():
-        say_result(f"{'/'.join(flake.cell)}: {flake.describe()}")
+        flaky = flakes(results)
+        for flake in flaky.values():
+            say_result(f"{'/'.join(flake.cell)}: {flake.describe()}")
+        what_changed(db.for_series(subject.series), results, say_result)
     if len(plan.cells) + len(plan.unrunnable) > 1:
         verdicts = {(r.key.config, r.key.guest): verdict(r, flaky.get((r.key.config, r.key.guest)))
                     for r in sorted(results, key=lambda r: r.created)}

@@ -77,7 +77,7 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 def test_bisect_names_the_broken_patch_and_confirms_it(broken: Project) -> None:
     guest_or_skip("probe", broken.store)
-    done = run_patchkit("-C", broken.root, "bisect", "pc/probe", "--confirm", "2", "--accel", "tcg",
+    done = run_patchkit("-C", broken.root, "bisect", "pc/probe", SERIES, "--confirm", "2", "--accel", "tcg",
                         cache=broken.store.root, merged=False, timeout=1800)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == ("pc/probe: first bad: 8/9 [[virtio] Start requests one sector later]; confirmed: "
@@ -95,3 +95,13 @@ def test_a_cell_failing_at_the_base_is_a_base_failure(broken: Project) -> None:
     assert result.summary().startswith("sector0-error/probe: base failure, it fails already at 6/9 "
                                        "(steps before it do not build the ROM: base, 1/9, 2/9, 3/9, 4/9, 5/9)")
     assert list(result.boots) == ["9/9", "6/9"]  # the tip, then the base: nothing in between
+
+
+def test_a_failing_test_run_bisects_its_failing_cells(broken: Project) -> None:
+    guest_or_skip("probe", broken.store)
+    done = run_patchkit("-C", broken.root, "test", SERIES, "--guest", "probe", "--reruns", "0", "--bisect",
+                        "--accel", "tcg", cache=broken.store.root, merged=False, timeout=1800)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL probe on pc (tcg)" in done.stdout
+    assert done.stdout.splitlines()[-1] == ("pc/probe: first bad: 8/9 [[virtio] Start requests one sector later]; "
+                                            "confirmed: fails 3 of 3, 7/9 passes 3 of 3"), done.stdout

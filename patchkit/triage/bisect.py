@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,10 +33,11 @@ from patchkit.cluster.engine import Cluster, connect
 from patchkit.errors import PatchkitError
 from patchkit.git.apply import apply_series
 from patchkit.git.worktree import tree_lock
-from patchkit.matrix import Cell, plan_cells
+from patchkit.matrix import Cell, cell_named
 from patchkit.progress import Progress
 from patchkit.project import Project
-from patchkit.store import atomic_write
+from patchkit.store import TestResult, atomic_write
+from patchkit.triage.logdiff import compare_runs
 
 CONFIRM = 3  # boots that must agree at the first bad step and at its parent
 
@@ -67,6 +68,7 @@ class Bisection:
     base_failure: bool = False
     passes_at_tip: bool = False
     confirmed: bool = False
+    changed: list[str] = field(default_factory=list)  # the logs' first divergences, first bad against its parent
 
     def summary(self) -> str:
         """The one line a user reads first."""
@@ -96,7 +98,7 @@ def bisect_cell(project: Project, series_name: str | None, cell_name: str, *, co
     if confirm < 1:
         raise PatchkitError("--confirm must be at least 1")
     series = project.series(series_name)
-    cell = _cell(project, series_name, cell_name)
+    cell = cell_named(project.store, series.test_configs(), cell_name)
     steps = _steps(project, series_name, since, progress)
     roms: dict[str, BuiltRom | None] = {}
 
@@ -152,21 +154,20 @@ def bisect_cell(project: Project, series_name: str | None, cell_name: str, *, co
             result.runs[label].append(str(outcome.run_dir))
             progress(f"  {label}: {'pass' if outcome.passed else 'FAIL'} ({outcome.reason[:100]})")
         result.confirmed = (not any(result.boots[result.first_bad]) and all(result.boots[result.parent]))
+        passing = [d for d, ok in zip(result.runs[result.parent], result.boots[result.parent], strict=True) if ok]
+        if passing:
+            found = compare_runs(Path(passing[-1]), Path(result.runs[result.first_bad][-1]))
+            result.changed = [d.describe() for d in found]
+            progress(f"what changed from {result.parent} to {result.first_bad}:"
+                     + ("".join(f"\n  {line}" for line in result.changed) or " no difference in the logs"))
     return _record(project, result)
 
 
-def _cell(project: Project, series_name: str | None, name: str) -> Cell:
-    """The manifest's cell ``config/guest`` (a bare guest: on the first configuration)."""
-    configs = project.series(series_name).test_configs()
-    config_name, _, guest = name.rpartition("/")
-    config = next((c for c in configs if c.name == (config_name or configs[0].name)), None)
-    if config is None:
-        raise PatchkitError(f"no configuration {config_name!r} in the manifest",
-                            hint=f"name a cell as CONFIG/GUEST, CONFIG one of {', '.join(c.name for c in configs)}")
-    plan = plan_cells(project.store, [config], [guest], False)
-    if not plan.cells:
-        raise PatchkitError(f"{name}: {next(iter(plan.unrunnable.values()), 'no such cell')}")
-    return plan.cells[0]
+def failing_cells(results: Sequence[TestResult]) -> list[str]:
+    """The cells ("config/guest") of ``results`` that failed every boot (a FLAKY cell has no culprit)."""
+    passed = {(r.key.config, r.key.guest) for r in results if r.passed}
+    return list(dict.fromkeys(f"{r.key.config}/{r.key.guest}" for r in results
+                              if (r.key.config, r.key.guest) not in passed))
 
 
 def _steps(project: Project, series_name: str | None, since: int | None, progress: Progress) -> list[Step]:
