@@ -55,11 +55,12 @@ def test_bisect_names_the_broken_patch_and_confirms_it(broken: Project) -> None:
 def test_a_cell_failing_at_the_base_is_a_base_failure(broken: Project) -> None:
     guest_or_skip("probe", broken.store)
     said: list[str] = []
-    result = bisect_cell(broken, SERIES, "sector0-error/probe", confirm=1, accel="tcg", progress=said.append)
-    assert result.base_failure and result.first_bad is None and not result.confirmed
-    assert result.summary().startswith("sector0-error/probe: base failure, it fails already at 6/9 "
-                                       "(steps before it do not build the ROM: base, 1/9, 2/9, 3/9, 4/9, 5/9)")
-    assert list(result.boots) == ["9/9", "6/9"]  # the tip, then the base: nothing in between
+    result = bisect_cell(broken, SERIES, "sector0-error/probe", confirm=2, accel="tcg", progress=said.append)
+    assert result.base_failure and result.first_bad is None and result.confirmed
+    assert result.summary() == ("sector0-error/probe: base failure, it fails already at 6/9 (steps before it do "
+                                "not build the ROM: base, 1/9, 2/9, 3/9, 4/9, 5/9): no patch after it is the culprit; "
+                                "fails 2 of 2")
+    assert result.boots == {"9/9": [False], "6/9": [False, False]}  # the tip, the base: nothing in between
 
 
 def test_a_failing_test_run_bisects_its_failing_cells(broken: Project) -> None:
