@@ -71,3 +71,12 @@ def test_a_failing_test_run_bisects_its_failing_cells(broken: Project) -> None:
     assert "FAIL probe on pc (tcg)" in done.stdout
     assert done.stdout.splitlines()[-1] == ("pc/probe: first bad: 8/9 [[virtio] Start requests one sector later]; "
                                             "confirmed: fails 3 of 3, 7/9 passes 3 of 3"), done.stdout
+
+
+def test_across_versions_the_patch_of_the_new_version_is_named(broken: Project) -> None:
+    guest_or_skip("probe", broken.store)
+    said: list[str] = []
+    result = bisect_cell(broken, SERIES, "pc/probe", confirm=2, since=3, accel="tcg", jobs=2, progress=said.append)
+    assert result.steps == ["v3", "6/9", "7/9", "8/9", "9/9"]  # v4's steps before its driver patch left out
+    assert (result.first_bad, result.parent, result.confirmed) == ("8/9", "7/9", True), said
+    assert result.boots["v3"] == [True]

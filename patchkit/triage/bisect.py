@@ -112,16 +112,15 @@ def bisect_cell(project: Project, series_name: str | None, cell_name: str, *, co
             roms[step.label] = _rom_at(project, series.name, step, progress)
         return roms[step.label]
 
-    # The bisection's base: the first step that builds the target (the tip must).
+    # The bisection's base: the first step that builds the target (the tip must), or the earlier version.
     tip = steps[-1]
     if rom(tip) is None:
         raise PatchkitError(f"the tip of {series.name} does not build {project.pin.build.target}: nothing to boot")
-    untestable = []
-    first = 0
-    while rom(steps[first]) is None:
-        untestable.append(steps[first].label)
-        first += 1
-    steps = steps[first:]
+    head = steps[:1] if since is not None else []  # an earlier version's whole series: built by version
+    rest, untestable = steps[len(head):], []
+    while rom(rest[0]) is None:  # once a step builds the target, the later ones do
+        untestable.append(rest.pop(0).label)
+    steps = head + rest
     result = Bisection(series.name, cell.name, [s.label for s in steps], untestable=untestable)
     with _booter(project, cell, jobs, cluster, accel, progress) as boot:
 
@@ -129,8 +128,13 @@ def bisect_cell(project: Project, series_name: str | None, cell_name: str, *, co
             """Boot each of ``wanted`` (at once, as jobs or workers allow), record the verdicts."""
             if not wanted:
                 return []
-            built = [(step.label, rom(step)) for step in wanted]
-            outcomes = boot([(label, r) for label, r in built if r is not None])
+            built = []
+            for step in wanted:
+                if (found := rom(step)) is None:
+                    raise PatchkitError(f"{step.label} does not build {project.pin.build.target}: it cannot boot "
+                                        f"{cell.name}", hint="bisect from a version whose series builds it")
+                built.append((step.label, found))
+            outcomes = boot(built)
             for (label, _), outcome in zip(built, outcomes, strict=True):
                 result.boots.setdefault(label, []).append(outcome.passed)
                 result.runs.setdefault(label, []).append(str(outcome.run_dir))
