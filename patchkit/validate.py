@@ -28,7 +28,7 @@ from patchkit.coverage.collect import collect, report_lines
 from patchkit.coverage.debuginfo import DebugInfo
 from patchkit.coverage.result import measure
 from patchkit.errors import PatchkitError, SeriesError
-from patchkit.guests import GUEST_NAMES, Guest
+from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES, Guest
 from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
 from patchkit.pin import Pin
@@ -40,6 +40,7 @@ from patchkit.series.io import load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Config, Series
 from patchkit.store import ResultKey, TestResult, sha256_file
 from patchkit.triage.flaky import RERUNS, flakes, verdict
+from patchkit.triage.logdiff import what_changed
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,11 @@ def run_tests(
     # A missing or unknown image fails before any build.
     image_guests = [ImageGuest(project.store, spec) for spec in user_images]
     specs = manifest_images(project, series_name, image_dirs)
+    known = (*GUEST_NAMES, *KEEP_SAN_NAMES, *HARNESS_NAMES, *specs, "all")
+    for name in guest_names:
+        if name not in known:
+            raise PatchkitError(f"unknown guest {name!r} (known: {', '.join(known)})",
+                                hint="the built-in guests, those a configuration runs, and the manifest's [[images]]")
     for spec in specs.values():
         check_image_place(project, spec)
     subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage,
@@ -297,9 +303,10 @@ def run_tests(
                                          for c in cells],
                                 BootOptions(root_path, accel, timeout, stall_timeout), runs=project.store.runs,
                                 record=record, not_run=not_run, progress=progress)
-    flaky = flakes(results)
-    for flake in flaky.values():
-        say_result(f"{'/'.join(flake.cell)}: {flake.describe()}")
+        flaky = flakes(results)
+        for flake in flaky.values():
+            say_result(f"{'/'.join(flake.cell)}: {flake.describe()}")
+        what_changed(db.for_series(subject.series), results, say_result)
     if len(plan.cells) + len(plan.unrunnable) > 1:
         verdicts = {(r.key.config, r.key.guest): verdict(r, flaky.get((r.key.config, r.key.guest)))
                     for r in sorted(results, key=lambda r: r.created)}

@@ -26,8 +26,9 @@ from patchkit.boot.layout import Layout
 from patchkit.boot.run import boot_guest, boot_planned
 from patchkit.guests import Guest
 from patchkit.project import Project
+from patchkit.qemu.faults import Hold
 from patchkit.series.io import load_series
-from patchkit.series.model import Config, Hold
+from patchkit.series.model import Config
 from patchkit.store import Store
 
 pytestmark = pytest.mark.boot

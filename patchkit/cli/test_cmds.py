@@ -9,11 +9,12 @@ from typing import Literal
 import click
 
 from patchkit.boot.run import DEFAULT_STALL_TIMEOUT
+from patchkit.cli import complete
 from patchkit.cli.base import cli, next_step, progress, rev_option, series_argument, steps_shown
-from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
 from patchkit.series.io import MAX_MEMORY, MIN_MEMORY
+from patchkit.triage.bisect import bisect_cell, failing_cells
 from patchkit.triage.flaky import RERUNS
 from patchkit.validate import run_tests
 
@@ -36,7 +37,7 @@ class Seconds(click.ParamType[float]):
 @cli.command("test")
 @series_argument()
 @rev_option("to test (default: the current one)")
-@click.option("--guest", "guests", type=click.Choice([*GUEST_NAMES, *KEEP_SAN_NAMES, "all"]), multiple=True,
+@click.option("--guest", "guests", multiple=True, metavar="NAME", shell_complete=complete.guests,
               help="Guest to boot (repeatable); all = the series' guests (the default without --image). keepsan / "
                    "keepsan-aoe: the probe uses the virtio / AoE disk gPXE kept after a sanboot that returned "
                    "with keep-san set.")
@@ -57,7 +58,7 @@ class Seconds(click.ParamType[float]):
                    "chain checked). A raw image from someone else: say raw.")
 @click.option("--backing-anywhere", is_flag=True,
               help="Let --image's backing files be anywhere (an image you made yourself).")
-@click.option("--config", "configs", multiple=True, metavar="NAME",
+@click.option("--config", "configs", multiple=True, metavar="NAME", shell_complete=complete.configs,
               help="Configuration of the manifest to boot on (repeatable; default: its first). "
                    "Named guests run on it whether it lists them or not.")
 @click.option("--matrix", is_flag=True, help="Every configuration of the manifest, each with its guests "
@@ -80,6 +81,8 @@ class Seconds(click.ParamType[float]):
 @click.option("--reruns", type=click.IntRange(min=0), default=RERUNS, show_default=True,
               help="Boot a cell whose boots all failed again, up to this many times, until one passes: a cell that "
                    "failed and passed on the same ROM is FLAKY.")
+@click.option("--bisect", "bisect", is_flag=True,
+              help="For each cell that failed every boot, find the patch that broke it (as `patchkit bisect`).")
 @click.option("--memory", "memory_mib", type=click.IntRange(MIN_MEMORY, MAX_MEMORY), metavar="MIB",
               help=f"The machine's memory for every boot (default: the configuration's `memory`, else the guest's: "
                    f"128 MiB for the built-in small guests, {DEFAULT_MEMORY} for --image and [[images]]).")
@@ -92,7 +95,7 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
                  image_dirs: tuple[Path, ...], image_format: Literal["raw", "qcow2"] | None, backing_anywhere: bool,
                  configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
-                 stall_timeout: float, reruns: int, memory_mib: int | None, reference: bool,
+                 stall_timeout: float, reruns: int, bisect: bool, memory_mib: int | None, reference: bool,
                  root_path: str | None) -> int:
     """Boot each guest from its virtio disk through SERIES' ROM (`sanboot`), and record the results.
 
@@ -136,6 +139,14 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)
+        if bisect and (rom or reference or rev is not None or images):
+            click.echo("note: --bisect bisects the series' current revision: not with --rom, --reference, --rev "
+                       "or --image", err=True)
+        elif bisect:
+            for cell in failing_cells(results):
+                found = bisect_cell(project, series, cell, jobs=jobs or 2, cluster=cluster, accel=accel,
+                                    progress=lambda m: click.echo(m, err=True))
+                click.echo(found.summary())
         next_step("read the FAIL lines' run directories (serial.log, screen.txt), fix, then test again")
         return 1
     next_step("patchkit report (the page), patchkit send-email --dry-run (what would be mailed)")

@@ -18,8 +18,8 @@ from typing import ClassVar, Literal
 
 from patchkit.errors import GuestError, MissingInputError, PatchkitError
 from patchkit.progress import Progress, quiet
+from patchkit.qemu.faults import Hold
 from patchkit.run import run
-from patchkit.series.model import Hold
 from patchkit.store import Store, atomic_write, build_dir, file_lock, sha256_file, sparse_digest
 
 DISK_NAME = "disk.img"

@@ -27,18 +27,16 @@ import unidiff
 from patchkit.errors import SeriesError
 from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES
 from patchkit.qemu.cmdline import PCI_ADDR, property_problem, slot_problem
+from patchkit.qemu.faults import HOLD_VIAS, Hold, InjectError
 from patchkit.qemu.machine import typable
 from patchkit.series.model import (
     BOOT_MODES,
     DEFAULT_DISK_ADDR,
     DEFAULT_ROOT_PATH,
-    HOLD_VIAS,
     MACHINES,
     Config,
     CoverageGate,
-    Hold,
     ImageEntry,
-    InjectError,
     Patch,
     Series,
     VersionInfo,
