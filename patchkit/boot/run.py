@@ -49,6 +49,7 @@ class BootOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     kvm_failed: bool = False  # QEMU reported a KVM internal error (retry on TCG)
+    figures: dict[str, float] = field(default_factory=dict)  # measured, never asserted on (held_read_s, ...)
 
 
 def new_run_dir(runs: Path, label: str) -> Path:
@@ -61,12 +62,13 @@ def new_run_dir(runs: Path, label: str) -> Path:
 
 def boot_guest(guest: Guest, *, rom: Path | None, root_path: str = DEFAULT_ROOT_PATH, accel: str = "tcg",
                timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT, layout: Layout = Layout(),
-               gpxe_commands: Sequence[str] = (), exit_after_sanboot: bool = False, expect_token: str | None = None,
-               expect_refusal: str | None = None, expect_failure: str | None = None) -> BootOutcome:
+               gpxe_commands: Sequence[str] = (), exit_after_sanboot: bool = False, after_sanboot: str = "exit",
+               expect_token: str | None = None, expect_refusal: str | None = None,
+               expect_failure: str | None = None) -> BootOutcome:
     """boot_guest_async, run to its end (^C stops QEMU and raises KeyboardInterrupt)."""
     return run_interruptibly(boot_guest_async(
         guest, rom=rom, root_path=root_path, accel=accel, timeout=timeout, stall_timeout=stall_timeout,
-        layout=layout, gpxe_commands=gpxe_commands, exit_after_sanboot=exit_after_sanboot,
+        layout=layout, gpxe_commands=gpxe_commands, exit_after_sanboot=exit_after_sanboot, after_sanboot=after_sanboot,
         expect_token=expect_token, expect_refusal=expect_refusal, expect_failure=expect_failure))
 
 
@@ -81,6 +83,7 @@ async def boot_guest_async(
     layout: Layout = Layout(),
     gpxe_commands: Sequence[str] = (),
     exit_after_sanboot: bool = False,
+    after_sanboot: str = "exit",
     expect_token: str | None = None,
     expect_refusal: str | None = None,
     expect_failure: str | None = None,
@@ -90,9 +93,9 @@ async def boot_guest_async(
 
     ``gpxe_commands`` are typed at the gPXE prompt before `sanboot`. With
     ``exit_after_sanboot`` sanboot is expected to return to the prompt (its disk is
-    not bootable); `exit` then leaves gPXE and the BIOS boots the next device (the
-    keep-san set-up: a virtio disk that does not boot for sanboot, then the guest or the
-    layout's boot floppy). ``expect_token``
+    not bootable); ``after_sanboot`` (`exit`) is typed then: gPXE exits and the BIOS boots the
+    next device (the keep-san set-up: a virtio disk that does not boot for sanboot, then the
+    guest or the layout's boot floppy), or gPXE runs another command (`imgexec` of an image). ``expect_token``
     (default: the run's own token) is the token whose success marker counts, so a
     mismatch is a negative control. ``accel`` "auto" retries on TCG after a KVM error.
     With ``expect_refusal`` (a regex) the boot passes only when sanboot returns to the
@@ -105,7 +108,7 @@ async def boot_guest_async(
     if refusal is not None and (rom is None or exit_after_sanboot):
         raise PatchkitError("a refusal is checked at the gPXE prompt: it needs a ROM and a sanboot that boots")
     failure = re.compile(expect_failure) if expect_failure is not None else None
-    script = Script(root_path, list(gpxe_commands), exit_after_sanboot, refusal, failure, layout.hold)
+    script = Script(root_path, list(gpxe_commands), exit_after_sanboot, refusal, failure, layout.hold, after_sanboot)
     label = label or guest.name
     outcome = await _boot_once(guest, rom, script, first, timeout, stall_timeout, layout, expect_token, label)
     if note:
@@ -138,10 +141,13 @@ async def boot_planned_async(guest: Guest, *, rom: Path | None, config: Config |
     config = config or Config(name=IMPLICIT_CONFIG, guests=(guest.name,))
     if rom is None and plan.needs_gpxe:
         raise PatchkitError(f"the {guest.name} guest runs gPXE commands: it needs a ROM (not --reference)")
+    kept = ("set keep-san 1", *(f"sanboot virtio_blk:PCI00:{addr}" for addr in config.kept_disks))
     return await boot_guest_async(
         guest, rom=rom, root_path=plan.root_path or root_path or config.root_path, accel=accel, timeout=timeout,
-        stall_timeout=stall_timeout, layout=Layout.for_cell(config, guest), gpxe_commands=plan.commands,
-        exit_after_sanboot=plan.exit_after_sanboot, expect_refusal=config.expect_refusal,
+        stall_timeout=stall_timeout, layout=Layout.for_cell(config, guest),
+        gpxe_commands=(*(kept if config.kept_disks else ()), *plan.commands),
+        exit_after_sanboot=plan.exit_after_sanboot, after_sanboot=plan.after_sanboot,
+        expect_refusal=config.expect_refusal,
         expect_failure=config.expect_failure,
         label=guest.name if config.name == IMPLICIT_CONFIG else f"{config.name}-{guest.name}")
 
@@ -162,7 +168,10 @@ async def _boot_once(guest: Guest, rom: Path | None, script: Script, accel: str,
                            guest.success_marker(expect_token or token),
                            drive_id(spec, disk) if layout.guest_addr != "aoe" else "")
         passed, reason = await session.run()
-    outcome = BootOutcome(passed, reason, spec.accel, run_dir, session.timings, kvm_failed=session.kvm_failed)
+    serial = run_dir / "serial.log"
+    figures = {**session.figures, **guest.figures(serial.read_text(errors="replace") if serial.is_file() else "")}
+    outcome = BootOutcome(passed, reason, spec.accel, run_dir, session.timings, kvm_failed=session.kvm_failed,
+                          figures=figures)
     # A refused sanboot never started the guest, a guest reporting a fault stopped half-way:
     # neither left its own checks on the disk.
     expected_stop = script.refusal is not None or script.failure is not None

@@ -50,7 +50,7 @@ _CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 _IMAGE_KEYS = ("name", "path", "expect", "fail", "timeout")
 _CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "disk_addr", "blank_disks",
                 "bios_disks", "virtio_blk", "readonly", "disk_shape", "expect_refusal", "inject_error", "hold",
-                "expect_failure")
+                "expect_failure", "blank_virtio_blk", "kept_disks")
 # blkdebug events a fault may name (QEMU's BlkdebugEvent values for guest requests).
 _BLKDEBUG_EVENTS = ("read_aio", "write_aio", "flush_to_disk")
 
@@ -538,7 +538,15 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
             if addr in seen:
                 raise t.fail(key, f"two disks at PCI address {addr}")
             seen.append(addr)
-    properties = _properties(t)
+    properties, blank_properties = _properties(t, "virtio_blk"), _properties(t, "blank_virtio_blk")
+    if blank_properties and not blank:
+        raise t.fail("blank_virtio_blk", "'blank_virtio_blk' sets properties of the blank disks: add `blank_disks`")
+    kept = t.addrs("kept_disks")
+    for addr in kept:
+        if addr not in blank:
+            raise t.fail("kept_disks", f"kept disk {addr} is not one of the blank disks "
+                                       f"({', '.join(blank) or 'none'}): a kept disk is a blank one sanbooted "
+                                       "with keep-san before the guest's disk")
     root_path = t.get("root_path", str, DEFAULT_ROOT_PATH)
     if not root_path or not root_path.isprintable() or " " in root_path:
         raise t.fail("root_path", f"'root_path' must be one word typed after `sanboot`, got {root_path!r}")
@@ -554,7 +562,8 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
         machine=t.choice("machine", MACHINES, "pc"), boot=t.choice("boot", BOOT_MODES, "strict"),
         root_path=root_path, disk_addr=disk_addr, blank_disks=blank, bios_disks=busy, virtio_blk=properties,
         readonly=t.get("readonly", bool, False), disk_shape=shape, expect_refusal=refusal,
-        inject_error=_inject_error(t), hold=_hold(t), expect_failure=failure,
+        inject_error=_inject_error(t), hold=_hold(t), expect_failure=failure, blank_virtio_blk=blank_properties,
+        kept_disks=kept,
     )
 
 
@@ -599,14 +608,14 @@ def _hold(t: _ConfigTable) -> Hold | None:
     return hold
 
 
-def _properties(t: _ConfigTable) -> tuple[tuple[str, int | str | bool], ...]:
-    """``virtio_blk = { ... }``: names on the allow-list, values of their kind."""
-    table = t.get("virtio_blk", dict, {})
+def _properties(t: _ConfigTable, key: str) -> tuple[tuple[str, int | str | bool], ...]:
+    """``virtio_blk = { ... }`` (or ``blank_virtio_blk``): names on the allow-list, values of their kind."""
+    table = t.get(key, dict, {})
     for name, value in table.items():
         if not isinstance(value, (int, str, bool)):
-            raise t.fail("virtio_blk", f"virtio_blk.{name} must be a number, a string or a boolean, got {value!r}")
+            raise t.fail(key, f"{key}.{name} must be a number, a string or a boolean, got {value!r}")
         if problem := property_problem(name, qemu_value(value)):
-            raise t.fail("virtio_blk", problem)
+            raise t.fail(key, problem)
     return tuple(table.items())
 
 
@@ -620,7 +629,7 @@ def _config_data(config: Config, manifest_guests: list[str]) -> dict[str, Any]:
         value = getattr(config, key)
         if value == getattr(defaults, key):
             continue
-        if key == "virtio_blk":
+        if key in ("virtio_blk", "blank_virtio_blk"):
             data[key] = dict(value)
         elif isinstance(value, (InjectError, Hold)):
             data[key] = {k: v for k, v in vars(value).items() if v is not None}
