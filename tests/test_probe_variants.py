@@ -360,6 +360,7 @@ def test_the_held_read_probe_follows_the_harness_and_watches_its_buffer(tmp_path
         qemu.wait(timeout=30)  # the probe powers off
     report = parse_probe_log(log)
     assert report.failures == ["held-read-fails no-error 0x00000000"]
-    assert report.checks == ["held-read-primer", "held-read-canary-intact", "held-read-buffer-unchanged-after-return"]
+    assert report.checks == ["held-read-primer", "held-read-canary-intact", "held-read-buffer-unchanged-after-return",
+                             "int13-returns-with-interrupts-enabled"]
     assert "PATCHKIT-FAIL probe: 1 failures" in log
     assert guest.verify_disk(run_disk, "hold-1") == []
