@@ -6,6 +6,8 @@ or a series manifest, nor looks at the environment for the cache.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from patchkit.errors import SeriesError
 from patchkit.pin import Pin, load_pin, pin_file
 from patchkit.series.io import MANIFEST, load_series
 from patchkit.series.model import Series
-from patchkit.store import Store
+from patchkit.store import Store, dir_lock
 
 
 class Project:
@@ -50,6 +52,13 @@ class Project:
 
     def series(self, name: str | None = None) -> Series:
         """Series ``name`` (read and checked on first use), or the only series when ``name`` is None."""
+        name = self._series_name(name)
+        if name not in self._series:
+            self._series[name] = load_series(self.series_root / name)
+        return self._series[name]
+
+    def _series_name(self, name: str | None) -> str:
+        """``name`` if it is a series here, or the only series' name for None; SeriesError otherwise."""
         names = self.series_names()
         if name is None:
             if len(names) == 1:
@@ -63,13 +72,25 @@ class Project:
             known = ", ".join(names) or "none"
             raise SeriesError(f"unknown series '{name}' (known: {known})",
                               hint="run `patchkit status` to list the series")
-        if name not in self._series:
-            self._series[name] = load_series(self.series_root / name)
-        return self._series[name]
+        return name
 
     def series_changed(self, series: Series) -> None:
         """Take ``series`` as what its files now hold (after patchkit wrote them)."""
         self._series[series.name] = series
+
+    @contextmanager
+    def editing(self, name: str | None = None) -> Iterator[Series]:
+        """Series ``name`` read again under its lock, held while the caller writes its files.
+
+        Every command that writes series files does it in here (an flock on the series directory), so
+        a command that read the series earlier (send-email) never writes its stale copy over another's
+        change (`version new`).
+        """
+        name = self._series_name(name)
+        with dir_lock(self.series_root / name):
+            self.forget_series(name)
+            yield self.series(name)
+        self.forget_series(name)
 
     def forget_series(self, name: str) -> None:
         """Read series ``name`` again on next use (its files changed in a way not held in memory)."""

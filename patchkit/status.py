@@ -6,6 +6,7 @@ from pathlib import Path
 
 import unidiff
 
+from patchkit.coverage.collect import status_line
 from patchkit.git.state import interrupted_switch, read_state
 from patchkit.git.worktree import branch_name, current_branch
 from patchkit.project import Project
@@ -38,6 +39,7 @@ def status_lines(project: Project, s: Series, results: Results) -> list[str]:
             lines.append(f"     {counts[n - 1].text()}")
     lines.append("  " + _applied_line(project.store.tree(s.name), s, revision))
     lines.extend("  " + line for line in _matrix(s, results, revision))
+    lines.append("  " + status_line(results, s))
     return lines
 
 

@@ -142,6 +142,20 @@ def file_lock(path: Path, waiting: Callable[[], None] | None = None) -> Iterator
     process holds the lock, before waiting for it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _flock(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, waiting):
+        yield
+
+
+@contextlib.contextmanager
+def dir_lock(path: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """file_lock on the directory ``path`` itself: nothing is added to it, and a file renamed into it
+    (atomic_write) does not change what is locked."""
+    with _flock(path, os.O_RDONLY | os.O_DIRECTORY, waiting):
+        yield
+
+
+@contextlib.contextmanager
+def _flock(path: Path, flags: int, waiting: Callable[[], None] | None) -> Iterator[None]:
     key = (os.path.realpath(path), threading.get_ident())
     if key in _HELD:
         _HELD[key] += 1
@@ -150,19 +164,22 @@ def file_lock(path: Path, waiting: Callable[[], None] | None = None) -> Iterator
         finally:
             _HELD[key] -= 1
         return
-    with open(path, "a") as f:
+    fd = os.open(path, flags, 0o666)
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if waiting is not None:
                 waiting()
-            fcntl.flock(f, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         _HELD[key] = 1
         try:
             yield
         finally:
             del _HELD[key]
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -20,10 +20,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from patchkit.boot.run import DEFAULT_STALL_TIMEOUT, BootOutcome, boot_planned_async, run_interruptibly
-from patchkit.build.cache import rom_ids
+from patchkit.build.cache import elf_path, rom_ids
 from patchkit.build.series import ensure_series_rom
 from patchkit.cluster.client import BootOptions, RemoteCell, boot_on_cluster
 from patchkit.cluster.engine import connect
+from patchkit.coverage.collect import collect, report_lines
+from patchkit.coverage.debuginfo import DebugInfo
+from patchkit.coverage.result import measure
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests import GUEST_NAMES
 from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
@@ -50,7 +53,7 @@ class Subject:
 
 
 def resolve_subject(project: Project, series_name: str | None, rom: Path | None, reference: bool,
-                    progress: Progress) -> tuple[Subject, list[Config]]:
+                    progress: Progress, need_elf: bool = False) -> tuple[Subject, list[Config]]:
     """What is under test and the series' configurations; builds the series' ROM unless ``rom`` or ``reference``.
 
     A ``rom`` given by path is recorded as revision "rom-<sha256 prefix>", not as the
@@ -67,7 +70,7 @@ def resolve_subject(project: Project, series_name: str | None, rom: Path | None,
     if reference:
         return Subject(name, "reference", version, None, "", 0), configs
     if rom is None:
-        built = ensure_series_rom(project, name, progress)
+        built = ensure_series_rom(project, name, progress, need_elf=need_elf)
         return Subject(name, revision, version, built.path, built.sha256, built.size), configs
     if not rom.is_file():
         raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
@@ -78,15 +81,27 @@ def resolve_subject(project: Project, series_name: str | None, rom: Path | None,
     return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), configs
 
 
-def manifest_images(project: Project, series_name: str | None) -> dict[str, ImageSpec]:
-    """The manifest's ``[[images]]`` by name (none without a series)."""
+def manifest_images(project: Project, series_name: str | None, image_dirs: Sequence[Path] = ()) -> dict[str, ImageSpec]:
+    """The manifest's ``[[images]]`` by name (none without a series); their backing files may be in ``image_dirs``."""
     try:
         series = project.series(series_name)
     except SeriesError:
         return {}
     assert series.path is not None
     return {i.name: ImageSpec(series.path / Path(i.path).expanduser(), name=i.name, expect=i.expect or DEFAULT_EXPECT,
-                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT) for i in series.images}
+                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs))
+            for i in series.images}
+
+
+def check_image_place(project: Project, spec: ImageSpec) -> None:
+    """A manifest's image must be inside the project or a directory the user allowed (--image-dir): a series
+    from someone else must not make patchkit boot a host file (``path = "/etc/shadow"``)."""
+    real = Path(os.path.realpath(spec.path))
+    roots = [Path(os.path.realpath(d)) for d in (project.root, *spec.image_dirs)]
+    if not any(real.is_relative_to(root) for root in roots):
+        raise PatchkitError(f"series.toml: image {spec.name}'s path {spec.path} is outside the project "
+                            f"({project.root}): refused",
+                            hint=f"allow its directory explicitly: patchkit test --image-dir {real.parent}")
 
 
 def check_given_rom(pin: Pin, rom: Path) -> None:
@@ -96,9 +111,10 @@ def check_given_rom(pin: Pin, rom: Path) -> None:
     check_rom_for(rom, ids, hint=f"pass a ROM built for {names}, or drop --rom to test the series' own")
 
 
-def _nic_subject(project: Project, subject: Subject, progress: Progress) -> Subject:
+def _nic_subject(project: Project, subject: Subject, progress: Progress, need_elf: bool) -> Subject:
     """``subject`` with the series' NIC ROM (the pin's base_target built from the series), for AoE sanboot."""
-    built = ensure_series_rom(project, subject.series, progress, target=project.pin.build.base_target)
+    built = ensure_series_rom(project, subject.series, progress, target=project.pin.build.base_target,
+                              need_elf=need_elf)
     return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
 
 
@@ -124,7 +140,9 @@ def run_tests(
     reference: bool = False,
     root_path: str | None = None,
     user_images: Sequence[ImageSpec] = (),
+    image_dirs: Sequence[Path] = (),
     cluster: str | None = None,
+    coverage: bool = False,
     progress: Progress = print,
 ) -> list[TestResult]:
     """Boot guests (names, or "all") x configurations against the series' ROM and record the results.
@@ -135,20 +153,33 @@ def run_tests(
     a configuration x guest table at the end of a run of several. Cells that cannot run
     (a guest without the configuration's disk shape) are reported, then raised as
     PatchkitError once the others have run. ``user_images`` (`--image`) boot on
-    each chosen configuration besides the guests. With ``cluster`` (a Dask scheduler's
+    each chosen configuration besides the guests; the manifest's images must be in the project
+    or in ``image_dirs`` (also where their backing files may be). With ``cluster`` (a Dask scheduler's
     address) every boot is a task of that cluster (patchkit.cluster), recorded as a local one
     plus the worker's name; ``jobs`` does not apply (each worker boots as many at once as it
-    has threads).
+    has threads). With ``coverage`` each boot also records which source lines of the ROM
+    it ran (patchkit.coverage), and the run ends with the series' changed-line coverage.
     """
+    if coverage and (cluster or reference):
+        raise PatchkitError("--coverage is measured by the QEMUs of this machine, through the series' ROM",
+                            hint="drop --cluster or --reference (coverage on a cluster is not done yet)")
+    if coverage and rom is not None and not elf_path(rom).is_file():
+        raise PatchkitError(f"--coverage needs the ELF {rom} was made from, as {elf_path(rom).name} beside it",
+                            hint="copy gPXE's bin/<rom>.tmp there, or drop --rom to test the series' own ROM")
     # A missing or unknown image fails before any build.
     image_guests = [ImageGuest(project.store, spec) for spec in user_images]
-    subject, series_configs = resolve_subject(project, series_name, rom, reference, progress)
+    specs = manifest_images(project, series_name, image_dirs)
+    for spec in specs.values():
+        check_image_place(project, spec)
+    subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage)
     chosen = select_configs(series_configs, configs, matrix)
     if reference and (matrix or configs):
         raise PatchkitError("--reference boots the guests natively on the default machine: drop --config/--matrix")
     wanted = {*guest_names, *(name for config in chosen for name in config.guests)}
-    extra = {name: ImageGuest(project.store, spec)
-             for name, spec in manifest_images(project, series_name).items() if name in wanted}
+    extra = {name: ImageGuest(project.store, spec) for name, spec in specs.items() if name in wanted}
+    for shown in [*image_guests, *extra.values()]:
+        if len(shown.chain) > 1:
+            progress(f"{shown.name}: backing chain {shown.describe_chain()} (all of it hashed)")
     plan = plan_cells(project.store, chosen, guest_names, matrix, extra=extra)
     plan.cells.extend(Cell(config, guest) for config in chosen for guest in image_guests)
     if not plan.cells:
@@ -165,7 +196,7 @@ def run_tests(
     images = {id(c): c.guest.image_sha256() for c in plan.cells}  # fails early, naming the build command
     subjects = {id(c): subject for c in plan.cells}
     if rom is None and not reference and any(c.guest.sanboot.nic_rom for c in plan.cells):
-        nic_subject = _nic_subject(project, subject, progress)
+        nic_subject = _nic_subject(project, subject, progress, coverage)
         subjects.update({id(c): nic_subject for c in plan.cells if c.guest.sanboot.nic_rom})
     for cell in plan.cells:  # a guest that boots an image embedded in the ROM: the series' ROM carrying it
         if (embedded := cell.guest.embedded_image()) is not None:
@@ -177,6 +208,8 @@ def run_tests(
     jobs = max(1, jobs or os.cpu_count() or 1)
     for (config, guest), why in plan.unrunnable.items():
         progress(f"NOT RUN {config}/{guest}: {why}")
+    debug = {} if not coverage else {s.rom: DebugInfo(elf_path(s.rom), project.pin.build.directory)
+                                     for s in subjects.values() if s.rom is not None}
     results: list[TestResult] = []
     errors = dict(plan.unrunnable)  # cells that did not run, and why
     said: set[str] = set()
@@ -217,10 +250,15 @@ def run_tests(
                 try:
                     outcome = await boot_planned_async(cell.guest, rom=subjects[id(cell)].rom, config=cell.config,
                                                        root_path=root_path, accel=accel, timeout=timeout,
-                                                       stall_timeout=stall_timeout)
+                                                       stall_timeout=stall_timeout, trace=coverage)
                 except PatchkitError as exc:
                     not_run(cell, str(exc))
                     return
+            if (rom_path := subjects[id(cell)].rom) in debug:
+                try:
+                    await asyncio.to_thread(measure, outcome.run_dir, debug[rom_path], elf_path(rom_path))
+                except PatchkitError as exc:
+                    progress(f"note: no coverage for {cell.name}: {exc.message}")
             record(cell, outcome, qemu)
 
         if remote is None:
@@ -235,6 +273,12 @@ def run_tests(
         progress(f"results ({len(results)} boots in {time.monotonic() - started:.0f} s, {where}):")
         for line in summary_table(chosen, verdicts):
             progress("  " + line)
+    if coverage and subject.revision and not subject.revision.startswith("rom-"):
+        series = project.series(series_name)
+        with project.store.results() as db:
+            measured = collect(db, series)
+        for line in report_lines(series, measured) if measured is not None else []:
+            progress(line)
     if errors:
         raise PatchkitError(f"{len(errors)} cell(s) could not run: {', '.join('/'.join(c) for c in errors)}",
                             hint="see the NOT RUN lines above")

@@ -200,6 +200,9 @@ def test_a_manifest_image_boots_as_one_of_the_series_guests(inputs_cache: Path, 
                                                             grub_rescue: Path, tmp_path: Path) -> None:
     image = {"name": "grub-rescue", "path": str(grub_rescue), "expect": GRUB_MENU}
     project = Project(_series_copy(tmp_path, [image], guests=["grub-rescue"]), store)
-    [result] = run_tests(project, ["all"], rom=series_rom, accel="tcg", progress=lambda _m: None)
+    with pytest.raises(PatchkitError, match="is outside the project"):  # issue 23: only where the user allows
+        run_tests(project, ["all"], rom=series_rom, accel="tcg", progress=lambda _m: None)
+    [result] = run_tests(project, ["all"], rom=series_rom, accel="tcg", image_dirs=[grub_rescue.parent],
+                         progress=lambda _m: None)
     assert result.passed, result.reason
     assert result.key.guest == "grub-rescue" and result.key.image_sha256 == sha256_file(grub_rescue)

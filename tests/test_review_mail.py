@@ -88,7 +88,8 @@ def test_quoted_top_posted_duplicate_and_foreign_trailers(sent_series: SentSerie
     # The quoted Reviewed-by is the grandparent's, the Acked-by is below the signature; Eve's is not Bob's to give.
     assert trailers == {"Reviewed-by: Bob Reviewer <bob@example.com>": 2, f"Reviewed-by: {CAROL_ADDR}": 1,
                         "Link: https://example.org/x": 1}
-    assert [(t.text(), s) for t, s, _ in review.mismatches] == [("Tested-by: Eve Else <eve@example.org>", BOB)]
+    assert [(m.trailer.text(), m.sender, m.why) for m in review.mismatches] == [
+        ("Tested-by: Eve Else <eve@example.org>", BOB, "names someone else")]
     assert review.patches[2].trailers == []
 
 

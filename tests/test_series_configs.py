@@ -133,6 +133,17 @@ def bad(series_dir: Path, table: str) -> str:
     ('name = "x"\nexpect_refusal = "a"\nexpect_failure = "b"\n', r":18: .*either a refusal by sanboot or a failure"),
     ('name = "x"\nexpect_failure = "(unclosed"\n', r":17: 'expect_failure' is not a regular expression"),
     ('name = "x"\ndisk_shape = 2\n', r":17: 'disk_shape' must be a shape name"),
+    # Issue 23, item 12: values that passed this check and failed later (or tested nothing).
+    ('name = "x"\nvirtio_blk = { queue-size = 0 }\n', r":17: .*queue-size takes a power of two from 4 to 1024"),
+    ('name = "x"\nvirtio_blk = { queue-size = 100 }\n', r":17: .*queue-size takes a power of two"),
+    ('name = "x"\nvirtio_blk = { queue-size = "\u0661\u0662\u0668" }\n', r":17: .*queue-size takes a number"),
+    ('name = "x"\nvirtio_blk = { cyls = 99999999999999 }\n', r":17: .*cyls takes from 1 to 65535"),
+    ('name = "x"\nroot_path = "virtio_blk:\u00e9"\n', r":17: 'root_path' must be one word typed"),
+    ('name = "x"\nroot_path = "virtio_blk:~"\n', r":17: 'root_path' must be one word typed"),
+    ('name = "x"\ndisk_addr = "ff.0"\n', r":17: PCI slot ff.0 is not free on -machine pc"),
+    ('name = "x"\nmachine = "q35"\nblank_disks = ["1f.0"]\n', r":18: PCI slot 1f.0 is not free on -machine q35"),
+    ('name = "x"\ninject_error = { event = "read_aio", errno = 0 }\n', r":17: inject_error.errno must be an errno "
+                                                                         r"from 1 to 133 .*0 injects nothing"),
 ])
 def test_each_config_error_names_its_line(series_dir: Path, table: str, message: str) -> None:
     error = bad(series_dir, table)

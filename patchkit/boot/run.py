@@ -3,16 +3,26 @@
 Artifacts of each run are in ``runs/<id>/`` of the store: serial.log (raw),
 screen.txt (rendered screens, each kept before the guest cleared it), failure.png
 and end.png, seabios.log (SeaBIOS's debug port), qemu-cmdline.txt, qemu-stderr.log,
+<<<<<<< HEAD
+reproduce.sh (the boot by hand, patchkit.boot.reproduce), timings.json (seconds
+from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt, [ctrl_b_again, retyped,]
+sanboot, boot_sector, success, power_off, total), result.json, and the run disk
+when the run failed. The verdict comes from the serial markers, then from the
+guest's own checks of its run disk.
+=======
 timings.json (seconds from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt,
 [ctrl_b_again, retyped,] sanboot, boot_sector, success, power_off, total), result.json,
-and the run disk when the run failed. The verdict comes from the serial markers, then
+the run disk when the run failed, and with ``trace`` QEMU's translation log
+(translated.log, for patchkit.coverage). The verdict comes from the serial markers, then
 from the guest's own checks of its run disk.
+>>>>>>> main
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import re
 import secrets
@@ -25,11 +35,12 @@ from typing import TypeVar
 
 from patchkit.boot.accel import choose_accel
 from patchkit.boot.layout import Layout, machine_spec
+from patchkit.boot.reproduce import START_DISK, start_overlay, write_reproducer
 from patchkit.boot.session import Script, Session
 from patchkit.errors import PatchkitError, Terminated
 from patchkit.guests import Guest
 from patchkit.qemu.aoe import aoe_target
-from patchkit.qemu.cmdline import Nic, drive_id
+from patchkit.qemu.cmdline import MachineSpec, Nic, drive_id
 from patchkit.series.model import DEFAULT_ROOT_PATH, IMPLICIT_CONFIG, Config
 from patchkit.store import atomic_write
 
@@ -52,10 +63,16 @@ class BootOutcome:
     figures: dict[str, float] = field(default_factory=dict)  # measured, never asserted on (held_read_s, ...)
 
 
+LABEL_MAX = 80  # characters of a run directory's label (the guest, or config-guest)
+
+
 def new_run_dir(runs: Path, label: str) -> Path:
     """A fresh ``<runs>/<id>/`` directory (``label``: the guest, or config-guest)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = runs / f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '-', label)}-{secrets.token_hex(3)}"
+    plain = re.sub(r"[^A-Za-z0-9._-]", "-", label)
+    if len(plain) > LABEL_MAX:  # a file name is at most 255 bytes: a long image name is cut, kept apart by its hash
+        plain = f"{plain[:LABEL_MAX - 9]}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+    path = runs / f"{stamp}-{plain}-{secrets.token_hex(3)}"
     path.mkdir(parents=True)
     return path
 
@@ -88,6 +105,7 @@ async def boot_guest_async(
     expect_refusal: str | None = None,
     expect_failure: str | None = None,
     label: str | None = None,
+    trace: bool = False,
 ) -> BootOutcome:
     """Boot ``guest`` once (through ``rom``, or natively when ``rom`` is None) and judge it.
 
@@ -110,11 +128,13 @@ async def boot_guest_async(
     failure = re.compile(expect_failure) if expect_failure is not None else None
     script = Script(root_path, list(gpxe_commands), exit_after_sanboot, refusal, failure, layout.hold, after_sanboot)
     label = label or guest.name
-    outcome = await _boot_once(guest, rom, script, first, timeout, stall_timeout, layout, expect_token, label)
+    outcome = await _boot_once(guest, rom, script, first, timeout, stall_timeout, layout, expect_token, label,
+                               trace)
     if note:
         outcome.notes.append(note)
     if outcome.kvm_failed and accel == "auto":
-        retry = await _boot_once(guest, rom, script, "tcg", timeout, stall_timeout, layout, expect_token, label)
+        retry = await _boot_once(guest, rom, script, "tcg", timeout, stall_timeout, layout, expect_token, label,
+                                 trace)
         retry.notes.append(f"KVM failed ({outcome.reason}; run in {outcome.run_dir}): retried on TCG")
         return retry
     return outcome
@@ -130,7 +150,7 @@ def boot_planned(guest: Guest, *, rom: Path | None, config: Config | None = None
 
 async def boot_planned_async(guest: Guest, *, rom: Path | None, config: Config | None = None,
                              root_path: str | None = None, accel: str = "tcg", timeout: float | None = None,
-                             stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> BootOutcome:
+                             stall_timeout: float = DEFAULT_STALL_TIMEOUT, trace: bool = False) -> BootOutcome:
     """Boot ``guest`` on ``config`` (default: the implicit "pc") as its Sanboot plan says, through ``rom``.
 
     The plan's commands, `exit` and A: apply on every configuration; its own root path and
@@ -149,11 +169,12 @@ async def boot_planned_async(guest: Guest, *, rom: Path | None, config: Config |
         exit_after_sanboot=plan.exit_after_sanboot, after_sanboot=plan.after_sanboot,
         expect_refusal=config.expect_refusal,
         expect_failure=config.expect_failure,
-        label=guest.name if config.name == IMPLICIT_CONFIG else f"{config.name}-{guest.name}")
+        label=guest.name if config.name == IMPLICIT_CONFIG else f"{config.name}-{guest.name}", trace=trace)
 
 
 async def _boot_once(guest: Guest, rom: Path | None, script: Script, accel: str, timeout: float | None,
-                     stall_timeout: float, layout: Layout, expect_token: str | None, label: str) -> BootOutcome:
+                     stall_timeout: float, layout: Layout, expect_token: str | None, label: str,
+                     trace: bool) -> BootOutcome:
     run_dir = new_run_dir(guest.store.runs, label)  # beside the guest's image, in its store
     token = secrets.token_hex(6)
     disk = await asyncio.to_thread(guest.make_run_disk, run_dir, token)
@@ -163,7 +184,8 @@ async def _boot_once(guest: Guest, rom: Path | None, script: Script, accel: str,
             target = stack.enter_context(aoe_target(disk, run_dir))
             nic = Nic(target.netns, target.tap)
         spec = await asyncio.to_thread(machine_spec, run_dir, disk, rom, accel, layout, nic, guest.disk_format)
-        spec = replace(spec, memory_mib=guest.memory_mib)
+        spec = replace(spec, memory_mib=guest.memory_mib, trace=trace)
+        await asyncio.to_thread(_reproducer, guest, run_dir, spec, disk, layout, script)
         session = Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
                            guest.success_marker(expect_token or token),
                            drive_id(spec, disk) if layout.guest_addr != "aoe" else "")
@@ -185,6 +207,16 @@ async def _boot_once(guest: Guest, rom: Path | None, script: Script, accel: str,
     atomic_write(run_dir / "result.json", json.dumps(
         {**asdict(outcome), "run_dir": str(run_dir), "token": token, "disk_problems": problems}, indent=2) + "\n")
     return outcome
+
+
+def _reproducer(guest: Guest, run_dir: Path, spec: MachineSpec, disk: Path, layout: Layout, script: Script) -> None:
+    """reproduce.sh and the guest disk's start beside it (patchkit.boot.reproduce)."""
+    if spec.nic is not None:
+        write_reproducer(run_dir, spec, disk, None, (), why_not="an AoE boot needs vblade in a network namespace")
+        return
+    start_overlay(guest.base_image(), disk, guest.disk_format, run_dir / START_DISK)
+    typed = [*script.commands, f"sanboot {script.root_path}", *(["exit"] if script.exit_after_sanboot else [])]
+    write_reproducer(run_dir, spec, disk, layout.boot_floppy, typed if spec.rom is not None else ())
 
 
 def run_interruptibly(work: Coroutine[None, None, _T]) -> _T:

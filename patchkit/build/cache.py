@@ -1,8 +1,9 @@
 """Checked ROMs in the build cache, reused by content key.
 
 ``builds/<key>/`` in the cache holds ``build.log`` always and, after a successful
-build, the checked ROM and ``manifest.json`` (written last: a build with a manifest
-is complete). A key with a complete build is reused without running make. The ROM
+build, the checked ROM, the ELF it was made from (``<rom>.elf``: gPXE's linked
+``bin/<rom>.tmp``, with its debug information, for coverage) and ``manifest.json``
+(written last: a build with a manifest is complete). A key with a complete build is reused without running make. The ROM
 checks themselves are in ``patchkit.rom``.
 """
 
@@ -47,6 +48,17 @@ class BuiltRom:
     seconds: float = 0.0  # time spent in make (0 when reused)
     full: bool = False  # built from a clean tree: the log holds every warning of the tree
 
+    @property
+    def elf(self) -> Path | None:
+        """The linked ELF the ROM was made from (None for a build stored before patchkit kept it)."""
+        path = elf_path(self.path)
+        return path if path.is_file() else None
+
+
+def elf_path(rom: Path) -> Path:
+    """Where the build cache keeps the linked ELF of ``rom``: ``<rom>.elf`` beside it."""
+    return rom.with_name(rom.name + ".elf")
+
 
 def build_rom(
     store: Store,
@@ -56,10 +68,12 @@ def build_rom(
     *,
     extra_make_args: Sequence[str] = (),
     progress: Progress | None = None,
+    need_elf: bool = False,
 ) -> BuiltRom:
     """Build ``target`` (default: the pin's) in ``tree`` and return the checked ROM in the cache.
 
-    A build with the same key is reused without running make. Raises BuildError with the compiler's
+    A build with the same key is reused without running make (with ``need_elf``, only one that
+    kept its ELF: an older one is made again, which make does incrementally). Raises BuildError with the compiler's
     error lines and the log's path when make fails, or when the ROM fails its checks.
     """
     say = progress or (lambda _msg: None)
@@ -75,9 +89,12 @@ def build_rom(
         out_dir = store.builds / key
         with file_lock(store.builds / f".{key}.lock"):
             if (cached := load_build(out_dir)) is not None:
-                say(f"reusing build {key[:12]} of {target} (tree content and settings unchanged)")
-                return cached
-            clear_damaged(out_dir, say)
+                if cached.elf is not None or not need_elf:
+                    say(f"reusing build {key[:12]} of {target} (tree content and settings unchanged)")
+                    return cached
+                say(f"build {key[:12]} of {target} was stored without its ELF: making it again for coverage")
+            else:
+                clear_damaged(out_dir, say)
             return _make(src, pin, target, key, digest, out_dir, settings, say)
 
 
@@ -138,6 +155,10 @@ def store_rom(src: Path, pin: Pin, target: str, key: str, out_dir: Path, setting
     tmp = out_dir / f".{rom.name}.tmp"
     shutil.copyfile(built, tmp)
     os.replace(tmp, rom)
+    linked = built.with_name(built.name + ".tmp")  # gPXE's linked ELF, from which the ROM was made
+    if linked.is_file():
+        shutil.copyfile(linked, tmp)
+        os.replace(tmp, elf_path(rom))
     sha = sha256_file(rom)
     if log != out_dir / "build.log":
         shutil.copyfile(log, out_dir / "build.log")

@@ -19,11 +19,12 @@ from patchkit.store import atomic_write
 
 def ensure_series_rom(project: Project, series_name: str | None, progress: Progress | None = None, *,
                       target: str | None = None, extra_make_args: Sequence[str] = (),
-                      version: int | None = None) -> BuiltRom:
+                      version: int | None = None, need_elf: bool = False) -> BuiltRom:
     """The checked ROM of ``target`` (default: the pin's) for the series' current revision (or ``version``).
 
     Applies the series in its work tree (a no-op for the files when it is already
-    there: applying is deterministic), then builds or reuses the ROM.
+    there: applying is deterministic), then builds or reuses the ROM (with ``need_elf``, one
+    that kept its linked ELF).
     """
     series = project.series(series_name)
     pin = project.pin
@@ -32,7 +33,7 @@ def ensure_series_rom(project: Project, series_name: str | None, progress: Progr
     with tree_lock(project.store.tree(series.name), progress):
         applied = apply_series(project, series, version=version, progress=progress)
         return build_rom(project.store, applied.tree, pin, target, extra_make_args=extra_make_args,
-                         progress=progress)
+                         progress=progress, need_elf=need_elf)
 
 
 def base_rom(project: Project, progress: Progress | None = None) -> BuiltRom:

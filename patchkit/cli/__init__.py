@@ -11,6 +11,7 @@ __all__ = ["cli", "main"]
 # Command modules register themselves on import.
 from patchkit.cli import (  # noqa: F401
     build_cmds,
+    coverage_cmds,
     guest_cmds,
     mail_cmds,
     report_cmds,

@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 
 from patchkit.errors import PatchkitError, Terminated
+from patchkit.progress import shown
 from patchkit.project import Project
 from patchkit.store import Store, atomic_write
 
@@ -30,6 +31,11 @@ def cli(ctx: click.Context, verbose: bool, project: Path) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
     store = ctx.obj if isinstance(ctx.obj, Store) else Store.from_environment()  # main() passes its own
     ctx.obj = Project.find(project, store)
+
+
+def echo(text: str, nl: bool = True, err: bool = False) -> None:
+    """click.echo of text that may hold what others wrote (mail): control characters escaped (progress.shown)."""
+    click.echo(shown(text), nl=nl, err=err)
 
 
 def _terminate(signum: int, frame: object) -> None:

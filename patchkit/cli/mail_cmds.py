@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from patchkit.cli.base import cli
+from patchkit.cli.base import cli, echo
 from patchkit.mailer.send import SendOptions, SendReport, send_email
 from patchkit.project import Project
 
@@ -58,7 +58,7 @@ def send_email_cmd(project: Project, series: str | None, to: tuple[str, ...], cc
         smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
               "user": smtp_user, "ca": str(smtp_ca) if smtp_ca else None},
     )
-    report = send_email(project, series, options, progress=lambda msg: click.echo(msg, err=True))
+    report = send_email(project, series, options, progress=lambda msg: echo(msg, err=True))
     if dry_run:
         _show_dry_run(report)
     elif mbox is None:
@@ -77,4 +77,4 @@ def _show_dry_run(report: SendReport) -> None:
         click.echo(f"Forced past: {'; '.join(report.gate.problems)} (reason: {report.gate.forced_reason})")
     for mail in report.mails:
         click.echo(f"\n{'=' * 72}")
-        click.echo(mail.as_bytes().decode("utf-8", "replace"), nl=False)
+        echo(mail.as_bytes().decode("utf-8", "replace"), nl=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from patchkit.cli.base import cli
+from patchkit.cli.base import cli, echo
 from patchkit.cli.series_cmds import _version_number
 from patchkit.project import Project
 from patchkit.review.carry import plan, update
@@ -24,7 +24,7 @@ def review_group(ctx: click.Context, series: str | None, version: str | None) ->
         return
     project: Project = ctx.obj
     for line in review_lines(project.store, project.series(series), _version_number(version)):
-        click.echo(line)
+        echo(line)
 
 
 @review_group.command("import")
@@ -36,17 +36,17 @@ def review_import_cmd(project: Project, paths: tuple[Path, ...], series: str | N
     names = [project.series(series).name] if series else project.series_names()
     report = import_replies(project.store, list(paths), names)
     new = sum(len(v) for v in report.stored.values())
-    click.echo(f"read {report.read} message(s): {new} new repl{'y' if new == 1 else 'ies'} stored"
+    echo(f"read {report.read} message(s): {new} new repl{'y' if new == 1 else 'ies'} stored"
                f", {report.known} already stored, {report.own} of the series' own mails"
                f", {len(report.unmatched)} unmatched, {len(report.malformed)} malformed")
     for name, ids in report.stored.items():
-        click.echo(f"  {name}: +{len(ids)}")
+        echo(f"  {name}: +{len(ids)}")
     for p in report.unmatched:
-        click.echo(f"unmatched: {p.where}: {p.problem}")
+        echo(f"unmatched: {p.where}: {p.problem}")
     for p in report.malformed:
-        click.echo(f"malformed: {p.where}: {p.problem}")
+        echo(f"malformed: {p.where}: {p.problem}")
     for p in report.warnings:
-        click.echo(f"warning: {p.where}: {p.problem}")
+        echo(f"warning: {p.where}: {p.problem}")
     return 1 if report.malformed else 0
 
 
@@ -59,26 +59,27 @@ def trailers_cmd(project: Project, series: str | None, do_update: bool) -> None:
     """Show (or with --update write) the collected trailers that apply to each current patch."""
     s = project.series(series)
     if do_update:
-        changes = update(project, s)
+        with project.editing(series) as s:
+            changes = update(project, s)
         if not changes:
-            click.echo(f"{s.name} v{s.version}: the patch files already carry every collected trailer")
+            echo(f"{s.name} v{s.version}: the patch files already carry every collected trailer")
         for entry, added, removed in changes:
-            click.echo(f"{entry.index}/{len(s.patches)} {entry.patch.subject}")
-            click.echo("".join(f"  + {t.text()}\n" for t in added), nl=False)
-            click.echo("".join(f"  - {g.collected.trailer.text()} (given on v{g.version}; the patch changed)\n"
+            echo(f"{entry.index}/{len(s.patches)} {entry.patch.subject}")
+            echo("".join(f"  + {t.text()}\n" for t in added), nl=False)
+            echo("".join(f"  - {g.collected.trailer.text()} (given on v{g.version}; the patch changed)\n"
                                for g in removed), nl=False)
         return
     for entry in plan(project.store, s):
-        click.echo(f"{entry.index}/{len(s.patches)} {entry.patch.subject}")
+        echo(f"{entry.index}/{len(s.patches)} {entry.patch.subject}")
         missing = {t.key for t in entry.missing}
         for g in entry.valid:
             mark = "+" if g.collected.trailer.key in missing else "="
-            click.echo(f"  {mark} {g.collected.trailer.text()} (v{g.version})")
+            echo(f"  {mark} {g.collected.trailer.text()} (v{g.version})")
         stale = {g.collected.trailer.key for g in entry.stale}
         valid = {g.collected.trailer.key for g in entry.valid}
         for g in entry.changed:
             if g.collected.trailer.key in valid:
                 continue
             note = "stale: in the file, will be removed" if g.collected.trailer.key in stale else "not carried"
-            click.echo(f"  - {g.collected.trailer.text()} (v{g.version}; the patch changed since: {note})")
-    click.echo("(+ to add with --update, = already in the patch file)")
+            echo(f"  - {g.collected.trailer.text()} (v{g.version}; the patch changed since: {note})")
+    echo("(+ to add with --update, = already in the patch file)")

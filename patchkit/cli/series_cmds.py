@@ -108,9 +108,8 @@ def version_group() -> None:
 @click.pass_obj
 def version_new_cmd(project: Project, series: str | None, changelog: str) -> None:
     """Freeze the current version into versions/vN/ and start vN+1."""
-    s = project.series(series)
-    updated, dropped = new_version_keeping_trailers(project.store, s, changelog)
-    project.forget_series(s.name)
+    with project.editing(series) as s:
+        updated, dropped = new_version_keeping_trailers(project.store, s, changelog)
     click.echo(f"{s.name}: froze v{s.version} in versions/v{s.version}/; now editing v{updated.version}")
     for index, given in dropped:
         click.echo(f"dropped from patch {index}: {given.collected.trailer.text()} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -12,6 +13,21 @@ from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
 from patchkit.validate import run_tests
+
+
+class Seconds(click.ParamType[float]):
+    """A positive, finite number of seconds (-1, 0, nan and inf are refused: a boot needs a time limit)."""
+
+    name = "seconds"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)  # type: ignore[arg-type]  # click passes the option's text (or a default float)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r} must be a positive, finite number of seconds", param, ctx)
+        return seconds
 
 
 @cli.command("test")
@@ -26,6 +42,13 @@ from patchkit.validate import run_tests
 @click.option("--fail", "fail_pattern",
               help="--image fails when this regular expression shows up (besides boot loaders' own failure "
                    "messages: " + ", ".join(BOOT_FAILURES) + ").")
+@click.option("--image-dir", "image_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              envvar="PATCHKIT_IMAGE_DIRS",
+              help="A directory outside the project that the manifest's [[images]] and the backing files of an "
+                   "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: space-separated). Default: only the project "
+                   "and the image's own directory.")
+@click.option("--backing-anywhere", is_flag=True,
+              help="Let --image's backing files be anywhere (an image you made yourself).")
 @click.option("--series", "series_name", help="The series (default: the only one).")
 @click.option("--config", "configs", multiple=True, metavar="NAME",
               help="Configuration of the manifest to boot on (repeatable; default: its first). "
@@ -36,22 +59,26 @@ from patchkit.validate import run_tests
 @click.option("--cluster", metavar="ADDRESS",
               help="Boot on the workers of the Dask scheduler at ADDRESS (tcp://HOST:8786), one task per boot; "
                    "results are recorded here. Needs the `cluster` extra (README: more than one machine).")
+@click.option("--coverage", is_flag=True,
+              help="Also record which source lines each boot ran (QEMU's translation log mapped through the ROM's "
+                   "ELF), and print how many of the series' changed lines ran (`patchkit coverage` shows it again).")
 @click.option("--rom", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Boot this ROM instead of building the series' bin/1af41001.rom.")
 @click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
               help="auto uses KVM only when it can run the guests, and falls back to TCG.")
-@click.option("--timeout", type=float, help=f"Overall seconds per boot (default: the guest's; --image: "
+@click.option("--timeout", type=Seconds(), help=f"Overall seconds per boot (default: the guest's; --image: "
                                             f"{DEFAULT_TIMEOUT:g}).")
-@click.option("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, show_default=True,
+@click.option("--stall-timeout", type=Seconds(), default=DEFAULT_STALL_TIMEOUT, show_default=True,
               help="Fail a boot after this many seconds without serial output.")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
 @click.pass_obj
 def test_command(project: Project, guests: tuple[str, ...], image: Path | None, expect: str, fail_pattern: str | None,
+                 image_dirs: tuple[Path, ...], backing_anywhere: bool,
                  series_name: str | None, configs: tuple[str, ...], matrix: bool, jobs: int | None,
-                 cluster: str | None, rom: Path | None, accel: str, timeout: float | None, stall_timeout: float,
-                 reference: bool, root_path: str | None) -> int:
+                 cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
+                 stall_timeout: float, reference: bool, root_path: str | None) -> int:
     """Boot each guest from its virtio disk through the ROM's `sanboot`, and record the results.
 
     Exits 1 if any boot failed; each verdict line names the run directory with
@@ -73,13 +100,14 @@ def test_command(project: Project, guests: tuple[str, ...], image: Path | None, 
                                "it has threads (dask worker --nthreads)")
     images = []
     if image is not None:
-        images.append(ImageSpec(image, expect=expect, fail=fail_pattern, timeout=timeout or DEFAULT_TIMEOUT))
-    elif expect != DEFAULT_EXPECT or fail_pattern:
-        raise click.UsageError("--expect and --fail judge an --image: give one")
+        images.append(ImageSpec(image, expect=expect, fail=fail_pattern, timeout=timeout or DEFAULT_TIMEOUT,
+                                image_dirs=image_dirs, backing_anywhere=backing_anywhere))
+    elif expect != DEFAULT_EXPECT or fail_pattern or backing_anywhere:
+        raise click.UsageError("--expect, --fail and --backing-anywhere are for an --image: give one")
     results = run_tests(project, guests or (() if images else ("all",)), series_name=series_name, configs=configs,
-                        matrix=matrix, jobs=jobs, cluster=cluster, rom=rom, accel=accel, timeout=timeout,
-                        stall_timeout=stall_timeout, reference=reference, root_path=root_path, user_images=images,
-                        progress=click.echo)
+                        matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,
+                        timeout=timeout, stall_timeout=stall_timeout, reference=reference, root_path=root_path,
+                        user_images=images, image_dirs=image_dirs, progress=click.echo)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)

@@ -97,6 +97,10 @@ def make_task(run: str, remote: RemoteCell, options: BootOptions) -> tuple[BootT
     image_key = guest.image_sha256()
     sources = {image_key: image}
     user = guest.spec if isinstance(guest, ImageGuest) else None
+    if isinstance(guest, ImageGuest) and len(guest.chain) > 1:
+        raise ClusterError(f"{guest.name}: a worker gets the image file alone, not its backing chain "
+                           f"({guest.describe_chain()})",
+                           hint=f"flatten it for the cluster: qemu-img convert -O qcow2 {image} flat.qcow2")
     beside: list[Blob] = []
     floppy = guest.boot_floppy()
     if floppy is not None:

@@ -122,8 +122,12 @@ def _prepare(store: Store, task: BootTask, report: BootReport) -> tuple[Guest, P
             where = path.relative_to(store.root)
             report.fetched.append(f"{where} ({payload.data_bytes:,} bytes of data)")
     if task.user_image is not None:
-        spec = replace(task.user_image, path=images / task.image.name, name=task.user_image.guest_name)
-        return ImageGuest(store, spec), rom_path
+        spec = replace(task.user_image, path=images / task.image.name, name=task.user_image.guest_name,
+                       image_dirs=(), backing_anywhere=False)
+        user = ImageGuest(store, spec)
+        if len(user.chain) > 1:  # a client sends one file: a backing file would be one of this machine's
+            raise ClusterError(f"{task.guest}: the image sent names a backing file ({user.chain[1].path}): refused")
+        return user, rom_path
     assert guest is not None
     if task.image.name != DISK_NAME:
         raise ClusterError(f"the {task.guest} guest's image must be sent as {DISK_NAME}, not {task.image.name}")

@@ -26,7 +26,11 @@ def refresh_series(project: Project, series: Series | str | None, progress: Prog
     names of the patch files that were written or removed.
     """
     say = progress or (lambda _msg: None)
-    s = series if isinstance(series, Series) else project.series(series)
+    with project.editing(series.name if isinstance(series, Series) else series) as s:  # read again under its lock
+        return _refresh(project, s, say)
+
+
+def _refresh(project: Project, s: Series, say: Progress) -> list[str]:
     path = project.store.tree(s.name)
     branch = branch_name(s.name, s.version)
     if not (path / ".git").is_dir():

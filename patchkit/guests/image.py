@@ -1,20 +1,26 @@
 """A user's own disk image as a guest (`patchkit test --image FILE`, or `[[images]]` in the manifest).
 
 The image (raw or qcow2) is never written: each run boots a qcow2 overlay in the run
-directory whose backing file is the image. Nothing is injected and nothing is checked
-on the disk afterwards: the verdict comes from the console alone. It passes when the
-``expect`` regular expression shows up on serial (SeaBIOS mirrors the text screen
-there) or on the rendered screen below the `sanboot` line, and fails on ``fail`` or on
-one of the boot loaders' own failure messages, on a stall or on the timeout.
+directory whose backing file is the image. An image from someone else is untrusted: its
+backing chain is resolved, shown and hashed whole, and refused when it leaves the image's
+directory (and the ones the user allowed), since a backing file may name any host file.
+Nothing is injected and nothing is checked on the disk afterwards: the verdict comes from
+the console alone. It passes when the ``expect`` regular expression shows up on serial
+(SeaBIOS mirrors the text screen there) or on the rendered screen below the `sanboot`
+line, and fails on ``fail`` or on one of the boot loaders' own failure messages, on a
+stall or on the timeout.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from patchkit.errors import GuestError, PatchkitError
 from patchkit.guests.base import Guest
@@ -31,6 +37,7 @@ BOOT_FAILURES = (
     "Operating system not found", "Boot failed", "Kernel panic - not syncing", "No bootable device",
 )
 DEFAULT_TIMEOUT = 180.0
+MAX_CHAIN = 8  # backing files behind an image, at most
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class ImageSpec:
     expect: str = DEFAULT_EXPECT
     fail: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    image_dirs: tuple[Path, ...] = ()  # where its backing files may be, besides its own directory
+    backing_anywhere: bool = False  # its backing files may be anywhere (the user said so)
 
     @property
     def guest_name(self) -> str:
@@ -58,18 +67,83 @@ def compile_pattern(text: str, option: str) -> re.Pattern[str]:
 
 def image_format(path: Path) -> Literal["raw", "qcow2"]:
     """The image's format as qemu-img sees it; PatchkitError for a missing file or another format."""
+    return _info(path, None)[0]
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """One file of an image's backing chain, with the format QEMU opens it in."""
+
+    path: Path
+    format: Literal["raw", "qcow2"]
+
+
+def backing_chain(image: Path, allowed: Sequence[Path] = (), anywhere: bool = False) -> list[ChainLink]:
+    """``image`` and the files behind it, top first: the image's format is probed, every backing file opened
+    with the format its overlay records (never probed). PatchkitError for a chain that leaves the image's own
+    directory and ``allowed`` (unless ``anywhere``), a backing file without a recorded format, a protocol or
+    json: file name, an external data file, or a loop.
+
+    An image from someone else is untrusted input: its backing file may name any host file (/etc/shadow),
+    which the guest would then read through INT 13h.
+    """
+    top = image.resolve()
+    roots = [top.parent, *(Path(os.path.realpath(d)) for d in allowed)]
+    chain: list[ChainLink] = []
+    current, fmt = top, None
+    while True:
+        if any(link.path == current for link in chain) or len(chain) >= MAX_CHAIN:
+            raise PatchkitError(f"image {top}: its backing chain loops or is longer than {MAX_CHAIN} files")
+        found, info = _info(current, fmt)
+        chain.append(ChainLink(current, found))
+        data_file = info.get("format-specific", {}).get("data", {}).get("data-file")
+        if data_file:
+            raise PatchkitError(f"image {current} keeps its data in another file ({data_file}): refused",
+                                hint=f"make a self-contained copy: qemu-img convert -O qcow2 {top} copy.qcow2")
+        backing = info.get("backing-filename")
+        if backing is None:
+            return chain
+        full = str(info.get("full-backing-filename") or backing)
+        shown = " -> ".join(str(link.path) for link in chain)
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", full):
+            raise PatchkitError(f"image {shown}: backing file {full!r} is not a file name: refused")
+        target = Path(os.path.realpath(current.parent / full))
+        if not anywhere and not any(target.is_relative_to(root) for root in roots):
+            raise PatchkitError(
+                f"image {shown}: its backing file {target} is outside {top.parent}: refused (an image from someone "
+                "else can name any host file as its backing file, and the guest then reads it)",
+                hint="flatten it (qemu-img convert -O qcow2 IMAGE copy.qcow2), or allow the directory explicitly: "
+                     "--image-dir DIR (or --backing-anywhere)")
+        fmt = info.get("backing-filename-format")
+        if fmt not in FORMATS:
+            raise PatchkitError(f"image {shown}: backing file {target} has no recorded format "
+                                f"({fmt or 'none'}): QEMU would have to guess it",
+                                hint=f"record it: qemu-img rebase -u -F raw -b {target} {current} (or -F qcow2)")
+        current = target
+
+
+def chain_sha256(chain: Sequence[ChainLink]) -> str:
+    """The content hash of a chain: the top file's SHA-256 alone, or one over every file's format and hash."""
+    if len(chain) == 1:
+        return sha256_file(chain[0].path)
+    text = "".join(f"{link.format} {sha256_file(link.path)}\n" for link in chain)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _info(path: Path, fmt: str | None) -> tuple[Literal["raw", "qcow2"], dict[str, Any]]:
+    """qemu-img's view of ``path`` alone (its backing file not opened), in format ``fmt`` (None: probed)."""
     if not path.is_file():
         raise PatchkitError(f"image {path} does not exist or is not a file")
     try:
-        info = json.loads(run(["qemu-img", "info", "--output=json", path]).stdout)
+        info = json.loads(run(["qemu-img", "info", "--output=json", *(["-f", fmt] if fmt else []), path]).stdout)
     except CommandError as exc:
         raise PatchkitError(f"qemu-img cannot read image {path}: {exc.output.strip()}") from exc
-    fmt = info.get("format")
-    if fmt == "raw":
-        return "raw"
-    if fmt == "qcow2":
-        return "qcow2"
-    raise PatchkitError(f"image {path} is in {fmt} format: patchkit boots raw and qcow2 images",
+    found = info.get("format")
+    if found == "raw":
+        return "raw", info
+    if found == "qcow2":
+        return "qcow2", info
+    raise PatchkitError(f"image {path} is in {found} format: patchkit boots raw and qcow2 images",
                         hint=f"convert it: qemu-img convert -O qcow2 {path} {path.stem}.qcow2")
 
 
@@ -85,7 +159,8 @@ class ImageGuest(Guest):
         self.spec = spec
         self.name = spec.guest_name
         self.default_timeout = spec.timeout
-        self.format = image_format(spec.path)
+        self.chain = backing_chain(spec.path, spec.image_dirs, spec.backing_anywhere)
+        self.format = self.chain[0].format
         self.expect = compile_pattern(spec.expect, "--expect")
         fail = (compile_pattern(spec.fail, "--fail"),) if spec.fail else ()
         self.failure_markers = (*BOOT_FAILURES, *fail)
@@ -104,10 +179,14 @@ class ImageGuest(Guest):
         return self.spec.path.resolve()
 
     def image_sha256(self) -> str:
-        """The image file's content hash (qcow2: of the file, not of the disk it describes)."""
+        """The content hash of the image and its backing files (chain_sha256)."""
         if not self._sha256:
-            self._sha256 = sha256_file(self.base_image())
+            self._sha256 = chain_sha256(self.chain)
         return self._sha256
+
+    def describe_chain(self) -> str:
+        """The backing chain as QEMU opens it: ``qcow2 /a/top.qcow2 -> raw /a/base.img``."""
+        return " -> ".join(f"{link.format} {link.path}" for link in self.chain)
 
     def make_run_disk(self, run_dir: Path, token: str) -> Path:
         """A qcow2 overlay in ``run_dir`` backed by the image, which QEMU then only reads."""

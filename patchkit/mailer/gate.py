@@ -118,10 +118,12 @@ def trailer_notes(series: Series, trailers: Sequence[PatchTrailers]) -> list[str
 
 
 def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
-          force: bool, reason: str | None, trailers: Sequence[PatchTrailers] = ()) -> GateResult:
+          force: bool, reason: str | None, trailers: Sequence[PatchTrailers] = (),
+          coverage: Sequence[str] = ()) -> GateResult:
     """Apply every rule; raise MailError listing what blocks the send (or return the forced result).
 
-    ``trailers``: what ``review.carry.plan`` says of each current patch's collected trailers.
+    ``trailers``: what ``review.carry.plan`` says of each current patch's collected trailers;
+    ``coverage``: what the manifest's coverage gate finds (patchkit.coverage.gate).
     """
     if force and not (reason and reason.strip()):
         raise MailError("--force needs --reason TEXT", hint="say why the series may go out anyway; it is recorded")
@@ -132,10 +134,15 @@ def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
     same_as = unchanged_since(series)
     if same_as is not None:
         problems.append(f"v{series.version} has no changes against the sent v{same_as} (empty range-diff)")
+    untested = bool(problems)
+    problems += coverage
     stale = trailer_problems(series, trailers)
     if (problems or stale) and not force:
         listing = "\n".join(f"  - {p}" for p in problems + stale)
-        todo = ["run `patchkit test` for this revision"] if problems else []
+        todo = ["run `patchkit test` for this revision"] if untested else []
+        if coverage:
+            todo.append("have cells run the lines `patchkit coverage` lists, or give each a reason in "
+                        "coverage-notes.txt")
         if stale:
             todo.insert(0, "run `patchkit trailers --update` to take the stale trailers out "
                            "(then `patchkit test`: the revision changes)")
@@ -151,17 +158,22 @@ def boot_seconds(result: TestResult) -> float | None:
     return float(value) if value is not None else None
 
 
-def tested_section(series: Series, revision: str, latest: Latest, gate: GateResult) -> str:
+def tested_section(series: Series, revision: str, latest: Latest, gate: GateResult,
+                   coverage: str | None = None) -> str:
     """The cover letter's Tested section, from the stored results for this revision.
 
     Without ``[[configs]]``: a row per guest. With them: the configuration x guest
-    matrix, the ROM and QEMU, then each configuration described in one line.
+    matrix, the ROM and QEMU, then each configuration described in one line. ``coverage``
+    (the changed-line figure, when measured) is one more line.
     """
     if series.configs:
         lines = _matrix_lines(series, revision, latest)
     else:
         first = series.test_configs()[0].name
         lines = _guest_lines(series, revision, {g: r for (c, g), r in latest.items() if c == first})
+    if coverage:
+        lines.append("")
+        lines.append(f"Coverage: {coverage}.")
     if gate.forced:
         lines.append("")
         lines.append(f"Sent despite: {'; '.join(gate.problems)}.")

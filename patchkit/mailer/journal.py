@@ -5,9 +5,11 @@ with a ``start`` record that fixes every Message-ID of the series, then gets, pe
 message, a ``sending`` record before it goes to the server and an ``accepted``
 record once the server took it, and ends with ``done`` once the revision is frozen.
 A ``failed`` record notes why a message was not delivered. A message ``sending``
-without an answer recorded after it is in doubt (the journal could not be written
-after the server's reply, or patchkit was killed in between): only the user can
-say whether it arrived, so it is never resent silently. ``patchkit report --mail``
+without an answer recorded after it is in doubt (the server closed the connection
+or never answered after taking the whole message, the journal could not be written
+after the server's reply, or patchkit was killed in between; a ``no-answer`` record
+says which when it can): only the user can say whether it arrived, so it is never
+resent silently. ``patchkit report --mail``
 keeps the same records for its one reply per send in ``report-v<N>.journal`` beside
 it (the review import reads only ``v<N>.journal``). Every record is
 one ``write`` of one line on an ``O_APPEND`` descriptor followed by ``fsync``; a torn
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from patchkit.errors import MailError
-from patchkit.mailer.smtp import SmtpConnection
+from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection
 from patchkit.store import Store, file_lock
 
 
@@ -142,11 +144,21 @@ class Journal:
 
     def attempt(self, conn: SmtpConnection, envelope_from: str, recipients: list[str], message_id: str,
                 data: bytes) -> None:
-        """Send one message on ``conn``, journaled as ``sending`` first; a server's refusal is journaled as
-        ``failed`` and raised again (unrecorded, the message stays in doubt). The caller journals ``accepted``."""
+        """Send one message on ``conn``, journaled as ``sending`` first; the caller journals ``accepted``.
+
+        The one place that decides what a failure means. A refusal, or an error before the whole
+        message went out, is journaled as ``failed`` and raised again. Once the whole message went
+        out, an error without a reply (DeliveryInDoubt: the connection closed, or no answer came)
+        leaves it in doubt (a ``no-answer`` record, never ``failed``): it may have been delivered, so
+        only the user may have it sent again. So does any error that could not be journaled.
+        """
         self.sending(message_id, recipients)
         try:
             conn.send(envelope_from, recipients, data)
+        except DeliveryInDoubt as exc:
+            with suppress(JournalError):
+                self.append({"event": "no-answer", "message_id": message_id, "error": exc.message})
+            raise
         except MailError as exc:
             with suppress(JournalError):
                 self.failed(message_id, exc.message)

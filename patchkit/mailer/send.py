@@ -15,20 +15,25 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 
-from patchkit.errors import MailError
+from patchkit.coverage.collect import SeriesCoverage, collect
+from patchkit.coverage.gate import coverage_problems
+from patchkit.errors import MailError, PatchkitError
 from patchkit.git.apply import ApplyResult, apply_series
 from patchkit.git.cmd import git
 from patchkit.git.worktree import tag
 from patchkit.mailer.gate import GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
-from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection, SmtpSettings, read_sender, read_settings
 from patchkit.progress import Progress
 from patchkit.project import Project
 from patchkit.review.carry import plan
 from patchkit.series.io import save_series
 from patchkit.series.model import Series, VersionInfo
 from patchkit.store import Store, atomic_write
+
+IN_DOUBT_HINT = ("check the list archive or your sent mail, then run again with `--resume --in-doubt sent` if it "
+                 "arrived, or `--resume --in-doubt resend` if not")
 
 
 @dataclass
@@ -83,7 +88,9 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
     journal = Journal.for_version(project.store, series.name, series.version)
     sending = not options.dry_run and options.mbox is None
     with journal.locked():
-        message_ids, gate = _plan(project.store, series, revision, journal, options, sending)
+        coverage = _coverage(project, series)
+        message_ids, gate = _plan(project.store, series, revision, journal, options, sending,
+                                  coverage_problems(series, coverage))
         for note in gate.notes:
             say(f"note: {note}")
         latest = _latest(project.store, series, revision)
@@ -102,7 +109,7 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         applied = apply_series(project, series, progress=say)
         if options.mbox is None:
             _check_tag(series, applied)
-        tested = tested_section(series, revision, latest, gate)
+        tested = tested_section(series, revision, latest, gate, coverage.figure() if coverage else None)
         mails = render_series(series, applied, envelope, message_ids, tested)
         report = SendReport(series.name, series.version, revision, applied.base, envelope, mails, gate)
         if options.mbox is not None:
@@ -118,7 +125,7 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         else:
             journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems)
         _deliver(journal, settings, envelope, mails, report, say)
-        report.tag = _freeze(series, applied, mails[0].message_id)
+        report.tag = _freeze(project, series, applied, mails[0].message_id)
         journal.done(report.tag)
         say(f"tagged {report.tag}; {series.name} v{series.version} is frozen")
     return report
@@ -129,8 +136,17 @@ def write_mbox(path: Path, mails: list[Mail]) -> None:
     atomic_write(path, b"".join(f"From {m.commit} Mon Sep 17 00:00:00 2001\n".encode() + m.as_bytes() for m in mails))
 
 
+def _coverage(project: Project, series: Series) -> SeriesCoverage | None:
+    """The revision's changed-line coverage, None when not measured (or its ROM's ELF is gone from the cache)."""
+    try:
+        with project.store.results() as results:
+            return collect(results, series)
+    except PatchkitError:
+        return None
+
+
 def _plan(store: Store, series: Series, revision: str, journal: Journal, options: SendOptions,
-          sending: bool) -> tuple[list[str], GateResult]:
+          sending: bool, coverage: list[str]) -> tuple[list[str], GateResult]:
     """The Message-IDs to use ([] = new ones) and the gate's verdict; raises when refused."""
     previous = journal.last_send()
     if options.resume:
@@ -143,7 +159,8 @@ def _plan(store: Store, series: Series, revision: str, journal: Journal, options
     if options.mbox is not None:
         return [], GateResult([], None)  # an mbox is for looking at: not gated
     gate = check(series, _latest(store, series, revision), already_sent=_already_sent(series, revision, journal),
-                 resend=options.resend, force=options.force, reason=options.reason, trailers=plan(store, series))
+                 resend=options.resend, force=options.force, reason=options.reason, trailers=plan(store, series),
+                 coverage=coverage)
     return [], gate
 
 
@@ -182,9 +199,8 @@ def _settle_resume(journal: Journal, envelope: Envelope, mails: list[Mail], opti
             journal.failed(mail.message_id, "in doubt: resent on the user's word")
         else:
             raise MailError(f"{where} may have been delivered: it went to the server but no answer was recorded "
-                            "(the journal could not be written, or patchkit was stopped)",
-                            hint="check the list archive or your sent mail, then run again with "
-                                 "`--resume --in-doubt sent` if it arrived, or `--resume --in-doubt resend` if not")
+                            "(the server gave none, the journal could not be written, or patchkit was stopped)",
+                            hint=IN_DOUBT_HINT)
 
 
 def _already_sent(series: Series, revision: str, journal: Journal) -> bool:
@@ -240,6 +256,9 @@ def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails
                 journal.attempt(conn, envelope_from, recipients, mail.message_id, mail.as_bytes("\r\n"))
             except JournalError:
                 raise  # the attempt was not journaled, so nothing went to the server
+            except DeliveryInDoubt as exc:
+                raise MailError(f"{where} {mail.subject} ({mail.message_id}) may have been delivered: {exc.message}",
+                                hint=IN_DOUBT_HINT) from exc
             except MailError as exc:
                 raise MailError(f"{where} {mail.subject}: not sent: {exc.message}", hint=exc.hint) from exc
             try:
@@ -252,13 +271,14 @@ def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails
             say(f"{where} sent {mail.message_id}: {mail.subject}")
 
 
-def _freeze(series: Series, applied: ApplyResult, cover_id: str) -> str:
+def _freeze(project: Project, series: Series, applied: ApplyResult, cover_id: str) -> str:
     name = tag_name(series)
     tip = applied.commits[-1] if applied.commits else applied.base
     tag(applied.tree, name, tip, f"{series.name} v{series.version} as mailed, cover {cover_id}")
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
-    info = series.version_info(series.version) or VersionInfo(series.version)
-    others = [v for v in series.versions if v.number != series.version]
-    series.versions = sorted([*others, replace(info, sent=now, tag=name)], key=lambda v: v.number)
-    save_series(series)
+    with project.editing(series.name) as current:  # as its files are now: `version new` may have run meanwhile
+        info = current.version_info(series.version) or VersionInfo(series.version)
+        others = [v for v in current.versions if v.number != series.version]
+        current.versions = sorted([*others, replace(info, sent=now, tag=name)], key=lambda v: v.number)
+        save_series(current)
     return name

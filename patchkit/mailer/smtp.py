@@ -13,6 +13,7 @@ always verified. The password is never printed, logged or put in an error messag
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -148,6 +149,10 @@ class RecipientsRefused(MailError):
                          hint="fix the address (--to/--cc or the manifest) and run again with --resume")
 
 
+class DeliveryInDoubt(MailError):
+    """The whole message went to the server (or program), and no answer came: it may have been delivered."""
+
+
 class SmtpConnection:
     """One authenticated SMTP session; a context manager that always closes the socket."""
 
@@ -228,8 +233,9 @@ class SmtpConnection:
         """Deliver one message (``data`` with CRLF line ends) to all ``recipients`` or to none.
 
         Raises RecipientsRefused when any recipient is refused (the transaction is
-        reset, so nothing is delivered), MailError for any other failure, including a
-        reply other than 250 at the end of DATA.
+        reset, so nothing is delivered), DeliveryInDoubt when the whole message went to
+        the server but no reply came (it may have been delivered), MailError for any
+        other failure, including a reply other than 250 at the end of DATA.
         """
         smtp = self._smtp
         assert smtp is not None, "send() outside the connection context"
@@ -249,17 +255,33 @@ class SmtpConnection:
             if refused:
                 smtp.rset()
                 raise RecipientsRefused(refused)
-            # smtplib returns the reply to the end of DATA unchecked: only 250 means the server took it.
-            code, resp = smtp.data(data)
-            if code != 250:
-                raise MailError(f"the SMTP server did not accept the message: "
-                                f"{code} {resp.decode('utf-8', 'replace')}",
-                                hint="nothing of it was delivered; "
-                                     "once the server accepts mail, run again with --resume")
+            code, resp = smtp.docmd("DATA")
+            if code != 354:
+                raise MailError(f"the SMTP server refused DATA: {code} {resp.decode('utf-8', 'replace')}",
+                                hint="nothing of it was delivered; once the server accepts mail, run again "
+                                     "with --resume")
+            smtp.send(_dot_stuffed(data))
         except MailError:
             raise
         except BaseException as exc:
             raise _mail_error(exc, self.settings) from None
+        # The whole message went to the server: from here on, only a reply says what became of it.
+        try:
+            code, resp = smtp.getreply()
+        except OSError as exc:  # closed, reset or timed out: no reply at all
+            raise DeliveryInDoubt(f"{self.settings.describe()} took the whole message but gave no answer ({exc})",
+                                  hint="it may have been delivered") from None
+        if code != 250:
+            raise MailError(f"the SMTP server did not accept the message: {code} {resp.decode('utf-8', 'replace')}",
+                            hint="nothing of it was delivered; once the server accepts mail, run again with --resume")
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """``data`` as DATA sends it: lines starting with a dot get another, then the ending ``.`` line."""
+    body = re.sub(rb"(?m)^\.", b"..", data)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
 
 
 def _is_8bit(data: bytes) -> bool:

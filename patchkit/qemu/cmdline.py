@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from patchkit.coverage.trace import trace_args
 from patchkit.errors import BootError
 
 SEABIOS_LOG = "seabios.log"
@@ -46,6 +47,15 @@ VIRTIO_BLK_PROPERTIES = {
     "disable-legacy": "onoffauto", "disable-modern": "bool", "write-cache": "onoffauto", "serial": "str",
 }
 _WORDS = {"bool": ("on", "off"), "onoffauto": ("on", "off", "auto")}
+# The int properties' ranges as QEMU 7.2 accepts them (low, high, power of two), so a value it refuses is
+# refused when the manifest is read, not as a NOT RUN cell.
+INT_RANGES = {
+    "queue-size": (4, 1024, True), "num-queues": (1, 1024, False),
+    "logical_block_size": (512, 2 << 20, True), "physical_block_size": (512, 2 << 20, True),
+    "min_io_size": (0, 1 << 25, False), "opt_io_size": (0, 1 << 30, False),
+    "cyls": (1, 65535, False), "heads": (1, 255, False), "secs": (1, 255, False),
+    "lcyls": (1, 65535, False), "lheads": (1, 255, False), "lsecs": (1, 63, False),
+}
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,7 @@ class MachineSpec:
     strict_boot: bool = True  # False: QEMU's default boot order (SeaBIOS drives every virtio disk)
     memory_mib: int = 128
     qemu: str = "qemu-system-x86_64"
+    trace: bool = False  # log the guest code QEMU translates (patchkit.coverage.trace), for coverage
 
 
 def rom_boot_spec(rom: Path, drives: tuple[Drive, ...], accel: str = "tcg") -> MachineSpec:
@@ -137,6 +148,16 @@ def check_spec(spec: MachineSpec) -> MachineSpec:
     return spec
 
 
+def slot_problem(machine: str, addr: str, of: str = "") -> str | None:
+    """Why PCI address ``addr`` (slot.function on bus 0) cannot hold a disk (``of``: its name) on ``machine``."""
+    slot = int(addr[:2], 16)
+    if slot in RESERVED_SLOTS[machine] or slot > 0x1F:
+        taken = ", ".join(f"{slot:02x}" for slot in RESERVED_SLOTS[machine])
+        where = f"PCI slot {addr}" + (f" of {of}" if of else "")
+        return f"{where} is not free on -machine {machine} (slots 00-1f; {taken} hold its own devices)"
+    return None
+
+
 def _check_drive(machine: str, drive: Drive) -> None:
     """A virtio drive's address and properties; other interfaces take neither."""
     if drive.interface != "virtio":
@@ -145,10 +166,8 @@ def _check_drive(machine: str, drive: Drive) -> None:
         return
     if not PCI_ADDR.fullmatch(drive.pci_addr):
         raise BootError(f"PCI address {drive.pci_addr!r} of {drive.path.name} is not slot.function (e.g. 04.0)")
-    if int(drive.pci_addr[:2], 16) in RESERVED_SLOTS[machine] or int(drive.pci_addr[:2], 16) > 0x1F:
-        taken = ", ".join(f"{slot:02x}" for slot in RESERVED_SLOTS[machine])
-        raise BootError(f"PCI slot {drive.pci_addr} of {drive.path.name} is not free on -machine {machine} "
-                        f"(slots 00-1f; {taken} hold the machine's own devices)")
+    if problem := slot_problem(machine, drive.pci_addr, drive.path.name):
+        raise BootError(problem)
     for name, value in drive.properties:
         if problem := property_problem(name, value):
             raise BootError(f"virtio disk {drive.path.name}: {problem}")
@@ -161,8 +180,14 @@ def property_problem(name: str, value: str) -> str | None:
         return (f"virtio-blk-pci property {name!r} is not one a configuration may set "
                 f"(allowed: {', '.join(sorted(VIRTIO_BLK_PROPERTIES))}; bootindex, addr and romfile are decided "
                 "by patchkit so that only the ROM under test can boot the guest disk)")
-    if kind == "int" and not value.isdigit():
-        return f"virtio-blk-pci property {name} takes a number, got {value!r}"
+    if kind == "int":
+        if not (value.isascii() and value.isdigit()):
+            return f"virtio-blk-pci property {name} takes a number, got {value!r}"
+        low, high, power_of_two = INT_RANGES[name]
+        number = int(value)
+        if not low <= number <= high or (power_of_two and number & (number - 1)):
+            kind_of = "a power of two " if power_of_two else ""
+            return f"virtio-blk-pci property {name} takes {kind_of}from {low} to {high} (QEMU's limits), got {value}"
     if kind in _WORDS and value not in _WORDS[kind]:
         return f"virtio-blk-pci property {name} takes {'/'.join(_WORDS[kind])}, got {value!r}"
     if kind == "str" and ("," in value or not value.isprintable()):
@@ -170,10 +195,17 @@ def property_problem(name: str, value: str) -> str | None:
     return None
 
 
-def qemu_argv(spec: MachineSpec, *, monitor_fd: int) -> list[str]:
+def qemu_argv(spec: MachineSpec, *, monitor_fd: int | None) -> list[str]:
     """The full argv for ``spec`` (checked with check_spec first), its QMP monitor on the inherited
-    connected socket ``monitor_fd``."""
+    connected socket ``monitor_fd``; None: the form run by hand (reproduce.sh), the human monitor
+    multiplexed with the serial on the terminal (Ctrl-A c switches, Ctrl-A x quits)."""
     check_spec(spec)
+    if monitor_fd is None:
+        console = ["-chardev", "stdio,id=serial0,mux=on,signal=off", "-serial", "chardev:serial0",
+                   "-mon", "chardev=serial0,mode=readline"]
+    else:
+        console = ["-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0",
+                   "-chardev", f"socket,id=qmp,fd={monitor_fd}", "-mon", "chardev=qmp,mode=control"]
     argv = [
         spec.qemu,
         "-nodefaults",
@@ -183,12 +215,9 @@ def qemu_argv(spec: MachineSpec, *, monitor_fd: int) -> list[str]:
         "-vga", "std",
         "-display", "none",
         # Serial (SeaBIOS mirrors the text screen here) on QEMU's stdout.
-        "-chardev", "stdio,id=serial0,signal=off",
-        "-serial", "chardev:serial0",
+        *console,
         "-chardev", f"file,id=dbg,path={SEABIOS_LOG}",
         "-device", "isa-debugcon,iobase=0x402,chardev=dbg",
-        "-chardev", f"socket,id=qmp,fd={monitor_fd}",
-        "-mon", "chardev=qmp,mode=control",
         *(["-boot", "strict=on"] if spec.strict_boot else []),
         # Guest reboots and power-off stop the VM (status "shutdown") so the screen can still be taken.
         "-no-reboot",
@@ -196,12 +225,16 @@ def qemu_argv(spec: MachineSpec, *, monitor_fd: int) -> list[str]:
     ]
     ide_unit = 0
     for n, drive in enumerate(spec.drives):
-        if drive.blkdebug is not None:
+        if drive.blkdebug is not None and drive.format == "qcow2":
+            # raw on blkdebug on the qcow2: raw's requests (and blkdebug's events) are at the guest's offsets
+            image = (f"file.driver=blkdebug,file.config={_escape(drive.blkdebug)},file.image.driver=qcow2,"
+                     f"file.image.file.driver=file,file.image.file.filename={_escape(drive.path)},format=raw")
+        elif drive.blkdebug is not None:
             image = (f"file.driver=blkdebug,file.config={_escape(drive.blkdebug)},file.image.driver=file,"
-                     f"file.image.filename={_escape(drive.path)}")
+                     f"file.image.filename={_escape(drive.path)},format={drive.format}")
         else:
-            image = f"file={_escape(drive.path)}"
-        argv += ["-drive", f"{image},format={drive.format},if=none,id=disk{n}"
+            image = f"file={_escape(drive.path)},format={drive.format}"
+        argv += ["-drive", f"{image},if=none,id=disk{n}"
                  + (",readonly=on" if drive.readonly else "")]
         if drive.interface == "floppy":
             if spec.machine == "q35":  # q35 has no floppy controller of its own
@@ -229,6 +262,8 @@ def qemu_argv(spec: MachineSpec, *, monitor_fd: int) -> list[str]:
                 "-device", f"virtio-net-pci,netdev=net0,addr={spec.nic.pci_addr},romfile="]
     if spec.rom is not None:
         argv += ["-option-rom", f"{_escape(spec.rom)},bootindex=0"]
+    if spec.trace:
+        argv += trace_args(spec.memory_mib)
     return argv
 
 

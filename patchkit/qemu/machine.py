@@ -77,6 +77,16 @@ def keys_for(char: str) -> list[str]:
     raise BootError(f"cannot type {char!r} into the guest")
 
 
+def typable(text: str) -> bool:
+    """Whether type_text can type ``text`` (keys_for knows each character)."""
+    try:
+        for char in text:
+            keys_for(char)
+    except BootError:
+        return False
+    return True
+
+
 class Machine:
     """One QEMU process for ``spec``, its QMP connection and its serial console."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchkit.coverage.collect import SeriesCoverage, collect
 from patchkit.errors import PatchkitError
 from patchkit.figures import format_figure
 from patchkit.git import rangediff
@@ -87,6 +88,8 @@ class ReportData:
     bench: BenchTable | None
     bench_note: str
     cover: str
+    coverage: SeriesCoverage | None = None  # the changed lines the cells ran (`patchkit test --coverage`)
+    coverage_note: str = ""
 
 
 def gather(project: Project, series: Series, version: int | None = None, *, with_range_diff: bool = True) -> ReportData:
@@ -108,11 +111,18 @@ def gather(project: Project, series: Series, version: int | None = None, *, with
         except PatchkitError as exc:
             range_note = f"not available: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
     bench, bench_note = latest_bench(project.root)
+    coverage, coverage_note = None, "not measured for this revision (`patchkit test --matrix --coverage`)"
+    try:
+        with project.store.results() as results:
+            coverage = collect(results, v)
+    except PatchkitError as exc:
+        coverage_note = f"not available: {exc.message}"
     return ReportData(
         series=v, revision=revision, matrix=matrix(v, history), builds=builds,
         build_note="" if builds else f"not recorded for this revision (`patchkit build --each-patch {series.name}`)",
         range_diff=range_text, range_note=range_note, review=reviews(project.store, series).get(number),
         bench=bench, bench_note=bench_note, cover=re.sub(r"\n{3,}", "\n\n", cover_text(v, "")),
+        coverage=coverage, coverage_note="" if coverage else coverage_note,
     )
 
 

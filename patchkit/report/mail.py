@@ -25,7 +25,7 @@ from email.utils import formatdate, make_msgid, parseaddr
 from patchkit.errors import MailError
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import POLICY, Envelope
-from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection, SmtpSettings, read_sender, read_settings
 from patchkit.project import Project
 from patchkit.report.data import ReportData, Run, gather
 from patchkit.series.io import available_versions
@@ -162,6 +162,10 @@ def _deliver(journal: Journal, settings: SmtpSettings, mail: ReportMail, revisio
             journal.attempt(conn, parseaddr(mail.envelope.sender)[1], recipients, mid, mail.as_bytes("\r\n"))
     except JournalError:
         raise  # the attempt was not journaled, so nothing went to the server
+    except DeliveryInDoubt as exc:
+        raise MailError(f"the report {mid} may have been delivered: {exc.message}",
+                        hint="check the list archive or your sent mail; `patchkit report --mail --resend` sends it "
+                             "again (`patchkit status` shows it in doubt)") from exc
     except MailError as exc:
         raise MailError(f"the report was not sent: {exc.message}",  # send-email's hints speak of --resume
                         hint="nothing of it was delivered: fix what the server objected to (the manifest's "

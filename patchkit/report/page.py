@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 
+from patchkit.coverage.collect import LineCoverage
 from patchkit.report.data import Matrix, ReportData, Run
 from patchkit.review.comments import diff_lines
 from patchkit.series.model import Patch
@@ -34,6 +36,8 @@ img.shot{display:block;width:320px;max-width:100%;image-rendering:pixelated;bord
 article.patch{border:1px solid #ddd;border-radius:6px;padding:0 1rem 1rem;margin:1.2rem 0}
 .trailers{color:#176f2c}.comment{border-left:3px solid #e0a800;padding-left:.6rem;margin:.6rem 0}
 .comment.open{border-color:#b3261e}.quote{color:#555}details summary{cursor:pointer}
+.cov{font-size:85%;margin-left:1.2rem;padding:0 .3rem;border-radius:3px}.cov.ran{color:#176f2c;background:#dff3e4}
+.cov.miss{color:#fff;background:#b3261e}
 """
 
 
@@ -144,6 +148,13 @@ def _patches(data: ReportData) -> str:
     s = data.series
     total = len(s.patches)
     parts = ["<section id=\"patches\"><h2>Patches</h2>"]
+    cov = data.coverage
+    if cov is not None:
+        without = f"; tested without coverage: {', '.join(cov.without)}" if cov.without else ""
+        parts.append(f"<p class=\"meta\">coverage: {escape(cov.figure())}{escape(without)}: each added line "
+                     "with code is marked with the cells that ran it, or <span class=\"cov miss\">not run</span></p>")
+    else:
+        parts.append(f"<p class=\"meta\">coverage: {escape(data.coverage_note)}</p>")
     if data.build_note:
         parts.append(f"<p class=\"meta\">build per patch: {escape(data.build_note)}</p>")
     for i, patch in enumerate(s.patches, 1):
@@ -160,13 +171,18 @@ def _patches(data: ReportData) -> str:
         if data.review is not None:
             parts.append(_review_block(data, i))
         parts.append(f"<pre class=\"msg\">{escape(patch.message)}</pre>")
-        parts.append(f"<pre class=\"diff\">{highlight_diff(patch)}</pre></article>")
+        marks = {} if cov is None else {(c.path, c.patch_line): c for c in cov.of_patch(i)}
+        if cov is not None:
+            ran = sum(1 for c in marks.values() if c.cells)
+            parts.append(f"<p class=\"build\">coverage: <b>{ran} of {len(marks)}</b> changed lines ran</p>")
+        parts.append(f"<pre class=\"diff\">{highlight_diff(patch, marks)}</pre></article>")
     parts.append("</section>")
     return "".join(parts)
 
 
-def highlight_diff(patch: Patch) -> str:
-    """The diff as HTML spans (file headers, hunks, added and removed lines) with new-side line numbers."""
+def highlight_diff(patch: Patch, coverage: Mapping[tuple[str, int], LineCoverage] | None = None) -> str:
+    """The diff as HTML spans (file headers, hunks, added and removed lines) with new-side line numbers;
+    an added line in ``coverage`` (by path and new-side number) is marked with the cells that ran it."""
     table = diff_lines(patch.diff)
     out = []
     # diff_lines also numbers the empty line after the diff's last newline: zip stops before it.
@@ -179,12 +195,24 @@ def highlight_diff(patch: Patch) -> str:
         elif line.startswith("@@"):
             out.append(f"{ln}<span class=\"hunk\">{text}</span>")
         elif line.startswith("+"):
-            out.append(f"{ln}<span class=\"add\">{text}</span>")
+            out.append(f"{ln}<span class=\"add\">{text}</span>" + _coverage_mark((coverage or {}).get(
+                (entry.file, entry.new or 0))))
         elif line.startswith("-"):
             out.append(f"{ln}<span class=\"del\">{text}</span>")
         else:
             out.append(f"{ln}{text}")
     return "\n".join(out)
+
+
+def _coverage_mark(line: LineCoverage | None) -> str:
+    """After an added line: the cells that ran it, "not run", or nothing (no code, or changed by a later patch)."""
+    if line is None:
+        return ""
+    if not line.cells:
+        return "<span class=\"cov miss\">not run</span>"
+    shown = ", ".join(line.cells[:3]) + (f" +{len(line.cells) - 3}" if len(line.cells) > 3 else "")
+    return (f"<span class=\"cov ran\" title=\"{escape(', '.join(line.cells))}\">ran: "
+            f"{escape(shown)}</span>")
 
 
 def _review_block(data: ReportData, index: int) -> str:
@@ -204,8 +232,9 @@ def _review_block(data: ReportData, index: int) -> str:
                      + (f"<pre class=\"quote\">{quote}</pre>" if quote else "")
                      + f"<pre>{escape(rc.comment.text)}</pre></div>")
     if index == 0 and review.mismatches:
-        items = "".join(f"<li>{escape(t.text())} from {escape(sender)}</li>" for t, sender, _ in review.mismatches)
-        parts.append(f"<details><summary>trailers not collected (they name someone else)</summary><ul>{items}</ul>"
+        items = "".join(f"<li>{escape(m.trailer.text())} from {escape(m.sender)} ({escape(m.why)})</li>"
+                        for m in review.mismatches)
+        parts.append(f"<details><summary>trailers not collected</summary><ul>{items}</ul>"
                      "</details>")
     if not parts:
         return ""

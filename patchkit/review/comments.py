@@ -11,7 +11,9 @@ and the hunk; a quote of the commit message maps to "commit message".
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from patchkit.review.trailers import find_trailers
@@ -92,11 +94,17 @@ def diff_lines(diff: str) -> list[DiffLine]:
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _table(diff: str) -> tuple[DiffLine, ...]:
+    """diff_lines of a patch, made once for all the replies to it (a reply costs its own length only)."""
+    return tuple(diff_lines(diff))
+
+
 def comments(body: str, diff: str | None, message: str = "") -> list[Comment]:
     """The comments of a reply's ``body``; quotes are placed in ``diff`` (None for a cover letter)."""
     text = body.split("\n-- \n", 1)[0]
     lines = text.split("\n")
-    table = diff_lines(diff) if diff else []
+    table = _table(diff) if diff else ()
     message_lines = {_norm(line) for line in message.split("\n") if line.strip()}
     out: list[Comment] = []
     quote: list[str] = []
@@ -145,7 +153,7 @@ def _norm(line: str) -> str:
     return " ".join(line.split())
 
 
-def _place(quote: list[str], table: list[DiffLine], message_lines: set[str]) -> Place:
+def _place(quote: list[str], table: Sequence[DiffLine], message_lines: set[str]) -> Place:
     """The diff line the quote ends on, disambiguated by the quoted lines above it."""
     quoted = [_norm(q) for q in quote if q.strip()]
     if not quoted:

@@ -6,19 +6,24 @@
   a folder exported by a mail client): every message in it, split on ``From <who> <date>`` lines;
 - any other file: one message (``.eml`` as mail clients save them).
 
+Only regular files (or symlinks to them) of at most MAX_BYTES are read: a FIFO or a device
+would block or never end.
+
 Each message comes with where it was found (``file``, ``file#N`` for the Nth of an
 mbox), so problems can name it.
 """
 
 from __future__ import annotations
 
-import mailbox
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 _SEPARATOR = re.compile(rb"^From \S+ .*\d")
+MAX_BYTES = 256 << 20  # a mail file or mailbox read at most: beyond, it is refused (memory)
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,10 @@ def _read(path: Path) -> Iterator[RawMail | ReadProblem]:
         for f in files:
             yield from _read(f)
     else:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            yield ReadProblem(str(path), f"cannot be read: {exc.strerror}")
-            return
-        if data.startswith(b"From ") and not data.startswith(b"From: "):
+        data = read_regular(path)
+        if isinstance(data, ReadProblem):
+            yield data
+        elif data.startswith(b"From ") and not data.startswith(b"From: "):
             yield from _mbox(path, data)
         elif not data.strip():
             yield ReadProblem(str(path), "empty file")
@@ -75,17 +78,41 @@ def _read(path: Path) -> Iterator[RawMail | ReadProblem]:
             yield RawMail(str(path), data)
 
 
-def _maildir(path: Path) -> Iterator[RawMail | ReadProblem]:
-    box = mailbox.Maildir(path, factory=None, create=False)
-    keys = sorted(box.keys())
-    if not keys:
-        yield ReadProblem(str(path), "an empty maildir")
-    for key in keys:
+def read_regular(path: Path, limit: int = MAX_BYTES) -> bytes | ReadProblem:
+    """The bytes of regular file ``path`` (a symlink to one is fine), at most ``limit``: a FIFO would block
+    and /dev/zero never end, so anything else is a ReadProblem, and so is a larger file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        return ReadProblem(str(path), f"cannot be read: {exc.strerror}")
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "not a regular file")
+            return ReadProblem(str(path), f"{kind}: only regular files are read as mail")
+        too_big = ReadProblem(str(path), f"larger than {limit >> 20} MiB: not read (split the mailbox)")
+        if os.fstat(fd).st_size > limit:
+            return too_big
         try:
-            with box.get_file(key) as f:
-                yield RawMail(f"{path}/{key}", f.read())
+            data = f.read(limit + 1)
         except OSError as exc:
-            yield ReadProblem(f"{path}/{key}", f"cannot be read: {exc.strerror}")
+            return ReadProblem(str(path), f"cannot be read: {exc.strerror}")
+    if len(data) > limit:
+        return too_big
+    return data
+
+
+def _maildir(path: Path) -> Iterator[RawMail | ReadProblem]:
+    """A maildir's messages (cur/ and new/), by their keys: the file names up to maildir's ``:`` info."""
+    files = sorted((f.name.split(":")[0], f) for sub in ("cur", "new") if (path / sub).is_dir()
+                   for f in (path / sub).iterdir() if not f.name.startswith("."))
+    if not files:
+        yield ReadProblem(str(path), "an empty maildir")
+    for key, f in files:
+        data = read_regular(f)
+        where = f"{path}/{key}"
+        yield ReadProblem(where, data.problem) if isinstance(data, ReadProblem) else RawMail(where, data)
 
 
 def _mbox(path: Path, data: bytes) -> Iterator[RawMail]:

@@ -76,8 +76,8 @@ def review_lines(store: Store, series: Series, version: int | None = None) -> li
                     lines.append(f"      {rc.comment.place.hunk}")
                 lines += [f"      > {q}" for q in rc.comment.quote]
                 lines += [f"      {t}" for t in rc.comment.text.split("\n")]
-        for trailer, sender, mid in review.mismatches:
-            lines.append(f"  not collected: {trailer.text()} in {mid} from {sender} (names someone else)")
+        for m in review.mismatches:
+            lines.append(f"  not collected: {m.trailer.text()} in {m.message_id} from {m.sender} ({m.why})")
     if not lines:
         lines.append(f"{series.name}: no replies to v{version}")
     return lines

@@ -28,7 +28,7 @@ from patchkit.mailer.journal import Journal
 from patchkit.review.comments import Comment, Place, comments
 from patchkit.review.mailbox import RawMail, read_paths
 from patchkit.review.message import Mail, MalformedMail, parse_mail
-from patchkit.review.trailers import Collected, Trailer, find_trailers, merge, own_trailer
+from patchkit.review.trailers import Collected, Trailer, find_trailers, merge, refusal, unsafe_trailers
 from patchkit.series.io import available_versions, load_version
 from patchkit.series.model import Series
 from patchkit.store import Store, atomic_write
@@ -84,6 +84,16 @@ class ReviewComment:
         return not self.answered
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """A trailer in a reply that was not collected, and why (see trailers.refusal)."""
+
+    trailer: Trailer
+    sender: str
+    message_id: str
+    why: str
+
+
 @dataclass
 class PatchReview:
     """What the replies to one sent version say about one patch (index 0 = the cover letter)."""
@@ -101,7 +111,7 @@ class Review:
     series: str
     version: int
     patches: list[PatchReview]  # [0] is the cover letter
-    mismatches: list[tuple[Trailer, str, str]] = field(default_factory=list)  # trailer, sender, Message-ID
+    mismatches: list[Mismatch] = field(default_factory=list)  # trailers in replies that were not collected
     replies: int = 0
 
     @property
@@ -169,6 +179,10 @@ def import_replies(store: Store, paths: list[Path], series_names: list[str]) -> 
         except Exception as exc:  # a broken mail must be reported, never end the import
             report.malformed.append(Problem(item.where, f"cannot be parsed: {type(exc).__name__}: {exc}"))
             continue
+        if unsafe := unsafe_trailers(mail.body):
+            report.malformed.append(Problem(item.where, f"{mail.message_id}: trailer {unsafe[0].text()!r} holds a "
+                                                        "control character: not imported (ask for the reply again)"))
+            continue
         if mail.defects:
             report.warnings.append(Problem(item.where, f"{mail.message_id}: read despite: {', '.join(mail.defects)}"))
         parsed.append((item, mail))
@@ -226,24 +240,36 @@ def _keep(store: Store, series: str, message_id: str, data: bytes) -> Path:
 
 
 def reviews(store: Store, series: Series) -> dict[int, Review]:
-    """The review of every sent version of ``series`` that has replies, by version number."""
+    """The review of every sent version of ``series`` that has replies, by version number.
+
+    Linear in the replies (anyone can post many): each version is read once, each reply's target
+    found once, and each patch's trailers merged once at the end.
+    """
     sent = sent_messages(store, [series.name])
     mails = {m.message_id: m for m in stored_replies(store, series.name)}
     if not mails:
         return {}
-    authors = {p.author_email.lower() for n in available_versions(series) for p in _version(series, n).patches}
+    loaded: dict[int, Series] = {}
+
+    def version(number: int) -> Series:
+        if number not in loaded:
+            loaded[number] = _version(series, number)
+        return loaded[number]
+
+    authors = {p.author_email.lower() for n in available_versions(series) for p in version(n).patches}
     answered_by_series = {m.parents[0] for m in mails.values() if m.parents and m.from_email.lower() in authors}
-    targets: dict[str, Sent] = {}
-    for mid, mail in mails.items():
-        target = _target(mail, sent, mails)
-        if target is not None:
-            targets[mid] = target
+    targets: dict[str, Sent | None] = {}
+    for mid in mails:
+        _target(mid, sent, mails, targets)
     out: dict[int, Review] = {}
-    for mid, target in targets.items():
-        mail = mails[mid]
+    given_to: dict[tuple[int, int], list[tuple[Trailer, str, str]]] = {}  # (version, patch) -> what replies gave
+    for mid, mail in mails.items():
+        target = targets[mid]
+        if target is None:
+            continue
         review = out.get(target.version)
         if review is None:
-            review = out[target.version] = _empty_review(series, target.version)
+            review = out[target.version] = _empty_review(version(target.version), target.version)
         if target.index >= len(review.patches):
             continue  # the journal names more messages than the frozen version has patches
         review.replies += 1
@@ -255,22 +281,23 @@ def reviews(store: Store, series: Series) -> dict[int, Review]:
             continue
         given = []
         for t in find_trailers(mail.body):
-            if own_trailer(t, mail.from_name, mail.from_email):
+            why = refusal(t, mail.from_name, mail.from_email)
+            if why is None:
                 given.append(t)
             else:
-                review.mismatches.append((t, mail.sender, mid))
+                review.mismatches.append(Mismatch(t, mail.sender, mid, why))
         for n in range(1, len(review.patches)) if target.index == 0 else [target.index]:
-            review.patches[n].trailers = merge(
-                [(c.trailer, s, c.given_by) for c in review.patches[n].trailers for s in c.sources]
-                + [(t, mid, mail.sender) for t in given])
+            given_to.setdefault((target.version, n), []).extend((t, mid, mail.sender) for t in given)
         if mail.from_email.lower() in authors:
             continue  # the series' own answers are not review comments
-        patch = _version(series, target.version).patches[target.index - 1] if target.index else None
+        patch = version(target.version).patches[target.index - 1] if target.index else None
         for c in comments(mail.body, patch.diff if patch else None, patch.message if patch else ""):
             if given and not c.quote:
                 continue  # "Looks good" beside a trailer is the trailer's note, not a comment to answer
             review.patches[target.index].comments.append(
                 ReviewComment(c, mail.sender, mid, mail.date, target.version, target.index, answered))
+    for (number, n), items in given_to.items():
+        out[number].patches[n].trailers = merge(items)
     return out
 
 
@@ -279,14 +306,29 @@ def is_patch(mail: Mail) -> bool:
     return bool(_DIFF.search(mail.body)) and not _REPLY.match(mail.subject)
 
 
-def _target(mail: Mail, sent: dict[str, Sent], mails: dict[str, Mail]) -> Sent | None:
-    seen, current = {mail.message_id}, mail
-    while (parent := _known_parent(current, sent, mails, seen)) is not None:
+def _target(mid: str, sent: dict[str, Sent], mails: dict[str, Mail], targets: dict[str, Sent | None]) -> Sent | None:
+    """The sent message reply ``mid`` answers, through the replies it answers; kept in ``targets`` for each reply
+    on the way, so every reply is followed once however long the chains."""
+    chain: list[str] = []
+    seen = {mid}
+    current: str | None = mid
+    found: Sent | None = None
+    while current is not None:
+        if current in targets:
+            found = targets[current]
+            break
+        chain.append(current)
+        parent = _known_parent(mails[current], sent, mails, seen)
+        if parent is None:
+            break
         if parent in sent:
-            return sent[parent]
+            found = sent[parent]
+            break
         seen.add(parent)
-        current = mails[parent]
-    return None
+        current = parent
+    for link in chain:
+        targets[link] = found
+    return found
 
 
 def _version(series: Series, number: int) -> Series:
@@ -296,8 +338,7 @@ def _version(series: Series, number: int) -> Series:
         return series
 
 
-def _empty_review(series: Series, number: int) -> Review:
-    v = _version(series, number)
+def _empty_review(v: Series, number: int) -> Review:
     heads = [PatchReview(0, v.cover_title or "cover letter")]
     heads += [PatchReview(i, p.subject) for i, p in enumerate(v.patches, 1)]
-    return Review(series.name, number, heads)
+    return Review(v.name, number, heads)

@@ -6,9 +6,10 @@ least two characters; quoted lines (``>``) never match. A person trailer (any
 ``Xxx-by:``, ``Cc:`` ...) must carry an e-mail address; a value with a URL counts only
 for ``Link:``, ``BugLink:`` and ``Closes:``; ``Fixes:`` needs a commit hash; mail headers
 pasted into a reply (From, To, Cc, Date, Subject, Message-ID, ...) are not trailers;
-nothing below the ``-- `` signature line counts. As b4 does, a person trailer whose
-name and address both differ from the reply's From is not collected (reported as a
-mismatch): a reviewer gives trailers for themself.
+nothing below the ``-- `` signature line counts. A reviewer gives trailers for
+themself: a person trailer is collected only with the reply's own From address (b4 also
+takes a matching name), and a Signed-off-by never (see ``refusal``); the others are
+reported, with why.
 
 Duplicates (same name, same value ignoring case) are merged, keeping the first.
 """
@@ -26,6 +27,8 @@ _HEADERS = {"from", "author", "cc", "to", "date", "subject", "subscribe", "unsub
             "change-id", "message-id", "in-reply-to", "references"}
 _LINKS = {"link", "buglink", "closes"}
 _NON_PERSON = _LINKS | {"fixes", "obsoleted-by"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_QP = re.compile(r"=[0-9A-F]{2}|=$")  # quoted-printable left undecoded: =40 for @, =3D, a soft break
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,16 @@ class Collected:
 
 
 def find_trailers(body: str) -> list[Trailer]:
-    """The follow-up trailers of a reply's text, in order."""
+    """The follow-up trailers of a reply's text, in order (none holding a control character: see unsafe_trailers)."""
+    return [t for t in _candidates(body) if not _CONTROL.search(t.text())]
+
+
+def unsafe_trailers(body: str) -> list[Trailer]:
+    """Trailers of a reply that hold a control character (a NUL would end up in the patch and break git)."""
+    return [t for t in _candidates(body) if _CONTROL.search(t.text())]
+
+
+def _candidates(body: str) -> list[Trailer]:
     text = body.split("\n-- \n", 1)[0]
     # Unwrap "Reviewed-by: Long Name\n<addr>" as b4 does.
     text = re.sub(r"^(\S+:\s+[^<\n]+)\n(<[^>\n]+>)$", r"\1 \2", text, flags=re.MULTILINE)
@@ -85,14 +97,25 @@ def find_trailers(body: str) -> list[Trailer]:
     return found
 
 
-def own_trailer(trailer: Trailer, from_name: str, from_email: str) -> bool:
-    """Whether a reply from ``from_name <from_email>`` may give ``trailer`` (b4's non-sloppy check)."""
+def refusal(trailer: Trailer, from_name: str, from_email: str) -> str | None:
+    """Why a reply from ``from_name <from_email>`` may not give ``trailer``; None when it may.
+
+    Stricter than b4: a Signed-off-by is never collected from a reply (it is a DCO line: whoever
+    sends the patch adds their own), and a person trailer must carry the sender's own address (a
+    matching display name with another address is flagged, not collected).
+    """
+    if trailer.name.lower() == "signed-off-by":
+        return "a Signed-off-by is added by whoever sends the patch (the DCO), never taken from a reply"
+    if _QP.search(trailer.value):
+        return "still quoted-printable encoded (the mail's encoding is broken): check the reply"
     addr = trailer.address
     if addr is None or not _ADDRESS.search(trailer.value):
-        return True  # not a person trailer (Link:, Fixes:)
+        return None  # not a person trailer (Link:, Fixes:)
     if addr[1].lower() == from_email.lower():
-        return True
-    return bool(addr[0]) and addr[0].lower() == from_name.lower()
+        return None
+    if addr[0] and addr[0].lower() == from_name.lower():
+        return f"its address is not the sender's ({from_email}): only the sender's own address is collected"
+    return "names someone else"
 
 
 def merge(items: list[tuple[Trailer, str, str]]) -> list[Collected]:

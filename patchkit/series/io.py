@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import posixpath
 import re
 import shutil
@@ -22,7 +23,8 @@ import unidiff
 
 from patchkit.errors import SeriesError
 from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES
-from patchkit.qemu.cmdline import PCI_ADDR, property_problem
+from patchkit.qemu.cmdline import PCI_ADDR, property_problem, slot_problem
+from patchkit.qemu.machine import typable
 from patchkit.series.model import (
     BOOT_MODES,
     DEFAULT_DISK_ADDR,
@@ -30,6 +32,7 @@ from patchkit.series.model import (
     HOLD_VIAS,
     MACHINES,
     Config,
+    CoverageGate,
     Hold,
     ImageEntry,
     InjectError,
@@ -53,6 +56,7 @@ _CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "d
                 "expect_failure", "blank_virtio_blk", "kept_disks")
 # blkdebug events a fault may name (QEMU's BlkdebugEvent values for guest requests).
 _BLKDEBUG_EVENTS = ("read_aio", "write_aio", "flush_to_disk")
+MAX_ERRNO = 133  # Linux's highest errno (EHWPOISON)
 
 
 def load_series(directory: Path) -> Series:
@@ -93,7 +97,7 @@ def load_series(directory: Path) -> Series:
         subject_prefix=m.get("subject_prefix", str, "PATCH"), to=m.get_strs("to"), cc=m.get_strs("cc"),
         guests=guests, version=version, versions=versions,
         cover_title=title, cover_body=body, patches=patches, path=directory,
-        configs=_configs(m, guests, [i.name for i in images]), images=images,
+        configs=_configs(m, guests, [i.name for i in images]), images=images, coverage=_coverage(m),
     )
 
 
@@ -360,7 +364,7 @@ class _Manifest:
 
 
 _TOP_KEYS = ("name", "upstream", "base", "subject_prefix", "to", "cc", "guests", "version", "patches", "versions",
-             "configs", "images")
+             "configs", "images", "coverage")
 _VERSION_KEYS = ("number", "changelog", "sent", "tag")
 
 
@@ -430,6 +434,10 @@ def _images(m: _Manifest) -> list[ImageEntry]:
                                "and not a built-in guest's")
         if any(i.name == name for i in images):
             raise fail("name", f"a second image named {name!r}")
+        path = entry["path"]
+        if not path.startswith(("/", "~")) and posixpath.normpath(posixpath.join("series/x", path)).startswith(".."):
+            raise fail("path", f"image path {path!r} leaves the project: keep a relative path inside it "
+                               "(an image elsewhere: its absolute path, allowed with `patchkit test --image-dir DIR`)")
         for key in ("expect", "fail"):
             value = entry.get(key)
             if value is None:
@@ -442,8 +450,8 @@ def _images(m: _Manifest) -> list[ImageEntry]:
                 raise fail(key, f"'{key}' is not a regular expression: {exc}") from exc
         timeout = entry.get("timeout")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout <= 0):
-            raise fail("timeout", f"'timeout' must be a positive number of seconds, got {timeout!r}")
+                                    or not math.isfinite(timeout) or timeout <= 0):
+            raise fail("timeout", f"'timeout' must be a positive, finite number of seconds, got {timeout!r}")
         images.append(ImageEntry(name, entry["path"], entry.get("expect"), entry.get("fail"), timeout))
     return images
 
@@ -538,6 +546,11 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
             if addr in seen:
                 raise t.fail(key, f"two disks at PCI address {addr}")
             seen.append(addr)
+    machine = t.choice("machine", MACHINES, "pc")
+    for key, addrs in (("disk_addr", (disk_addr,)), ("blank_disks", blank), ("bios_disks", busy)):
+        for addr in addrs:
+            if problem := slot_problem(machine, addr):
+                raise t.fail(key, problem)
     properties, blank_properties = _properties(t, "virtio_blk"), _properties(t, "blank_virtio_blk")
     if blank_properties and not blank:
         raise t.fail("blank_virtio_blk", "'blank_virtio_blk' sets properties of the blank disks: add `blank_disks`")
@@ -548,8 +561,9 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
                                        f"({', '.join(blank) or 'none'}): a kept disk is a blank one sanbooted "
                                        "with keep-san before the guest's disk")
     root_path = t.get("root_path", str, DEFAULT_ROOT_PATH)
-    if not root_path or not root_path.isprintable() or " " in root_path:
-        raise t.fail("root_path", f"'root_path' must be one word typed after `sanboot`, got {root_path!r}")
+    if not root_path or not root_path.isprintable() or " " in root_path or not typable(root_path):
+        raise t.fail("root_path", f"'root_path' must be one word typed after `sanboot` (letters, digits and the "
+                                  f"punctuation of a US keyboard), got {root_path!r}")
     refusal, failure = t.regex("expect_refusal"), t.regex("expect_failure")
     if refusal is not None and failure is not None:
         raise t.fail("expect_failure", "a configuration expects either a refusal by sanboot or a failure the guest "
@@ -559,7 +573,7 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
         raise t.fail("disk_shape", f"'disk_shape' must be a shape name, got {shape!r}")
     return Config(
         name=name, guests=tuple(guests), required=t.get("required", bool, True),
-        machine=t.choice("machine", MACHINES, "pc"), boot=t.choice("boot", BOOT_MODES, "strict"),
+        machine=machine, boot=t.choice("boot", BOOT_MODES, "strict"),
         root_path=root_path, disk_addr=disk_addr, blank_disks=blank, bios_disks=busy, virtio_blk=properties,
         readonly=t.get("readonly", bool, False), disk_shape=shape, expect_refusal=refusal,
         inject_error=_inject_error(t), hold=_hold(t), expect_failure=failure, blank_virtio_blk=blank_properties,
@@ -580,6 +594,9 @@ def _inject_error(t: _ConfigTable) -> InjectError | None:
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)) or negative:
             raise t.fail("inject_error", f"inject_error.{key} must be a {kind.__name__}, got {value!r}")
     fault = InjectError(**table)
+    if not 1 <= fault.errno <= MAX_ERRNO:
+        raise t.fail("inject_error", f"inject_error.errno must be an errno from 1 to {MAX_ERRNO} (5: EIO), got "
+                                     f"{fault.errno} (0 injects nothing: the cell would pass untested)")
     if fault.event not in _BLKDEBUG_EVENTS:
         raise t.fail("inject_error", f"inject_error.event must be one of {', '.join(_BLKDEBUG_EVENTS)}, "
                                      f"got {fault.event!r}")
@@ -657,6 +674,9 @@ def _manifest_data(series: Series) -> dict[str, Any]:
         versions.append(entry)
     if versions:
         data["versions"] = versions
+    if series.coverage is not None:
+        gate = {"min": series.coverage.min, "reasons": series.coverage.reasons}
+        data["coverage"] = {key: value for key, value in gate.items() if value not in (None, False)}
     if series.configs:
         data["configs"] = [_config_data(c, series.guests) for c in series.configs]
     if series.images:
@@ -701,3 +721,20 @@ def _write_if_changed(path: Path, text: str) -> None:
     if path.is_file() and path.read_bytes() == data:
         return
     atomic_write(path, data)
+
+
+def _coverage(m: _Manifest) -> CoverageGate | None:
+    """The ``[coverage]`` table: ``min`` (a percentage) and ``reasons`` (a boolean)."""
+    table = m.get("coverage", dict, None)
+    if table is None:
+        return None
+    for key in table:
+        if key not in ("min", "reasons"):
+            raise SeriesError(f"{m.at(key)}: unknown [coverage] key {key!r} (known: min, reasons)")
+    least = table.get("min")
+    if least is not None and (not isinstance(least, int) or isinstance(least, bool) or not 0 <= least <= 100):
+        raise SeriesError(f"{m.at('min')}: [coverage] min is a percentage, a whole number from 0 to 100")
+    reasons = table.get("reasons", False)
+    if not isinstance(reasons, bool):
+        raise SeriesError(f"{m.at('reasons')}: [coverage] reasons is true or false")
+    return CoverageGate(least, reasons)

@@ -234,6 +234,14 @@ class ImageEntry:
     timeout: float | None = None
 
 
+@dataclass(frozen=True)
+class CoverageGate:
+    """``[coverage]`` of the manifest: what send-email requires of the changed lines' coverage."""
+
+    min: int | None = None  # percent of the executable changed lines that some cell must have run
+    reasons: bool = False  # each line no cell ran needs a reason in the series' coverage-notes.txt
+
+
 @dataclass
 class Series:
     """A patch series: where it applies, who it goes to, its versions, cover letter and patches."""
@@ -253,6 +261,7 @@ class Series:
     path: Path | None = None
     configs: list[Config] = field(default_factory=list)  # as written in the manifest (may be empty)
     images: list[ImageEntry] = field(default_factory=list)  # [[images]]: users' own images as extra guests
+    coverage: CoverageGate | None = None  # [coverage]: a gate on the changed lines' coverage
 
     def revision_hash(self) -> str:
         """SHA-256 (hex) of the base commit and the patches' canonical bytes, in order.
