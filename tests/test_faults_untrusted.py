@@ -22,8 +22,10 @@ from fixtures.review import BOB, SentSeries, reply
 
 from patchkit.errors import PatchkitError, SeriesError
 from patchkit.guests.image import ImageGuest, ImageSpec
+from patchkit.mailer.gate import GateResult, tested_section
 from patchkit.mailer.send import send_email
 from patchkit.project import Project
+from patchkit.report.mail import mail_report
 from patchkit.review import thread
 from patchkit.review.mailbox import MAX_BYTES
 from patchkit.review.thread import ImportReport, import_replies, reviews
@@ -298,3 +300,24 @@ def test_many_replies_read_each_version_once(sent_series: SentSeries, tmp_path: 
     review = reviews(sent_series.mp.store, sent_series.mp.series())[2]
     assert review.replies == 60 and sum(len(p.trailers) for p in review.patches) == 60
     assert sorted(loads) == sorted(set(loads))  # each version once, not once a reply
+
+
+# --- item 11: ad-hoc --image runs are kept apart from the series' cells ----------------------
+
+
+def test_adhoc_image_runs_stay_out_of_the_report_and_the_cover(sent_series: SentSeries, tmp_path: Path) -> None:
+    ss = sent_series
+    ss.mp.record(["image:my-private-disk.qcow2"], passed=False)  # what `test --image` records
+    mail = mail_report(ss.mp.project, ss.mp.series(), None, dry_run=True, smtp={})
+    body = mail.message.get_content()
+    assert "found no problems" in body and "my-private-disk" not in body
+    status, out = ss.mp.cli("report", "-o", tmp_path / "page")
+    assert status == 0, out
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "my-private-disk" not in page and "1 run(s) of your own images" in page
+    s = ss.mp.series()
+    with ss.mp.store.results() as results:
+        latest = results.latest_by_cell(s.name, s.revision_hash())
+    assert "my-private-disk" not in tested_section(s, s.revision_hash(), latest, GateResult([], None, []))
+    status, out = ss.mp.cli("status")
+    assert "image:my-private-disk.qcow2" in out  # status still lists it, as the README says

@@ -37,6 +37,7 @@ BOOT_FAILURES = (
     "Operating system not found", "Boot failed", "Kernel panic - not syncing", "No bootable device",
 )
 DEFAULT_TIMEOUT = 180.0
+ADHOC_PREFIX = "image:"  # the guest name of a `test --image` run: image:FILE-NAME (kept apart from the series')
 MAX_CHAIN = 8  # backing files behind an image, at most
 
 
@@ -54,7 +55,7 @@ class ImageSpec:
 
     @property
     def guest_name(self) -> str:
-        return self.name or f"image:{self.path.name}"
+        return self.name or f"{ADHOC_PREFIX}{self.path.name}"
 
 
 def compile_pattern(text: str, option: str) -> re.Pattern[str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from patchkit.errors import MailError
 from patchkit.guests import guest_class
+from patchkit.guests.image import ADHOC_PREFIX
 from patchkit.matrix import summary_table
 from patchkit.review.carry import PatchTrailers
 from patchkit.series.io import load_version
@@ -164,8 +165,10 @@ def tested_section(series: Series, revision: str, latest: Latest, gate: GateResu
 
     Without ``[[configs]]``: a row per guest. With them: the configuration x guest
     matrix, the ROM and QEMU, then each configuration described in one line. ``coverage``
-    (the changed-line figure, when measured) is one more line.
+    (the changed-line figure, when measured) is one more line. Runs of `test --image` are left
+    out: a user's own images (their private file names) are not what the series was tested on.
     """
+    latest = {cell: r for cell, r in latest.items() if not cell[1].startswith(ADHOC_PREFIX)}
     if series.configs:
         lines = _matrix_lines(series, revision, latest)
     else:

@@ -17,6 +17,7 @@ from patchkit.coverage.collect import SeriesCoverage, collect
 from patchkit.errors import PatchkitError
 from patchkit.figures import format_figure
 from patchkit.git import rangediff
+from patchkit.guests.image import ADHOC_PREFIX
 from patchkit.mailer.render import cover_text
 from patchkit.project import Project
 from patchkit.review.thread import Review, reviews
@@ -50,6 +51,7 @@ class Matrix:
     configs: list[str]
     cells: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
     planned: set[tuple[str, str]] = field(default_factory=set)  # (guest, config) the manifest asks for
+    adhoc: int = 0  # runs of `test --image` left out: a user's own images are not the series' cells
 
     @property
     def runs(self) -> int:
@@ -132,13 +134,17 @@ def result_config(result: TestResult) -> str:
 
 
 def matrix(series: Series, history: list[TestResult]) -> Matrix:
-    """Rows: the configurations' guests, then any other guest tested; columns: configurations."""
+    """Rows: the configurations' guests, then any other guest tested; columns: configurations. Runs of
+    `test --image` (guest ``image:FILE``) are only counted."""
     configs = [c.name for c in series.test_configs()]
     guests: list[str] = []
     for c in series.test_configs():
         guests += [g for g in c.guests if g not in guests]
     m = Matrix(guests, configs, planned={(g, c.name) for c in series.test_configs() for g in c.guests})
     for r in history:  # newest first
+        if r.key.guest.startswith(ADHOC_PREFIX):
+            m.adhoc += 1  # private file names, and no part of what the series is tested on
+            continue
         config = result_config(r)
         if config not in m.configs:
             m.configs.append(config)

@@ -90,6 +90,9 @@ def _matrix(m: Matrix) -> str:
         note = "<p class=\"meta\">no results for this revision (run <code>patchkit test</code>)</p>"
     else:
         note = f"<p class=\"meta\">{m.runs} run(s); each cell shows its newest run, earlier ones on demand</p>"
+    if m.adhoc:
+        note += (f"<p class=\"meta\">{m.adhoc} run(s) of your own images (<code>patchkit test --image</code>) are not "
+                 "part of the series' matrix and are left out (<code>patchkit status</code> lists them)</p>")
     head = "".join(f"<th scope=\"col\">{escape(c)}</th>" for c in m.configs)
     rows = []
     for guest in m.guests:

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+import tomlkit
+import tomlkit.exceptions
+import tomlkit.items
 import unidiff
 
 from patchkit.errors import SeriesError
@@ -685,35 +688,82 @@ def _manifest_data(series: Series) -> dict[str, Any]:
 
 
 def _save_manifest(path: Path, data: dict[str, Any]) -> None:
-    """Write the manifest unless it already says the same (keeps hand formatting and extra keys)."""
-    if path.is_file():
-        try:
-            old = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            old = {}
-        old_versions = old.pop("versions", None)
-        old_configs = old.pop("configs", None)
-        merged = {**old, **data}
-        if old_versions is not None:
-            old["versions"] = old_versions
-        if old_configs is not None:
-            old["configs"] = old_configs
-            if _same_configs(path, old, merged):
-                merged["configs"] = old_configs  # the same configurations, as the file spells them
-        if merged == old:
-            return
-        data = merged
-    _write_if_changed(path, tomli_w.dumps(data, multiline_strings=True))
-
-
-def _same_configs(path: Path, old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether two manifests' [[configs]] describe the same configurations (defaults spelled out or not)."""
+    """Write the manifest: a new one whole; an existing one edited in place (tomlkit), only where its meaning
+    changes, so the user's comments, layout, order and spelling of the rest stay byte for byte."""
     try:
-        parse = [_configs(_Manifest(path, "", d), d.get("guests", []),
-                          [str(i.get("name")) for i in d.get("images", []) if isinstance(i, dict)]) for d in (old, new)]
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+        doc = tomlkit.parse(text) if text is not None else None
+    except (UnicodeDecodeError, tomlkit.exceptions.TOMLKitError):
+        doc = None
+    if doc is None:
+        _write_if_changed(path, tomli_w.dumps(data, multiline_strings=True))
+        return
+    old = doc.unwrap()
+    for key, value in data.items():
+        if key == "versions":
+            _edit_versions(doc, value)
+        elif key in ("configs", "images"):
+            if not _same_tables(path, old, data):
+                doc[key] = tomlkit.aot()
+                doc[key].extend(value)
+        elif old.get(key, _DEFAULTS.get(key)) != value:
+            doc[key] = _like(doc.get(key), value)
+    for key in ("versions", "configs", "images"):
+        if key in old and key not in data:
+            del doc[key]
+    _write_if_changed(path, tomlkit.dumps(doc))
+
+
+_DEFAULTS: dict[str, Any] = {"subject_prefix": "PATCH", "to": [], "cc": [], "guests": [], "patches": [], "version": 1}
+
+
+def _like(old: Any, value: Any) -> Any:
+    """``value`` as a TOML item written the way ``old`` was: a multi-line array stays one, a changelog multi-line."""
+    if isinstance(value, list) and isinstance(old, tomlkit.items.Array) and "\n" in old.as_string():
+        array = tomlkit.array()
+        array.extend(value)
+        return array.multiline(True)
+    if isinstance(value, str) and "\n" in value:
+        return tomlkit.string(value, multiline=True)
+    return value
+
+
+def _edit_versions(doc: tomlkit.TOMLDocument, versions: list[dict[str, Any]]) -> None:
+    """Bring [[versions]] to ``versions``: entries edited key by key, new ones appended, dropped ones removed."""
+    if "versions" not in doc:
+        doc["versions"] = tomlkit.aot()
+    tables = doc["versions"]
+    wanted = {v["number"]: v for v in versions}
+    for index in reversed(range(len(tables))):
+        if tables[index].get("number") not in wanted:
+            del tables[index]
+    have = {t.get("number"): t for t in tables}
+    for number, entry in wanted.items():
+        table = have.get(number)
+        if table is None:
+            table = tomlkit.table()
+            for key, value in entry.items():
+                table[key] = _like(None, value)
+            table.add(tomlkit.nl())
+            tables.append(table)
+            continue
+        for key, value in entry.items():
+            if table.get(key, "" if key == "changelog" else None) != value:
+                table[key] = _like(table.get(key), value)
+        for key in [k for k in table if k not in entry]:
+            del table[key]
+
+
+def _same_tables(path: Path, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two manifests' [[configs]] and [[images]] mean the same (defaults spelled out or not)."""
+    def parse(d: dict[str, Any]) -> tuple[Any, ...]:
+        m = _Manifest(path, "", d)
+        images = _images(m)
+        return images, _configs(m, d.get("guests", []), [i.name for i in images])
+    try:
+        return parse(old) == parse(new)
     except SeriesError:
         return False
-    return parse[0] == parse[1]
 
 
 def _write_if_changed(path: Path, text: str) -> None:
