@@ -28,6 +28,10 @@ class SeriesError(PatchkitError):
     """The series sources are invalid (the message names the file and line)."""
 
 
+class NotAProjectError(SeriesError):
+    """A command that needs a project's series run outside any project."""
+
+
 class UpstreamError(PatchkitError):
     """The pinned upstream cannot be reached, imported or found in the cache."""
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-from patchkit.errors import SeriesError
+from patchkit.errors import NotAProjectError, SeriesError
 from patchkit.pin import Pin, load_pin, pin_file
 from patchkit.series.io import MANIFEST, load_series
 from patchkit.series.model import Series
@@ -45,8 +45,12 @@ class Project:
         return self.root / "series"
 
     def series_names(self) -> list[str]:
-        """Names of the series (directories of ``series/`` holding a series.toml), sorted."""
+        """Names of the series (directories of ``series/`` holding a series.toml), sorted; NotAProjectError
+        outside a project (neither gpxe-tree/pin.toml nor series/ here)."""
         if not self.series_root.is_dir():
+            if not pin_file(self.root).is_file():
+                raise NotAProjectError(f"not a patchkit project: {self.root} (no gpxe-tree/pin.toml or series/ "
+                                       "here or above)", hint="cd into one or pass -C")
             return []
         return sorted(d.name for d in self.series_root.iterdir() if (d / MANIFEST).is_file())
 

@@ -15,6 +15,7 @@ from patchkit.review.summary import patch_counts
 from patchkit.series.io import available_versions
 from patchkit.series.model import Patch, Series
 from patchkit.store import Results
+from patchkit.triage.flaky import flakes, verdict
 
 
 def status_lines(project: Project, s: Series, results: Results) -> list[str]:
@@ -88,6 +89,7 @@ def _matrix(s: Series, results: Results, current: str) -> list[str]:
     configs = [c.name for c in s.test_configs()]
     guests = list(dict.fromkeys(g for c in s.test_configs() for g in c.guests))
     latest = {rev: results.latest_by_cell(s.name, rev) for rev, _ in revisions}
+    flaky = {rev: flakes(results.for_revision(s.name, rev)) for rev, _ in revisions}
     for cells in latest.values():
         configs.extend(c for c, _ in cells if c not in configs)
         guests.extend(g for _, g in cells if g not in guests)
@@ -98,8 +100,11 @@ def _matrix(s: Series, results: Results, current: str) -> list[str]:
             found = [latest[rev].get((config, g)) for g in guests]
             if all(r is None for r in found):
                 continue
-            rows.append([label, config, *("-" if r is None else "pass" if r.passed else "FAIL" for r in found)])
+            rows.append([label, config, *("-" if r is None else verdict(r, flaky[rev].get((config, g)))
+                                          for r, g in zip(found, guests, strict=True))])
             label = ""
     widths = [max(8, *(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
     lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return ["results:", *lines, "  (* = the current revision)"]
+    notes = [f"  {rev[:12]} {'/'.join(cell)}: {flake.describe()}" for rev, _ in revisions
+             for cell, flake in flaky[rev].items()]
+    return ["results:", *lines, "  (* = the current revision)", *notes]

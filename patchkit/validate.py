@@ -28,16 +28,19 @@ from patchkit.coverage.collect import collect, report_lines
 from patchkit.coverage.debuginfo import DebugInfo
 from patchkit.coverage.result import measure
 from patchkit.errors import PatchkitError, SeriesError
-from patchkit.guests import GUEST_NAMES
-from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
+from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES, Guest
+from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
 from patchkit.pin import Pin
-from patchkit.progress import Progress
+from patchkit.progress import Progress, Steps, quiet
 from patchkit.project import Project
 from patchkit.qemu.machine import qemu_version
 from patchkit.rom import check_rom_for
-from patchkit.series.model import IMPLICIT_CONFIG, Config
+from patchkit.series.io import load_version
+from patchkit.series.model import IMPLICIT_CONFIG, Config, Series
 from patchkit.store import ResultKey, TestResult, sha256_file
+from patchkit.triage.flaky import RERUNS, flakes, verdict
+from patchkit.triage.logdiff import what_changed
 
 
 @dataclass(frozen=True)
@@ -53,32 +56,40 @@ class Subject:
 
 
 def resolve_subject(project: Project, series_name: str | None, rom: Path | None, reference: bool,
-                    progress: Progress, need_elf: bool = False) -> tuple[Subject, list[Config]]:
-    """What is under test and the series' configurations; builds the series' ROM unless ``rom`` or ``reference``.
+                    progress: Progress, need_elf: bool = False,
+                    version: int | None = None) -> tuple[Subject, list[Config]]:
+    """What is under test and the series' configurations; builds the ROM of the series' current revision (or of
+    its ``version``) unless ``rom`` or ``reference``.
 
     A ``rom`` given by path is recorded as revision "rom-<sha256 prefix>", not as the
     series revision: nothing ties that file to the series' sources, so its results
     must not clear the send-email gate.
     """
     try:
-        series = project.series(series_name)
-        name, revision, version, configs = series.name, series.revision_hash(), series.version, series.test_configs()
+        series = tested_series(project, series_name, version)
+        name, revision, number, configs = series.name, series.revision_hash(), series.version, series.test_configs()
     except SeriesError:
         if not (rom or reference):
             raise
-        name, revision, version, configs = series_name or "-", "", 0, [Config(IMPLICIT_CONFIG, GUEST_NAMES)]
+        name, revision, number, configs = series_name or "-", "", 0, [Config(IMPLICIT_CONFIG, GUEST_NAMES)]
     if reference:
-        return Subject(name, "reference", version, None, "", 0), configs
+        return Subject(name, "reference", number, None, "", 0), configs
     if rom is None:
-        built = ensure_series_rom(project, name, progress, need_elf=need_elf)
-        return Subject(name, revision, version, built.path, built.sha256, built.size), configs
+        built = ensure_series_rom(project, name, progress, need_elf=need_elf, version=version)
+        return Subject(name, revision, number, built.path, built.sha256, built.size), configs
     if not rom.is_file():
         raise PatchkitError(f"ROM {rom} does not exist", hint="build it with `patchkit build` or drop --rom")
     check_given_rom(project.pin, rom)
     rom_sha = sha256_file(rom)
     progress(f"note: --rom results are recorded as revision rom-{rom_sha[:12]} (not the series revision: "
              "they do not clear send-email; run without --rom for that)")
-    return Subject(name, f"rom-{rom_sha[:12]}", version, rom.resolve(), rom_sha, rom.stat().st_size), configs
+    return Subject(name, f"rom-{rom_sha[:12]}", number, rom.resolve(), rom_sha, rom.stat().st_size), configs
+
+
+def tested_series(project: Project, series_name: str | None, version: int | None) -> Series:
+    """The series (None: the only one) at ``version`` (None: the current one)."""
+    current = project.series(series_name)
+    return load_version(current, version) if version is not None else current
 
 
 def manifest_images(project: Project, series_name: str | None, image_dirs: Sequence[Path] = ()) -> dict[str, ImageSpec]:
@@ -89,7 +100,9 @@ def manifest_images(project: Project, series_name: str | None, image_dirs: Seque
         return {}
     assert series.path is not None
     return {i.name: ImageSpec(series.path / Path(i.path).expanduser(), name=i.name, expect=i.expect or DEFAULT_EXPECT,
-                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs))
+                              fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs),
+                              format="raw" if i.format == "raw" else "qcow2" if i.format == "qcow2" else None,
+                              memory_mib=i.memory or DEFAULT_MEMORY)
             for i in series.images}
 
 
@@ -130,6 +143,7 @@ def run_tests(
     guest_names: Sequence[str],
     *,
     series_name: str | None = None,
+    version: int | None = None,
     configs: Sequence[str] = (),
     matrix: bool = False,
     jobs: int | None = None,
@@ -140,26 +154,35 @@ def run_tests(
     reference: bool = False,
     root_path: str | None = None,
     user_images: Sequence[ImageSpec] = (),
+    more_guests: Sequence[Guest] = (),
     image_dirs: Sequence[Path] = (),
     cluster: str | None = None,
     coverage: bool = False,
+    memory_mib: int | None = None,
+    reruns: int = RERUNS,
     progress: Progress = print,
+    result_line: Progress | None = None,
+    steps: Progress = quiet,
 ) -> list[TestResult]:
-    """Boot guests (names, or "all") x configurations against the series' ROM and record the results.
+    """Boot guests (names, or "all") x configurations against the series' ROM (of its current revision, or of
+    ``version``) and record the results.
 
     ``configs`` names configurations of the manifest, ``matrix`` takes them all, neither
     the first (see patchkit.matrix.plan_cells for which guests run). ``jobs`` boots run at
-    once (default: the number of CPUs). One line per finished boot goes to ``progress``, and
-    a configuration x guest table at the end of a run of several. Cells that cannot run
+    once (default: the number of CPUs). One line per finished boot goes to ``result_line`` (default:
+    ``progress``), and a configuration x guest table at the end of a run of several; ``steps`` gets
+    "[7/24] ..., about 1 min left" after each boot (the CLI's on a terminal). Cells that cannot run
     (a guest without the configuration's disk shape) are reported, then raised as
     PatchkitError once the others have run. ``user_images`` (`--image`) boot on
-    each chosen configuration besides the guests; the manifest's images must be in the project
+    each chosen configuration besides the guests, and so do ``more_guests`` (a caller's own guest
+    objects: a test's, a benchmark's); the manifest's images must be in the project
     or in ``image_dirs`` (also where their backing files may be). With ``cluster`` (a Dask scheduler's
     address) every boot is a task of that cluster (patchkit.cluster), recorded as a local one
     plus the worker's name; ``jobs`` does not apply (each worker boots as many at once as it
     has threads). With ``coverage`` each boot also records which source lines of the ROM
     it ran (patchkit.coverage), and the run ends with the series' changed-line coverage.
     """
+    say_result = result_line or progress
     if coverage and (cluster or reference):
         raise PatchkitError("--coverage is measured by the QEMUs of this machine, through the series' ROM",
                             hint="drop --cluster or --reference (coverage on a cluster is not done yet)")
@@ -169,9 +192,15 @@ def run_tests(
     # A missing or unknown image fails before any build.
     image_guests = [ImageGuest(project.store, spec) for spec in user_images]
     specs = manifest_images(project, series_name, image_dirs)
+    known = (*GUEST_NAMES, *KEEP_SAN_NAMES, *HARNESS_NAMES, *specs, "all")
+    for name in guest_names:
+        if name not in known:
+            raise PatchkitError(f"unknown guest {name!r} (known: {', '.join(known)})",
+                                hint="the built-in guests, those a configuration runs, and the manifest's [[images]]")
     for spec in specs.values():
         check_image_place(project, spec)
-    subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage)
+    subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage,
+                                               version=version)
     chosen = select_configs(series_configs, configs, matrix)
     if reference and (matrix or configs):
         raise PatchkitError("--reference boots the guests natively on the default machine: drop --config/--matrix")
@@ -181,7 +210,7 @@ def run_tests(
         if len(shown.chain) > 1:
             progress(f"{shown.name}: backing chain {shown.describe_chain()} (all of it hashed)")
     plan = plan_cells(project.store, chosen, guest_names, matrix, extra=extra)
-    plan.cells.extend(Cell(config, guest) for config in chosen for guest in image_guests)
+    plan.cells.extend(Cell(config, guest) for config in chosen for guest in [*image_guests, *more_guests])
     if not plan.cells:
         first = next(iter(plan.unrunnable.items()), None)
         if first is None:
@@ -225,6 +254,12 @@ def run_tests(
             progress(f"booting {', '.join(users)} {through}" + (" ..." if remote is None else f", {where} ...")
                      if len(users) < 4 else f"booting {len(users)} cells {through}, {where} ...")
         started = time.monotonic()
+        expected = _expected_seconds(cells, db.durations(subject.series))
+        counter = Steps(len(cells), steps)
+
+        def finished(cell: Cell, verdict_word: str) -> None:
+            expected.pop(id(cell), None)
+            counter.step(f"{verdict_word} {cell.name}", sum(expected.values()) / (1 if remote else jobs))
 
         def record(cell: Cell, outcome: BootOutcome, qemu_version: str, worker: str = "") -> None:
             tested = subjects[id(cell)]
@@ -239,18 +274,21 @@ def run_tests(
                                 worker=worker)
             db.record(result)
             results.append(result)
-            progress(verdict_line(result))
+            say_result(verdict_line(result))
+            finished(cell, "PASS" if result.passed else "FAIL")
 
         def not_run(cell: Cell, why: str) -> None:  # no verdict on the ROM (e.g. QEMU refused the configuration)
             errors[cell.config.name, cell.guest.name] = why
-            progress(f"NOT RUN {cell.name}: {why}")
+            say_result(f"NOT RUN {cell.name}: {why}")
+            finished(cell, "NOT RUN")
 
         async def one(cell: Cell, slots: asyncio.Semaphore) -> None:
             async with slots:
                 try:
                     outcome = await boot_planned_async(cell.guest, rom=subjects[id(cell)].rom, config=cell.config,
                                                        root_path=root_path, accel=accel, timeout=timeout,
-                                                       stall_timeout=stall_timeout, trace=coverage)
+                                                       stall_timeout=stall_timeout, trace=coverage,
+                                                       memory_mib=memory_mib)
                 except PatchkitError as exc:
                     not_run(cell, str(exc))
                     return
@@ -261,28 +299,52 @@ def run_tests(
                     progress(f"note: no coverage for {cell.name}: {exc.message}")
             record(cell, outcome, qemu)
 
-        if remote is None:
-            run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in cells]))
-        else:
-            boot_on_cluster(remote, [RemoteCell(c, subjects[id(c)].rom, subjects[id(c)].rom_sha256) for c in cells],
-                            BootOptions(root_path, accel, timeout, stall_timeout), runs=project.store.runs,
-                            record=record, not_run=not_run, progress=progress)
+        for round_ in range(1 + reruns):  # then the cells that failed every boot so far, again (triage.flaky)
+            if round_:
+                passed = {(r.key.config, r.key.guest) for r in results if r.passed}
+                cells = [c for c in cells if (c.config.name, c.guest.name) not in passed
+                         and (c.config.name, c.guest.name) not in errors]
+                if not cells:
+                    break
+                progress(f"booting again ({round_} of {reruns}) what failed: {', '.join(c.name for c in cells)}")
+                counter.total += len(cells)
+                expected.update(_expected_seconds(cells, db.durations(subject.series)))
+            if remote is None:
+                run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in cells]))
+            else:
+                boot_on_cluster(remote, [RemoteCell(c, subjects[id(c)].rom, subjects[id(c)].rom_sha256)
+                                         for c in cells],
+                                BootOptions(root_path, accel, timeout, stall_timeout), runs=project.store.runs,
+                                record=record, not_run=not_run, progress=progress)
+        flaky = flakes(results)
+        for flake in flaky.values():
+            say_result(f"{'/'.join(flake.cell)}: {flake.describe()}")
+        what_changed(db.for_series(subject.series), results, say_result)
     if len(plan.cells) + len(plan.unrunnable) > 1:
-        verdicts = {(r.key.config, r.key.guest): "pass" if r.passed else "FAIL" for r in results}
+        verdicts = {(r.key.config, r.key.guest): verdict(r, flaky.get((r.key.config, r.key.guest)))
+                    for r in sorted(results, key=lambda r: r.created)}
         verdicts.update({cell: "not run" for cell in errors})
-        progress(f"results ({len(results)} boots in {time.monotonic() - started:.0f} s, {where}):")
+        say_result(f"results ({len(results)} boots in {time.monotonic() - started:.0f} s, {where}):")
         for line in summary_table(chosen, verdicts):
-            progress("  " + line)
+            say_result("  " + line)
     if coverage and subject.revision and not subject.revision.startswith("rom-"):
-        series = project.series(series_name)
+        series = tested_series(project, series_name, version)
         with project.store.results() as db:
             measured = collect(db, series)
         for line in report_lines(series, measured) if measured is not None else []:
-            progress(line)
+            say_result(line)
     if errors:
         raise PatchkitError(f"{len(errors)} cell(s) could not run: {', '.join('/'.join(c) for c in errors)}",
                             hint="see the NOT RUN lines above")
     return results
+
+
+def _expected_seconds(cells: Sequence[Cell], took: Mapping[tuple[str, str], float]) -> dict[int, float]:
+    """How long each cell (by id) is expected to boot: its newest boot's time, else the mean of the others'
+    (else 30 s): the time left of a run is what its unfinished cells are expected to take."""
+    known = [took[c.config.name, c.guest.name] for c in cells if (c.config.name, c.guest.name) in took]
+    guess = sum(known) / len(known) if known else 30.0
+    return {id(c): took.get((c.config.name, c.guest.name), guess) for c in cells}
 
 
 def longest_first(cells: Sequence[Cell], took: Mapping[tuple[str, str], float]) -> list[Cell]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` lives beside the package
 
-from bench import figures, loop, matrix, report
+from bench import coverage, figures, loop, matrix, report
 from bench.boots import ROM, SEABIOS, BootSample
 from patchkit.errors import PatchkitError
 from patchkit.series.model import Config
@@ -212,3 +213,15 @@ def test_warm_edit_adds_one_line_to_the_drivers_last_hunk() -> None:
     assert edited[at + 1:] == ["+/* c */", "+int a;", "+int b;"]
     with pytest.raises(PatchkitError, match=r"no section for src/other\.c"):
         loop.add_line(diff, "src/other.c", "x")
+
+
+def test_the_coverage_table_compares_medians_per_cell() -> None:
+    def run(traced: bool, boot_s: float) -> dict[str, Any]:
+        cell = {"passed": True, "boot_s": boot_s, "log_bytes": 2048 if traced else None}
+        if traced:
+            cell["map_s"] = 0.25
+        return {"coverage": traced, "wall_s": boot_s + 1, "cells": {"pc/freedos": cell}}
+
+    rows = coverage.table([run(False, 2.0), run(True, 3.0), run(True, 2.0), run(False, 2.0)])
+    assert rows[1].split() == ["pc/freedos", "2.00", "s", "2.50", "s", "1.25x", "2,048", "B", "0.25", "s"]
+    assert rows[2].split()[:4] == ["whole", "run", "(1", "cells)"]

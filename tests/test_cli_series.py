@@ -80,7 +80,7 @@ def test_cli_errors(world: World) -> None:
     p = world.root
     assert pk(p, "apply", "nope") == (1, "error: unknown series 'nope' (known: demo)\n"
                                          "  hint: run `patchkit status` to list the series\n")
-    code, out = pk(p, "apply", "demo", "--version", "v9")
+    code, out = pk(p, "apply", "demo", "--rev", "v9")
     assert code == 1 and "unknown version v9 of series 'demo' (known: v1)" in out
     code, out = pk(p, "apply", "demo", "--onto", "0" * 40)
     assert code == 1 and f"revision {'0' * 40} is not in the upstream mirror" in out

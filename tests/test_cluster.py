@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fixtures.cli import start_patchkit
+from fixtures.cli import run_patchkit, start_patchkit
 from fixtures.guests import guest_or_skip
 from fixtures.processes import reaped, signal_and_wait, wait_until
 from fixtures.roms import SERIES
@@ -150,10 +151,10 @@ def test_the_cluster_gives_a_local_runs_verdicts_under_the_same_keys(inputs_cach
                                                                      v2_rom: Path, two_workers: LocalCluster) -> None:
     guest_or_skip("probe", project.store)
     here = run_tests(project, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg", jobs=2,
-                     progress=lambda _m: None)
+                     reruns=0, progress=lambda _m: None)
     lines: list[str] = []
     there = run_tests(project, ["all"], series_name=SERIES, configs=V2_CONFIGS, rom=v2_rom, accel="tcg",
-                      cluster=two_workers.address, progress=lines.append)
+                      cluster=two_workers.address, reruns=0, progress=lines.append)
 
     def verdicts(results: list[store.TestResult]) -> dict[str, tuple[bool, str]]:
         """Pass or fail and the reason, without the run's own timings and token."""
@@ -317,3 +318,42 @@ def test_sigterm_to_the_command_stops_the_boots_on_the_workers(inputs_cache: Pat
     assert command.returncode == 143, out
     assert qemus_under(two_workers.root) == []  # stopped before the command ended
     assert recorded(project) == []
+
+
+def test_a_scheduler_killed_mid_run_ends_the_command_with_one_clear_line(inputs_cache: Path, project: Project,
+                                                                        series_rom: Path,
+                                                                        cluster: LocalCluster) -> None:
+    # Issue 23, item 7: exit 3 with Dask's tracebacks after ~35 s.
+    guest_or_skip("debian", project.store)
+    cluster.start_worker("w1")
+    cluster.wait_for_workers(1)
+    with reaped(start_patchkit("test", "--guest", "debian", "--rom", series_rom, "--accel", "tcg",
+                               "--cluster", cluster.address, cache=inputs_cache)) as command:
+        wait_until(lambda: boots_on(cluster, ("w1",)) is not None, "a QEMU booting on the worker")
+        cluster.kill("scheduler")
+        out, _ = command.communicate(timeout=120)
+    assert command.returncode == 1, out
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: lost the connection to the Dask scheduler at {cluster.address}"], out
+    assert "Traceback" not in out and recorded(project) == []
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("not-a-url", "--cluster 'not-a-url' is not a scheduler's address"),
+    ("tcp://127.0.0.1:1", "cannot reach the scheduler at tcp://127.0.0.1:1 (Connection refused)"),
+    ("SMTP", "is not a Dask scheduler (it answered '220 mail')"),
+])
+def test_a_wrong_cluster_address_is_one_line_at_once(inputs_cache: Path, series_rom: Path, address: str,
+                                                     message: str) -> None:
+    pytest.importorskip("distributed", reason="Dask distributed is not installed: pip install 'patchkit[cluster]'")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        if address == "SMTP":  # something else listens there
+            address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+            greeter = threading.Thread(target=lambda: server.accept()[0].sendall(b"220 mail.example ESMTP\r\n"))
+            greeter.start()
+        done = run_patchkit("test", "--guest", "debian", "--rom", series_rom, "--cluster", address,
+                            cache=inputs_cache, timeout=30)  # it took 60 s or more
+    assert done.returncode == 1, done.stdout
+    assert message in done.stdout and "Traceback" not in done.stdout, done.stdout

@@ -31,9 +31,9 @@ def tree(gated: GatedProject) -> Path:
 
 
 def interrupt_switch(gated: GatedProject, sig: signal.Signals) -> None:
-    """`apply --version 1`, signalled with ``sig`` (its whole group) while git writes the files."""
+    """`apply --rev 1`, signalled with ``sig`` (its whole group) while git writes the files."""
     hold_checkouts_of(tree(gated), "src/zz.txt", gated.gate.parent)
-    proc = gated.start("apply", "demo", "--version", "1", gated=True, session=True)
+    proc = gated.start("apply", "demo", "--rev", "1", gated=True, session=True)
     try:
         gated.wait_started(proc)
         os.killpg(proc.pid, sig)
@@ -72,7 +72,7 @@ def test_an_interrupted_switch_is_reported_and_finished(gated: GatedProject, sig
 
 def test_the_interrupted_version_itself_can_be_applied(gated: GatedProject) -> None:
     interrupt_switch(gated, signal.SIGKILL)
-    finished = gated.run("apply", "demo", "--version", "1")
+    finished = gated.run("apply", "demo", "--rev", "1")
     assert finished.returncode == 0, finished.stdout
     repo = git.Repo(tree(gated))
     assert not repo.is_dirty(untracked_files=True) and repo.active_branch.name == "patchkit/demo/v1"

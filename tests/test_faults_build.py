@@ -28,7 +28,7 @@ def test_apply_during_a_build_does_not_store_the_other_versions_rom(gated: Gated
     switching = None
     try:
         gated.wait_started(building)
-        switching = gated.start("apply", "demo", "--version", "1")
+        switching = gated.start("apply", "demo", "--rev", "1")
         wait_until(lambda: switching.poll() is not None or blocked_on_lock(switching.pid),
                    "the second apply to finish or to wait for the tree")
         gated.release()

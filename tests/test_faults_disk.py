@@ -63,3 +63,13 @@ def test_booting_with_a_full_cache_disk(inputs_cache: Path, store: Store) -> Non
         assert_no_space(done, runs)
         for run_dir in runs.glob("*"):
             assert processes_in(run_dir) == []
+
+
+def test_a_run_disk_that_does_not_fit_leaves_no_partial_copy(inputs_cache: Path, store: Store) -> None:
+    # Issue 23, item 14: the NOT RUN cell kept a partial copy of the guest's disk in its run directory.
+    guest_or_skip("freedos", store)  # about 550 KB of data
+    with small_tmpfs(store.runs, size="300k") as runs:
+        done = run_patchkit("test", "--reference", "--guest", "freedos", cache=inputs_cache)
+        assert done.returncode == 1 and "NOT RUN pc/freedos" in done.stdout, done.stdout
+        assert "No space left on device" in done.stdout and "never retrieved" not in done.stdout
+        assert list(runs.glob("*/*.img")) == []

@@ -153,11 +153,12 @@ def test_resume_to_other_recipients_is_refused_without_the_override(mail_project
         with pytest.raises(MailError):
             send_email(mail_project.project, "demo", smtp_options(srv))
         with pytest.raises(MailError, match="other recipients") as caught:
-            send_email(mail_project.project, "demo", smtp_options(srv, resume=True, to=["other@example.org"]))
+            send_email(mail_project.project, "demo",
+                       smtp_options(srv, resume=True, to=["other@example.org"], no_to=True))
         assert "devel@example.org" in str(caught.value) and "--new-recipients" in str(caught.value)
         assert len(srv.recorder.messages) == 1
         send_email(mail_project.project, "demo",
-                   smtp_options(srv, resume=True, to=["other@example.org"], new_recipients=True))
+                   smtp_options(srv, resume=True, to=["other@example.org"], no_to=True, new_recipients=True))
     assert [m.rcpt_tos[0] for m in srv.recorder.messages] == ["devel@example.org", "other@example.org",
                                                                "other@example.org"]
 

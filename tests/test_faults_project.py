@@ -38,5 +38,5 @@ def test_c_option_names_a_directory_inside_the_project_too(tmp_path: Path) -> No
 
 def test_outside_any_project_it_says_so(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
-    _, out = status_in(tmp_path / "elsewhere")
-    assert "no series" in out
+    code, out = status_in(tmp_path / "elsewhere")
+    assert code == 1 and "not a patchkit project" in out and "cd into one or pass -C" in out, out

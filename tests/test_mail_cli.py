@@ -17,19 +17,42 @@ def git_config(cwd: Path, *pairs: tuple[str, str], scope: str = "--global") -> N
 
 
 def test_refused_send_exits_1_with_the_reason(mail_project: MailProject) -> None:
-    status, out = mail_project.cli("send-email", "--dry-run")
+    status, out = mail_project.cli("send-email", "--smtp-server", "127.0.0.1", "--smtp-port", "1")
     assert status == 1
     assert "error: demo v2 may not be sent yet" in out and "freedos: not tested" in out
+    assert "`patchkit test --matrix`" in out
+
+
+def test_a_dry_run_of_an_untested_revision_shows_the_refusal_as_a_banner(mail_project: MailProject) -> None:
+    status, out = mail_project.cli("send-email", "--dry-run")
+    assert status == 0, out
+    assert "* A real send would be REFUSED: demo v2 may not be sent yet" in out
+    assert out.count("Subject: [PATCH v2 ") == 3 and "nothing sent" in out
+
+
+def test_many_untested_cells_are_one_line_of_the_refusal(mail_project: MailProject) -> None:
+    manifest = mail_project.root / "series" / "demo" / "series.toml"
+    manifest.write_text(manifest.read_text() + "".join(f'\n[[configs]]\nname = "c{n}"\n' for n in range(12)))
+    status, out = mail_project.cli("send-email", "--smtp-server", "127.0.0.1", "--smtp-port", "1")
+    assert status == 1
+    assert "  - 24 cells untested (`patchkit status` shows which)\n" in out
+    assert "not tested on this revision" not in out
+    assert "hint: run `patchkit test --matrix` for this revision, or pass --force --reason TEXT" in out
 
 
 def test_dry_run_shows_recipients_and_mails(mail_project: MailProject) -> None:
     mail_project.record()
     status, out = mail_project.cli("send-email", "demo", "--dry-run", "--cc", "a@example.org",
-                           "--cc", "B <b@example.org>")
+                           "--cc", "B <b@example.org>", "--cc", "Reviewer <REVIEWER@example.com>")
     assert status == 0, out
     assert "To: Devel List <devel@example.org>" in out
-    assert "Envelope recipients: devel@example.org, a@example.org, b@example.org" in out
+    # As git send-email's: --cc adds to the manifest's Cc (an address already there is not added twice).
+    assert "Cc: reviewer@example.com, a@example.org, B <b@example.org>\n" in out
+    assert "Envelope recipients: devel@example.org, reviewer@example.com, a@example.org, b@example.org" in out
     assert out.count("Subject: [PATCH v2 ") == 3 and "nothing sent" in out
+    status, out = mail_project.cli("send-email", "--dry-run", "--no-to", "--to", "x@example.org", "--no-cc")
+    assert status == 0, out
+    assert "Envelope recipients: x@example.org\n" in out and "reviewer@example.com" not in out
 
 
 def test_send_with_settings_from_git_config(mail_project: MailProject, tls_ca: tuple[Path, ssl.SSLContext]) -> None:

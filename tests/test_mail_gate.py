@@ -14,7 +14,11 @@ from patchkit.series.io import new_version, save_series
 
 
 def dry(mp: MailProject, **kwargs: Any) -> SendReport:
-    return send_email(mp.project, "demo", SendOptions(dry_run=True, **kwargs))
+    """A dry run; raises what a real send would be refused with (a dry run shows that as a banner)."""
+    report = send_email(mp.project, "demo", SendOptions(dry_run=True, **kwargs))
+    if report.gate.refusal is not None:
+        raise report.gate.refusal
+    return report
 
 
 def test_untested_revision_is_refused_naming_each_guest(mail_project: MailProject) -> None:
@@ -49,10 +53,21 @@ def test_passes_with_different_roms_are_refused(mail_project: MailProject) -> No
 
 
 def test_latest_result_wins(mail_project: MailProject) -> None:
-    mail_project.record(passed=False)
+    mail_project.record(passed=False, rom="11" * 32)  # a ROM since rebuilt
     mail_project.record()
     report = dry(mail_project)
     assert not report.gate.problems
+
+
+def test_a_flaky_cell_is_refused_unless_forced_and_the_cover_shows_its_record(mail_project: MailProject) -> None:
+    mail_project.record(["probe"], passed=False)  # failed, then passed on the same ROM: FLAKY
+    mail_project.record()
+    with pytest.raises(MailError, match=r"probe: FLAKY: 1 pass, 1 FAIL on ROM \w+ \(FAIL pass\)"):
+        dry(mail_project)
+    report = dry(mail_project, force=True, reason="the probe's flake is the host's clock")
+    cover = report.mails[0].message.get_content()
+    assert re.search(r"^  probe +FLAKY", cover, re.M) and "pc/probe: FLAKY: 1 pass, 1 FAIL" in cover
+    assert "Reason: the probe's flake is the host's clock" in cover
 
 
 def test_guests_beyond_the_manifest_are_listed_but_not_required(mail_project: MailProject) -> None:
@@ -117,7 +132,7 @@ def test_new_version_without_changes_is_refused(mail_project: MailProject) -> No
 
 def test_dry_run_sends_nothing_and_writes_no_journal(mail_project: MailProject) -> None:
     mail_project.record()
-    report = dry(mail_project, to=["other@example.org"], cc=[], subject_prefix="RFC PATCH")
+    report = dry(mail_project, to=["other@example.org"], no_to=True, no_cc=True, subject_prefix="RFC PATCH")
     assert report.envelope.recipients == ["other@example.org"]
     assert [m.subject.split("]")[0] for m in report.mails] == ["[RFC PATCH v2 0/2", "[RFC PATCH v2 1/2",
                                                                   "[RFC PATCH v2 2/2"]
@@ -176,7 +191,8 @@ def test_every_required_cell_must_pass(matrix_project: MailProject) -> None:
     matrix_project.record(config="q35", passed=False)
     with pytest.raises(MailError, match=r"q35/probe: failed \(no marker\)"):
         dry(matrix_project)
-    matrix_project.record(config="q35")
+    matrix_project.record(config="q35", rom="cd" * 32)  # rebuilt: the failing ROM was ROM_SHA
+    matrix_project.record(rom="cd" * 32)
     matrix_project.record(config="queue-1024", passed=False)  # an optional cell may fail
     assert not dry(matrix_project).gate.problems
 
@@ -209,6 +225,10 @@ def test_the_tested_section_shows_the_matrix_and_describes_each_configuration(ma
     assert lines[4].split() == ["queue-1024", "(optional)", "-", "-"]
     assert f"  ROM: 65536 bytes, sha256 {'ab' * 6}" in lines
     assert "  QEMU 7.2.0, tcg" in lines
-    assert "  pc          -machine pc; strict boot; guest disk at 04.0; sanboot virtio_blk:PCI00:04.0" in lines
-    assert "  queue-1024  -machine pc; strict boot; guest disk at 04.0; queue-size=1024; " \
-           "sanboot virtio_blk:PCI00:04.0" in lines
+    described = " ".join(tested[tested.index("Configurations:"):].split())  # wrapped at 72 columns
+    assert all(len(line) <= 72 for line in lines)
+    assert "pc -machine pc; strict boot; guest disk at 04.0; sanboot virtio_blk:PCI00:04.0" in described
+    assert "queue-1024 -machine pc; strict boot; guest disk at 04.0; queue-size=1024; " \
+           "sanboot virtio_blk:PCI00:04.0" in described
+    assert "\n  queue-1024  -machine pc; strict boot; guest disk at 04.0;\n" \
+           "              queue-size=1024; sanboot virtio_blk:PCI00:04.0\n" in tested

@@ -42,7 +42,7 @@ def test_mbox_round_trips_through_git_am_and_b4(mail_project: MailProject, tmp_p
 
 def test_mbox_first_line_and_headers_like_format_patch(mail_project: MailProject, tmp_path: Path) -> None:
     mbox = tmp_path / "series.mbox"
-    report = send_email(mail_project.project, "demo", SendOptions(mbox=mbox, to=["x@example.org"]))
+    report = send_email(mail_project.project, "demo", SendOptions(mbox=mbox, to=["x@example.org"], no_to=True))
     data = mbox.read_bytes()
     assert data.startswith(b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n")
     assert f"\nFrom {report.mails[1].commit} Mon Sep 17 00:00:00 2001\n".encode() in data

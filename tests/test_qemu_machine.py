@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import re
 import signal
@@ -149,3 +151,22 @@ def test_keys_for_typing_gpxe_commands() -> None:
 
 def test_qemu_version_is_reported() -> None:
     assert qemu_version()[0].isdigit()
+
+
+def test_a_cancelled_question_leaves_no_unanswered_reply(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A wait cancelled while its QMP question is in flight (the session's status watcher at a guest's end) let
+    qemu.qmp drop the answer with "Unknown ID '__qmp#00024', message dropped." among the verdicts."""
+
+    async def scenario() -> None:
+        async with Machine(reference_spec(blank_disk(tmp_path / "blank.img")), tmp_path / "run") as machine:
+            for _ in range(20):
+                asking = asyncio.create_task(machine.status())
+                await asyncio.sleep(0)  # the question is sent, its answer not read yet
+                asking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asking
+            assert await machine.status() == "running"  # the connection still answers in order
+
+    with caplog.at_level(logging.WARNING, logger="qemu.qmp"):
+        asyncio.run(scenario())
+    assert not [r.getMessage() for r in caplog.records if "Unknown ID" in r.getMessage()]

@@ -133,7 +133,7 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
                   "samples": {}, "verdict": "PASS"}]}))
 
     out = tmp_path / "report"
-    status, said = ss.mp.cli("report", "demo", "--version", "v3", "-o", out)
+    status, said = ss.mp.cli("report", "demo", "--rev", "v3", "-o", out)
     assert status == 0, said
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # nothing fetched

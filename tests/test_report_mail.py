@@ -52,7 +52,7 @@ def test_report_reply_goes_to_the_list_under_the_cover(sent_series: SentSeries, 
 
 def test_report_names_failures_and_untested_cells(sent_series: SentSeries) -> None:
     ss = sent_series
-    ss.mp.record(["freedos"], passed=False)
+    ss.mp.record(["freedos"], passed=False, rom="cd" * 32)  # a new ROM: its first boot failed
     mail = mail_report(ss.mp.project, ss.mp.series(), None, dry_run=True, smtp={})
     body = mail.message.get_content()
     assert "found 1 problem(s):\n  - freedos on pc FAILED: no marker" in body

@@ -19,4 +19,5 @@ from patchkit.cli import (  # noqa: F401
     series_cmds,
     setup_cmds,
     test_cmds,
+    triage_cmds,
 )

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from patchkit.cli.base import cli
-from patchkit.cli.series_cmds import _version_number
+from patchkit.cli.base import cli, rev_option, series_argument
 from patchkit.project import Project
 from patchkit.report.data import gather
 from patchkit.report.mail import mail_report
@@ -15,8 +14,8 @@ from patchkit.report.page import write_report
 
 
 @cli.command("report")
-@click.argument("series", required=False)
-@click.option("--version", "version", metavar="vN", help="Report this version (default: the current one).")
+@series_argument()
+@rev_option("to report (default: the current one)")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write index.html and the run artifacts to (default: the cache's reports/).")
 @click.option("--mail", "mail", is_flag=True, help="Post the test report as a reply to the version's cover letter.")
@@ -29,13 +28,13 @@ from patchkit.report.page import write_report
 @click.option("--smtp-encryption", type=click.Choice(["tls", "ssl", "none"]), help="With --mail: tls or ssl.")
 @click.option("--smtp-user", help="With --mail: SMTP AUTH user (the password as for send-email).")
 @click.pass_obj
-def report_cmd(project: Project, series: str | None, version: str | None, output: Path | None, mail: bool,
+def report_cmd(project: Project, series: str | None, rev: int | None, output: Path | None, mail: bool,
                dry_run: bool, resend: bool, sender: str | None, smtp_server: str | None, smtp_port: str | None,
                smtp_encryption: str | None, smtp_user: str | None) -> None:
     """Write an offline HTML report: cover, diffs, builds, test matrix with screenshots, range-diff, review."""
     s = project.series(series)
     if mail:
-        sent = mail_report(project, s, _version_number(version), dry_run=dry_run, resend=resend,
+        sent = mail_report(project, s, rev, dry_run=dry_run, resend=resend,
                            smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
                                  "user": smtp_user, "sender": sender})
         if dry_run:
@@ -46,7 +45,7 @@ def report_cmd(project: Project, series: str | None, version: str | None, output
         return
     if dry_run or resend:
         raise click.UsageError("--dry-run and --resend go with --mail")
-    data = gather(project, s, _version_number(version))
+    data = gather(project, s, rev)
     out = output or project.store.reports / f"{s.name}-v{data.series.version}"
     page = write_report(data, out)
     click.echo(f"{page} ({data.matrix.runs} run(s), {len(data.series.patches)} patch(es))")

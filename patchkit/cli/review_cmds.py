@@ -6,34 +6,50 @@ from pathlib import Path
 
 import click
 
-from patchkit.cli.base import cli, echo
-from patchkit.cli.series_cmds import _version_number
+from patchkit.cli.base import PatchkitGroup, cli, echo, rev_option, series_argument
 from patchkit.project import Project
 from patchkit.review.carry import plan, update
 from patchkit.review.summary import review_lines
 from patchkit.review.thread import import_replies
 
 
-@cli.group("review", invoke_without_command=True)
-@click.option("--series", "series", metavar="NAME", help="The series (default: the only one).")
-@click.option("--version", "version", metavar="vN", help="Only the replies to this sent version.")
+class ReviewGroup(PatchkitGroup):
+    """`review [SERIES] [--rev vN]` lists, `review import PATH...` imports: SERIES is positional as elsewhere."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not any(a in self.commands for a in args):
+            args = list(args)
+            for i, arg in enumerate(args):
+                if not arg.startswith("-") and (i == 0 or args[i - 1] != "--rev"):
+                    args[i:i + 1] = ["--series", arg]  # the group's own (hidden) option
+                    break
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        options, *rest = super().collect_usage_pieces(ctx)
+        return [options, "[SERIES]", *rest]
+
+
+@cli.group("review", cls=ReviewGroup, invoke_without_command=True)
+@click.option("--series", "series", hidden=True)
+@rev_option("whose replies to list (default: all sent versions)")
 @click.pass_context
-def review_group(ctx: click.Context, series: str | None, version: str | None) -> None:
-    """List per patch the collected trailers and the review comments with the code they answer."""
+def review_group(ctx: click.Context, series: str | None, rev: int | None) -> None:
+    """List per patch of SERIES the collected trailers and the review comments with the code they answer."""
     if ctx.invoked_subcommand is not None:
         return
     project: Project = ctx.obj
-    for line in review_lines(project.store, project.series(series), _version_number(version)):
+    for line in review_lines(project.store, project.series(series), rev):
         echo(line)
 
 
 @review_group.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--series", "series", metavar="NAME", help="Match only this series' sent mails (default: all).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.pass_obj
-def review_import_cmd(project: Project, paths: tuple[Path, ...], series: str | None) -> int:
-    """Import replies from mbox files, maildirs or saved mails (e.g. `b4 mbox` output)."""
-    names = [project.series(series).name] if series else project.series_names()
+def review_import_cmd(project: Project, paths: tuple[Path, ...]) -> int:
+    """Import replies from mbox files, maildirs or saved mails (e.g. `b4 mbox` output), for every series (matched
+    by the Message-IDs of its sent mails)."""
+    names = project.series_names()
     report = import_replies(project.store, list(paths), names)
     new = sum(len(v) for v in report.stored.values())
     echo(f"read {report.read} message(s): {new} new repl{'y' if new == 1 else 'ies'} stored"
@@ -51,7 +67,7 @@ def review_import_cmd(project: Project, paths: tuple[Path, ...], series: str | N
 
 
 @cli.command("trailers")
-@click.argument("series", required=False)
+@series_argument()
 @click.option("--update", "do_update", is_flag=True,
               help="Write the collected trailers into the current version's patch files.")
 @click.pass_obj

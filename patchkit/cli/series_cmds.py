@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from patchkit import upstream
-from patchkit.cli.base import cli
-from patchkit.errors import PatchkitError, SeriesError
+from patchkit.cli.base import Rev, cli, next_step, rev_option, series_argument
+from patchkit.errors import SeriesError
 from patchkit.git.apply import apply_series
 from patchkit.git.rangediff import range_diff
 from patchkit.git.refresh import refresh_series
@@ -19,15 +19,6 @@ def _progress(message: str) -> None:
     if message:
         click.echo(message, err=True)
 
-
-def _version_number(value: str | None) -> int | None:
-    """``v2`` or ``2`` -> 2."""
-    if value is None:
-        return None
-    text = value[1:] if value[:1] in ("v", "V") else value
-    if not text.isdigit():
-        raise SeriesError(f"not a version: {value!r}", hint="write versions as vN, e.g. v2")
-    return int(text)
 
 
 @cli.command("vendor")
@@ -43,22 +34,24 @@ def vendor_cmd(project: Project, source: str | None) -> None:
 
 
 @cli.command("apply")
-@click.argument("series", required=False)
-@click.option("--version", "version", metavar="vN", help="Apply a frozen version instead of the current one.")
+@series_argument()
+@rev_option("to apply (default: the current one; an earlier one is frozen in versions/vN/)")
 @click.option("--upto", type=int, metavar="K", help="Apply only the first K patches.")
 @click.option("--onto", metavar="REV", help="Apply onto this upstream revision (drift check) instead of the base.")
 @click.pass_obj
-def apply_cmd(project: Project, series: str | None, version: str | None, upto: int | None, onto: str | None) -> None:
+def apply_cmd(project: Project, series: str | None, rev: int | None, upto: int | None, onto: str | None) -> None:
     """Apply SERIES as commits on branch patchkit/<series>/v<N> in the cache's work tree."""
-    result = apply_series(project, series, version=_version_number(version), upto=upto, onto=onto,
+    result = apply_series(project, series, version=rev, upto=upto, onto=onto,
                                   progress=_progress)
     click.echo(f"{result.branch}: {len(result.commits)} commit(s) on {result.base[:12]} in {result.tree}")
     for name in result.merged:
         click.echo(f"already upstream (merged, skipped): {name}: {result.merged_why.get(name, '')}")
+    next_step("patchkit build" + (f" --rev v{rev}" if rev is not None else "") + " (or edit the commits, then "
+              "patchkit refresh)")
 
 
 @cli.command("refresh")
-@click.argument("series", required=False)
+@series_argument()
 @click.pass_obj
 def refresh_cmd(project: Project, series: str | None) -> None:
     """Write the commits on the series branch back into series/<name>/patches/."""
@@ -70,7 +63,7 @@ def refresh_cmd(project: Project, series: str | None) -> None:
 
 
 @cli.command("status")
-@click.argument("series", required=False)
+@series_argument()
 @click.pass_obj
 def status_cmd(project: Project, series: str | None) -> int:
     """Show each series: version, patches, where it is applied, and test results per guest.
@@ -103,11 +96,13 @@ def version_group() -> None:
 
 
 @version_group.command("new")
-@click.argument("series", required=False)
-@click.option("--changelog", required=True, metavar="TEXT", help="What changed in the new version.")
+@series_argument()
+@click.option("--changelog", metavar="TEXT", help="What changed in the new version (default: written in $EDITOR).")
 @click.pass_obj
-def version_new_cmd(project: Project, series: str | None, changelog: str) -> None:
+def version_new_cmd(project: Project, series: str | None, changelog: str | None) -> None:
     """Freeze the current version into versions/vN/ and start vN+1."""
+    if changelog is None:
+        changelog = _edited_changelog(project.series(series).version + 1)
     with project.editing(series) as s:
         updated, dropped = new_version_keeping_trailers(project.store, s, changelog)
     click.echo(f"{s.name}: froze v{s.version} in versions/v{s.version}/; now editing v{updated.version}")
@@ -116,15 +111,25 @@ def version_new_cmd(project: Project, series: str | None, changelog: str) -> Non
                    f"(given on v{given.version}; the patch changed since; noted in the changelog)")
 
 
+def _edited_changelog(number: int) -> str:
+    """The changelog of version ``number`` as written in $VISUAL / $EDITOR (as `git commit` asks for its message);
+    lines starting with '#' are dropped, and an empty text aborts."""
+    template = (f"\n# What changed in v{number}, for the cover letter's changelog. Lines starting\n"
+                "# with '#' are ignored; an empty changelog aborts.\n")
+    text = click.edit(template, extension=".txt") or ""
+    kept = "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip()
+    if not kept:
+        raise SeriesError("aborting: the changelog is empty (nothing was frozen)",
+                          hint="write what changed, or pass --changelog TEXT")
+    return kept + "\n"
+
+
 @cli.command("range-diff")
-@click.argument("version_a", metavar="vA")
-@click.argument("version_b", metavar="vB")
-@click.argument("series", required=False)
+@click.argument("version_a", metavar="vA", type=Rev())
+@click.argument("version_b", metavar="vB", type=Rev())
+@series_argument()
 @click.pass_obj
-def range_diff_cmd(project: Project, version_a: str, version_b: str, series: str | None) -> None:
+def range_diff_cmd(project: Project, version_a: int, version_b: int, series: str | None) -> None:
     """Show `git range-diff` between two versions of SERIES."""
-    a, b = _version_number(version_a), _version_number(version_b)
-    if a is None or b is None:
-        raise PatchkitError("range-diff needs two versions")
-    click.echo(range_diff(project, series, a, b), nl=False)
+    click.echo(range_diff(project, series, version_a, version_b), nl=False)
     click.echo("")

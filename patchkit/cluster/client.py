@@ -201,6 +201,8 @@ def boot_on_cluster(cluster: Cluster, cells: Sequence[RemoteCell], options: Boot
                                                     report.timings, report.notes),
                            report.qemu_version, report.worker)
     except BaseException:  # ^C, SIGTERM, a bug: the workers stop this run's boots before the client leaves
+        if not cluster.connected():
+            raise  # the scheduler is gone: nothing to tell the workers through it
         cluster.set_event(stop_event_name(run))
         cluster.wait_all(list(pending), STOP_GRACE)
         cluster.cancel(list(pending))

@@ -9,6 +9,8 @@ extra runs everything else.
 from __future__ import annotations
 
 import contextlib
+import re
+import socket
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -22,6 +24,11 @@ _A = TypeVar("_A")
 Status = Literal["pending", "cancelled", "finished", "lost", "error"] | None
 
 CONNECT_TIMEOUT = 30.0  # for the scheduler to answer, and for a first worker to join it
+PROBE_TIMEOUT = 5.0  # for a scheduler's address to accept a connection and greet
+LOST_CLOSE_TIMEOUT = 2.0  # closing a client whose scheduler is gone
+_ADDRESS = re.compile(r"(?:(?P<scheme>tcp|tls)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})")
+_START_HINT = ("start one there with `dask scheduler`, and workers with `dask worker ADDRESS` "
+               "(README: more than one machine)")
 INSTALL_HINT = "install Dask distributed beside patchkit: pip install 'patchkit[cluster]'"
 
 
@@ -49,8 +56,20 @@ class Job(Generic[_R]):
 class Cluster:
     """A connection to a scheduler (client side)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, address: str) -> None:
         self.client = client
+        self.address = address
+
+    def connected(self) -> bool:
+        """Whether the scheduler is still there (Dask would try to reconnect for 30 s, then close)."""
+        return bool(self.client.status == "running")
+
+    def check_connected(self) -> None:
+        """ClusterError, at once, when the connection to the scheduler is gone."""
+        if not self.connected():
+            raise ClusterError(f"lost the connection to the Dask scheduler at {self.address}",
+                               hint="check the scheduler (was it stopped?), then run the command again: the cells "
+                                    "recorded so far stay recorded")
 
     def workers(self) -> set[str]:
         """The addresses of the workers the scheduler has now."""
@@ -71,6 +90,8 @@ class Cluster:
         return Job(future)
 
     def unpublish(self, name: str) -> None:
+        if not self.connected():
+            return  # the scheduler, and its datasets, are gone
         with contextlib.suppress(KeyError):
             self.client.unpublish_dataset(name)
 
@@ -78,9 +99,13 @@ class Cluster:
         """Until one of ``jobs`` is done, or ``timeout`` seconds."""
         from distributed import wait
 
-        with self.client.as_current(), contextlib.suppress(TimeoutError):
-            wait([j.future for j in jobs], timeout=timeout,
-                 return_when="FIRST_COMPLETED")
+        try:
+            with self.client.as_current(), contextlib.suppress(TimeoutError):
+                wait([j.future for j in jobs], timeout=timeout, return_when="FIRST_COMPLETED")
+        except Exception:
+            self.check_connected()  # the scheduler went away: say so, not Dask's error
+            raise
+        self.check_connected()
 
     def wait_all(self, jobs: Sequence[Job[Any]], timeout: float) -> None:
         """Until every one of ``jobs`` is done, or ``timeout`` seconds."""
@@ -105,12 +130,11 @@ def connect(address: str) -> Iterator[Cluster]:
         from distributed import Client
     except ImportError as exc:
         raise ClusterError(f"--cluster needs Dask distributed ({exc})", hint=INSTALL_HINT) from exc
+    probe(address)  # a wrong address fails here, in seconds: Dask itself waits and leaves a 60 s close behind
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(f"cannot reach a Dask scheduler at {address} ({exc})",
-                           hint="start one there with `dask scheduler`, and workers with `dask worker ADDRESS` "
-                                "(README: more than one machine)") from exc
+        raise ClusterError(f"cannot reach a Dask scheduler at {address} ({exc})", hint=_START_HINT) from exc
     try:
         try:
             client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
@@ -118,9 +142,37 @@ def connect(address: str) -> Iterator[Cluster]:
             raise ClusterError(f"no worker joined the scheduler at {address} within {CONNECT_TIMEOUT:g} s",
                                hint=f"start workers with `dask worker {address}` on machines with patchkit "
                                     "and QEMU") from exc
-        yield Cluster(client)
+        cluster = Cluster(client, address)
+        yield cluster
     finally:
-        client.close()
+        client.close(timeout=CONNECT_TIMEOUT if client.status == "running" else LOST_CLOSE_TIMEOUT)
+
+
+def probe(address: str) -> None:
+    """ClusterError unless ``address`` is scheme://HOST:PORT (or HOST:PORT) where something accepts connections
+    and, over plain TCP, greets as a Dask scheduler does (its handshake: a small frame length first)."""
+    m = _ADDRESS.fullmatch(address)
+    if m is None or not 0 < int(m["port"]) < 65536:
+        raise ClusterError(f"--cluster {address!r} is not a scheduler's address",
+                           hint="give it as `dask scheduler` prints it: tcp://HOST:8786 (or tls://HOST:PORT)")
+    host, port = m["host"].strip("[]"), int(m["port"])
+    where = f"the scheduler at {address}"
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT) as sock:
+            if (m["scheme"] or "tcp") != "tcp":
+                return  # TLS speaks first from the client side
+            sock.settimeout(PROBE_TIMEOUT)
+            greeting = b""
+            while len(greeting) < 8 and (chunk := sock.recv(8 - len(greeting))):
+                greeting += chunk
+    except TimeoutError:
+        raise ClusterError(f"{where} did not answer as a Dask scheduler within {PROBE_TIMEOUT:g} s",
+                           hint=_START_HINT) from None
+    except OSError as exc:
+        raise ClusterError(f"cannot reach {where} ({exc.strerror or exc})", hint=_START_HINT) from None
+    if len(greeting) < 8 or int.from_bytes(greeting, "little") > 1 << 20:
+        shown = greeting.decode("ascii", "replace").strip() or "nothing"
+        raise ClusterError(f"{address} is not a Dask scheduler (it answered {shown!r})", hint=_START_HINT)
 
 
 def killed_worker(exc: BaseException) -> str | None:

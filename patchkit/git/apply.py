@@ -19,7 +19,7 @@ from patchkit.git.cmd import git_text, git_try, open_repo, resolve, temp_index
 from patchkit.git.conflicts import DIFF_LEGEND, check_paths, conflict_report
 from patchkit.git.identity import git_date, identity_env
 from patchkit.git.patchid import UpstreamRange, patch_id, upstream_range
-from patchkit.git.state import finish_switch, switch
+from patchkit.git.state import finish_switch, recorded, switch
 from patchkit.git.worktree import branch_name, require_captured, require_clean, tree_lock, work_tree
 from patchkit.pin import Pin
 from patchkit.progress import Progress
@@ -69,16 +69,30 @@ def apply_series(
         require_captured(path, branch, s.name)
         base = resolve(repo, onto or s.base)
         landed = upstream_range(repo, resolve(repo, s.base), base) if onto else UpstreamRange({}, {})
-        say(f"applying {len(patches)} patch(es) of {s.name} v{s.version} onto {base[:12]}")
-        commits, why = build_commits(repo, base, patches, landed, say)
+        steps = [f"applying {len(patches)} patch(es) of {s.name} v{s.version} onto {base[:12]}"]
+        commits, why = build_commits(repo, base, patches, landed, steps.append)
         merged = list(why)
         head = commits[-1] if commits else base
-        switch(repo, s.name, branch, head, {
+        entry: dict[str, object] = {
             "base": base, "version": s.version, "commits": commits, "revision": s.revision_hash(),
             "patches": [p.filename for p in patches if p.filename not in merged],
-            "upto": len(patches), "onto": bool(onto), "merged": merged})
-    say(f"{branch} at {head[:12]} in {path}")
+            "upto": len(patches), "onto": bool(onto), "merged": merged}
+        if _checked_out(repo, branch, head) and recorded(repo, branch) == entry:
+            say(f"{s.name} v{s.version}: {branch} at {head[:12]}, unchanged ({len(commits)} commit(s) on "
+                f"{base[:12]})")
+        else:
+            for line in steps:
+                say(line)
+            switch(repo, s.name, branch, head, entry)
+            say(f"{branch} at {head[:12]} in {path}")
     return ApplyResult(tree=path, branch=branch, base=base, commits=commits, merged=merged, merged_why=why)
+
+
+def _checked_out(repo: gitpython.Repo, branch: str, head: str) -> bool:
+    """Whether the work tree is on ``branch`` at ``head`` already."""
+    on = git_try(repo, "symbolic-ref", "--quiet", "--short", "HEAD")
+    at = git_try(repo, "rev-parse", "--verify", "--quiet", "HEAD")
+    return on.ok and on.output.strip() == branch and at.ok and at.output.strip() == head
 
 
 def build_commits(repo: gitpython.Repo, base: str, patches: list[Patch], landed: UpstreamRange,

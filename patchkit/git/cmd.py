@@ -13,6 +13,8 @@ helper knows the password. gitpython's commands run with ``GIT_ENV``, that same 
 
 from __future__ import annotations
 
+import logging
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -41,6 +43,11 @@ def environment(*, user_config: bool = False, prompt: bool = False) -> dict[str,
 
 
 GIT_ENV = environment()  # gitpython's commands run with the same environment
+log = logging.getLogger("patchkit.git")
+
+
+def _logged(g: gitpython.Git, args: tuple[str, ...]) -> None:
+    log.debug("git: %s (cwd=%s)", shlex.join(["git", *args]), g.working_dir or ".")
 
 
 def git(
@@ -74,6 +81,7 @@ def open_repo(path: Path | str) -> gitpython.Repo:
 def git_text(repo: gitpython.Repo | None, *args: str, env: dict[str, str] | None = None) -> str:
     """Run a git command (in ``repo``), returning its stdout without the final newline."""
     g = repo.git if repo is not None else gitpython.Git()
+    _logged(g, args)
     try:
         return g.execute(["git", *args], env={**GIT_ENV, **(env or {})})
     except gitpython.GitCommandError as exc:
@@ -90,6 +98,7 @@ class Outcome:
 
 def git_try(repo: gitpython.Repo, *args: str, env: dict[str, str] | None = None) -> Outcome:
     """Run a git command that may fail; return whether it did and its output."""
+    _logged(repo.git, args)
     status, out, err = repo.git.execute(["git", *args], env={**GIT_ENV, **(env or {})},
                                         with_extended_output=True, with_exceptions=False,
                                         strip_newline_in_stdout=False)

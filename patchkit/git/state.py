@@ -71,6 +71,11 @@ def save_state(repo: gitpython.Repo, branch: str, entry: dict[str, object]) -> N
     atomic_write(git_dir / _STATE, json.dumps(data, indent=1, sort_keys=True))
 
 
+def recorded(repo: gitpython.Repo, branch: str) -> dict[str, Any] | None:
+    """The entry apply recorded for ``branch`` (as given to save_state), None if none."""
+    return _records(Path(repo.git_dir)).get(branch)
+
+
 def _records(git_dir: Path) -> dict[str, dict[str, Any]]:
     """The apply records of a work tree (branch -> entry), {} when there are none."""
     state_file = git_dir / _STATE

@@ -18,8 +18,8 @@ from typing import ClassVar, Literal
 
 from patchkit.errors import GuestError, MissingInputError, PatchkitError
 from patchkit.progress import Progress, quiet
+from patchkit.qemu.faults import Hold
 from patchkit.run import run
-from patchkit.series.model import Hold
 from patchkit.store import Store, atomic_write, build_dir, file_lock, sha256_file, sparse_digest
 
 DISK_NAME = "disk.img"
@@ -71,7 +71,7 @@ class Guest(abc.ABC):
     failure_markers: tuple[str | re.Pattern[str], ...] = ("PATCHKIT-FAIL",)
     build_command: str  # the patchkit command that makes the base image
     disk_format: ClassVar[Literal["raw", "qcow2"]] = "raw"  # of the run disk
-    memory_mib: ClassVar[int] = 128  # the machine's memory
+    memory_mib: int = 128  # the machine's memory (a configuration's `memory` or --memory wins)
     # Markers also match the rendered screen below the `sanboot` command (or SeaBIOS's "Booting from"), not only serial.
     matches_screen: ClassVar[bool] = False
     sanboot: ClassVar[Sanboot] = Sanboot()
@@ -203,7 +203,11 @@ class Guest(abc.ABC):
         if disk.exists():
             disk.chmod(0o644)
             disk.unlink()
-        run(["cp", "--reflink=auto", base, disk])
+        try:
+            run(["cp", "--reflink=auto", base, disk])
+        except BaseException:  # a full disk, ^C: no partial copy is left in the run directory
+            disk.unlink(missing_ok=True)
+            raise
         if (problem := self._damage(disk)) is not None:
             disk.unlink()
             raise GuestError(problem, hint=f"run `{self.rebuild_command()}` to build it again; "

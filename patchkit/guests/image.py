@@ -37,6 +37,9 @@ BOOT_FAILURES = (
     "Operating system not found", "Boot failed", "Kernel panic - not syncing", "No bootable device",
 )
 DEFAULT_TIMEOUT = 180.0
+# Debian's netboot installer (a 30 MB initrd) panics with 128 MiB ("Attempted to kill init!") and reaches its
+# first dialog with 512 MiB: an image of your own is likely an installer or a full system.
+DEFAULT_MEMORY = 512
 ADHOC_PREFIX = "image:"  # the guest name of a `test --image` run: image:FILE-NAME (kept apart from the series')
 MAX_CHAIN = 8  # backing files behind an image, at most
 
@@ -50,6 +53,8 @@ class ImageSpec:
     expect: str = DEFAULT_EXPECT
     fail: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    memory_mib: int = DEFAULT_MEMORY  # installers need far more than 128 MiB
+    format: Literal["raw", "qcow2"] | None = None  # as the user declared it (never probed); None: qemu-img's guess
     image_dirs: tuple[Path, ...] = ()  # where its backing files may be, besides its own directory
     backing_anywhere: bool = False  # its backing files may be anywhere (the user said so)
 
@@ -79,11 +84,12 @@ class ChainLink:
     format: Literal["raw", "qcow2"]
 
 
-def backing_chain(image: Path, allowed: Sequence[Path] = (), anywhere: bool = False) -> list[ChainLink]:
-    """``image`` and the files behind it, top first: the image's format is probed, every backing file opened
-    with the format its overlay records (never probed). PatchkitError for a chain that leaves the image's own
-    directory and ``allowed`` (unless ``anywhere``), a backing file without a recorded format, a protocol or
-    json: file name, an external data file, or a loop.
+def backing_chain(image: Path, allowed: Sequence[Path] = (), anywhere: bool = False,
+                  fmt: Literal["raw", "qcow2"] | None = None) -> list[ChainLink]:
+    """``image`` and the files behind it, top first: the image in format ``fmt`` (None: qemu-img's guess),
+    every backing file in the format its overlay records (never guessed). PatchkitError for a chain that
+    leaves the image's own directory and ``allowed`` (unless ``anywhere``), a backing file without a
+    recorded format, a protocol or json: file name, an external data file, or a loop.
 
     An image from someone else is untrusted input: its backing file may name any host file (/etc/shadow),
     which the guest would then read through INT 13h.
@@ -91,11 +97,11 @@ def backing_chain(image: Path, allowed: Sequence[Path] = (), anywhere: bool = Fa
     top = image.resolve()
     roots = [top.parent, *(Path(os.path.realpath(d)) for d in allowed)]
     chain: list[ChainLink] = []
-    current, fmt = top, None
+    current = top
     while True:
         if any(link.path == current for link in chain) or len(chain) >= MAX_CHAIN:
             raise PatchkitError(f"image {top}: its backing chain loops or is longer than {MAX_CHAIN} files")
-        found, info = _info(current, fmt)
+        found, info = _info(current, fmt)  # with fmt given, qemu-img opens it so and never guesses
         chain.append(ChainLink(current, found))
         data_file = info.get("format-specific", {}).get("data", {}).get("data-file")
         if data_file:
@@ -115,12 +121,12 @@ def backing_chain(image: Path, allowed: Sequence[Path] = (), anywhere: bool = Fa
                 "else can name any host file as its backing file, and the guest then reads it)",
                 hint="flatten it (qemu-img convert -O qcow2 IMAGE copy.qcow2), or allow the directory explicitly: "
                      "--image-dir DIR (or --backing-anywhere)")
-        fmt = info.get("backing-filename-format")
-        if fmt not in FORMATS:
+        recorded = info.get("backing-filename-format")
+        if recorded not in ("raw", "qcow2"):
             raise PatchkitError(f"image {shown}: backing file {target} has no recorded format "
-                                f"({fmt or 'none'}): QEMU would have to guess it",
+                                f"({recorded or 'none'}): QEMU would have to guess it",
                                 hint=f"record it: qemu-img rebase -u -F raw -b {target} {current} (or -F qcow2)")
-        current = target
+        current, fmt = target, recorded
 
 
 def chain_sha256(chain: Sequence[ChainLink]) -> str:
@@ -160,7 +166,8 @@ class ImageGuest(Guest):
         self.spec = spec
         self.name = spec.guest_name
         self.default_timeout = spec.timeout
-        self.chain = backing_chain(spec.path, spec.image_dirs, spec.backing_anywhere)
+        self.memory_mib = spec.memory_mib
+        self.chain = backing_chain(spec.path, spec.image_dirs, spec.backing_anywhere, spec.format)
         self.format = self.chain[0].format
         self.expect = compile_pattern(spec.expect, "--expect")
         fail = (compile_pattern(spec.fail, "--fail"),) if spec.fail else ()

@@ -3,36 +3,42 @@
 A revision may go out when every cell (configuration x guest) of every required
 configuration in the manifest passed on this exact revision with one and the same
 ROM (the virtio-blk ROM; guests booting through the NIC ROM are not compared with
-it), when it was not sent before (unless resending), and when it differs from the
-last sent version, and when no patch file carries a stale collected trailer (a
-Reviewed-by, Acked-by, Tested-by... given on an earlier form of a patch whose diff
-changed since: a name on code that person did not see). ``--force`` with a reason
-overrides the test, no-change and trailer checks; the reason is recorded. Collected
-trailers that apply but are not in the patch files yet are only a note. A manifest
-without ``[[configs]]`` has the one implicit configuration "pc" with its ``guests``.
+it) and none is FLAKY (failed and passed on one ROM, patchkit.triage.flaky), when it
+was not sent before (unless resending), and when it differs from the last sent version,
+and when no patch file carries a stale collected trailer (a Reviewed-by, Acked-by,
+Tested-by... given on an earlier form of a patch whose diff changed since: a name on
+code that person did not see). ``--force`` with a reason overrides the test, no-change
+and trailer checks; the reason is recorded. Collected trailers that apply but are not in
+the patch files yet are only a note. A manifest without ``[[configs]]`` has the one
+implicit configuration "pc" with its ``guests``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from patchkit.errors import MailError
 from patchkit.guests import guest_class
 from patchkit.guests.image import ADHOC_PREFIX
+from patchkit.mailer.text import wrap
 from patchkit.matrix import summary_table
 from patchkit.review.carry import PatchTrailers
 from patchkit.series.io import load_version
 from patchkit.series.model import Patch, Series
 from patchkit.store import TestResult
+from patchkit.triage.flaky import Flake, verdict
 
 Latest = dict[tuple[str, str], TestResult]  # (configuration, guest) -> the newest result
+Flakes = Mapping[tuple[str, str], Flake]  # (configuration, guest) -> its flake record
 
 _HUNK_NUMBERS = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
 # The timing `patchkit test` records when the guest's success marker appears (s after start).
 _MARKER_TIMING = "success"
+UNTESTED = ": not tested on this revision"
+LISTED_UNTESTED = 3  # more untested cells than this are one summary line in a refusal
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class GateResult:
     problems: list[str]
     forced_reason: str | None
     notes: list[str] = field(default_factory=list)
+    refusal: MailError | None = None  # a dry run's: what a real send would be refused with
 
     @property
     def forced(self) -> bool:
@@ -53,8 +60,10 @@ def required_cells(series: Series) -> list[tuple[str, str]]:
     return [(c.name, g) for c in series.test_configs() if c.required for g in c.guests]
 
 
-def result_problems(series: Series, latest: Latest) -> list[str]:
-    """Why the stored results do not clear this revision (``latest``: newest result per cell)."""
+def result_problems(series: Series, latest: Latest, flaky: Flakes | None = None) -> list[str]:
+    """Why the stored results do not clear this revision (``latest``: newest result per cell; ``flaky``: the
+    cells that both failed and passed on one ROM, patchkit.triage.flaky)."""
+    flaky = flaky or {}
     cells = required_cells(series)
     if not cells:
         return [f"the manifest of {series.name} requires no guest on any configuration"]
@@ -63,7 +72,9 @@ def result_problems(series: Series, latest: Latest) -> list[str]:
         result = latest.get((config, guest))
         cell = f"{config}/{guest}" if series.configs else guest  # the implicit configuration goes unnamed
         if result is None:
-            problems.append(f"{cell}: not tested on this revision")
+            problems.append(f"{cell}{UNTESTED}")
+        elif (config, guest) in flaky:
+            problems.append(f"{cell}: {flaky[config, guest].describe()}")
         elif not result.passed:
             problems.append(f"{cell}: failed ({result.reason})")
     roms = {latest[c].key.rom_sha256 for c in cells
@@ -120,18 +131,19 @@ def trailer_notes(series: Series, trailers: Sequence[PatchTrailers]) -> list[str
 
 def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
           force: bool, reason: str | None, trailers: Sequence[PatchTrailers] = (),
-          coverage: Sequence[str] = ()) -> GateResult:
+          coverage: Sequence[str] = (), flaky: Flakes | None = None, dry_run: bool = False) -> GateResult:
     """Apply every rule; raise MailError listing what blocks the send (or return the forced result).
 
     ``trailers``: what ``review.carry.plan`` says of each current patch's collected trailers;
-    ``coverage``: what the manifest's coverage gate finds (patchkit.coverage.gate).
+    ``coverage``: what the manifest's coverage gate finds (patchkit.coverage.gate). A ``dry_run``
+    is never refused for what the revision lacks: the refusal comes back in the result instead.
     """
     if force and not (reason and reason.strip()):
         raise MailError("--force needs --reason TEXT", hint="say why the series may go out anyway; it is recorded")
     if already_sent and not resend:
         raise MailError(f"{series.name} v{series.version} was already sent",
                         hint="pass --resend to send the same revision again, or start a new version")
-    problems = result_problems(series, latest)
+    problems = result_problems(series, latest, flaky)
     same_as = unchanged_since(series)
     if same_as is not None:
         problems.append(f"v{series.version} has no changes against the sent v{same_as} (empty range-diff)")
@@ -139,18 +151,30 @@ def check(series: Series, latest: Latest, *, already_sent: bool, resend: bool,
     problems += coverage
     stale = trailer_problems(series, trailers)
     if (problems or stale) and not force:
-        listing = "\n".join(f"  - {p}" for p in problems + stale)
-        todo = ["run `patchkit test` for this revision"] if untested else []
+        listing = "\n".join(f"  - {p}" for p in summarised(problems + stale))
+        todo = ["run `patchkit test --matrix` for this revision"] if untested else []
         if coverage:
             todo.append("have cells run the lines `patchkit coverage` lists, or give each a reason in "
                         "coverage-notes.txt")
         if stale:
             todo.insert(0, "run `patchkit trailers --update` to take the stale trailers out "
                            "(then `patchkit test`: the revision changes)")
-        raise MailError(f"{series.name} v{series.version} may not be sent yet:\n{listing}",
-                        hint="; ".join(todo) + ", or pass --force --reason TEXT")
+        refusal = MailError(f"{series.name} v{series.version} may not be sent yet:\n{listing}",
+                            hint="; ".join(todo) + ", or pass --force --reason TEXT")
+        if not dry_run:
+            raise refusal
+        return GateResult(problems + stale, None, trailer_notes(series, trailers), refusal)
     return GateResult(problems + stale, reason.strip() if force and reason else None,
                       trailer_notes(series, trailers))
+
+
+def summarised(problems: list[str]) -> list[str]:
+    """``problems`` for a refusal: untested cells as one line when there are many (the cover lists them all)."""
+    untested = [p for p in problems if p.endswith(UNTESTED)]
+    if len(untested) <= LISTED_UNTESTED:
+        return problems
+    rest = [p for p in problems if not p.endswith(UNTESTED)]
+    return [f"{len(untested)} cells untested (`patchkit status` shows which)", *rest]
 
 
 def boot_seconds(result: TestResult) -> float | None:
@@ -160,7 +184,7 @@ def boot_seconds(result: TestResult) -> float | None:
 
 
 def tested_section(series: Series, revision: str, latest: Latest, gate: GateResult,
-                   coverage: str | None = None) -> str:
+                   coverage: str | None = None, flaky: Flakes | None = None) -> str:
     """The cover letter's Tested section, from the stored results for this revision.
 
     Without ``[[configs]]``: a row per guest. With them: the configuration x guest
@@ -169,22 +193,28 @@ def tested_section(series: Series, revision: str, latest: Latest, gate: GateResu
     out: a user's own images (their private file names) are not what the series was tested on.
     """
     latest = {cell: r for cell, r in latest.items() if not cell[1].startswith(ADHOC_PREFIX)}
+    flaky = {cell: f for cell, f in (flaky or {}).items() if not cell[1].startswith(ADHOC_PREFIX)}
     if series.configs:
-        lines = _matrix_lines(series, revision, latest)
+        lines = _matrix_lines(series, revision, latest, flaky)
     else:
         first = series.test_configs()[0].name
-        lines = _guest_lines(series, revision, {g: r for (c, g), r in latest.items() if c == first})
+        lines = _guest_lines(series, revision, {g: r for (c, g), r in latest.items() if c == first},
+                             {g: f for (c, g), f in flaky.items() if c == first})
+    if flaky:
+        lines.append("")
+        for cell, flake in flaky.items():
+            lines += wrap(f"{'/'.join(cell)}: {flake.describe()}", hanging="  ")
     if coverage:
         lines.append("")
-        lines.append(f"Coverage: {coverage}.")
+        lines += wrap(f"Coverage: {coverage}.")
     if gate.forced:
         lines.append("")
-        lines.append(f"Sent despite: {'; '.join(gate.problems)}.")
-        lines.append(f"Reason: {gate.forced_reason}")
+        lines += wrap(f"Sent despite: {'; '.join(gate.problems)}.")
+        lines += wrap(f"Reason: {gate.forced_reason}")
     return "\n".join(lines)
 
 
-def _guest_lines(series: Series, revision: str, latest: dict[str, TestResult]) -> list[str]:
+def _guest_lines(series: Series, revision: str, latest: dict[str, TestResult], flaky: dict[str, Flake]) -> list[str]:
     rows = [("guest", "result", "accel", "boot to marker", "ROM")]
     extra = sorted(set(latest) - set(series.guests))  # also tested, not required by the manifest
     for guest in [*series.guests, *extra]:
@@ -193,7 +223,7 @@ def _guest_lines(series: Series, revision: str, latest: dict[str, TestResult]) -
             rows.append((guest, "not tested", "-", "-", "-"))
             continue
         boot = boot_seconds(r)
-        rows.append((guest, "pass" if r.passed else "FAIL", r.key.accel,
+        rows.append((guest, verdict(r, flaky.get(guest)), r.key.accel,
                      f"{boot:.1f} s" if boot is not None else "-",
                      f"{r.rom_size} bytes, sha256 {r.key.rom_sha256[:12]}" if r.key.rom_sha256 else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -206,7 +236,7 @@ def _guest_lines(series: Series, revision: str, latest: dict[str, TestResult]) -
     return lines
 
 
-def _matrix_lines(series: Series, revision: str, latest: Latest) -> list[str]:
+def _matrix_lines(series: Series, revision: str, latest: Latest, flaky: Flakes) -> list[str]:
     configs = series.test_configs()
     known = {c.name for c in configs}
     verdicts: dict[tuple[str, str], str] = {}
@@ -215,7 +245,7 @@ def _matrix_lines(series: Series, revision: str, latest: Latest) -> list[str]:
             verdicts[config.name, guest] = "not tested" if config.required else "-"
     for (config_name, guest), r in latest.items():
         if config_name in known:
-            verdicts[config_name, guest] = "pass" if r.passed else "FAIL"
+            verdicts[config_name, guest] = verdict(r, flaky.get((config_name, guest)))
     lines = [f"Tested with `patchkit test --matrix` on this revision ({revision[:12]}):"]
     lines += ["  " + line for line in summary_table(configs, verdicts)]
     shown = [r for (c, _), r in latest.items() if c in known]
@@ -231,6 +261,7 @@ def _matrix_lines(series: Series, revision: str, latest: Latest) -> list[str]:
         lines.append(f"  boot to marker on {first}: {', '.join(boots)}")
     lines.append("")
     lines.append("Configurations:")
-    width = max(len(c.name) for c in configs)
-    lines += [f"  {c.name.ljust(width)}  {c.describe()}" for c in configs]
+    width = min(max(len(c.name) for c in configs), 24)
+    for c in configs:
+        lines += wrap(f"{c.name.ljust(width)}  {c.describe()}", indent="  ", hanging=" " * (width + 4))
     return lines

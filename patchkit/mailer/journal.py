@@ -1,7 +1,8 @@
 """The send-email journal: what the SMTP server accepted, one JSON object per line.
 
 One file per series version, ``<cache>/mail/<series>/v<N>.journal``. A send starts
-with a ``start`` record that fixes every Message-ID of the series, then gets, per
+with a ``start`` record that fixes every Message-ID of the series and records its To
+and Cc (where ``report --mail`` replies), then gets, per
 message, a ``sending`` record before it goes to the server and an ``accepted``
 record once the server took it, and ends with ``done`` once the revision is frozen.
 A ``failed`` record notes why a message was not delivered. A message ``sending``
@@ -29,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from patchkit.errors import MailError
-from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection
+from patchkit.mailer.smtp import DeliveryInDoubt
+from patchkit.mailer.transport import Transport
 from patchkit.store import Store, file_lock
 
 
@@ -67,6 +69,8 @@ class SendState:
     in_doubt: dict[str, list[str]] = field(default_factory=dict)  # sent to these recipients, no answer recorded
     failures: dict[str, str] = field(default_factory=dict)  # Message-ID -> why it was not delivered
     done: bool = False
+    to: list[str] = field(default_factory=list)  # the To and Cc headers of the send (empty in older journals)
+    cc: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> list[str]:
@@ -128,9 +132,10 @@ class Journal:
         return out
 
     def start(self, revision: str, message_ids: list[str], subjects: list[str], forced_reason: str | None,
-              problems: list[str] | None = None) -> None:
+              problems: list[str] | None = None, to: list[str] | None = None, cc: list[str] | None = None) -> None:
+        """A send begins: its Message-IDs and subjects (cover first) and the To and Cc its messages carry."""
         self.append({"event": "start", "revision": revision, "message_ids": message_ids, "subjects": subjects,
-                     "forced_reason": forced_reason, "problems": problems or []})
+                     "forced_reason": forced_reason, "problems": problems or [], "to": to or [], "cc": cc or []})
 
     def sending(self, message_id: str, recipients: list[str]) -> None:
         self.append({"event": "sending", "message_id": message_id, "recipients": recipients})
@@ -142,7 +147,7 @@ class Journal:
     def failed(self, message_id: str | None, error: str) -> None:
         self.append({"event": "failed", "message_id": message_id, "error": error})
 
-    def attempt(self, conn: SmtpConnection, envelope_from: str, recipients: list[str], message_id: str,
+    def attempt(self, conn: Transport, envelope_from: str, recipients: list[str], message_id: str,
                 data: bytes) -> None:
         """Send one message on ``conn``, journaled as ``sending`` first; the caller journals ``accepted``.
 
@@ -179,7 +184,8 @@ class Journal:
             event = rec.get("event")
             if event == "start":
                 out.append(SendState(rec["revision"], rec["message_ids"], rec["subjects"],
-                                     rec.get("forced_reason"), rec.get("problems", []), rec["time"]))
+                                     rec.get("forced_reason"), rec.get("problems", []), rec["time"],
+                                     to=list(rec.get("to", [])), cc=list(rec.get("cc", []))))
                 continue
             if not out:
                 continue

@@ -14,7 +14,7 @@ import email.policy
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
@@ -23,6 +23,7 @@ from typing import Protocol
 
 from patchkit.errors import MailError
 from patchkit.git.cmd import git
+from patchkit.mailer.text import set_text_body
 from patchkit.series.model import Series, format_git_date
 
 TESTED_PLACEHOLDER = "{tested}"
@@ -112,11 +113,14 @@ def render_series(
     envelope: Envelope,
     message_ids: Sequence[str],
     tested: str,
+    sent_at: datetime | None = None,
 ) -> list[Mail]:
     """The cover letter and one mail per patch, threaded shallowly under the cover.
 
     ``tested`` is the Tested section text (see gate.tested_section); ``message_ids``
-    has one ID per mail (cover first), fixed in the journal before sending.
+    has one ID per mail (cover first), fixed in the journal before sending. With
+    ``sent_at`` (a send), the Dates are that time, one second apart in series order, as
+    git send-email dates them; without (an mbox), format-patch's: the patches' author dates.
     """
     total = len(series.patches)
     if len(applied.commits) != total:
@@ -127,7 +131,9 @@ def render_series(
                         hint="the series changed since the interrupted send: start a new send without --resume")
     sig = git_signature()
     cover_id = message_ids[0]
-    mails = [Mail(0, ZERO_SHA, _cover(series, applied, envelope, cover_id, tested, sig))]
+    dates = [format_git_date(sent_at + timedelta(seconds=i)) for i in range(total + 1)] if sent_at else None
+    cover_date = dates[0] if dates else format_git_date(datetime.now(UTC))
+    mails = [Mail(0, ZERO_SHA, _cover(series, applied, envelope, cover_id, tested, sig, cover_date))]
     parent = applied.base
     for i, (patch, commit) in enumerate(zip(series.patches, applied.commits, strict=True), 1):
         body = patch_body(patch.message, diffstat(applied.tree, parent, commit), patch.diff, sig)
@@ -137,7 +143,7 @@ def render_series(
             author = envelope.sender
         headers = {
             "Message-ID": message_ids[i], "In-Reply-To": cover_id, "References": cover_id,
-            "From": author, "Date": patch.date,
+            "From": author, "Date": dates[i] if dates else patch.date,
             "Subject": f"{subject_tag(envelope.subject_prefix, series.version, i, total)} {patch.subject}",
         }
         mails.append(Mail(i, commit, _message(headers, envelope, body)))
@@ -186,7 +192,7 @@ def cover_text(series: Series, tested: str) -> str:
 
 
 def _cover(series: Series, applied: Applied, envelope: Envelope, message_id: str,
-           tested: str, signature: str) -> EmailMessage:
+           tested: str, signature: str, date: str) -> EmailMessage:
     total = len(series.patches)
     title = series.cover_title or series.name
     tip = applied.commits[-1] if applied.commits else applied.base
@@ -198,7 +204,7 @@ def _cover(series: Series, applied: Applied, envelope: Envelope, message_id: str
     )
     headers = {
         "Message-ID": message_id, "From": envelope.sender,
-        "Date": format_git_date(datetime.now(UTC)),
+        "Date": date,
         "Subject": f"{subject_tag(envelope.subject_prefix, series.version, 0, total)} {title}",
     }
     return _message(headers, envelope, body)
@@ -212,11 +218,5 @@ def _message(headers: dict[str, str], envelope: Envelope, body: str) -> EmailMes
         msg["To"] = ", ".join(envelope.to)
     if envelope.cc:
         msg["Cc"] = ", ".join(envelope.cc)
-    if not body.isascii():
-        msg["MIME-Version"] = "1.0"
-        msg["Content-Type"] = "text/plain; charset=UTF-8"
-        msg["Content-Transfer-Encoding"] = "8bit"
-        # Bytes smuggled as surrogates: the generator writes them back unchanged (8bit).
-        body = body.encode("utf-8").decode("ascii", "surrogateescape")
-    msg.set_payload(body)
+    set_text_body(msg, body)
     return msg

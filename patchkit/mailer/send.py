@@ -9,9 +9,9 @@ sends only the messages the journal has not seen accepted, with the same IDs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -21,16 +21,18 @@ from patchkit.errors import MailError, PatchkitError
 from patchkit.git.apply import ApplyResult, apply_series
 from patchkit.git.cmd import git
 from patchkit.git.worktree import tag
-from patchkit.mailer.gate import GateResult, Latest, check, tested_section
+from patchkit.mailer.gate import Flakes, GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
-from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.mailer.smtp import DeliveryInDoubt, git_config, read_sender
+from patchkit.mailer.transport import Settings, connect, read_transport
 from patchkit.progress import Progress
 from patchkit.project import Project
 from patchkit.review.carry import plan
 from patchkit.series.io import save_series
 from patchkit.series.model import Series, VersionInfo
 from patchkit.store import Store, atomic_write
+from patchkit.triage.flaky import flakes
 
 IN_DOUBT_HINT = ("check the list archive or your sent mail, then run again with `--resume --in-doubt sent` if it "
                  "arrived, or `--resume --in-doubt resend` if not")
@@ -40,8 +42,10 @@ IN_DOUBT_HINT = ("check the list archive or your sent mail, then run again with 
 class SendOptions:
     """What the command line can change; None means "from the manifest / configuration"."""
 
-    to: list[str] | None = None
-    cc: list[str] | None = None
+    to: list[str] = field(default_factory=list)  # added to the manifest's `to` (as git send-email's --to)
+    cc: list[str] = field(default_factory=list)
+    no_to: bool = False  # leave out the manifest's `to` (git send-email's --no-to)
+    no_cc: bool = False
     subject_prefix: str | None = None
     sender: str | None = None
     dry_run: bool = False
@@ -52,8 +56,11 @@ class SendOptions:
     resume: bool = False
     in_doubt: str | None = None  # with resume: "sent" or "resend" for messages sent without a recorded answer
     new_recipients: bool = False  # with resume: the rest may go to other recipients than the first part
+    yes: bool = False  # send without asking, whatever sendemail.confirm says
+    confirm: Callable[[str], bool] | None = None  # asks the user on a terminal; None: there is none
     # server, port, encryption, user, password, ca (kept out of repr(): it may hold the password)
     smtp: dict[str, str | None] = field(default_factory=dict, repr=False)
+    server_options: list[str] = field(default_factory=list)  # a program server's options (sendemail.smtpServerOption)
 
 
 @dataclass
@@ -93,15 +100,15 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
                                   coverage_problems(series, coverage))
         for note in gate.notes:
             say(f"note: {note}")
-        latest = _latest(project.store, series, revision)
-        settings = read_settings(project.root, options.smtp, env) if sending else None
+        latest, flaky = _latest(project.store, series, revision)
+        settings = read_transport(project.root, options.smtp, env, options.server_options) if sending else None
         sender = _sender(project.root, series, options, env, required=sending)
         if not message_ids:
             message_ids = new_message_ids(series, sender)
         envelope = Envelope(
             sender=sender,
-            to=tuple(options.to if options.to is not None else series.to),
-            cc=tuple(options.cc if options.cc is not None else series.cc),
+            to=_addresses([] if options.no_to else series.to, options.to),
+            cc=_addresses([] if options.no_cc else series.cc, options.cc),
             subject_prefix=options.subject_prefix or series.subject_prefix,
         )
         if sending and not envelope.recipients:
@@ -109,8 +116,11 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         applied = apply_series(project, series, progress=say)
         if options.mbox is None:
             _check_tag(series, applied)
-        tested = tested_section(series, revision, latest, gate, coverage.figure() if coverage else None)
-        mails = render_series(series, applied, envelope, message_ids, tested)
+        tested = tested_section(series, revision, latest, gate, coverage.figure() if coverage else None, flaky)
+        # A send is dated now, one second apart in series order, the last one now (git send-email's way).
+        now = datetime.now(UTC).replace(microsecond=0)
+        sent_at = None if options.mbox else now - timedelta(seconds=len(series.patches))
+        mails = render_series(series, applied, envelope, message_ids, tested, sent_at)
         report = SendReport(series.name, series.version, revision, applied.base, envelope, mails, gate)
         if options.mbox is not None:
             write_mbox(options.mbox, mails)
@@ -120,15 +130,25 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
             return report
         assert settings is not None
         report.server = settings.describe()
+        _confirm(project.root, options, series, envelope, _to_send(journal, mails, options), settings.describe())
         if options.resume:
             _settle_resume(journal, envelope, mails, options)
         else:
-            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems)
+            journal.start(revision, message_ids, [m.subject for m in mails], gate.forced_reason, gate.problems,
+                          to=list(envelope.to), cc=list(envelope.cc))
         _deliver(journal, settings, envelope, mails, report, say)
         report.tag = _freeze(project, series, applied, mails[0].message_id)
         journal.done(report.tag)
         say(f"tagged {report.tag}; {series.name} v{series.version} is frozen")
     return report
+
+
+def _addresses(*lists: list[str]) -> tuple[str, ...]:
+    """The entries of ``lists`` in order, each address once (the first spelling kept)."""
+    out: dict[str, str] = {}
+    for entry in (e for entries in lists for e in entries):
+        out.setdefault(parseaddr(entry)[1].lower() or entry, entry)
+    return tuple(out.values())
 
 
 def write_mbox(path: Path, mails: list[Mail]) -> None:
@@ -145,6 +165,42 @@ def _coverage(project: Project, series: Series) -> SeriesCoverage | None:
         return None
 
 
+CONFIRM = ("always", "never", "auto", "cc", "compose")  # git send-email's values; cc and compose count as auto
+
+
+def _to_send(journal: Journal, mails: list[Mail], options: SendOptions) -> int:
+    """How many of ``mails`` this run will send (a resume skips the accepted ones)."""
+    state = journal.last_send() if options.resume else None
+    if state is None:
+        return len(mails)
+    skipped = set(state.accepted) | (set(state.in_doubt) if options.in_doubt == "sent" else set())
+    return sum(1 for m in mails if m.message_id not in skipped)
+
+
+def _confirm(root: Path, options: SendOptions, series: Series, envelope: Envelope, count: int, via: str) -> None:
+    """Ask before a real send, as git send-email's sendemail.confirm does: on a terminal unless ``--yes`` or
+    ``sendemail.confirm = never``; without a terminal only ``always`` stops it (it cannot ask there)."""
+    if options.yes:
+        return
+    setting = (git_config(root, "sendemail.confirm") or "auto").strip().lower()
+    if setting not in CONFIRM:
+        raise MailError(f"sendemail.confirm = {setting}: not a value patchkit knows",
+                        hint=f"use one of {', '.join(CONFIRM)} (cc and compose ask as auto does)")
+    if setting == "never":
+        return
+    if options.confirm is None:
+        if setting == "always":
+            raise MailError("sendemail.confirm is `always` but there is no terminal to ask on: nothing sent",
+                            hint="pass --yes to send without asking")
+        return
+    lines = [f"Send {count} message(s) of {series.name} v{series.version} through {via}",
+             f"  To: {', '.join(envelope.to) or '-'}", f"  Cc: {', '.join(envelope.cc) or '-'}",
+             f"  (envelope: {envelope.sender} -> {', '.join(envelope.recipients)})"]
+    if not options.confirm("\n".join(lines) + "\nSend?"):
+        raise MailError("nothing sent: the send was not confirmed",
+                        hint="run again and answer y, or pass --yes (or `git config sendemail.confirm never`)")
+
+
 def _plan(store: Store, series: Series, revision: str, journal: Journal, options: SendOptions,
           sending: bool, coverage: list[str]) -> tuple[list[str], GateResult]:
     """The Message-IDs to use ([] = new ones) and the gate's verdict; raises when refused."""
@@ -158,9 +214,10 @@ def _plan(store: Store, series: Series, revision: str, journal: Journal, options
                         hint="pass --resume to send the rest with the same threading")
     if options.mbox is not None:
         return [], GateResult([], None)  # an mbox is for looking at: not gated
-    gate = check(series, _latest(store, series, revision), already_sent=_already_sent(series, revision, journal),
-                 resend=options.resend, force=options.force, reason=options.reason, trailers=plan(store, series),
-                 coverage=coverage)
+    latest, flaky = _latest(store, series, revision)
+    gate = check(series, latest, already_sent=_already_sent(series, revision, journal), resend=options.resend,
+                 force=options.force, reason=options.reason, trailers=plan(store, series), coverage=coverage,
+                 flaky=flaky, dry_run=options.dry_run)
     return [], gate
 
 
@@ -185,8 +242,8 @@ def _settle_resume(journal: Journal, envelope: Envelope, mails: list[Mail], opti
         earlier = "; ".join(", ".join(r) for r in before)
         raise MailError(f"the part of this send already delivered went to {earlier}; resuming now would send the "
                         f"rest to other recipients: {', '.join(now) or '-'}",
-                        hint="resume without --to/--cc (the manifest's recipients), or pass --new-recipients "
-                             "to send the rest to the new ones")
+                        hint="resume with the recipients of the first part (the same --to/--cc/--no-to/--no-cc), "
+                             "or pass --new-recipients to send the rest to the new ones")
     total = len(mails)
     for mail in mails:
         if mail.message_id not in state.in_doubt:
@@ -223,9 +280,10 @@ def _check_tag(series: Series, applied: ApplyResult) -> None:
                         hint="a sent version never changes: start a new version for the changes")
 
 
-def _latest(store: Store, series: Series, revision: str) -> Latest:
+def _latest(store: Store, series: Series, revision: str) -> tuple[Latest, Flakes]:
+    """The newest result of each cell of this revision, and the flaky cells."""
     with store.results() as results:
-        return results.latest_by_cell(series.name, revision)
+        return results.latest_by_cell(series.name, revision), flakes(results.for_revision(series.name, revision))
 
 
 def _sender(project_root: Path, series: Series, options: SendOptions, env: Mapping[str, str], *, required: bool) -> str:
@@ -237,15 +295,15 @@ def _sender(project_root: Path, series: Series, options: SendOptions, env: Mappi
         return series.patches[0].author  # an mbox or a dry run may come from the first author
 
 
-def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails: list[Mail],
+def _deliver(journal: Journal, settings: Settings, envelope: Envelope, mails: list[Mail],
              report: SendReport, say: Progress) -> None:
     state = journal.last_send()
     assert state is not None
     envelope_from = parseaddr(envelope.sender)[1]
     recipients = envelope.recipients
     total = len(mails)
-    say(f"connecting to {settings.describe()}")
-    with SmtpConnection(settings) as conn:
+    say(f"sending through {settings.describe()}")
+    with connect(settings) as conn:
         for mail in mails:
             where = f"[{mail.index + 1}/{total}]"
             if mail.message_id in state.accepted:

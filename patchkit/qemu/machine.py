@@ -18,7 +18,7 @@ import shlex
 import socket
 import subprocess
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
 
@@ -64,6 +64,16 @@ def qemu_version(qemu: str = "qemu-system-x86_64") -> str:
     return lines[0].removeprefix("QEMU emulator version ").strip()
 
 
+def _forget_answer(asking: set[asyncio.Task[object]]) -> Callable[[asyncio.Task[object]], None]:
+    """A done callback: drop the finished question from ``asking``; its error, if no one awaits it any more,
+    is read here (the asker gave up on it) rather than reported as never retrieved."""
+    def done(task: asyncio.Task[object]) -> None:
+        asking.discard(task)
+        if not task.cancelled():
+            task.exception()
+    return done
+
+
 def keys_for(char: str) -> list[str]:
     """The qcodes pressed together to type ``char`` on a US keyboard."""
     if char.isascii() and (char.isdigit() or char.islower()):
@@ -101,6 +111,7 @@ class Machine:
         self._reader: asyncio.Task[None] | None = None
         self._exited = asyncio.Event()  # set when the QEMU process has ended
         self.shutdown_reason = ""  # the SHUTDOWN event's reason once heard (e.g. guest-reset, guest-shutdown)
+        self._asking: set[asyncio.Task[object]] = set()  # QMP questions in flight (see _ask)
 
     async def __aenter__(self) -> Machine:
         check_spec(self.spec)  # a spec refused leaves nothing behind
@@ -140,7 +151,7 @@ class Machine:
 
     async def status(self) -> str:
         """QMP query-status: "running", "paused", "shutdown", "internal-error", ..."""
-        reply = await self._qmp.execute("query-status")
+        reply = await self._ask("query-status")
         assert isinstance(reply, dict)
         return str(reply["status"])
 
@@ -183,14 +194,14 @@ class Machine:
         if not self.running():
             return False
         try:
-            await asyncio.wait_for(self._qmp.execute("screendump", {"filename": str(path), "format": "png"}), 10)
+            await asyncio.wait_for(self._ask("screendump", {"filename": str(path), "format": "png"}), 10)
         except (QMPError, OSError, TimeoutError):
             return False
         return path.is_file()
 
     async def hmp(self, command: str) -> str:
         """A human monitor command (e.g. ``qemu-io disk0 "break read_aio tag"``); what the monitor answered."""
-        reply = await self._qmp.execute("human-monitor-command", {"command-line": command})
+        reply = await self._ask("human-monitor-command", {"command-line": command})
         return str(reply)
 
     async def read_requests(self, drive: str) -> int | None:
@@ -205,13 +216,22 @@ class Machine:
     async def send_key(self, *qcodes: str, hold_ms: int = KEY_HOLD_MS) -> None:
         """Press ``qcodes`` together, then release them ``hold_ms`` later (e.g. send_key("ctrl", "b"))."""
         keys = [{"type": "qcode", "data": q} for q in qcodes]
-        await self._qmp.execute("send-key", {"keys": keys, "hold-time": hold_ms})
+        await self._ask("send-key", {"keys": keys, "hold-time": hold_ms})
 
     async def type_text(self, text: str, hold_ms: int = KEY_HOLD_MS) -> None:
         """Type ``text`` ("\\n" is Enter): every key is sent at once, QEMU queues them in order and paces
         them ``hold_ms`` apart. The caller checks the echo: a guest that reads keys too slowly loses some."""
         presses = [keys_for(char) for char in text]  # an untypable character fails before any key is sent
         await asyncio.gather(*(self.send_key(*keys, hold_ms=hold_ms) for keys in presses))
+
+    async def _ask(self, command: str, arguments: dict[str, object] | None = None) -> object:
+        """QMP ``command``'s answer. A caller that stops waiting (cancelled, timed out) does not take the
+        question back: its answer is still read, in order (a cancelled qemu.qmp execute forgets its id, and
+        the answer that comes anyway is logged "Unknown ID '__qmp#N', message dropped")."""
+        asking: asyncio.Task[object] = asyncio.create_task(self._qmp.execute(command, arguments))
+        self._asking.add(asking)
+        asking.add_done_callback(_forget_answer(self._asking))
+        return await asyncio.shield(asking)
 
     async def _connect(self, monitor: socket.socket) -> None:
         """Talk QMP on our end of the monitor's socket pair: QEMU greets on it once it is up."""
@@ -226,9 +246,11 @@ class Machine:
     async def _stop(self) -> None:
         """QMP quit and wait a little; then the process helper terminates, kills and reaps."""
         try:
+            if self._asking:  # answers still to come to questions their askers gave up on
+                await asyncio.wait(set(self._asking), timeout=QUIT_TIMEOUT)
             if self.running() and self._qmp.runstate == Runstate.RUNNING:
                 with contextlib.suppress(QMPError, OSError, TimeoutError, EOFError):
-                    await asyncio.wait_for(self._qmp.execute("quit"), QUIT_TIMEOUT)
+                    await asyncio.wait_for(self._ask("quit"), QUIT_TIMEOUT)
                 await self._wait_exit(QUIT_TIMEOUT)
             with contextlib.suppress(QMPError, OSError, EOFError):
                 await self._qmp.disconnect()

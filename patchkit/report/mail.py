@@ -1,7 +1,8 @@
 """`patchkit report --mail`: a test report as a reply to the series' cover letter, as Patchew posts them.
 
-The reply goes to the version's recipients (the manifest's To and Cc) through the
-send-email SMTP settings, threaded under the cover letter the send journal recorded.
+The reply goes where the version went: the To and Cc the send journal recorded for its
+cover letter (what `send-email --to/--cc` made of them, not the manifest's as it is now),
+threaded under that cover letter, through the send-email SMTP settings.
 It is gated on real results: a version that was never sent has nothing to answer, and
 a revision without any recorded run has nothing to report.
 
@@ -25,9 +26,11 @@ from email.utils import formatdate, make_msgid, parseaddr
 from patchkit.errors import MailError
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import POLICY, Envelope
-from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.mailer.smtp import DeliveryInDoubt, read_sender
+from patchkit.mailer.text import set_text_body, wrap
+from patchkit.mailer.transport import Settings, connect, read_transport
 from patchkit.project import Project
-from patchkit.report.data import ReportData, Run, gather
+from patchkit.report.data import Matrix, ReportData, Run, gather
 from patchkit.series.io import available_versions
 from patchkit.series.model import Series
 from patchkit.store import Store
@@ -70,7 +73,7 @@ def mail_report(project: Project, series: Series, version: int | None, *, dry_ru
         mail = _render(project, data, state, smtp, env)
         if dry_run:
             return mail
-        settings = read_settings(project.root, smtp, env)
+        settings = read_transport(project.root, smtp, env)
         _deliver(journal, settings, mail, data.revision)
     return mail
 
@@ -132,10 +135,7 @@ def _render(project: Project, data: ReportData, state: SendState, smtp: Mapping[
             env: Mapping[str, str]) -> ReportMail:
     series = data.series
     sender = read_sender(project.root, {"sender": smtp.get("sender")}, env)
-    envelope = Envelope(sender=sender, to=tuple(series.to), cc=tuple(series.cc),
-                        subject_prefix=series.subject_prefix)
-    if not envelope.recipients:
-        raise MailError("no recipients", hint="add `to` to the manifest")
+    envelope = Envelope(sender=sender, subject_prefix=series.subject_prefix, **_sent_to(state))
     cover_id, cover_subject = state.message_ids[0], state.subjects[0]
     msg = EmailMessage(policy=POLICY)
     msg["From"] = sender
@@ -147,18 +147,25 @@ def _render(project: Project, data: ReportData, state: SendState, smtp: Mapping[
     msg["Message-ID"] = make_msgid("patchkit-report", domain=parseaddr(sender)[1].rpartition("@")[2] or None)
     msg["In-Reply-To"] = cover_id
     msg["References"] = cover_id
-    text = report_text(data, cover_id, cover_subject)
-    msg.set_content(text, charset="utf-8", cte="8bit" if not text.isascii() else "7bit")
+    set_text_body(msg, report_text(data, cover_id, cover_subject))
     return ReportMail(msg, envelope)
 
 
-def _deliver(journal: Journal, settings: SmtpSettings, mail: ReportMail, revision: str) -> None:
+def _sent_to(state: SendState) -> dict[str, tuple[str, ...]]:
+    """Where the cover letter went, as the send journal recorded it: its To and Cc (a journal from before
+    they were recorded: the addresses the server accepted it for)."""
+    if state.to or state.cc:
+        return {"to": tuple(state.to), "cc": tuple(state.cc)}
+    return {"to": tuple(state.accepted.get(state.message_ids[0]) or next(iter(state.accepted.values()))), "cc": ()}
+
+
+def _deliver(journal: Journal, settings: Settings, mail: ReportMail, revision: str) -> None:
     """Send ``mail``, journaling the start, the attempt and the server's answer."""
     mid = str(mail.message["Message-ID"])
     recipients = mail.envelope.recipients
     journal.start(revision, [mid], [str(mail.message["Subject"])], None)
     try:
-        with SmtpConnection(settings) as conn:
+        with connect(settings) as conn:
             journal.attempt(conn, parseaddr(mail.envelope.sender)[1], recipients, mid, mail.as_bytes("\r\n"))
     except JournalError:
         raise  # the attempt was not journaled, so nothing went to the server
@@ -180,49 +187,81 @@ def _deliver(journal: Journal, settings: SmtpSettings, mail: ReportMail, revisio
 
 
 def report_text(data: ReportData, cover_id: str, cover_subject: str) -> str:
-    """The report's text: verdict, the matrix, per-patch builds and trailers."""
+    """The report's text, at most 78 columns: verdict, the matrix (a row per configuration and guest),
+    per-patch builds and trailers. Long names and messages are wrapped, never cut."""
     s = data.series
     m = data.matrix
     problems = []
-    rows = [["guest", *m.configs]]
-    for guest in m.guests:
-        row = [guest]
-        for config in m.configs:
+    for config in m.configs:
+        for guest in m.guests:
             runs = m.cells.get((guest, config), [])
-            row.append(_cell(runs[0]) if runs else "-")
-            if runs and not runs[0].result.passed:
+            flake = m.flaky.get((guest, config))
+            if flake is not None:
+                problems.append(f"{guest} on {config} {flake.describe()}")
+            elif runs and not runs[0].result.passed:
                 problems.append(f"{guest} on {config} FAILED: {runs[0].result.reason}")
-        rows.append(row)
     required = {(g, c.name) for c in s.test_configs() if c.required for g in c.guests}
     problems += [f"{g} on {c} was not tested" for g, c in sorted(required) if (g, c) not in m.cells]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
-    verdict = "found no problems" if not problems else f"found {len(problems)} problem(s):\n" + "\n".join(
-        f"  - {p}" for p in problems)
-    lines = [
-        "Hi,", "", f"patchkit booted this series in QEMU and {verdict}", "",
-        f"Subject: {cover_subject}", f"Message-ID: {cover_id}",
-        f"Revision: {data.revision[:12]} (base {s.base[:12]})", "",
-        "=== TEST MATRIX (newest run per cell) ===", table, "",
-        "=== BUILD (patchkit build --each-patch) ===",
-    ]
+    lines = ["Hi,", ""]
+    if problems:
+        lines += wrap(f"patchkit booted this series in QEMU and found {len(problems)} problem(s):")
+        for problem in problems:
+            lines += wrap(problem, indent="  - ", hanging="    ")
+    else:
+        lines += wrap("patchkit booted this series in QEMU and found no problems.")
+    lines += ["", *wrap(f"Subject: {cover_subject}", hanging="  "), f"Message-ID: {cover_id}",
+              f"Revision: {data.revision[:12]} (base {s.base[:12]})", "",
+              "=== TEST MATRIX (newest run per cell) ===", *matrix_table(m), "",
+              "=== BUILD (patchkit build --each-patch) ==="]
     total = len(s.patches)
     for i, patch in enumerate(s.patches, 1):
         build = data.builds.get(i)
         state = (f"builds, warning delta {len(build.new_warnings):+d}" if build is not None else "not recorded")
-        lines.append(f"{i}/{total} {patch.subject}: {state}")
+        lines += wrap(f"{i}/{total} {patch.subject}: {state}", hanging="    ")
         if build is not None:
-            lines += [f"    {w}" for w in build.new_warnings]
+            for w in build.new_warnings:
+                lines += wrap(w, indent="    ", hanging="      ")
     if data.review is not None:
         lines += ["", f"=== TRAILERS (replies to v{data.review.version}) ==="]
         for p in data.review.patches[1:]:
-            lines.append(f"{p.index}/{total}: " + (", ".join(c.trailer.text() for c in p.trailers) or "none"))
+            given = ", ".join(c.trailer.text() for c in p.trailers) or "none"
+            lines += wrap(f"{p.index}/{total}: {given}", hanging="    ")
     lines += ["", "---", "This report was made by `patchkit report --mail` from the recorded runs."]
     return "\n".join(lines) + "\n"
 
 
-def _cell(run: Run) -> str:
+REPORT_WIDTH = 78
+
+
+def matrix_table(m: Matrix) -> list[str]:
+    """The matrix with configurations as rows: one line per configuration and guest, the configuration named on
+    its first. When the names are too long for 78 columns, each configuration gets a heading line instead."""
+    rows: list[tuple[str, str, str]] = []
+    for config in m.configs:
+        first = True
+        for guest in m.guests:
+            runs = m.cells.get((guest, config), [])
+            if not runs and (guest, config) not in m.planned:
+                continue
+            cell = _cell(runs[0], (guest, config) in m.flaky) if runs else "not tested"
+            rows.append((config if first else "", guest, cell))
+            first = False
+    header = ("configuration", "guest", "result")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    if sum(widths) + 4 <= REPORT_WIDTH:
+        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+    lines: list[str] = []
+    guest_width = min(widths[1], 24)
+    for config, guest, result in rows:
+        if config:
+            lines += wrap(f"{config}:", REPORT_WIDTH, hanging="  ")
+        lines += wrap(f"{guest.ljust(guest_width)}  {result}", REPORT_WIDTH, indent="  ",
+                      hanging=" " * (guest_width + 4))
+    return lines
+
+
+def _cell(run: Run, flaky: bool) -> str:
     r = run.result
     boot = r.timings.get("success")
     extra = f", marker at {float(boot):.1f} s" if boot is not None else ""
-    return f"{'pass' if r.passed else 'FAIL'} ({r.key.accel}{extra})"
+    return f"{'FLAKY' if flaky else 'pass' if r.passed else 'FAIL'} ({r.key.accel}{extra})"

@@ -20,6 +20,8 @@ from patchkit.report.data import Matrix, ReportData, Run
 from patchkit.review.comments import diff_lines
 from patchkit.series.model import Patch
 from patchkit.store import atomic_write
+from patchkit.triage.flaky import Flake
+from patchkit.triage.logdiff import Divergence
 
 CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:78rem;padding:0 1rem 3rem;color:#1d1d1f}
@@ -28,7 +30,7 @@ nav a{margin-right:1rem}.meta{color:#666;font-size:90%}
 pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font:13px/1.35 ui-monospace,monospace;border-radius:4px}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.35rem .5rem;vertical-align:top;text-align:left}
 .wide{overflow-x:auto}table.matrix td{min-width:14rem}
-td.pass{background:#e9f7ec}td.fail{background:#fdecec}td.none{color:#888}
+td.pass{background:#e9f7ec}td.fail{background:#fdecec}td.flaky{background:#fff4d6}td.none{color:#888}
 .verdict{font-weight:700}td.pass .verdict{color:#176f2c}td.fail .verdict{color:#b3261e}
 img.shot{display:block;width:320px;max-width:100%;image-rendering:pixelated;border:1px solid #999;margin:.3rem 0}
 .diff .add{color:#176f2c;background:#e6ffec}.diff .del{color:#b3261e;background:#ffebe9}
@@ -96,20 +98,29 @@ def _matrix(m: Matrix) -> str:
     head = "".join(f"<th scope=\"col\">{escape(c)}</th>" for c in m.configs)
     rows = []
     for guest in m.guests:
-        cells = "".join(_cell(guest, config, m.cells.get((guest, config), []), (guest, config) in m.planned)
+        cells = "".join(_cell(guest, config, m.cells.get((guest, config), []), (guest, config) in m.planned,
+                              m.flaky.get((guest, config)), m.changed.get((guest, config)))
                         for config in m.configs)
         rows.append(f"<tr><th scope=\"row\">{escape(guest)}</th>{cells}</tr>")
     return (f"<section id=\"matrix\"><h2>Test matrix</h2>{note}<div class=\"wide\"><table class=\"matrix\"><thead>"
             f"<tr><th>guest</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>")
 
 
-def _cell(guest: str, config: str, runs: list[Run], planned: bool) -> str:
+def _cell(guest: str, config: str, runs: list[Run], planned: bool, flake: Flake | None,
+          changed: tuple[str, list[Divergence]] | None) -> str:
     attrs = f"data-guest=\"{escape(guest)}\" data-config=\"{escape(config)}\""
     if not runs:
         return f"<td class=\"none\" {attrs}>{'not tested' if planned else '-'}</td>"
     newest = runs[0]
-    verdict = "pass" if newest.result.passed else "fail"
-    body = [f"<div class=\"verdict\">{verdict.upper()}</div>", _run_detail(newest, guest, config, shot=True)]
+    verdict = "flaky" if flake is not None else "pass" if newest.result.passed else "fail"
+    body = [f"<div class=\"verdict\">{verdict.upper()}</div>"]
+    if flake is not None:
+        body.append(f"<div class=\"meta\">{escape(flake.describe())}</div>")
+    body.append(_run_detail(newest, guest, config, shot=True))
+    if changed is not None:
+        since, found = changed
+        lines = "".join(f"<li>{escape(d.describe())}</li>" for d in found) or "<li>no difference in the logs</li>"
+        body.append(f"<div class=\"meta\">what changed since the last pass ({escape(since)}):</div><ul>{lines}</ul>")
     if len(runs) > 1:
         items = "".join(f"<li>{'PASS' if r.result.passed else 'FAIL'} {_run_detail(r, guest, config, shot=False)}</li>"
                         for r in runs[1:])

@@ -16,6 +16,7 @@ is not a comment.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import re
@@ -31,7 +32,7 @@ from patchkit.review.message import Mail, MalformedMail, parse_mail
 from patchkit.review.trailers import Collected, Trailer, find_trailers, merge, refusal, unsafe_trailers
 from patchkit.series.io import available_versions, load_version
 from patchkit.series.model import Series
-from patchkit.store import Store, atomic_write
+from patchkit.store import Store, atomic_write, file_lock
 
 _DIFF = re.compile(r"^diff --git |^--- \S+\n\+\+\+ \S+", re.MULTILINE)
 _REPLY = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.IGNORECASE)
@@ -159,7 +160,21 @@ def _when(date: str) -> float:
 
 
 def import_replies(store: Store, paths: list[Path], series_names: list[str]) -> ImportReport:
-    """Read ``paths``, match each reply to a sent message of ``series_names``, store the new ones."""
+    """Read ``paths``, match each reply to a sent message of ``series_names``, store the new ones.
+
+    One import at a time per series; a reply's temporary file that a killed import left behind
+    (SIGKILL between writing and renaming it) is removed first.
+    """
+    with contextlib.ExitStack() as stack:
+        for name in sorted(series_names):
+            stack.enter_context(file_lock(store.mail(name) / ".replies.lock"))
+            folder = replies_dir(store, name)
+            for leftover in folder.glob(".*.eml.*") if folder.is_dir() else ():
+                leftover.unlink(missing_ok=True)
+        return _import(store, paths, series_names)
+
+
+def _import(store: Store, paths: list[Path], series_names: list[str]) -> ImportReport:
     report = ImportReport()
     raw, read_problems = read_paths(paths)
     report.malformed += [Problem(p.where, p.problem) for p in read_problems]
