@@ -51,7 +51,7 @@ class Seconds(click.ParamType[float]):
 @click.option("--image-dir", "image_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               envvar="PATCHKIT_IMAGE_DIRS",
               help="A directory outside the project that the manifest's [[images]] and the backing files of an "
-                   "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: space-separated). Default: only the project "
+                   "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: colon-separated). Default: only the project "
                    "and the image's own directory.")
 @click.option("--image-format", type=click.Choice(["raw", "qcow2"]),
               help="--image's format, opened so and never guessed (default: qemu-img's guess, then its backing "
