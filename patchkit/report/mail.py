@@ -34,6 +34,7 @@ from patchkit.report.data import Matrix, ReportData, Run, gather
 from patchkit.series.io import available_versions
 from patchkit.series.model import Series
 from patchkit.store import Store
+from patchkit.table import table
 
 
 @dataclass
@@ -249,7 +250,7 @@ def matrix_table(m: Matrix) -> list[str]:
     header = ("configuration", "guest", "result")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     if sum(widths) + 4 <= REPORT_WIDTH:
-        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+        return table([header, *rows])
     lines: list[str] = []
     guest_width = min(widths[1], 24)
     for config, guest, result in rows:
