@@ -28,7 +28,7 @@ packages=(
   python3 python3-venv ca-certificates git
   qemu-system-x86 qemu-utils build-essential syslinux syslinux-common mtools
   dosfstools busybox-static nasm cpio fdisk iproute2 vblade mmdebstrap e2fsprogs
-  git-email chromium
+  git-email chromium msmtp
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -19,7 +19,7 @@ from patchkit.errors import PatchkitError
 from patchkit.guests import Guest, debpkgs, get_guest
 from patchkit.guests.freedos import import_media
 from patchkit.matrix import plan_cells
-from patchkit.progress import Progress
+from patchkit.progress import Progress, Steps, quiet
 from patchkit.project import Project
 from patchkit.store import Store
 from patchkit.upstream import vendor_report
@@ -34,22 +34,36 @@ class SetupItem:
     detail: str
 
 
-def setup(project: Project, gpxe_from: str | None, freedos_media: Path | None, progress: Progress) -> list[SetupItem]:
-    """Import or build every input; raise only for inputs that should always be obtainable."""
+def setup(project: Project, gpxe_from: str | None, freedos_media: Path | None, progress: Progress,
+          steps: Progress = quiet) -> list[SetupItem]:
+    """Import or build every input; raise only for inputs that should always be obtainable. ``steps`` hears
+    "[3/7] debian guest, about 2 min left" after each part."""
+    variants = [g for g in configured_guests(project) if f"{g.image_name} guest" not in _FIXED]
+    counter = Steps(7 + len(variants), steps)
     gpxe = _gpxe(project, gpxe_from, progress)
     items = [gpxe]
+    counter.step("gPXE upstream")
     if gpxe.ready:
         items += _roms(project, progress)
+    counter.step("ROMs")
     for name in ("debian", "probe"):
         image = get_guest(name, project.store).build(progress)
         items.append(SetupItem(f"{name} guest", True, str(image)))
+        counter.step(f"{name} guest")
     items += _freedos(project.store, freedos_media, progress)
+    counter.step("FreeDOS guests")
     items.append(_grub_rescue(project.store, progress))
+    counter.step("grub-rescue image")
     items.append(_debian_system(project.store, progress))
-    done = {item.name for item in items}
-    items += [SetupItem(f"{guest.image_name} guest", True, str(guest.build(progress)))
-              for guest in configured_guests(project) if f"{guest.image_name} guest" not in done]
+    counter.step("debian-system guest")
+    for guest in variants:
+        items.append(SetupItem(f"{guest.image_name} guest", True, str(guest.build(progress))))
+        counter.step(f"{guest.image_name} guest")
     return items
+
+
+# The guests setup builds by name; configured_guests' other images are built after them.
+_FIXED = {"debian guest", "probe guest", "freedos guest", "freedos-installed guest", "debian-system guest"}
 
 
 def configured_guests(project: Project) -> list[Guest]:

@@ -28,18 +28,19 @@ from patchkit.coverage.collect import collect, report_lines
 from patchkit.coverage.debuginfo import DebugInfo
 from patchkit.coverage.result import measure
 from patchkit.errors import PatchkitError, SeriesError
-from patchkit.guests import GUEST_NAMES, Guest
-from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
+from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES, Guest
+from patchkit.guests.image import DEFAULT_EXPECT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ImageGuest, ImageSpec
 from patchkit.matrix import Cell, plan_cells, select_configs, summary_table
 from patchkit.pin import Pin
-from patchkit.progress import Progress
+from patchkit.progress import Progress, Steps, quiet
 from patchkit.project import Project
 from patchkit.qemu.machine import qemu_version
 from patchkit.rom import check_rom_for
 from patchkit.series.io import load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Config, Series
-from patchkit.store import ResultKey, TestResult, sha256_file
+from patchkit.store import ResultKey, Results, TestResult, sha256_file
 from patchkit.triage.flaky import RERUNS, flakes, verdict
+from patchkit.triage.logdiff import what_changed
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def manifest_images(project: Project, series_name: str | None, image_dirs: Seque
     assert series.path is not None
     return {i.name: ImageSpec(series.path / Path(i.path).expanduser(), name=i.name, expect=i.expect or DEFAULT_EXPECT,
                               fail=i.fail, timeout=i.timeout or DEFAULT_TIMEOUT, image_dirs=tuple(image_dirs),
-                              format="raw" if i.format == "raw" else "qcow2" if i.format == "qcow2" else None)
+                              format="raw" if i.format == "raw" else "qcow2" if i.format == "qcow2" else None,
+                              memory_mib=i.memory or DEFAULT_MEMORY)
             for i in series.images}
 
 
@@ -149,16 +151,21 @@ def run_tests(
     image_dirs: Sequence[Path] = (),
     cluster: str | None = None,
     coverage: bool = False,
+    memory_mib: int | None = None,
+    fresh: bool = False,
     reruns: int = RERUNS,
     progress: Progress = print,
+    result_line: Progress | None = None,
+    steps: Progress = quiet,
 ) -> list[TestResult]:
     """Boot guests (names, or "all") x configurations against the series' ROM (of its current revision, or of
     ``version``) and record the results.
 
     ``configs`` names configurations of the manifest, ``matrix`` takes them all, neither
     the first (see patchkit.matrix.plan_cells for which guests run). ``jobs`` boots run at
-    once (default: the number of CPUs). One line per finished boot goes to ``progress``, and
-    a configuration x guest table at the end of a run of several. Cells that cannot run
+    once (default: the number of CPUs). One line per finished boot goes to ``result_line`` (default:
+    ``progress``), and a configuration x guest table at the end of a run of several; ``steps`` gets
+    "[7/24] ..., about 1 min left" after each boot (the CLI's on a terminal). Cells that cannot run
     (a guest without the configuration's disk shape) are reported, then raised as
     PatchkitError once the others have run. ``user_images`` (`--image`) boot on
     each chosen configuration besides the guests, and so do ``more_guests`` (a caller's own guest
@@ -169,6 +176,7 @@ def run_tests(
     has threads). With ``coverage`` each boot also records which source lines of the ROM
     it ran (patchkit.coverage), and the run ends with the series' changed-line coverage.
     """
+    say_result = result_line or progress
     if coverage and (cluster or reference):
         raise PatchkitError("--coverage is measured by the QEMUs of this machine, through the series' ROM",
                             hint="drop --cluster or --reference (coverage on a cluster is not done yet)")
@@ -178,6 +186,11 @@ def run_tests(
     # A missing or unknown image fails before any build.
     image_guests = [ImageGuest(project.store, spec) for spec in user_images]
     specs = manifest_images(project, series_name, image_dirs)
+    known = (*GUEST_NAMES, *KEEP_SAN_NAMES, *HARNESS_NAMES, *specs, "all")
+    for name in guest_names:
+        if name not in known:
+            raise PatchkitError(f"unknown guest {name!r} (known: {', '.join(known)})",
+                                hint="the built-in guests, those a configuration runs, and the manifest's [[images]]")
     for spec in specs.values():
         check_image_place(project, spec)
     subject, series_configs = resolve_subject(project, series_name, rom, reference, progress, need_elf=coverage,
@@ -220,6 +233,13 @@ def run_tests(
 
     with project.store.results() as db, contextlib.ExitStack() as stack:
         cells = longest_first(plan.cells, db.durations(subject.series))
+        if not (fresh or coverage or cluster):
+            carried = carry_over(db, cells, subjects, images, qemu)
+            cells = [c for c in cells if id(c) not in carried]
+            for carried_result in carried.values():
+                db.record(carried_result)
+                results.append(carried_result)
+                say_result(verdict_line(carried_result))
         remote = None if cluster is None else stack.enter_context(connect(cluster))
         where = (f"{jobs} at a time" if remote is None
                  else f"on the cluster at {cluster}, {len(remote.workers())} workers")
@@ -229,6 +249,12 @@ def run_tests(
             progress(f"booting {', '.join(users)} {through}" + (" ..." if remote is None else f", {where} ...")
                      if len(users) < 4 else f"booting {len(users)} cells {through}, {where} ...")
         started = time.monotonic()
+        expected = _expected_seconds(cells, db.durations(subject.series))
+        counter = Steps(len(cells), steps)
+
+        def finished(cell: Cell, verdict_word: str) -> None:
+            expected.pop(id(cell), None)
+            counter.step(f"{verdict_word} {cell.name}", sum(expected.values()) / (1 if remote else jobs))
 
         def record(cell: Cell, outcome: BootOutcome, qemu_version: str, worker: str = "") -> None:
             tested = subjects[id(cell)]
@@ -243,18 +269,21 @@ def run_tests(
                                 worker=worker)
             db.record(result)
             results.append(result)
-            progress(verdict_line(result))
+            say_result(verdict_line(result))
+            finished(cell, "PASS" if result.passed else "FAIL")
 
         def not_run(cell: Cell, why: str) -> None:  # no verdict on the ROM (e.g. QEMU refused the configuration)
             errors[cell.config.name, cell.guest.name] = why
-            progress(f"NOT RUN {cell.name}: {why}")
+            say_result(f"NOT RUN {cell.name}: {why}")
+            finished(cell, "NOT RUN")
 
         async def one(cell: Cell, slots: asyncio.Semaphore) -> None:
             async with slots:
                 try:
                     outcome = await boot_planned_async(cell.guest, rom=subjects[id(cell)].rom, config=cell.config,
                                                        root_path=root_path, accel=accel, timeout=timeout,
-                                                       stall_timeout=stall_timeout, trace=coverage)
+                                                       stall_timeout=stall_timeout, trace=coverage,
+                                                       memory_mib=memory_mib)
                 except PatchkitError as exc:
                     not_run(cell, str(exc))
                     return
@@ -273,6 +302,8 @@ def run_tests(
                 if not cells:
                     break
                 progress(f"booting again ({round_} of {reruns}) what failed: {', '.join(c.name for c in cells)}")
+                counter.total += len(cells)
+                expected.update(_expected_seconds(cells, db.durations(subject.series)))
             if remote is None:
                 run_interruptibly(_gather_limited(jobs, [functools.partial(one, cell) for cell in cells]))
             else:
@@ -280,26 +311,64 @@ def run_tests(
                                          for c in cells],
                                 BootOptions(root_path, accel, timeout, stall_timeout), runs=project.store.runs,
                                 record=record, not_run=not_run, progress=progress)
-    flaky = flakes(results)
-    for flake in flaky.values():
-        progress(f"{'/'.join(flake.cell)}: {flake.describe()}")
+        flaky = flakes(results)
+        for flake in flaky.values():
+            say_result(f"{'/'.join(flake.cell)}: {flake.describe()}")
+        what_changed(db.for_series(subject.series), results, say_result)
     if len(plan.cells) + len(plan.unrunnable) > 1:
         verdicts = {(r.key.config, r.key.guest): verdict(r, flaky.get((r.key.config, r.key.guest)))
                     for r in sorted(results, key=lambda r: r.created)}
         verdicts.update({cell: "not run" for cell in errors})
-        progress(f"results ({len(results)} boots in {time.monotonic() - started:.0f} s, {where}):")
+        say_result(f"results ({len(results)} boots in {time.monotonic() - started:.0f} s, {where}):")
         for line in summary_table(chosen, verdicts):
-            progress("  " + line)
+            say_result("  " + line)
     if coverage and subject.revision and not subject.revision.startswith("rom-"):
         series = tested_series(project, series_name, version)
         with project.store.results() as db:
             measured = collect(db, series)
         for line in report_lines(series, measured) if measured is not None else []:
-            progress(line)
+            say_result(line)
     if errors:
         raise PatchkitError(f"{len(errors)} cell(s) could not run: {', '.join('/'.join(c) for c in errors)}",
                             hint="see the NOT RUN lines above")
     return results
+
+
+def carry_over(db: Results, cells: Sequence[Cell], subjects: Mapping[int, Subject], images: Mapping[int, str],
+               qemu: str) -> dict[int, TestResult]:
+    """Results that need no boot, by cell id: a series revision whose ROM is byte-identical to one another revision
+    of the series passed a cell with (the same guest image, configuration and QEMU) gets that pass, recorded
+    under its own revision as "same ROM as vN, tested DATE". Results are keyed by what was booted: a change to
+    the commit messages or trailers alone changes no byte of the ROM."""
+    carried: dict[int, TestResult] = {}
+    earlier: list[TestResult] | None = None
+    for cell in cells:
+        subject = subjects[id(cell)]
+        if not subject.revision or subject.revision in ("reference",) or subject.revision.startswith("rom-"):
+            continue
+        if earlier is None:
+            earlier = [r for r in db.for_series(subject.series) if r.passed and not r.worker]
+        for r in earlier:  # newest first
+            k = r.key
+            if (k.rom_sha256 == subject.rom_sha256 and k.guest == cell.guest.name and k.image_sha256 == images[id(cell)]
+                    and k.qemu_version == qemu and k.config == cell.config.name and k.revision != subject.revision
+                    and k.revision != "reference" and not k.revision.startswith("rom-")):
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+                same = r.reason if r.reason.startswith("same ROM as v") else (
+                    f"same ROM as v{r.version}, tested {when} ({r.reason})")
+                carried[id(cell)] = TestResult(
+                    key=replace(k, revision=subject.revision), passed=True, reason=same, run_dir=r.run_dir,
+                    timings=r.timings, rom_size=r.rom_size, version=subject.version)
+                break
+    return carried
+
+
+def _expected_seconds(cells: Sequence[Cell], took: Mapping[tuple[str, str], float]) -> dict[int, float]:
+    """How long each cell (by id) is expected to boot: its newest boot's time, else the mean of the others'
+    (else 30 s): the time left of a run is what its unfinished cells are expected to take."""
+    known = [took[c.config.name, c.guest.name] for c in cells if (c.config.name, c.guest.name) in took]
+    guess = sum(known) / len(known) if known else 30.0
+    return {id(c): took.get((c.config.name, c.guest.name), guess) for c in cells}
 
 
 def longest_first(cells: Sequence[Cell], took: Mapping[tuple[str, str], float]) -> list[Cell]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from pathlib import Path
 
 import pytest
+from conftest import PROJECT_ROOT
 from fixtures.cli import run_patchkit
 from fixtures.repos import series_from_commits
 from fixtures.world import World
@@ -111,3 +113,43 @@ def test_apply_says_one_line_when_nothing_changed(world: World) -> None:
     assert again.returncode == 0
     assert re.fullmatch(r"demo v1: patchkit/demo/v1 at \w{12}, unchanged \(3 commit\(s\) on \w{12}\)\n", again.stderr)
     assert again.stdout == first.stdout  # the result line stays
+
+
+def test_what_a_user_installs() -> None:
+    """The version is written once (patchkit.__version__); `pip install .` brings no test tools."""
+    assert importlib.metadata.version("patchkit") == __version__
+    meta = importlib.metadata.metadata("patchkit")
+    assert meta["License-Expression"] and meta["Description-Content-Type"] == "text/markdown"
+    plain = [r for r in importlib.metadata.requires("patchkit") or [] if "extra ==" not in r]
+    assert not [r for r in plain if re.match(r"(pytest|ruff|mypy|aiosmtpd|b4|trustme)\b", r)], plain
+    assert not re.search(r'^version = "', (PROJECT_ROOT / "pyproject.toml").read_text(), re.M)
+
+
+def complete(words: str, cwd: Path = PROJECT_ROOT) -> list[str]:
+    """What bash completion offers for the command line ``words`` (the last word being completed)."""
+    parts = words.split(" ")
+    done = run_patchkit(env={"_PATCHKIT_COMPLETE": "bash_complete", "COMP_WORDS": words,
+                             "COMP_CWORD": str(len(parts) - 1)}, merged=False, cwd=cwd)
+    return [line.split(",", 1)[1] for line in done.stdout.splitlines() if line]
+
+
+def test_completion_offers_series_versions_configurations_and_guests() -> None:
+    assert complete("patchkit status ") == ["gpxe-virtio-blk"]
+    assert complete("patchkit test --rev ") == ["v1", "v2", "v3", "v4"]
+    assert complete("patchkit report gpxe-virtio-blk --rev v") == ["v1", "v2", "v3", "v4"]
+    assert "q35-bare" in complete("patchkit test --config q35")
+    assert complete("patchkit test --guest probe") == ["probe", "probe-hold"]
+    assert "keepsan-reset" in complete("patchkit test --guest keepsan")
+
+
+def test_completion_outside_a_project_offers_nothing(tmp_path: Path) -> None:
+    assert complete("patchkit status ", cwd=tmp_path) == []
+
+
+def test_guest_takes_every_guest_a_configuration_can_run(world: World) -> None:
+    series_from_commits(world.root, "demo", world.upstream, world.tmp)
+    for guest in ("probe-hold", "keepsan-reset"):
+        done = run_patchkit("-C", world.root, "test", "--guest", guest, "--rev", "v9")
+        assert done.returncode == 1 and "unknown version v9" in done.stdout, done.stdout  # the guest was taken
+    done = run_patchkit("-C", world.root, "test", "--guest", "nope")
+    assert done.returncode == 1 and "unknown guest 'nope' (known: " in done.stdout and "probe-hold" in done.stdout

@@ -148,6 +148,8 @@ def test_the_command_records_the_image_and_status_shows_it(inputs_cache: Path, p
                         merged=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS image:grub-rescue-cdrom.iso on pc (tcg)" in done.stdout
+    run_dir = Path(done.stdout.split("[run: ")[1].split("]")[0])
+    assert " -m 512 " in (run_dir / "qemu-cmdline.txt").read_text()  # an image's default fits an installer
     revision = project.series(SERIES).revision_hash()
     with project.store.results() as db:
         latest = db.latest_by_guest(SERIES, revision)

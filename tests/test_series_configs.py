@@ -9,8 +9,9 @@ import pytest
 from fixtures.repos import BASE, all_bytes, patch_text, write_series
 
 from patchkit.errors import SeriesError
+from patchkit.qemu.faults import Hold, InjectError
 from patchkit.series.io import load_series, save_series
-from patchkit.series.model import Config, Hold, InjectError
+from patchkit.series.model import Config
 
 CONFIGS = """
 [[configs]]

@@ -310,7 +310,7 @@ def test_command_boots_keepsan_aoe_through_the_series_nic_rom(series_nic_rom: Pa
                                                                inputs_cache: Path, project: Project) -> None:
     done = run_patchkit("test", "--guest", "keepsan-aoe", cache=inputs_cache, merged=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"^booting pc/keepsan-aoe through \S+/1af41000\.rom \.\.\.$", done.stdout, re.M), done.stdout
+    assert re.search(r"^booting pc/keepsan-aoe through \S+/1af41000\.rom \.\.\.$", done.stderr, re.M), done.stderr
     assert "PASS keepsan-aoe" in done.stdout
     revision = project.series(SERIES).revision_hash()
     with project.store.results() as db:

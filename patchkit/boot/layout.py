@@ -9,7 +9,8 @@ from typing import Literal
 
 from patchkit.guests import Guest
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
-from patchkit.series.model import Config, Hold, InjectError, qemu_value
+from patchkit.qemu.faults import Hold, InjectError
+from patchkit.series.model import Config, qemu_value
 from patchkit.store import atomic_write
 
 BLANK_DISK_BYTES = 8 << 20

@@ -103,6 +103,7 @@ async def boot_guest_async(
     expect_failure: str | None = None,
     label: str | None = None,
     trace: bool = False,
+    memory_mib: int | None = None,
 ) -> BootOutcome:
     """Boot ``guest`` once (through ``rom``, or natively when ``rom`` is None) and judge it.
 
@@ -117,6 +118,7 @@ async def boot_guest_async(
     gPXE prompt with a message matching it; booting, another message or a hang fail it.
     With ``expect_failure`` it passes only when the guest reports a failure (the line of its
     failure marker) matching it. ``label`` names the run directory (default: the guest's name).
+    ``memory_mib``: the machine's memory (default: the guest's).
     """
     first, note = choose_accel(accel)
     refusal = re.compile(expect_refusal) if expect_refusal is not None else None
@@ -125,13 +127,14 @@ async def boot_guest_async(
     failure = re.compile(expect_failure) if expect_failure is not None else None
     script = Script(root_path, list(gpxe_commands), exit_after_sanboot, refusal, failure, layout.hold)
     label = label or guest.name
+    memory = memory_mib or guest.memory_mib
     outcome = await _boot_once(guest, rom, script, first, timeout, stall_timeout, layout, expect_token, label,
-                               trace)
+                               trace, memory)
     if note:
         outcome.notes.append(note)
     if outcome.kvm_failed and accel == "auto":
         retry = await _boot_once(guest, rom, script, "tcg", timeout, stall_timeout, layout, expect_token, label,
-                                 trace)
+                                 trace, memory)
         retry.notes.append(f"KVM failed ({outcome.reason}; run in {outcome.run_dir}): retried on TCG")
         return retry
     return outcome
@@ -147,8 +150,10 @@ def boot_planned(guest: Guest, *, rom: Path | None, config: Config | None = None
 
 async def boot_planned_async(guest: Guest, *, rom: Path | None, config: Config | None = None,
                              root_path: str | None = None, accel: str = "tcg", timeout: float | None = None,
-                             stall_timeout: float = DEFAULT_STALL_TIMEOUT, trace: bool = False) -> BootOutcome:
-    """Boot ``guest`` on ``config`` (default: the implicit "pc") as its Sanboot plan says, through ``rom``.
+                             stall_timeout: float = DEFAULT_STALL_TIMEOUT, trace: bool = False,
+                             memory_mib: int | None = None) -> BootOutcome:
+    """Boot ``guest`` on ``config`` (default: the implicit "pc") as its Sanboot plan says, through ``rom``,
+    with ``memory_mib`` (--memory), else the configuration's memory, else the guest's.
 
     The plan's commands, `exit` and A: apply on every configuration; its own root path and
     a disk that is not a virtio slot (AoE) win over the configuration's; ``root_path``
@@ -163,12 +168,13 @@ async def boot_planned_async(guest: Guest, *, rom: Path | None, config: Config |
         stall_timeout=stall_timeout, layout=Layout.for_cell(config, guest), gpxe_commands=plan.commands,
         exit_after_sanboot=plan.exit_after_sanboot, expect_refusal=config.expect_refusal,
         expect_failure=config.expect_failure,
-        label=guest.name if config.name == IMPLICIT_CONFIG else f"{config.name}-{guest.name}", trace=trace)
+        label=guest.name if config.name == IMPLICIT_CONFIG else f"{config.name}-{guest.name}", trace=trace,
+        memory_mib=memory_mib or config.memory)
 
 
 async def _boot_once(guest: Guest, rom: Path | None, script: Script, accel: str, timeout: float | None,
                      stall_timeout: float, layout: Layout, expect_token: str | None, label: str,
-                     trace: bool) -> BootOutcome:
+                     trace: bool, memory_mib: int) -> BootOutcome:
     run_dir = new_run_dir(guest.store.runs, label)  # beside the guest's image, in its store
     token = secrets.token_hex(6)
     disk = await asyncio.to_thread(guest.make_run_disk, run_dir, token)
@@ -178,7 +184,7 @@ async def _boot_once(guest: Guest, rom: Path | None, script: Script, accel: str,
             target = stack.enter_context(aoe_target(disk, run_dir))
             nic = Nic(target.netns, target.tap)
         spec = await asyncio.to_thread(machine_spec, run_dir, disk, rom, accel, layout, nic, guest.disk_format)
-        spec = replace(spec, memory_mib=guest.memory_mib, trace=trace)
+        spec = replace(spec, memory_mib=memory_mib, trace=trace)
         await asyncio.to_thread(_reproducer, guest, run_dir, spec, disk, layout, script)
         session = Session(guest, spec, run_dir, script, timeout or guest.default_timeout, stall_timeout,
                            guest.success_marker(expect_token or token),

@@ -22,8 +22,8 @@ from qemu.qmp import QMPError
 from patchkit.guests import Guest
 from patchkit.qemu.cmdline import MachineSpec
 from patchkit.qemu.console import Pattern, Wait
+from patchkit.qemu.faults import Hold
 from patchkit.qemu.machine import KEY_HOLD_MS, Machine
-from patchkit.series.model import Hold
 from patchkit.store import atomic_write
 
 STEP_TIMEOUT = 30.0  # for one gPXE prompt step (banner, prompt, echo), within the overall timeout

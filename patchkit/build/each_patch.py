@@ -9,6 +9,7 @@ clean build and the earlier steps.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from patchkit.build.series import checkout
 from patchkit.build.warnings import new_warnings, normalise_warning, warning_lines
 from patchkit.git.apply import apply_series
 from patchkit.pin import Pin
-from patchkit.progress import Progress
+from patchkit.progress import Progress, about
 from patchkit.project import Project
 from patchkit.series.io import load_version
 from patchkit.store import Store, atomic_write, file_lock
@@ -65,8 +66,14 @@ def build_each_patch(project: Project, series_name: str | None, progress: Progre
     known: set[tuple[str, str]] = set()
     base_record = scratch / "base-warnings.json"  # {base build key: warning lines of a clean build}
     with file_lock(scratch.parent / f".{scratch.name}.lock"):
+        patches_from = 0.0  # when the first patch's step started: the base's clean build is no measure for them
         for index, (name, commit) in enumerate(steps):
-            say(f"[{index}/{len(steps) - 1}] {name} ({commit[:12]})")
+            left = ""
+            if index == 1:
+                patches_from = time.monotonic()
+            elif index > 1:
+                left = f", {about((time.monotonic() - patches_from) / (index - 1) * (len(steps) - index))} left"
+            say(f"[{index}/{len(steps) - 1}] {name} ({commit[:12]}){left}")
             checkout(applied.tree, commit, scratch)
             digest = tree_digest(src)
             base_key = build_key(digest, make_args, base_target)

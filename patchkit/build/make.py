@@ -25,6 +25,7 @@ from patchkit.store import atomic_write
 
 PROGRESS_EVERY = 50  # report every this many compiled objects
 TREE_STATE = ".patchkit-build.json"  # in <build dir>/bin/: the settings the tree was last built with
+OBJECTS = ".patchkit-objects.json"  # in <build dir>/bin/: target -> objects its last clean build compiled
 MAKE_RUNNING = ".patchkit-make-running"  # in <build dir>/bin/ while make runs: left behind when it was killed
 _ERROR = re.compile(r"^[^\s:]+:\d+(?::\d+)?:\s*(?:fatal )?error:")
 _LINK_ERROR = re.compile(r"undefined (?:reference|symbol)|\*\*\* ")
@@ -51,7 +52,10 @@ def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say:
     atomic_write(state_file, json.dumps({"settings": settings}))
     jobs = os.cpu_count() or 1
     say(f"make -j{jobs} {target} in {src}" + (" (clean tree)" if full else " (incremental)"))
-    counter = _Counter(say)
+    counts = src / "bin" / OBJECTS
+    known = read_json(counts)
+    total = known.get(target)
+    counter = _Counter(say, total if full and isinstance(total, int) else None)
     marker = src / "bin" / MAKE_RUNNING
     marker.touch()  # empty: its time is what counts, and it needs no space beyond its name
     start = time.monotonic()
@@ -66,6 +70,8 @@ def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say:
                              hint=f"free space (`df -h {src}`), then build again; the code is not to blame")
         raise BuildError(failure_message(text, log, target, context),
                          hint="fix the code at the lines shown (the full log has the context)")
+    if full:
+        atomic_write(counts, json.dumps({**known, target: counter.count}))
     say(f"built {target} in {seconds:.1f} s ({counter.count} objects compiled)")
     return seconds, full
 
@@ -82,7 +88,7 @@ def _forget_interrupted_make(src: Path, say: Progress) -> None:
         since = marker.stat().st_mtime_ns
     except FileNotFoundError:
         return
-    keep = {MAKE_RUNNING, TREE_STATE}
+    keep = {MAKE_RUNNING, TREE_STATE, OBJECTS}
     written = [p for p in (src / "bin").rglob("*")
                if p.is_file() and not p.is_symlink() and p.name not in keep and p.stat().st_mtime_ns >= since]
     say(f"the last make in {src} was interrupted: removing the {len(written)} file(s) it wrote, to build them again")
@@ -101,17 +107,20 @@ def rom_target_available(src: Path, target: str) -> bool:
 
 
 class _Counter:
-    """Counts objects compiled from make's ``[BUILD]`` lines and reports every few."""
+    """Counts objects compiled from make's ``[BUILD]`` lines and reports every few: "compiled 150 of 401" when
+    ``total`` (what the tree's last clean build compiled) is known."""
 
-    def __init__(self, say: Progress) -> None:
+    def __init__(self, say: Progress, total: int | None = None) -> None:
         self.say = say
         self.count = 0
+        self.total = total
 
     def __call__(self, line: str) -> None:
         if line.lstrip().startswith("[BUILD]"):
             self.count += 1
             if self.count % PROGRESS_EVERY == 0:
-                self.say(f"compiled {self.count} objects")
+                of = f" of {self.total}" if self.total and self.total >= self.count else " objects"
+                self.say(f"compiled {self.count}{of}")
         elif line.lstrip().startswith("[LD]"):
             self.say(f"linking ({self.count} objects compiled)")
 

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from patchkit import __version__
+from patchkit.cli import complete
 from patchkit.errors import PatchkitError, Terminated
 from patchkit.progress import shown
 from patchkit.project import Project
@@ -173,9 +174,30 @@ class Rev(click.ParamType[int]):
 
 def rev_option(what: str) -> Callable[[FC], FC]:
     """``--rev vN``: the version a command works on (``what`` ends its help)."""
-    return click.option("--rev", "rev", type=Rev(), metavar="vN", help=f"The series version {what}.")
+    return click.option("--rev", "rev", type=Rev(), metavar="vN", help=f"The series version {what}.",
+                        shell_complete=complete.versions)
 
 
 def series_argument() -> Callable[[FC], FC]:
     """The optional positional SERIES every command names its series with (default: the only one)."""
-    return click.argument("series", required=False)
+    return click.argument("series", required=False, shell_complete=complete.series_names)
+
+
+def progress(message: str) -> None:
+    """Where a command is: stderr (stdout holds only its results, also when piped)."""
+    if message:
+        click.echo(message, err=True)
+
+
+def steps_shown() -> Callable[[str], None]:
+    """Where to say "[7/24] ..., about 1 min left": stderr on a terminal, nowhere otherwise."""
+    return progress if sys.stderr.isatty() else _nowhere
+
+
+def _nowhere(_message: str) -> None:
+    pass
+
+
+def next_step(command: str) -> None:
+    """The last line of a command: what to run next (stderr, with the progress)."""
+    click.echo(f"next: {command}", err=True)

@@ -10,16 +10,11 @@ import click
 from patchkit.build.cache import build_rom, rom_ids
 from patchkit.build.each_patch import build_each_patch
 from patchkit.build.series import ensure_series_rom
-from patchkit.cli.base import cli, rev_option, series_argument
+from patchkit.cli.base import cli, next_step, progress, rev_option, series_argument
 from patchkit.errors import BuildError
 from patchkit.project import Project
 from patchkit.report.data import save_builds
 from patchkit.series.io import load_version
-
-
-def _progress(message: str) -> None:
-    if message:
-        click.echo(message, err=True)
 
 
 @cli.command("build")
@@ -42,9 +37,9 @@ def build_cmd(project: Project, series: str | None, rev: int | None, each_patch:
     if tree is not None:
         if rev is not None:
             raise click.UsageError("--tree builds that tree as it is: drop --rev")
-        rom = build_rom(project.store, tree.resolve(), project.pin, target, progress=_progress)
+        rom = build_rom(project.store, tree.resolve(), project.pin, target, progress=progress)
     else:
-        rom = ensure_series_rom(project, series, target=target, version=rev, progress=_progress)
+        rom = ensure_series_rom(project, series, target=target, version=rev, progress=progress)
     vendor, device = rom_ids(project.pin, rom.target)  # checked when the build was stored
     how = "reused (tree and settings unchanged)" if rom.reused else f"built in {rom.seconds:.1f} s"
     click.echo(f"ROM:     {rom.path}")
@@ -53,10 +48,13 @@ def build_cmd(project: Project, series: str | None, rev: int | None, each_patch:
     click.echo(f"checks:  passed (55AA, size byte, checksum, PCIR {vendor:04x}:{device:04x}, x86 code)")
     click.echo(f"build:   {how}; {time.monotonic() - start:.1f} s in all")
     click.echo(f"log:     {rom.log}")
+    if tree is None:
+        rev_arg = f" --rev v{rev}" if rev is not None else ""
+        next_step(f"patchkit test{rev_arg} (boot the guests through it), patchkit build --each-patch{rev_arg}")
 
 
 def _each_patch(project: Project, series: str | None, rev: int | None) -> None:
-    steps = build_each_patch(project, series, _progress, version=rev)
+    steps = build_each_patch(project, series, progress, version=rev)
     current = project.series(series)
     s = load_version(current, rev) if rev is not None else current
     save_builds(project.store, s.name, s.revision_hash(), [(st.index, st.name, {t: r.size for t, r in st.roms.items()},
@@ -74,3 +72,4 @@ def _each_patch(project: Project, series: str | None, rev: int | None) -> None:
         raise BuildError(f"the series adds {added} compiler warning(s) (listed above)",
                          hint="fix them in the patch that introduces each, then `patchkit build --each-patch` again")
     click.echo(f"every step builds; the series adds no warnings ({len(steps) - 1} patch(es))")
+    next_step("patchkit test --matrix" + (f" --rev v{rev}" if rev is not None else ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from patchkit.cli import complete
 from patchkit.cli.base import cli
 from patchkit.coverage.collect import collect, report_lines
 from patchkit.coverage.gate import coverage_problems, read_notes
@@ -12,7 +13,7 @@ from patchkit.project import Project
 
 
 @cli.command("coverage")
-@click.argument("series_name", metavar="[SERIES]", required=False)
+@click.argument("series_name", metavar="[SERIES]", required=False, shell_complete=complete.series_names)
 @click.pass_obj
 def coverage_cmd(project: Project, series_name: str | None) -> int:
     """Of the lines the series adds or changes (executable ones), how many the test cells ran: per patch, the

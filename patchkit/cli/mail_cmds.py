@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -31,7 +32,12 @@ from patchkit.project import Project
                    "or did not (resend).")
 @click.option("--new-recipients", is_flag=True,
               help="With --resume: send the rest to other recipients (--to/--cc) than the part already sent.")
-@click.option("--smtp-server", help="SMTP host (sendemail.smtpServer, PATCHKIT_SMTP_SERVER).")
+@click.option("--yes", "-y", "yes", is_flag=True,
+              help="Send without asking (on a terminal send-email asks first, unless sendemail.confirm = never).")
+@click.option("--smtp-server", help="SMTP host, or the absolute path of a sendmail-like program such as msmtp "
+              "(sendemail.smtpServer, PATCHKIT_SMTP_SERVER).")
+@click.option("--smtp-server-option", "server_options", multiple=True,
+              help="Option for that program (repeatable; sendemail.smtpServerOption).")
 @click.option("--smtp-port", help="SMTP port (sendemail.smtpServerPort, PATCHKIT_SMTP_PORT).")
 @click.option("--smtp-encryption", type=click.Choice(["tls", "ssl", "none"]),
               help="tls = STARTTLS, ssl = implicit TLS (sendemail.smtpEncryption).")
@@ -44,7 +50,7 @@ def send_email_cmd(project: Project, series: str | None, to: tuple[str, ...], cc
                    no_cc: bool,
                    subject_prefix: str | None, sender: str | None, dry_run: bool, mbox: Path | None,
                    force: bool, reason: str | None, resend: bool, resume: bool, in_doubt: str | None,
-                   new_recipients: bool, smtp_server: str | None,
+                   new_recipients: bool, yes: bool, smtp_server: str | None, server_options: tuple[str, ...],
                    smtp_port: str | None, smtp_encryption: str | None, smtp_user: str | None,
                    smtp_ca: Path | None) -> None:
     """Mail SERIES (default: the only one) as a threaded vN series with a cover letter."""
@@ -57,7 +63,8 @@ def send_email_cmd(project: Project, series: str | None, to: tuple[str, ...], cc
     options = SendOptions(
         to=list(to), cc=list(cc), no_to=no_to, no_cc=no_cc, subject_prefix=subject_prefix, sender=sender,
         dry_run=dry_run, mbox=mbox, force=force, reason=reason, resend=resend, resume=resume, in_doubt=in_doubt,
-        new_recipients=new_recipients,
+        new_recipients=new_recipients, yes=yes, server_options=list(server_options),
+        confirm=_ask if sys.stdin.isatty() and sys.stderr.isatty() else None,
         smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
               "user": smtp_user, "ca": str(smtp_ca) if smtp_ca else None},
     )
@@ -67,6 +74,10 @@ def send_email_cmd(project: Project, series: str | None, to: tuple[str, ...], cc
     elif mbox is None:
         click.echo(f"sent {len(report.sent)} message(s) of {report.series} v{report.version} via {report.server}"
                    + (f" ({len(report.skipped)} were already sent)" if report.skipped else ""))
+
+
+def _ask(question: str) -> bool:
+    return click.confirm(question, default=False, err=True)
 
 
 def _show_dry_run(report: SendReport) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from patchkit import upstream
-from patchkit.cli.base import Rev, cli, rev_option, series_argument
+from patchkit.cli.base import Rev, cli, next_step, rev_option, series_argument
 from patchkit.errors import SeriesError
 from patchkit.git.apply import apply_series
 from patchkit.git.rangediff import range_diff
@@ -46,6 +46,8 @@ def apply_cmd(project: Project, series: str | None, rev: int | None, upto: int |
     click.echo(f"{result.branch}: {len(result.commits)} commit(s) on {result.base[:12]} in {result.tree}")
     for name in result.merged:
         click.echo(f"already upstream (merged, skipped): {name}: {result.merged_why.get(name, '')}")
+    next_step("patchkit build" + (f" --rev v{rev}" if rev is not None else "") + " (or edit the commits, then "
+              "patchkit refresh)")
 
 
 @cli.command("refresh")

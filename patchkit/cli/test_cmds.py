@@ -9,10 +9,12 @@ from typing import Literal
 import click
 
 from patchkit.boot.run import DEFAULT_STALL_TIMEOUT
-from patchkit.cli.base import cli, rev_option, series_argument
-from patchkit.guests import GUEST_NAMES, KEEP_SAN_NAMES
-from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_TIMEOUT, ImageSpec
+from patchkit.cli import complete
+from patchkit.cli.base import cli, next_step, progress, rev_option, series_argument, steps_shown
+from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
+from patchkit.series.io import MAX_MEMORY, MIN_MEMORY
+from patchkit.triage.bisect import bisect_cell, failing_cells
 from patchkit.triage.flaky import RERUNS
 from patchkit.validate import run_tests
 
@@ -35,7 +37,7 @@ class Seconds(click.ParamType[float]):
 @cli.command("test")
 @series_argument()
 @rev_option("to test (default: the current one)")
-@click.option("--guest", "guests", type=click.Choice([*GUEST_NAMES, *KEEP_SAN_NAMES, "all"]), multiple=True,
+@click.option("--guest", "guests", multiple=True, metavar="NAME", shell_complete=complete.guests,
               help="Guest to boot (repeatable); all = the series' guests (the default without --image). keepsan / "
                    "keepsan-aoe: the probe uses the virtio / AoE disk gPXE kept after a sanboot that returned "
                    "with keep-san set.")
@@ -49,14 +51,14 @@ class Seconds(click.ParamType[float]):
 @click.option("--image-dir", "image_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               envvar="PATCHKIT_IMAGE_DIRS",
               help="A directory outside the project that the manifest's [[images]] and the backing files of an "
-                   "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: space-separated). Default: only the project "
+                   "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: colon-separated). Default: only the project "
                    "and the image's own directory.")
 @click.option("--image-format", type=click.Choice(["raw", "qcow2"]),
               help="--image's format, opened so and never guessed (default: qemu-img's guess, then its backing "
                    "chain checked). A raw image from someone else: say raw.")
 @click.option("--backing-anywhere", is_flag=True,
               help="Let --image's backing files be anywhere (an image you made yourself).")
-@click.option("--config", "configs", multiple=True, metavar="NAME",
+@click.option("--config", "configs", multiple=True, metavar="NAME", shell_complete=complete.configs,
               help="Configuration of the manifest to boot on (repeatable; default: its first). "
                    "Named guests run on it whether it lists them or not.")
 @click.option("--matrix", is_flag=True, help="Every configuration of the manifest, each with its guests "
@@ -79,6 +81,14 @@ class Seconds(click.ParamType[float]):
 @click.option("--reruns", type=click.IntRange(min=0), default=RERUNS, show_default=True,
               help="Boot a cell whose boots all failed again, up to this many times, until one passes: a cell that "
                    "failed and passed on the same ROM is FLAKY.")
+@click.option("--bisect", "bisect", is_flag=True,
+              help="For each cell that failed every boot, find the patch that broke it (as `patchkit bisect`).")
+@click.option("--memory", "memory_mib", type=click.IntRange(MIN_MEMORY, MAX_MEMORY), metavar="MIB",
+              help=f"The machine's memory for every boot (default: the configuration's `memory`, else the guest's: "
+                   f"128 MiB for the built-in small guests, {DEFAULT_MEMORY} for --image and [[images]]).")
+@click.option("--fresh", is_flag=True,
+              help="Boot every cell, also those an earlier revision passed with a byte-identical ROM (whose passes "
+                   "are otherwise carried over: same ROM, guest image, configuration and QEMU).")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
@@ -88,7 +98,9 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
                  image_dirs: tuple[Path, ...], image_format: Literal["raw", "qcow2"] | None, backing_anywhere: bool,
                  configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
-                 stall_timeout: float, reruns: int, reference: bool, root_path: str | None) -> int:
+                 stall_timeout: float, reruns: int, bisect: bool, memory_mib: int | None, fresh: bool,
+                 reference: bool,
+                 root_path: str | None) -> int:
     """Boot each guest from its virtio disk through SERIES' ROM (`sanboot`), and record the results.
 
     Exits 1 if any boot failed; each verdict line names the run directory with
@@ -110,22 +122,36 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
         raise click.UsageError("--reference boots without a ROM: drop --rom")
     if matrix and configs:
         raise click.UsageError("--matrix runs every configuration: drop --config")
+    if cluster and memory_mib:
+        raise click.UsageError("--memory is not passed to cluster workers yet: set `memory` in the configurations")
     if cluster and jobs:
         raise click.UsageError("--jobs is for this machine: with --cluster each worker boots as many at once as "
                                "it has threads (dask worker --nthreads)")
     images = []
     if image is not None:
         images.append(ImageSpec(image, expect=expect, fail=fail_pattern, timeout=timeout or DEFAULT_TIMEOUT,
-                                format=image_format, image_dirs=image_dirs, backing_anywhere=backing_anywhere))
+                                format=image_format, memory_mib=memory_mib or DEFAULT_MEMORY, image_dirs=image_dirs,
+                                backing_anywhere=backing_anywhere))
     elif expect != DEFAULT_EXPECT or fail_pattern or backing_anywhere or image_format:
         raise click.UsageError("--expect, --fail, --image-format and --backing-anywhere are for an --image: give one")
     results = run_tests(project, guests or (() if images else ("all",)), series_name=series, version=rev,
                         configs=configs,
                         matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,
                         timeout=timeout, stall_timeout=stall_timeout, reference=reference, root_path=root_path,
-                        user_images=images, image_dirs=image_dirs, reruns=reruns, progress=click.echo)
+                        user_images=images, image_dirs=image_dirs, reruns=reruns, progress=progress,
+                        result_line=click.echo, steps=steps_shown(), memory_mib=memory_mib, fresh=fresh)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)
+        if bisect and (rom or reference or rev is not None or images):
+            click.echo("note: --bisect bisects the series' current revision: not with --rom, --reference, --rev "
+                       "or --image", err=True)
+        elif bisect:
+            for cell in failing_cells(results):
+                found = bisect_cell(project, series, cell, jobs=jobs or 2, cluster=cluster, accel=accel,
+                                    progress=lambda m: click.echo(m, err=True))
+                click.echo(found.summary())
+        next_step("read the FAIL lines' run directories (serial.log, screen.txt), fix, then test again")
         return 1
+    next_step("patchkit report (the page), patchkit send-email --dry-run (what would be mailed)")
     return 0

@@ -18,8 +18,8 @@ from typing import ClassVar, Literal
 
 from patchkit.errors import GuestError, MissingInputError, PatchkitError
 from patchkit.progress import Progress, quiet
+from patchkit.qemu.faults import Hold
 from patchkit.run import run
-from patchkit.series.model import Hold
 from patchkit.store import Store, atomic_write, build_dir, file_lock, sha256_file, sparse_digest
 
 DISK_NAME = "disk.img"
@@ -52,7 +52,7 @@ class Guest(abc.ABC):
     failure_markers: tuple[str | re.Pattern[str], ...] = ("PATCHKIT-FAIL",)
     build_command: str  # the patchkit command that makes the base image
     disk_format: ClassVar[Literal["raw", "qcow2"]] = "raw"  # of the run disk
-    memory_mib: ClassVar[int] = 128  # the machine's memory
+    memory_mib: int = 128  # the machine's memory (a configuration's `memory` or --memory wins)
     # Markers also match the rendered screen below the `sanboot` command (or SeaBIOS's "Booting from"), not only serial.
     matches_screen: ClassVar[bool] = False
     sanboot: ClassVar[Sanboot] = Sanboot()

@@ -109,7 +109,7 @@ class DebianSystemGuest(Guest):
     default_timeout = 300.0
     build_command = BUILD_COMMAND
     disk_format: ClassVar[Literal["raw", "qcow2"]] = "qcow2"  # the run's overlay
-    memory_mib: ClassVar[int] = 512
+    memory_mib = 512
 
     def image_key(self) -> str:
         if shutil.which("mmdebstrap") is None:

@@ -37,6 +37,9 @@ BOOT_FAILURES = (
     "Operating system not found", "Boot failed", "Kernel panic - not syncing", "No bootable device",
 )
 DEFAULT_TIMEOUT = 180.0
+# Debian's netboot installer (a 30 MB initrd) panics with 128 MiB ("Attempted to kill init!") and reaches its
+# first dialog with 512 MiB: an image of your own is likely an installer or a full system.
+DEFAULT_MEMORY = 512
 ADHOC_PREFIX = "image:"  # the guest name of a `test --image` run: image:FILE-NAME (kept apart from the series')
 MAX_CHAIN = 8  # backing files behind an image, at most
 
@@ -50,6 +53,7 @@ class ImageSpec:
     expect: str = DEFAULT_EXPECT
     fail: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    memory_mib: int = DEFAULT_MEMORY  # installers need far more than 128 MiB
     format: Literal["raw", "qcow2"] | None = None  # as the user declared it (never probed); None: qemu-img's guess
     image_dirs: tuple[Path, ...] = ()  # where its backing files may be, besides its own directory
     backing_anywhere: bool = False  # its backing files may be anywhere (the user said so)
@@ -162,6 +166,7 @@ class ImageGuest(Guest):
         self.spec = spec
         self.name = spec.guest_name
         self.default_timeout = spec.timeout
+        self.memory_mib = spec.memory_mib
         self.chain = backing_chain(spec.path, spec.image_dirs, spec.backing_anywhere, spec.format)
         self.format = self.chain[0].format
         self.expect = compile_pattern(spec.expect, "--expect")

@@ -32,7 +32,7 @@ from patchkit.errors import PatchkitError
 from patchkit.guests import asm, disk
 from patchkit.guests.base import Guest, Sanboot
 from patchkit.progress import Progress
-from patchkit.series.model import Hold
+from patchkit.qemu.faults import Hold
 from patchkit.store import Store, sparse_digest
 
 RECIPE_VERSION = "5"

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from patchkit.errors import MailError
-from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection
+from patchkit.mailer.smtp import DeliveryInDoubt
+from patchkit.mailer.transport import Transport
 from patchkit.store import Store, file_lock
 
 
@@ -146,7 +147,7 @@ class Journal:
     def failed(self, message_id: str | None, error: str) -> None:
         self.append({"event": "failed", "message_id": message_id, "error": error})
 
-    def attempt(self, conn: SmtpConnection, envelope_from: str, recipients: list[str], message_id: str,
+    def attempt(self, conn: Transport, envelope_from: str, recipients: list[str], message_id: str,
                 data: bytes) -> None:
         """Send one message on ``conn``, journaled as ``sending`` first; the caller journals ``accepted``.
 

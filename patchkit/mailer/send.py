@@ -9,7 +9,7 @@ sends only the messages the journal has not seen accepted, with the same IDs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
@@ -24,7 +24,8 @@ from patchkit.git.worktree import tag
 from patchkit.mailer.gate import Flakes, GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
-from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.mailer.smtp import DeliveryInDoubt, git_config, read_sender
+from patchkit.mailer.transport import Settings, connect, read_transport
 from patchkit.progress import Progress
 from patchkit.project import Project
 from patchkit.review.carry import plan
@@ -55,8 +56,11 @@ class SendOptions:
     resume: bool = False
     in_doubt: str | None = None  # with resume: "sent" or "resend" for messages sent without a recorded answer
     new_recipients: bool = False  # with resume: the rest may go to other recipients than the first part
+    yes: bool = False  # send without asking, whatever sendemail.confirm says
+    confirm: Callable[[str], bool] | None = None  # asks the user on a terminal; None: there is none
     # server, port, encryption, user, password, ca (kept out of repr(): it may hold the password)
     smtp: dict[str, str | None] = field(default_factory=dict, repr=False)
+    server_options: list[str] = field(default_factory=list)  # a program server's options (sendemail.smtpServerOption)
 
 
 @dataclass
@@ -97,7 +101,7 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
         for note in gate.notes:
             say(f"note: {note}")
         latest, flaky = _latest(project.store, series, revision)
-        settings = read_settings(project.root, options.smtp, env) if sending else None
+        settings = read_transport(project.root, options.smtp, env, options.server_options) if sending else None
         sender = _sender(project.root, series, options, env, required=sending)
         if not message_ids:
             message_ids = new_message_ids(series, sender)
@@ -126,6 +130,7 @@ def send_email(project: Project, name: str | None, options: SendOptions, progres
             return report
         assert settings is not None
         report.server = settings.describe()
+        _confirm(project.root, options, series, envelope, _to_send(journal, mails, options), settings.describe())
         if options.resume:
             _settle_resume(journal, envelope, mails, options)
         else:
@@ -158,6 +163,42 @@ def _coverage(project: Project, series: Series) -> SeriesCoverage | None:
             return collect(results, series)
     except PatchkitError:
         return None
+
+
+CONFIRM = ("always", "never", "auto", "cc", "compose")  # git send-email's values; cc and compose count as auto
+
+
+def _to_send(journal: Journal, mails: list[Mail], options: SendOptions) -> int:
+    """How many of ``mails`` this run will send (a resume skips the accepted ones)."""
+    state = journal.last_send() if options.resume else None
+    if state is None:
+        return len(mails)
+    skipped = set(state.accepted) | (set(state.in_doubt) if options.in_doubt == "sent" else set())
+    return sum(1 for m in mails if m.message_id not in skipped)
+
+
+def _confirm(root: Path, options: SendOptions, series: Series, envelope: Envelope, count: int, via: str) -> None:
+    """Ask before a real send, as git send-email's sendemail.confirm does: on a terminal unless ``--yes`` or
+    ``sendemail.confirm = never``; without a terminal only ``always`` stops it (it cannot ask there)."""
+    if options.yes:
+        return
+    setting = (git_config(root, "sendemail.confirm") or "auto").strip().lower()
+    if setting not in CONFIRM:
+        raise MailError(f"sendemail.confirm = {setting}: not a value patchkit knows",
+                        hint=f"use one of {', '.join(CONFIRM)} (cc and compose ask as auto does)")
+    if setting == "never":
+        return
+    if options.confirm is None:
+        if setting == "always":
+            raise MailError("sendemail.confirm is `always` but there is no terminal to ask on: nothing sent",
+                            hint="pass --yes to send without asking")
+        return
+    lines = [f"Send {count} message(s) of {series.name} v{series.version} through {via}",
+             f"  To: {', '.join(envelope.to) or '-'}", f"  Cc: {', '.join(envelope.cc) or '-'}",
+             f"  (envelope: {envelope.sender} -> {', '.join(envelope.recipients)})"]
+    if not options.confirm("\n".join(lines) + "\nSend?"):
+        raise MailError("nothing sent: the send was not confirmed",
+                        hint="run again and answer y, or pass --yes (or `git config sendemail.confirm never`)")
 
 
 def _plan(store: Store, series: Series, revision: str, journal: Journal, options: SendOptions,
@@ -254,15 +295,15 @@ def _sender(project_root: Path, series: Series, options: SendOptions, env: Mappi
         return series.patches[0].author  # an mbox or a dry run may come from the first author
 
 
-def _deliver(journal: Journal, settings: SmtpSettings, envelope: Envelope, mails: list[Mail],
+def _deliver(journal: Journal, settings: Settings, envelope: Envelope, mails: list[Mail],
              report: SendReport, say: Progress) -> None:
     state = journal.last_send()
     assert state is not None
     envelope_from = parseaddr(envelope.sender)[1]
     recipients = envelope.recipients
     total = len(mails)
-    say(f"connecting to {settings.describe()}")
-    with SmtpConnection(settings) as conn:
+    say(f"sending through {settings.describe()}")
+    with connect(settings) as conn:
         for mail in mails:
             where = f"[{mail.index + 1}/{total}]"
             if mail.message_id in state.accepted:

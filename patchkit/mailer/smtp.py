@@ -69,7 +69,14 @@ def git_config(project: Path, key: str) -> str | None:
     return proc.stdout.decode("utf-8", "replace").rstrip("\n")
 
 
-def _lookup(name: str, project: Path, options: Mapping[str, str | None], environ: Mapping[str, str]) -> str | None:
+def git_config_all(project: Path, key: str) -> list[str]:
+    """Every value of a multi-valued ``git config --get-all KEY`` (sendemail.smtpServerOption)."""
+    proc = git("config", "--get-all", key, cwd=project, check=False, user_config=True)
+    return proc.stdout.decode("utf-8", "replace").splitlines() if proc.returncode == 0 else []
+
+
+def lookup(name: str, project: Path, options: Mapping[str, str | None], environ: Mapping[str, str]) -> str | None:
+    """Setting ``name`` (a key of _SOURCES): ``options`` over ``environ`` over git config."""
     if options.get(name):
         return options[name]
     env, key = _SOURCES[name]
@@ -80,25 +87,22 @@ def _lookup(name: str, project: Path, options: Mapping[str, str | None], environ
 
 def read_settings(project: Path, options: Mapping[str, str | None], environ: Mapping[str, str]) -> SmtpSettings:
     """Resolve the SMTP settings: ``options`` (keys as in _SOURCES) over ``environ`` over git config."""
-    server = _lookup("server", project, options, environ)
+    server = lookup("server", project, options, environ)
     if not server:
         raise MailError("no SMTP server configured",
                         hint="pass --smtp-server, set PATCHKIT_SMTP_SERVER, or `git config sendemail.smtpServer HOST`")
-    if server.startswith("/"):
-        raise MailError(f"sendemail.smtpServer is a program ({server}); patchkit only talks SMTP",
-                        hint="pass --smtp-server HOST")
-    encryption = (_lookup("encryption", project, options, environ) or "").lower()
+    encryption = (lookup("encryption", project, options, environ) or "").lower()
     if encryption == "none":
         encryption = ""
     if encryption not in ENCRYPTIONS:
         raise MailError(f"unknown SMTP encryption {encryption!r}", hint="use tls (STARTTLS) or ssl (implicit TLS)")
-    port_text = _lookup("port", project, options, environ)
+    port_text = lookup("port", project, options, environ)
     try:
         port = int(port_text) if port_text else DEFAULT_PORTS[encryption]
     except ValueError:
         raise MailError(f"SMTP port is not a number: {port_text!r}", hint="pass --smtp-port N") from None
-    user = _lookup("user", project, options, environ)
-    password = _lookup("password", project, options, environ)
+    user = lookup("user", project, options, environ)
+    password = lookup("password", project, options, environ)
     credential_repo = None
     if user and not password:
         password = git_credential(project, "fill", server, port, user)
@@ -106,7 +110,7 @@ def read_settings(project: Path, options: Mapping[str, str | None], environ: Map
             raise MailError(f"SMTP user {user} has no password (no credential helper gave one, no terminal to ask)",
                             hint="set PATCHKIT_SMTP_PASS, `git config sendemail.smtpPass`, or a git credential helper")
         credential_repo = project
-    ca = _lookup("ca", project, options, environ)
+    ca = lookup("ca", project, options, environ)
     return SmtpSettings(server, port, encryption, user or None, password or None, Path(ca) if ca else None,
                         credential_repo=credential_repo)
 
@@ -129,7 +133,7 @@ def git_credential(project: Path, action: str, server: str, port: int, user: str
 
 def read_sender(project: Path, options: Mapping[str, str | None], environ: Mapping[str, str]) -> str:
     """The sender identity ("Name <addr>"): --from, PATCHKIT_FROM, sendemail.from, else user.name/user.email."""
-    sender = _lookup("sender", project, options, environ)
+    sender = lookup("sender", project, options, environ)
     if not sender:
         name, email = git_config(project, "user.name"), git_config(project, "user.email")
         if email:

@@ -26,13 +26,15 @@ from email.utils import formatdate, make_msgid, parseaddr
 from patchkit.errors import MailError
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import POLICY, Envelope
-from patchkit.mailer.smtp import DeliveryInDoubt, SmtpConnection, SmtpSettings, read_sender, read_settings
+from patchkit.mailer.smtp import DeliveryInDoubt, read_sender
 from patchkit.mailer.text import set_text_body, wrap
+from patchkit.mailer.transport import Settings, connect, read_transport
 from patchkit.project import Project
 from patchkit.report.data import Matrix, ReportData, Run, gather
 from patchkit.series.io import available_versions
 from patchkit.series.model import Series
 from patchkit.store import Store
+from patchkit.table import table
 
 
 @dataclass
@@ -72,7 +74,7 @@ def mail_report(project: Project, series: Series, version: int | None, *, dry_ru
         mail = _render(project, data, state, smtp, env)
         if dry_run:
             return mail
-        settings = read_settings(project.root, smtp, env)
+        settings = read_transport(project.root, smtp, env)
         _deliver(journal, settings, mail, data.revision)
     return mail
 
@@ -158,13 +160,13 @@ def _sent_to(state: SendState) -> dict[str, tuple[str, ...]]:
     return {"to": tuple(state.accepted.get(state.message_ids[0]) or next(iter(state.accepted.values()))), "cc": ()}
 
 
-def _deliver(journal: Journal, settings: SmtpSettings, mail: ReportMail, revision: str) -> None:
+def _deliver(journal: Journal, settings: Settings, mail: ReportMail, revision: str) -> None:
     """Send ``mail``, journaling the start, the attempt and the server's answer."""
     mid = str(mail.message["Message-ID"])
     recipients = mail.envelope.recipients
     journal.start(revision, [mid], [str(mail.message["Subject"])], None)
     try:
-        with SmtpConnection(settings) as conn:
+        with connect(settings) as conn:
             journal.attempt(conn, parseaddr(mail.envelope.sender)[1], recipients, mid, mail.as_bytes("\r\n"))
     except JournalError:
         raise  # the attempt was not journaled, so nothing went to the server
@@ -248,7 +250,7 @@ def matrix_table(m: Matrix) -> list[str]:
     header = ("configuration", "guest", "result")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     if sum(widths) + 4 <= REPORT_WIDTH:
-        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+        return table([header, *rows])
     lines: list[str] = []
     guest_width = min(widths[1], 24)
     for config, guest, result in rows:

@@ -21,6 +21,7 @@ from patchkit.review.comments import diff_lines
 from patchkit.series.model import Patch
 from patchkit.store import atomic_write
 from patchkit.triage.flaky import Flake
+from patchkit.triage.logdiff import Divergence
 
 CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:78rem;padding:0 1rem 3rem;color:#1d1d1f}
@@ -98,14 +99,15 @@ def _matrix(m: Matrix) -> str:
     rows = []
     for guest in m.guests:
         cells = "".join(_cell(guest, config, m.cells.get((guest, config), []), (guest, config) in m.planned,
-                              m.flaky.get((guest, config)))
+                              m.flaky.get((guest, config)), m.changed.get((guest, config)))
                         for config in m.configs)
         rows.append(f"<tr><th scope=\"row\">{escape(guest)}</th>{cells}</tr>")
     return (f"<section id=\"matrix\"><h2>Test matrix</h2>{note}<div class=\"wide\"><table class=\"matrix\"><thead>"
             f"<tr><th>guest</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>")
 
 
-def _cell(guest: str, config: str, runs: list[Run], planned: bool, flake: Flake | None) -> str:
+def _cell(guest: str, config: str, runs: list[Run], planned: bool, flake: Flake | None,
+          changed: tuple[str, list[Divergence]] | None) -> str:
     attrs = f"data-guest=\"{escape(guest)}\" data-config=\"{escape(config)}\""
     if not runs:
         return f"<td class=\"none\" {attrs}>{'not tested' if planned else '-'}</td>"
@@ -115,6 +117,10 @@ def _cell(guest: str, config: str, runs: list[Run], planned: bool, flake: Flake 
     if flake is not None:
         body.append(f"<div class=\"meta\">{escape(flake.describe())}</div>")
     body.append(_run_detail(newest, guest, config, shot=True))
+    if changed is not None:
+        since, found = changed
+        lines = "".join(f"<li>{escape(d.describe())}</li>" for d in found) or "<li>no difference in the logs</li>"
+        body.append(f"<div class=\"meta\">what changed since the last pass ({escape(since)}):</div><ul>{lines}</ul>")
     if len(runs) > 1:
         items = "".join(f"<li>{'PASS' if r.result.passed else 'FAIL'} {_run_detail(r, guest, config, shot=False)}</li>"
                         for r in runs[1:])

@@ -27,18 +27,16 @@ import unidiff
 from patchkit.errors import SeriesError
 from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES
 from patchkit.qemu.cmdline import PCI_ADDR, property_problem, slot_problem
+from patchkit.qemu.faults import HOLD_VIAS, Hold, InjectError
 from patchkit.qemu.machine import typable
 from patchkit.series.model import (
     BOOT_MODES,
     DEFAULT_DISK_ADDR,
     DEFAULT_ROOT_PATH,
-    HOLD_VIAS,
     MACHINES,
     Config,
     CoverageGate,
-    Hold,
     ImageEntry,
-    InjectError,
     Patch,
     Series,
     VersionInfo,
@@ -53,10 +51,11 @@ COVER = "cover.txt"
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _PATH_HEADERS = ("rename from ", "rename to ", "copy from ", "copy to ")
 _CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
-_IMAGE_KEYS = ("name", "path", "expect", "fail", "timeout", "format")
+MIN_MEMORY, MAX_MEMORY = 16, 16384  # MiB: SeaBIOS and gPXE need a little; TCG guests no more than this
+_IMAGE_KEYS = ("name", "path", "expect", "fail", "timeout", "format", "memory")
 _CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "disk_addr", "blank_disks",
                 "bios_disks", "virtio_blk", "readonly", "disk_shape", "expect_refusal", "inject_error", "hold",
-                "expect_failure")
+                "expect_failure", "memory")
 # blkdebug events a fault may name (QEMU's BlkdebugEvent values for guest requests).
 _BLKDEBUG_EVENTS = ("read_aio", "write_aio", "flush_to_disk")
 MAX_ERRNO = 133  # Linux's highest errno (EHWPOISON)
@@ -458,7 +457,10 @@ def _images(m: _Manifest) -> list[ImageEntry]:
         fmt = entry.get("format")
         if fmt is not None and fmt not in ("raw", "qcow2"):
             raise fail("format", f"'format' must be raw or qcow2, got {fmt!r}")
-        images.append(ImageEntry(name, entry["path"], entry.get("expect"), entry.get("fail"), timeout, fmt))
+        memory = entry.get("memory")
+        if memory is not None and (problem := memory_problem(memory)):
+            raise fail("memory", problem)
+        images.append(ImageEntry(name, entry["path"], entry.get("expect"), entry.get("fail"), timeout, fmt, memory))
     return images
 
 
@@ -566,6 +568,9 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
     if refusal is not None and failure is not None:
         raise t.fail("expect_failure", "a configuration expects either a refusal by sanboot or a failure the guest "
                                        "reports, not both")
+    memory = t.data.get("memory")
+    if memory is not None and (problem := memory_problem(memory)):
+        raise t.fail("memory", problem)
     shape = t.data.get("disk_shape")
     if shape is not None and not (isinstance(shape, str) and shape):
         raise t.fail("disk_shape", f"'disk_shape' must be a shape name, got {shape!r}")
@@ -574,8 +579,16 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
         machine=machine, boot=t.choice("boot", BOOT_MODES, "strict"),
         root_path=root_path, disk_addr=disk_addr, blank_disks=blank, bios_disks=busy, virtio_blk=properties,
         readonly=t.get("readonly", bool, False), disk_shape=shape, expect_refusal=refusal,
-        inject_error=_inject_error(t), hold=_hold(t), expect_failure=failure,
+        inject_error=_inject_error(t), hold=_hold(t), expect_failure=failure, memory=memory,
     )
+
+
+def memory_problem(value: object) -> str | None:
+    """Why ``value`` is not a machine's memory in MiB (a whole number from 16 to 16384), None when it is."""
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_MEMORY <= value <= MAX_MEMORY:
+        return (f"'memory' is the machine's memory in MiB, a whole number from {MIN_MEMORY} to {MAX_MEMORY}, "
+                f"got {value!r}")
+    return None
 
 
 def _inject_error(t: _ConfigTable) -> InjectError | None:
