@@ -38,7 +38,7 @@ from patchkit.qemu.machine import qemu_version
 from patchkit.rom import check_rom_for
 from patchkit.series.io import load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Config, Series
-from patchkit.store import ResultKey, TestResult, sha256_file
+from patchkit.store import ResultKey, Results, TestResult, sha256_file
 from patchkit.triage.flaky import RERUNS, flakes, verdict
 from patchkit.triage.logdiff import what_changed
 
@@ -159,6 +159,7 @@ def run_tests(
     cluster: str | None = None,
     coverage: bool = False,
     memory_mib: int | None = None,
+    fresh: bool = False,
     reruns: int = RERUNS,
     progress: Progress = print,
     result_line: Progress | None = None,
@@ -245,6 +246,13 @@ def run_tests(
 
     with project.store.results() as db, contextlib.ExitStack() as stack:
         cells = longest_first(plan.cells, db.durations(subject.series))
+        if not (fresh or coverage or cluster):
+            carried = carry_over(db, cells, subjects, images, qemu)
+            cells = [c for c in cells if id(c) not in carried]
+            for carried_result in carried.values():
+                db.record(carried_result)
+                results.append(carried_result)
+                say_result(verdict_line(carried_result))
         remote = None if cluster is None else stack.enter_context(connect(cluster))
         where = (f"{jobs} at a time" if remote is None
                  else f"on the cluster at {cluster}, {len(remote.workers())} workers")
@@ -337,6 +345,35 @@ def run_tests(
         raise PatchkitError(f"{len(errors)} cell(s) could not run: {', '.join('/'.join(c) for c in errors)}",
                             hint="see the NOT RUN lines above")
     return results
+
+
+def carry_over(db: Results, cells: Sequence[Cell], subjects: Mapping[int, Subject], images: Mapping[int, str],
+               qemu: str) -> dict[int, TestResult]:
+    """Results that need no boot, by cell id: a series revision whose ROM is byte-identical to one another revision
+    of the series passed a cell with (the same guest image, configuration and QEMU) gets that pass, recorded
+    under its own revision as "same ROM as vN, tested DATE". Results are keyed by what was booted: a change to
+    the commit messages or trailers alone changes no byte of the ROM."""
+    carried: dict[int, TestResult] = {}
+    earlier: list[TestResult] | None = None
+    for cell in cells:
+        subject = subjects[id(cell)]
+        if not subject.revision or subject.revision in ("reference",) or subject.revision.startswith("rom-"):
+            continue
+        if earlier is None:
+            earlier = [r for r in db.for_series(subject.series) if r.passed and not r.worker]
+        for r in earlier:  # newest first
+            k = r.key
+            if (k.rom_sha256 == subject.rom_sha256 and k.guest == cell.guest.name and k.image_sha256 == images[id(cell)]
+                    and k.qemu_version == qemu and k.config == cell.config.name and k.revision != subject.revision
+                    and k.revision != "reference" and not k.revision.startswith("rom-")):
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+                same = r.reason if r.reason.startswith("same ROM as v") else (
+                    f"same ROM as v{r.version}, tested {when} ({r.reason})")
+                carried[id(cell)] = TestResult(
+                    key=replace(k, revision=subject.revision), passed=True, reason=same, run_dir=r.run_dir,
+                    timings=r.timings, rom_size=r.rom_size, version=subject.version)
+                break
+    return carried
 
 
 def _expected_seconds(cells: Sequence[Cell], took: Mapping[tuple[str, str], float]) -> dict[int, float]:

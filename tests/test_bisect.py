@@ -6,12 +6,15 @@ whatever the ROM) is reported as a base failure, blamed on no patch."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import GPXE_MIRROR, share_inputs
 from fixtures.cli import run_patchkit
 from fixtures.guests import guest_or_skip
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` lives beside the package
 
 from bench.triage import SERIES, broken_project
 from patchkit.project import Project
@@ -55,11 +58,12 @@ def test_bisect_names_the_broken_patch_and_confirms_it(broken: Project) -> None:
 def test_a_cell_failing_at_the_base_is_a_base_failure(broken: Project) -> None:
     guest_or_skip("probe", broken.store)
     said: list[str] = []
-    result = bisect_cell(broken, SERIES, "sector0-error/probe", confirm=1, accel="tcg", progress=said.append)
-    assert result.base_failure and result.first_bad is None and not result.confirmed
-    assert result.summary().startswith("sector0-error/probe: base failure, it fails already at 6/9 "
-                                       "(steps before it do not build the ROM: base, 1/9, 2/9, 3/9, 4/9, 5/9)")
-    assert list(result.boots) == ["9/9", "6/9"]  # the tip, then the base: nothing in between
+    result = bisect_cell(broken, SERIES, "sector0-error/probe", confirm=2, accel="tcg", progress=said.append)
+    assert result.base_failure and result.first_bad is None and result.confirmed
+    assert result.summary() == ("sector0-error/probe: base failure, it fails already at 6/9 (steps before it do "
+                                "not build the ROM: base, 1/9, 2/9, 3/9, 4/9, 5/9): no patch after it is the culprit; "
+                                "fails 2 of 2")
+    assert result.boots == {"9/9": [False], "6/9": [False, False]}  # the tip, the base: nothing in between
 
 
 def test_a_failing_test_run_bisects_its_failing_cells(broken: Project) -> None:
@@ -70,3 +74,12 @@ def test_a_failing_test_run_bisects_its_failing_cells(broken: Project) -> None:
     assert "FAIL probe on pc (tcg)" in done.stdout
     assert done.stdout.splitlines()[-1] == ("pc/probe: first bad: 8/9 [[virtio] Start requests one sector later]; "
                                             "confirmed: fails 3 of 3, 7/9 passes 3 of 3"), done.stdout
+
+
+def test_across_versions_the_patch_of_the_new_version_is_named(broken: Project) -> None:
+    guest_or_skip("probe", broken.store)
+    said: list[str] = []
+    result = bisect_cell(broken, SERIES, "pc/probe", confirm=2, since=3, accel="tcg", jobs=2, progress=said.append)
+    assert result.steps == ["v3", "6/9", "7/9", "8/9", "9/9"]  # v4's steps before its driver patch left out
+    assert (result.first_bad, result.parent, result.confirmed) == ("8/9", "7/9", True), said
+    assert result.boots["v3"] == [True]

@@ -1,15 +1,15 @@
 """One boot, start to verdict: a run directory, the guest's run disk, the session, the disk checks.
 
 Artifacts of each run are in ``runs/<id>/`` of the store: serial.log (raw),
-screen.txt (rendered screens, each kept before the guest cleared it), failure.png
-and end.png, seabios.log (SeaBIOS's debug port), qemu-cmdline.txt, qemu-stderr.log,
-reproduce.sh (the boot by hand, patchkit.boot.reproduce), timings.json (seconds
-from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt, [ctrl_b_again, retyped,]
-sanboot, boot_sector, success, power_off, total), result.json (the verdict, and the
-figures the guest and the harness measured: held_read_s, requests_per_call), the run
-disk when the run failed, and with ``trace`` QEMU's translation log (translated.log, for
-patchkit.coverage). The verdict comes from the serial markers, then from the guest's own
-checks of its run disk.
+screen.txt (rendered screens, each kept before the guest cleared it), marker.png (the
+screen when the guest's marker showed), failure.png and end.png, seabios.log (SeaBIOS's
+debug port), qemu-cmdline.txt, qemu-stderr.log, reproduce.sh (the boot by hand,
+patchkit.boot.reproduce), timings.json (seconds from QEMU's start: gpxe_post, gpxe_banner,
+gpxe_prompt, [ctrl_b_again, retyped,] sanboot, boot_sector, success, power_off, total),
+result.json (the verdict, and the figures the guest and the harness measured: held_read_s,
+requests_per_call), the run disk when the run failed, and with ``trace`` QEMU's translation
+log (translated.log, for patchkit.coverage). The verdict comes from the serial markers, then
+from the guest's own checks of its run disk.
 """
 
 from __future__ import annotations

@@ -292,6 +292,8 @@ class Session:
                               f"refused the disk (/{refusal.pattern}/)")
             if failure is not None:
                 raise _Failed(f"the guest passed, but it should have reported a failure (/{failure.pattern}/)")
+            # The screen at the marker: end.png comes after the guest powered off (a black screen, debian-system).
+            await self.machine.screendump(self.run_dir / "marker.png")
             await self._await_power_off()
             return f"marker seen after {self.timings['success']:.1f} s"
 

@@ -27,7 +27,8 @@ def bisect_command(project: Project, cell: str, series: str | None, confirm: int
 
     Builds the ROM after each patch as needed (cached by content), boots the cell there,
     bisects, and confirms: the first bad patch fails --confirm boots of --confirm, its
-    parent passes as many. Exits 0 with a confirmed culprit, 1 otherwise.
+    parent passes as many. Exits 0 with a confirmed answer (a culprit, or a failure already at
+    the base), 1 otherwise.
     """
     result = bisect_cell(project, series, cell, confirm=confirm, since=since, jobs=jobs, cluster=cluster,
                          accel=accel, progress=lambda m: click.echo(m, err=True))
