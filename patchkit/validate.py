@@ -38,7 +38,7 @@ from patchkit.qemu.machine import qemu_version
 from patchkit.rom import check_rom_for
 from patchkit.series.io import load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Config, Series
-from patchkit.store import ResultKey, TestResult, sha256_file
+from patchkit.store import ResultKey, Results, TestResult, sha256_file
 from patchkit.triage.flaky import RERUNS, flakes, verdict
 from patchkit.triage.logdiff import what_changed
 
@@ -131,6 +131,13 @@ def _nic_subject(project: Project, subject: Subject, progress: Progress, need_el
     return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
 
 
+def _embedding_subject(project: Project, subject: Subject, image: Path, progress: Progress) -> Subject:
+    """``subject`` with the series' ROM built with ``image`` embedded (EMBEDDED_IMAGE: gPXE registers it as
+    an image named after the file, which `imgexec` runs)."""
+    built = ensure_series_rom(project, subject.series, progress, extra_make_args=[f"EMBEDDED_IMAGE={image}"])
+    return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
+
+
 def run_tests(
     project: Project,
     guest_names: Sequence[str],
@@ -152,6 +159,7 @@ def run_tests(
     cluster: str | None = None,
     coverage: bool = False,
     memory_mib: int | None = None,
+    fresh: bool = False,
     reruns: int = RERUNS,
     progress: Progress = print,
     result_line: Progress | None = None,
@@ -220,6 +228,12 @@ def run_tests(
     if rom is None and not reference and any(c.guest.sanboot.nic_rom for c in plan.cells):
         nic_subject = _nic_subject(project, subject, progress, coverage)
         subjects.update({id(c): nic_subject for c in plan.cells if c.guest.sanboot.nic_rom})
+    for cell in plan.cells:  # a guest that boots an image embedded in the ROM: the series' ROM carrying it
+        if (embedded := cell.guest.embedded_image()) is not None:
+            if rom is not None or reference:
+                raise PatchkitError(f"{cell.name} boots {embedded.name}, embedded in the series' ROM when built: "
+                                    "it cannot run with --rom or --reference", hint=f"leave out {cell.guest.name}")
+            subjects[id(cell)] = _embedding_subject(project, subject, embedded, progress)
     qemu = "" if cluster else qemu_version()  # the client of a cluster need not have QEMU
     jobs = max(1, jobs or os.cpu_count() or 1)
     for (config, guest), why in plan.unrunnable.items():
@@ -232,6 +246,13 @@ def run_tests(
 
     with project.store.results() as db, contextlib.ExitStack() as stack:
         cells = longest_first(plan.cells, db.durations(subject.series))
+        if not (fresh or coverage or cluster):
+            carried = carry_over(db, cells, subjects, images, qemu)
+            cells = [c for c in cells if id(c) not in carried]
+            for carried_result in carried.values():
+                db.record(carried_result)
+                results.append(carried_result)
+                say_result(verdict_line(carried_result))
         remote = None if cluster is None else stack.enter_context(connect(cluster))
         where = (f"{jobs} at a time" if remote is None
                  else f"on the cluster at {cluster}, {len(remote.workers())} workers")
@@ -324,6 +345,35 @@ def run_tests(
         raise PatchkitError(f"{len(errors)} cell(s) could not run: {', '.join('/'.join(c) for c in errors)}",
                             hint="see the NOT RUN lines above")
     return results
+
+
+def carry_over(db: Results, cells: Sequence[Cell], subjects: Mapping[int, Subject], images: Mapping[int, str],
+               qemu: str) -> dict[int, TestResult]:
+    """Results that need no boot, by cell id: a series revision whose ROM is byte-identical to one another revision
+    of the series passed a cell with (the same guest image, configuration and QEMU) gets that pass, recorded
+    under its own revision as "same ROM as vN, tested DATE". Results are keyed by what was booted: a change to
+    the commit messages or trailers alone changes no byte of the ROM."""
+    carried: dict[int, TestResult] = {}
+    earlier: list[TestResult] | None = None
+    for cell in cells:
+        subject = subjects[id(cell)]
+        if not subject.revision or subject.revision in ("reference",) or subject.revision.startswith("rom-"):
+            continue
+        if earlier is None:
+            earlier = [r for r in db.for_series(subject.series) if r.passed and not r.worker]
+        for r in earlier:  # newest first
+            k = r.key
+            if (k.rom_sha256 == subject.rom_sha256 and k.guest == cell.guest.name and k.image_sha256 == images[id(cell)]
+                    and k.qemu_version == qemu and k.config == cell.config.name and k.revision != subject.revision
+                    and k.revision != "reference" and not k.revision.startswith("rom-")):
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+                same = r.reason if r.reason.startswith("same ROM as v") else (
+                    f"same ROM as v{r.version}, tested {when} ({r.reason})")
+                carried[id(cell)] = TestResult(
+                    key=replace(k, revision=subject.revision), passed=True, reason=same, run_dir=r.run_dir,
+                    timings=r.timings, rom_size=r.rom_size, version=subject.version)
+                break
+    return carried
 
 
 def _expected_seconds(cells: Sequence[Cell], took: Mapping[tuple[str, str], float]) -> dict[int, float]:

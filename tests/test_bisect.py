@@ -6,12 +6,15 @@ whatever the ROM) is reported as a base failure, blamed on no patch."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import GPXE_MIRROR, share_inputs
 from fixtures.cli import run_patchkit
 from fixtures.guests import guest_or_skip
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` lives beside the package
 
 from bench.triage import SERIES, broken_project
 from patchkit.project import Project

@@ -86,6 +86,9 @@ class Seconds(click.ParamType[float]):
 @click.option("--memory", "memory_mib", type=click.IntRange(MIN_MEMORY, MAX_MEMORY), metavar="MIB",
               help=f"The machine's memory for every boot (default: the configuration's `memory`, else the guest's: "
                    f"128 MiB for the built-in small guests, {DEFAULT_MEMORY} for --image and [[images]]).")
+@click.option("--fresh", is_flag=True,
+              help="Boot every cell, also those an earlier revision passed with a byte-identical ROM (whose passes "
+                   "are otherwise carried over: same ROM, guest image, configuration and QEMU).")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
@@ -95,7 +98,8 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
                  image_dirs: tuple[Path, ...], image_format: Literal["raw", "qcow2"] | None, backing_anywhere: bool,
                  configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
-                 stall_timeout: float, reruns: int, bisect: bool, memory_mib: int | None, reference: bool,
+                 stall_timeout: float, reruns: int, bisect: bool, memory_mib: int | None, fresh: bool,
+                 reference: bool,
                  root_path: str | None) -> int:
     """Boot each guest from its virtio disk through SERIES' ROM (`sanboot`), and record the results.
 
@@ -135,7 +139,7 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
                         matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,
                         timeout=timeout, stall_timeout=stall_timeout, reference=reference, root_path=root_path,
                         user_images=images, image_dirs=image_dirs, reruns=reruns, progress=progress,
-                        result_line=click.echo, steps=steps_shown(), memory_mib=memory_mib)
+                        result_line=click.echo, steps=steps_shown(), memory_mib=memory_mib, fresh=fresh)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)

@@ -3,8 +3,10 @@ same cell (another revision's, or a bisection's parent step), volatile parts nor
 
 Normalised away: terminal escapes and carriage returns, hexadecimal numbers and long hex words
 (addresses, run tokens, hashes), numbers with a fraction (times) and numbers of four digits or
-more (tick counts, throughputs); blank lines are dropped. The first line where the two texts
-then differ is the divergence shown in the terminal and the HTML report.
+more (tick counts, throughputs); blank lines are dropped. The texts are then aligned line by
+line as diff aligns them, and the first line of the failing run that has no equal (or nearly
+equal: a serial glitch) in the passing one is the divergence shown in the terminal and the
+HTML report.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
+from itertools import zip_longest
 from pathlib import Path
 
 from patchkit.progress import Progress
 from patchkit.store import TestResult
 
+NEAR = 0.9  # lines at least this similar (difflib's ratio) count as the same line
 TEXTS = ("serial.log", "screen.txt")  # compared in this order: serial first, in the order things happened
 _VOLATILE = [
     (re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r"), ""),
@@ -53,12 +58,15 @@ def normalise(text: str) -> list[str]:
 
 
 def first_divergence(passing: list[str], failing: list[str], text: str) -> Divergence | None:
-    """Where two normalised texts first differ (None: the same)."""
-    for n in range(max(len(passing), len(failing))):
-        old = passing[n] if n < len(passing) else ""
-        new = failing[n] if n < len(failing) else ""
-        if old != new:
-            return Divergence(text, n + 1, old, new)
+    """Where two normalised texts first differ (None: the same), the lines aligned as diff aligns them; a line
+    that differs by a character or two (a serial glitch, a redrawn screen) is not a difference."""
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, passing, failing, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        for k, (old, new) in enumerate(zip_longest(passing[i1:i2], failing[j1:j2], fillvalue="")):
+            if old and new and SequenceMatcher(None, old, new).ratio() >= NEAR:
+                continue
+            return Divergence(text, j1 + k + 1, old, new)
     return None
 
 
