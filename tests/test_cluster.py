@@ -332,6 +332,7 @@ def test_a_scheduler_killed_mid_run_ends_the_command_with_one_clear_line(inputs_
         wait_until(lambda: boots_on(cluster, ("w1",)) is not None, "a QEMU booting on the worker")
         cluster.kill("scheduler")
         out, _ = command.communicate(timeout=120)
+    wait_until(lambda: not qemus_under(cluster.cache("w1")), "the worker's boot to end on its own", 300)
     assert command.returncode == 1, out
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: lost the connection to the Dask scheduler at {cluster.address}"], out

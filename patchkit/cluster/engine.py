@@ -9,6 +9,7 @@ extra runs everything else.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import socket
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -143,7 +144,19 @@ def connect(address: str) -> Iterator[Cluster]:
                                hint=f"start workers with `dask worker {address}` on machines with patchkit "
                                     "and QEMU") from exc
         cluster = Cluster(client, address)
-        yield cluster
+        # A lost scheduler is our one line, not Dask's reconnect tracebacks (patchkit -v shows them): Dask sets
+        # its loggers' levels one by one, so each is quietened, and restored on leaving.
+        quiet = [] if logging.getLogger().isEnabledFor(logging.DEBUG) else [
+            logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+            if name == "distributed" or name.startswith("distributed.")]
+        levels = [log.level for log in quiet]
+        for log in quiet:
+            log.setLevel(logging.CRITICAL)
+        try:
+            yield cluster
+        finally:
+            for log, level in zip(quiet, levels, strict=True):
+                log.setLevel(level)
     finally:
         client.close(timeout=CONNECT_TIMEOUT if client.status == "running" else LOST_CLOSE_TIMEOUT)
 
