@@ -131,6 +131,13 @@ def _nic_subject(project: Project, subject: Subject, progress: Progress, need_el
     return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
 
 
+def _embedding_subject(project: Project, subject: Subject, image: Path, progress: Progress) -> Subject:
+    """``subject`` with the series' ROM built with ``image`` embedded (EMBEDDED_IMAGE: gPXE registers it as
+    an image named after the file, which `imgexec` runs)."""
+    built = ensure_series_rom(project, subject.series, progress, extra_make_args=[f"EMBEDDED_IMAGE={image}"])
+    return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
+
+
 def run_tests(
     project: Project,
     guest_names: Sequence[str],
@@ -221,6 +228,12 @@ def run_tests(
     if rom is None and not reference and any(c.guest.sanboot.nic_rom for c in plan.cells):
         nic_subject = _nic_subject(project, subject, progress, coverage)
         subjects.update({id(c): nic_subject for c in plan.cells if c.guest.sanboot.nic_rom})
+    for cell in plan.cells:  # a guest that boots an image embedded in the ROM: the series' ROM carrying it
+        if (embedded := cell.guest.embedded_image()) is not None:
+            if rom is not None or reference:
+                raise PatchkitError(f"{cell.name} boots {embedded.name}, embedded in the series' ROM when built: "
+                                    "it cannot run with --rom or --reference", hint=f"leave out {cell.guest.name}")
+            subjects[id(cell)] = _embedding_subject(project, subject, embedded, progress)
     qemu = "" if cluster else qemu_version()  # the client of a cluster need not have QEMU
     jobs = max(1, jobs or os.cpu_count() or 1)
     for (config, guest), why in plan.unrunnable.items():
