@@ -111,7 +111,8 @@ def test_apply_says_one_line_when_nothing_changed(world: World) -> None:
     assert first.returncode == 0 and "applying 3 patch(es) of demo v1" in first.stderr, first.stderr
     again = run_patchkit("-C", world.root, "apply", merged=False)
     assert again.returncode == 0
-    assert re.fullmatch(r"demo v1: patchkit/demo/v1 at \w{12}, unchanged \(3 commit\(s\) on \w{12}\)\n", again.stderr)
+    assert re.fullmatch(r"demo v1: patchkit/demo/v1 at \w{12}, unchanged \(3 commit\(s\) on \w{12}\)\n"
+                        r"next: patchkit build \(or edit the commits, then patchkit refresh\)\n", again.stderr)
     assert again.stdout == first.stdout  # the result line stays
 
 

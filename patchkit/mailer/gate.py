@@ -79,7 +79,7 @@ def result_problems(series: Series, latest: Latest, flaky: Flakes | None = None)
         elif not result.passed:
             problems.append(f"{cell}: failed ({result.reason})")
     roms = {latest[c].key.rom_sha256 for c in cells
-            if c in latest and latest[c].passed and not guest_class(c[1]).sanboot.nic_rom}
+            if c in latest and latest[c].passed and not guest_class(c[1]).sanboot.own_rom}
     if len(roms) > 1:
         problems.append("the guests passed with different ROMs (" + ", ".join(sorted(s[:12] for s in roms)) + ")")
     return problems

@@ -174,7 +174,8 @@ def _run(result: TestResult, config: str) -> Run:
     def have(name: str) -> Path | None:
         return d / name if d is not None and (d / name).is_file() else None
 
-    shot = (have("failure.png") if not result.passed else None) or have("end.png") or have("failure.png")
+    # A pass shows the screen at its marker (end.png may be black: the guest powered off), a failure its failure.
+    shot = (have("failure.png") if not result.passed else have("marker.png")) or have("end.png") or have("failure.png")
     return Run(result, config, shot, have("serial.log"), have("screen.txt"))
 
 

@@ -24,9 +24,10 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
 from patchkit.errors import MailError
+from patchkit.git.config import read_sender
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import POLICY, Envelope
-from patchkit.mailer.smtp import DeliveryInDoubt, read_sender
+from patchkit.mailer.smtp import DeliveryInDoubt
 from patchkit.mailer.text import set_text_body, wrap
 from patchkit.mailer.transport import Settings, connect, read_transport
 from patchkit.project import Project

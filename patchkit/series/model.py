@@ -107,7 +107,9 @@ class Config:
 
     ``blank_disks`` are extra zero-filled virtio disks (slot.fn on bus 0); ``bios_disks`` are
     blank disks with a bootindex after the ROM, so SeaBIOS drives them itself ("busy" devices).
-    ``virtio_blk`` holds virtio-blk-pci properties of the guest disk as (name, TOML value) pairs.
+    ``virtio_blk`` holds virtio-blk-pci properties of the guest disk as (name, TOML value) pairs,
+    ``blank_virtio_blk`` those of the blank disks; ``kept_disks`` (blank disks) are sanbooted with
+    `set keep-san 1` before the guest disk, so gPXE keeps them open as SAN drives.
     With ``expect_refusal`` (a regex) a cell passes only when sanboot returns to the gPXE prompt
     with a message matching it; with ``expect_failure`` only when the guest reports a failure
     (its failure marker's line) matching it: a fault that ends the boot cleanly, not a hang.
@@ -130,6 +132,8 @@ class Config:
     inject_error: InjectError | None = None
     hold: Hold | None = None
     expect_failure: str | None = None
+    blank_virtio_blk: tuple[tuple[str, int | str | bool], ...] = ()  # properties of every blank disk
+    kept_disks: tuple[str, ...] = ()  # blank disks sanbooted with keep-san (each returns) before the guest's
     memory: int | None = None  # MiB; None: the guest's own
 
     def describe(self) -> str:
@@ -141,7 +145,11 @@ class Config:
         if self.virtio_blk:
             parts.append(",".join(f"{k}={qemu_value(v)}" for k, v in self.virtio_blk))
         if self.blank_disks:
-            parts.append(f"blank disks at {', '.join(self.blank_disks)}")
+            blank_properties = ",".join(f"{k}={qemu_value(v)}" for k, v in self.blank_virtio_blk)
+            parts.append(f"blank disks at {', '.join(self.blank_disks)}"
+                         + (f" ({blank_properties})" if blank_properties else ""))
+        if self.kept_disks:
+            parts.append(f"keep-san sanboot of {', '.join(self.kept_disks)} first")
         if self.bios_disks:
             parts.append(f"disks driven by SeaBIOS at {', '.join(self.bios_disks)}")
         parts.append(f"sanboot {self.root_path}")

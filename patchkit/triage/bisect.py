@@ -35,7 +35,7 @@ from patchkit.errors import PatchkitError
 from patchkit.git.apply import apply_series
 from patchkit.git.worktree import tree_lock
 from patchkit.matrix import Cell, cell_named
-from patchkit.progress import Progress
+from patchkit.progress import Progress, Steps
 from patchkit.project import Project
 from patchkit.store import TestResult, atomic_write
 from patchkit.triage.logdiff import compare_runs
@@ -122,6 +122,9 @@ def bisect_cell(project: Project, series_name: str | None, cell_name: str, *, co
         untestable.append(rest.pop(0).label)
     steps = head + rest
     result = Bisection(series.name, cell.name, [s.label for s in steps], untestable=untestable)
+    # At most: the tip and the base, a halving per step, then the confirmations of the two ends.
+    most = 2 + max(0, len(steps) - 2).bit_length() + 2 * max(0, confirm - 1)
+    counter = Steps(most, progress)
     with _booter(project, cell, jobs, cluster, accel, progress) as boot:
 
         def check(wanted: list[Step]) -> list[bool]:
@@ -138,7 +141,8 @@ def bisect_cell(project: Project, series_name: str | None, cell_name: str, *, co
             for (label, _), outcome in zip(built, outcomes, strict=True):
                 result.boots.setdefault(label, []).append(outcome.passed)
                 result.runs.setdefault(label, []).append(str(outcome.run_dir))
-                progress(f"  {label}: {'pass' if outcome.passed else 'FAIL'} ({outcome.reason[:100]})")
+                counter.total = max(counter.total, counter.done + 1)
+                counter.step(f"{label}: {'pass' if outcome.passed else 'FAIL'} ({outcome.reason[:100]})")
             return [o.passed for o in outcomes]
 
         progress(f"bisecting {cell.name} over {len(steps)} step(s) of {series.name}: {steps[0].label} .. {tip.label}")
