@@ -14,6 +14,7 @@ from patchkit.errors import PatchkitError
 from patchkit.guests import Guest, get_guest
 from patchkit.series.model import Config
 from patchkit.store import Store
+from patchkit.table import table
 
 
 @dataclass(frozen=True)
@@ -92,5 +93,17 @@ def summary_table(configs: Sequence[Config], verdicts: Mapping[tuple[str, str], 
     for config in configs:
         rows.append([config.name + ("" if config.required else " (optional)"),
                      *(verdicts.get((config.name, g), "-") for g in guests)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return table(rows)
+
+
+def cell_named(store: Store, configs: Sequence[Config], name: str) -> Cell:
+    """The cell ``config/guest`` of ``configs`` (a bare guest: on the first configuration)."""
+    config_name, _, guest = name.rpartition("/")
+    config = next((c for c in configs if c.name == (config_name or configs[0].name)), None)
+    if config is None:
+        raise PatchkitError(f"no configuration {config_name!r} in the manifest",
+                            hint=f"name a cell as CONFIG/GUEST, CONFIG one of {', '.join(c.name for c in configs)}")
+    plan = plan_cells(store, [config], [guest], False)
+    if not plan.cells:
+        raise PatchkitError(f"{name}: {next(iter(plan.unrunnable.values()), 'no such cell')}")
+    return plan.cells[0]

@@ -15,6 +15,7 @@ from patchkit.review.summary import patch_counts
 from patchkit.series.io import available_versions
 from patchkit.series.model import Patch, Series
 from patchkit.store import Results
+from patchkit.table import table
 from patchkit.triage.flaky import flakes, verdict
 
 
@@ -103,8 +104,7 @@ def _matrix(s: Series, results: Results, current: str) -> list[str]:
             rows.append([label, config, *("-" if r is None else verdict(r, flaky[rev].get((config, g)))
                                           for r, g in zip(found, guests, strict=True))])
             label = ""
-    widths = [max(8, *(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
-    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = table(rows, indent="  ", min_width=8)
     notes = [f"  {rev[:12]} {'/'.join(cell)}: {flake.describe()}" for rev, _ in revisions
              for cell, flake in flaky[rev].items()]
     return ["results:", *lines, "  (* = the current revision)", *notes]

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from patchkit.errors import PatchkitError
+from patchkit.errors import MissingInputError, PatchkitError
 
 _CHUNK = 1 << 20  # bytes read (or zeros hashed) at a time
 _SECTOR = 512  # sparse_digest's unit
@@ -61,6 +61,16 @@ class Store:
     def mirror(self, name: str) -> Path:
         """The bare mirror of upstream ``name``."""
         return self.root / "upstream" / f"{name}.git"
+
+    def imported_mirror(self, name: str) -> Path:
+        """The mirror of upstream ``name`` once imported; MissingInputError when it has not been."""
+        path = self.mirror(name)
+        if not (path / "HEAD").is_file():
+            raise MissingInputError(
+                f"the {name} upstream is not imported ({path} is missing): run `patchkit vendor`",
+                hint="`patchkit vendor` clones the pinned URL; `patchkit vendor --from PATH` imports a mirror offline",
+            )
+        return path
 
     def tree(self, name: str) -> Path:
         """A work tree (the series', or ``<upstream>.base`` / ``<series>.each-patch``)."""

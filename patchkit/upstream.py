@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchkit.errors import MissingInputError, UpstreamError
+from patchkit.errors import UpstreamError
 from patchkit.git.cmd import git, git_logged
 from patchkit.pin import Pin
 from patchkit.progress import Progress
@@ -25,17 +25,6 @@ class VendorReport:
     path: Path
     commit: str
     latest_present: bool
-
-
-def mirror_path(store: Store, pin: Pin) -> Path:
-    """The imported mirror of ``pin``; MissingInputError when it has not been imported."""
-    path = store.mirror(pin.name)
-    if not (path / "HEAD").is_file():
-        raise MissingInputError(
-            f"the {pin.name} upstream is not imported ({path} is missing): run `patchkit vendor`",
-            hint="`patchkit vendor` clones the pinned URL; `patchkit vendor --from PATH` imports a mirror offline",
-        )
-    return path
 
 
 def vendor(store: Store, pin: Pin, source: str | None = None, progress: Progress | None = None) -> Path:

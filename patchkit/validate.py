@@ -38,8 +38,9 @@ from patchkit.qemu.machine import qemu_version
 from patchkit.rom import check_rom_for
 from patchkit.series.io import load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Config, Series
-from patchkit.store import ResultKey, TestResult, sha256_file
+from patchkit.store import ResultKey, Results, TestResult, sha256_file
 from patchkit.triage.flaky import RERUNS, flakes, verdict
+from patchkit.triage.logdiff import what_changed
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,15 @@ def _nic_subject(project: Project, subject: Subject, progress: Progress, need_el
     return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
 
 
+def _embedding_subject(project: Project, subject: Subject, image: Path, progress: Progress, need_elf: bool,
+                       version: int | None) -> Subject:
+    """``subject`` with the series' ROM (at ``version``) built with ``image`` embedded (EMBEDDED_IMAGE: gPXE
+    registers it as an image named after the file, which `imgexec` runs)."""
+    built = ensure_series_rom(project, subject.series, progress, extra_make_args=[f"EMBEDDED_IMAGE={image}"],
+                              need_elf=need_elf, version=version)
+    return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
+
+
 def run_tests(
     project: Project,
     guest_names: Sequence[str],
@@ -151,6 +161,7 @@ def run_tests(
     cluster: str | None = None,
     coverage: bool = False,
     memory_mib: int | None = None,
+    fresh: bool = False,
     reruns: int = RERUNS,
     progress: Progress = print,
     result_line: Progress | None = None,
@@ -203,6 +214,12 @@ def run_tests(
             progress(f"{shown.name}: backing chain {shown.describe_chain()} (all of it hashed)")
     plan = plan_cells(project.store, chosen, guest_names, matrix, extra=extra)
     plan.cells.extend(Cell(config, guest) for config in chosen for guest in [*image_guests, *more_guests])
+    if rom is not None:  # a ROM given by path carries none of patchkit's images
+        for cell in [c for c in plan.cells if c.guest.sanboot.embedded is not None]:
+            plan.cells.remove(cell)
+            plan.unrunnable[cell.config.name, cell.guest.name] = (
+                f"it boots {cell.guest.sanboot.embedded}, embedded in the series' ROM when patchkit builds it: "
+                "not with --rom")
     if not plan.cells:
         first = next(iter(plan.unrunnable.items()), None)
         if first is None:
@@ -219,6 +236,9 @@ def run_tests(
     if rom is None and not reference and any(c.guest.sanboot.nic_rom for c in plan.cells):
         nic_subject = _nic_subject(project, subject, progress, coverage)
         subjects.update({id(c): nic_subject for c in plan.cells if c.guest.sanboot.nic_rom})
+    for cell in plan.cells:  # a guest that boots an image embedded in the ROM: the series' ROM carrying it
+        if (embedded := cell.guest.embedded_image()) is not None and not reference:
+            subjects[id(cell)] = _embedding_subject(project, subject, embedded, progress, coverage, version)
     qemu = "" if cluster else qemu_version()  # the client of a cluster need not have QEMU
     jobs = max(1, jobs or os.cpu_count() or 1)
     for (config, guest), why in plan.unrunnable.items():
@@ -231,6 +251,13 @@ def run_tests(
 
     with project.store.results() as db, contextlib.ExitStack() as stack:
         cells = longest_first(plan.cells, db.durations(subject.series))
+        if not (fresh or coverage or cluster):
+            carried = carry_over(db, cells, subjects, images, qemu)
+            cells = [c for c in cells if id(c) not in carried]
+            for carried_result in carried.values():
+                db.record(carried_result)
+                results.append(carried_result)
+                say_result(verdict_line(carried_result))
         remote = None if cluster is None else stack.enter_context(connect(cluster))
         where = (f"{jobs} at a time" if remote is None
                  else f"on the cluster at {cluster}, {len(remote.workers())} workers")
@@ -302,9 +329,10 @@ def run_tests(
                                          for c in cells],
                                 BootOptions(root_path, accel, timeout, stall_timeout), runs=project.store.runs,
                                 record=record, not_run=not_run, progress=progress)
-    flaky = flakes(results)
-    for flake in flaky.values():
-        say_result(f"{'/'.join(flake.cell)}: {flake.describe()}")
+        flaky = flakes(results)
+        for flake in flaky.values():
+            say_result(f"{'/'.join(flake.cell)}: {flake.describe()}")
+        what_changed(db.for_series(subject.series), results, say_result)
     if len(plan.cells) + len(plan.unrunnable) > 1:
         verdicts = {(r.key.config, r.key.guest): verdict(r, flaky.get((r.key.config, r.key.guest)))
                     for r in sorted(results, key=lambda r: r.created)}
@@ -322,6 +350,35 @@ def run_tests(
         raise PatchkitError(f"{len(errors)} cell(s) could not run: {', '.join('/'.join(c) for c in errors)}",
                             hint="see the NOT RUN lines above")
     return results
+
+
+def carry_over(db: Results, cells: Sequence[Cell], subjects: Mapping[int, Subject], images: Mapping[int, str],
+               qemu: str) -> dict[int, TestResult]:
+    """Results that need no boot, by cell id: a series revision whose ROM is byte-identical to one another revision
+    of the series passed a cell with (the same guest image, configuration and QEMU) gets that pass, recorded
+    under its own revision as "same ROM as vN, tested DATE". Results are keyed by what was booted: a change to
+    the commit messages or trailers alone changes no byte of the ROM."""
+    carried: dict[int, TestResult] = {}
+    earlier: list[TestResult] | None = None
+    for cell in cells:
+        subject = subjects[id(cell)]
+        if not subject.revision or subject.revision in ("reference",) or subject.revision.startswith("rom-"):
+            continue
+        if earlier is None:
+            earlier = [r for r in db.for_series(subject.series) if r.passed and not r.worker]
+        for r in earlier:  # newest first
+            k = r.key
+            if (k.rom_sha256 == subject.rom_sha256 and k.guest == cell.guest.name and k.image_sha256 == images[id(cell)]
+                    and k.qemu_version == qemu and k.config == cell.config.name and k.revision != subject.revision
+                    and k.revision != "reference" and not k.revision.startswith("rom-")):
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+                same = r.reason if r.reason.startswith("same ROM as v") else (
+                    f"same ROM as v{r.version}, tested {when} ({r.reason})")
+                carried[id(cell)] = TestResult(
+                    key=replace(k, revision=subject.revision), passed=True, reason=same, run_dir=r.run_dir,
+                    timings=r.timings, rom_size=r.rom_size, version=subject.version)
+                break
+    return carried
 
 
 def _expected_seconds(cells: Sequence[Cell], took: Mapping[tuple[str, str], float]) -> dict[int, float]:

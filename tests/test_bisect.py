@@ -6,33 +6,23 @@ whatever the ROM) is reported as a base failure, blamed on no patch."""
 from __future__ import annotations
 
 import json
-import shutil
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import GPXE_MIRROR, PROJECT_ROOT, share_inputs
+from conftest import GPXE_MIRROR, share_inputs
 from fixtures.cli import run_patchkit
 from fixtures.guests import guest_or_skip
 
-from patchkit.git.apply import apply_series
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` lives beside the package
+
+from bench.triage import SERIES, broken_project
 from patchkit.project import Project
-from patchkit.run import run
 from patchkit.store import Store
 from patchkit.triage.bisect import bisect_cell
 
 pytestmark = pytest.mark.boot
 
-SERIES = "gpxe-virtio-blk"
-DRIVER = "src/drivers/block/virtio-blk.c"
-# (file name, subject, what to replace in the driver, with what)
-EXTRA = [
-    ("0007-virtio-name-the-request-header.patch", "[virtio] Name the request header in a comment",
-     "\t/* Request header */\n", "\t/* Request header (struct virtio_blk_outhdr) */\n"),
-    ("0008-virtio-read-one-sector-late.patch", "[virtio] Start requests one sector later",
-     "\tqueue->hdr.sector = sector;\n", "\tqueue->hdr.sector = ( sector + 1 );\n"),
-    ("0009-virtio-say-what-the-segments-are.patch", "[virtio] Say what the data segments are",
-     "\t/* Data segments */\n", "\t/* Data segments (the caller's buffer, in pieces) */\n"),
-]
 ALWAYS_FAILS = '''
 [[configs]]
 name = "sector0-error"
@@ -42,42 +32,20 @@ inject_error = { event = "read_aio", errno = 5, sector = 0 }
 '''
 
 
-def _patch_text(subject: str, diff: str) -> str:
-    return (f"From: Test Author <test@example.org>\nDate: Mon, 1 Mar 2010 12:00:00 +0000\nSubject: {subject}\n\n"
-            f"A fixture patch.\n\nSigned-off-by: Test Author <test@example.org>\n---\n{diff}")
-
-
 @pytest.fixture(scope="module")
 def broken(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """The fixture project: this repository's pin and series plus EXTRA, on a cache that sees the inputs."""
+    """The fixture project (bench.triage.broken_project) with a configuration that always fails, on a cache
+    that sees the inputs."""
     if not (GPXE_MIRROR / "HEAD").exists():
         pytest.skip("gPXE upstream not imported: run `patchkit vendor --from PATH-TO-GPXE-MIRROR`")
-    root = tmp_path_factory.mktemp("broken-project")
-    shutil.copytree(PROJECT_ROOT / "gpxe-tree", root / "gpxe-tree")
-    shutil.copytree(PROJECT_ROOT / "series" / SERIES, root / "series" / SERIES)
     cache = tmp_path_factory.mktemp("broken-cache")
     share_inputs(cache)
-    store = Store(cache)
-    tree = apply_series(Project(root, store), SERIES).tree
-    manifest = root / "series" / SERIES / "series.toml"
-    text = manifest.read_text()
-    for name, subject, old, new in EXTRA:
-        source = tree / DRIVER
-        assert old in source.read_text()
-        source.write_text(source.read_text().replace(old, new, 1))
-        diff = run(["git", "-C", tree, "diff"]).stdout.decode()
-        run(["git", "-C", tree, "checkout", "--", DRIVER])
-        (root / "series" / SERIES / "patches" / name).write_text(_patch_text(subject, diff))
-        run(["git", "-C", tree, "apply", "--index"], input=diff.encode())
-        text = text.replace('.patch",\n]', f'.patch",\n    "{name}",\n]', 1)
-    run(["git", "-C", tree, "reset", "-q", "--hard"])
-    manifest.write_text(text + ALWAYS_FAILS)
-    return Project(root, store)
+    return broken_project(tmp_path_factory.mktemp("broken-project"), Store(cache), ALWAYS_FAILS)
 
 
 def test_bisect_names_the_broken_patch_and_confirms_it(broken: Project) -> None:
     guest_or_skip("probe", broken.store)
-    done = run_patchkit("-C", broken.root, "bisect", "pc/probe", "--confirm", "2", "--accel", "tcg",
+    done = run_patchkit("-C", broken.root, "bisect", "pc/probe", SERIES, "--confirm", "2", "--accel", "tcg",
                         cache=broken.store.root, merged=False, timeout=1800)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == ("pc/probe: first bad: 8/9 [[virtio] Start requests one sector later]; confirmed: "
@@ -90,8 +58,28 @@ def test_bisect_names_the_broken_patch_and_confirms_it(broken: Project) -> None:
 def test_a_cell_failing_at_the_base_is_a_base_failure(broken: Project) -> None:
     guest_or_skip("probe", broken.store)
     said: list[str] = []
-    result = bisect_cell(broken, SERIES, "sector0-error/probe", confirm=1, accel="tcg", progress=said.append)
-    assert result.base_failure and result.first_bad is None and not result.confirmed
-    assert result.summary().startswith("sector0-error/probe: base failure, it fails already at 6/9 "
-                                       "(steps before it do not build the ROM: base, 1/9, 2/9, 3/9, 4/9, 5/9)")
-    assert list(result.boots) == ["9/9", "6/9"]  # the tip, then the base: nothing in between
+    result = bisect_cell(broken, SERIES, "sector0-error/probe", confirm=2, accel="tcg", progress=said.append)
+    assert result.base_failure and result.first_bad is None and result.confirmed
+    assert result.summary() == ("sector0-error/probe: base failure, it fails already at 6/9 (steps before it do "
+                                "not build the ROM: base, 1/9, 2/9, 3/9, 4/9, 5/9): no patch after it is the culprit; "
+                                "fails 2 of 2")
+    assert result.boots == {"9/9": [False], "6/9": [False, False]}  # the tip, the base: nothing in between
+
+
+def test_a_failing_test_run_bisects_its_failing_cells(broken: Project) -> None:
+    guest_or_skip("probe", broken.store)
+    done = run_patchkit("-C", broken.root, "test", SERIES, "--guest", "probe", "--reruns", "0", "--bisect",
+                        "--accel", "tcg", cache=broken.store.root, merged=False, timeout=1800)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL probe on pc (tcg)" in done.stdout
+    assert done.stdout.splitlines()[-1] == ("pc/probe: first bad: 8/9 [[virtio] Start requests one sector later]; "
+                                            "confirmed: fails 3 of 3, 7/9 passes 3 of 3"), done.stdout
+
+
+def test_across_versions_the_patch_of_the_new_version_is_named(broken: Project) -> None:
+    guest_or_skip("probe", broken.store)
+    said: list[str] = []
+    result = bisect_cell(broken, SERIES, "pc/probe", confirm=2, since=3, accel="tcg", jobs=2, progress=said.append)
+    assert result.steps == ["v3", "6/9", "7/9", "8/9", "9/9"]  # v4's steps before its driver patch left out
+    assert (result.first_bad, result.parent, result.confirmed) == ("8/9", "7/9", True), said
+    assert result.boots["v3"] == [True]

@@ -384,9 +384,7 @@ def gpxe_project(gpxe_mirror: Path, tmp_path: Path, store: Store) -> Project:
 
 def _gpxe_fixture_series(project: Project) -> None:
     """Patch 1: upstream's fix as git formats it (made here, never stored); patch 2: a new file."""
-    from patchkit.upstream import mirror_path
-
-    out = run(["git", "-C", mirror_path(project.store, project.pin), "format-patch", "-k", "--no-signature",
+    out = run(["git", "-C", project.store.imported_mirror(project.pin.name), "format-patch", "-k", "--no-signature",
                "--stdout", "-1", UPSTREAM_FIX], env=GIT_ENV).stdout.decode("utf-8")
     first = parse_patch(out, "x").render()
     second = ("From: Fixture Author <fixture@example.org>\nDate: Wed, 27 Jan 2010 10:00:00 +0000\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,17 @@ def test_a_configurations_machine(tmp_path: Path, store: Store) -> None:
                             "virtio-blk-pci,drive=disk2,addr=05.0,queue-size=64"]  # the guest's, read-only
     assert f"file={disk},format=raw,if=none,id=disk2,readonly=on" in argv
     assert (tmp_path / "blank-04-0.img").stat().st_size == (tmp_path / "blank-06-0.img").stat().st_size > 0
+
+
+def test_blank_disks_properties_go_to_the_blank_disks_only(tmp_path: Path, store: Store) -> None:
+    config = replace(BUSY, blank_virtio_blk=(("logical_block_size", 4096),))
+    layout = Layout.for_cell(config, get_guest("probe", store))
+    argv = qemu_argv(machine_spec(tmp_path, tmp_path / "probe.img", Path("/roms/1af41001.rom"), "tcg", layout, None),
+                     monitor_fd=3)
+    devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
+    assert devices[-3:] == ["virtio-blk-pci,drive=disk0,addr=06.0,logical_block_size=4096",  # the blank disk
+                            "virtio-blk-pci,drive=disk1,addr=04.0,bootindex=1",  # SeaBIOS's: none
+                            "virtio-blk-pci,drive=disk2,addr=05.0,queue-size=64"]  # the guest's own
 
 
 def test_the_summary_is_a_configuration_by_guest_table() -> None:

@@ -51,6 +51,8 @@ def test_memory_option_sets_the_machines_memory(inputs_cache: Path) -> None:
     done = run_patchkit("test", "--config", "pc", "--guest", "freedos", "--accel", "tcg")
     assert done.returncode == 0, done.stdout
     assert memory_of_run(done.stdout) == "128"  # the small guest's own
+    run_dir = Path(done.stdout.split("[run: ")[1].split("]")[0])
+    assert (run_dir / "marker.png").read_bytes().startswith(b"\x89PNG")  # the report shows the screen at the marker
     done = run_patchkit("test", "--config", "pc", "--guest", "freedos", "--accel", "tcg", "--memory", "256")
     assert done.returncode == 0, done.stdout
     assert memory_of_run(done.stdout) == "256"

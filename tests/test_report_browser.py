@@ -137,11 +137,13 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
     assert status == 0, said
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # nothing fetched
+    assert "tab-size:8" in html  # diffs' tabs at 8 columns, as git and gPXE's sources mean them
 
     flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = run([chromium, *flags, "--dump-dom", (out / "index.html").as_uri()], timeout=120).stdout.decode()
     assert "<h1>demo v3</h1>" in dom
-    cells = {guest: verdict for verdict, guest in re.findall(r'<td class="(\w+)" data-guest="(\w+)" data-config="pc"',
+    cells = {guest: verdict for verdict, guest in re.findall(r'<td class="(\w+)" id="cell-pc-\w+" '
+                                                             r'data-guest="(\w+)" data-config="pc"',
                                                              dom)}
     assert cells == {"freedos": "pass", "debian": "pass", "probe": "fail", "keepsan": "pass"}
     assert dom.count('<img class="shot"') == 3 and "no screenshot" in dom
@@ -149,6 +151,18 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
     assert 'class="add">+static int line7 = 7;</span>' in dom and "warning delta: <b>+1</b>" in dom
     assert f"Reviewed-by: {BOB.replace('<', '&lt;').replace('>', '&gt;')}" in dom
     assert "Range-diff v2..v3" in dom and "boot debian" in dom
+
+    # The summary grid first, each cell a mark linking to its details; configurations are the matrix's rows.
+    assert dom.index('<table class="grid">') < dom.index('id="cover"') < dom.index('<table class="matrix">')
+    assert '<a href="#cell-pc-probe" title="probe on pc: fail">✗' in dom and 'id="cell-pc-probe"' in dom
+    assert "<tr><th>configuration</th><th scope=\"col\">freedos</th>" in dom
+    first = tmp_path / "first-screen.png"
+    run([chromium, *flags, "--window-size=1280,800", f"--screenshot={first}", (out / "index.html").as_uri()],
+        timeout=120)
+    width, height, rows = pixels(first.read_bytes())
+    assert (width, height) == (1280, 800)
+    assert count(rows, (0x2E, 0x7D, 0x32)) > 100 and count(rows, (0xC6, 0x28, 0x28)) > 100  # on the first screen
+    assert (out / "index.html").stat().st_mode & 0o777 == 0o644
 
     shot = tmp_path / "page.png"
     run([chromium, *flags, "--window-size=1200,2000", f"--screenshot={shot}", (out / "index.html").as_uri()],
@@ -179,3 +193,37 @@ def test_matrix_reads_the_config_field_when_results_have_one(sent_series: SentSe
     assert [r.result.passed for r in m.cells[("freedos", "pc")]] == [True, False]  # newest first
     assert [r.config for r in m.cells[("freedos", "q35")]] == ["q35"]
     assert ("probe", "pc") in m.planned and ("probe", "q35") not in m.planned  # an empty q35 cell shows "-"
+
+
+def test_the_matrix_marks_a_flaky_cell_and_what_changed_in_a_failing_one(sent_series: SentSeries,
+                                                                          tmp_path: Path) -> None:
+    from patchkit.report.data import matrix
+    from patchkit.report.page import _matrix
+
+    s = sent_series.mp.series()
+    runs = {}
+    logs = {"passed": "gPXE> sanboot\nPROBE start drive 0x80\n", "failed": "gPXE> sanboot\nBoot failed\n"}
+    for name, text in logs.items():
+        runs[name] = tmp_path / name
+        runs[name].mkdir()
+        (runs[name] / "serial.log").write_text(text)
+    freedos = ResultKey(s.name, "r", "ab" * 32, "freedos", "", "7.2.0", "tcg")
+    probe = ResultKey(s.name, "r", "ab" * 32, "probe", "", "7.2.0", "tcg")
+    results = [StoredResult(freedos, True, "marker seen", "", created=3.0),
+               StoredResult(freedos, False, "no marker", "", created=2.0),
+               StoredResult(probe, False, "no marker", str(runs["failed"]), created=5.0)]
+    earlier = StoredResult(replace_revision(probe, "q"), True, "marker seen", str(runs["passed"]), created=4.0)
+    m = matrix(s, results, [*results, earlier])
+    assert list(m.flaky) == [("freedos", "pc")]
+    since, [found] = m.changed["probe", "pc"]
+    assert since == "passed" and found.describe() == ("serial.log line 2: passing run 'PROBE start drive 0x#', "
+                                                      "this run 'Boot failed'")
+    html = _matrix(m)
+    assert '<td class="flaky"' in html and "FLAKY: 1 pass, 1 FAIL on ROM abababababab (FAIL pass)" in html
+    assert "what changed since the last pass (passed)" in html
+
+
+def replace_revision(key: ResultKey, revision: str) -> ResultKey:
+    from dataclasses import replace
+
+    return replace(key, revision=revision)

@@ -17,7 +17,8 @@ from fixtures.guests import guest_or_skip
 from patchkit.boot.reproduce import REPRODUCER, START_DISK
 from patchkit.boot.run import boot_planned
 from patchkit.guests import Guest
-from patchkit.series.model import Config, InjectError
+from patchkit.qemu.faults import InjectError
+from patchkit.series.model import Config
 from patchkit.store import Store, sha256_file
 
 pytestmark = pytest.mark.boot

@@ -9,8 +9,9 @@ import pytest
 from fixtures.repos import BASE, all_bytes, patch_text, write_series
 
 from patchkit.errors import SeriesError
+from patchkit.qemu.faults import Hold, InjectError
 from patchkit.series.io import load_series, save_series
-from patchkit.series.model import Config, Hold, InjectError
+from patchkit.series.model import Config
 
 CONFIGS = """
 [[configs]]
@@ -144,11 +145,33 @@ def bad(series_dir: Path, table: str) -> str:
     ('name = "x"\nmachine = "q35"\nblank_disks = ["1f.0"]\n', r":18: PCI slot 1f.0 is not free on -machine q35"),
     ('name = "x"\ninject_error = { event = "read_aio", errno = 0 }\n', r":17: inject_error.errno must be an errno "
                                                                          r"from 1 to 133 .*0 injects nothing"),
+    ('name = "x"\nblank_virtio_blk = { queue-size = 64 }\n', r":17: 'blank_virtio_blk' sets properties of the "
+                                                               r"blank disks: add `blank_disks`"),
+    ('name = "x"\nblank_disks = ["05.0"]\nblank_virtio_blk = { romfile = "x" }\n', r":18: .*'romfile' is not one"),
+    ('name = "x"\nblank_disks = ["05.0"]\nkept_disks = ["06.0"]\n', r":18: kept disk 06.0 is not one of the blank "
+                                                                     r"disks \(05.0\)"),
 ])
 def test_each_config_error_names_its_line(series_dir: Path, table: str, message: str) -> None:
     error = bad(series_dir, table)
     assert "series.toml" in error
     assert re.search(message, error), error
+
+
+def test_kept_disks_and_blank_disks_properties_are_read_described_and_saved(series_dir: Path) -> None:
+    with_configs(series_dir, """
+[[configs]]
+name = "heap"
+guests = ["probe"]
+blank_disks = ["05.0", "06.0"]
+blank_virtio_blk = { queue-size = 1024 }
+kept_disks = ["05.0"]
+""")
+    before = all_bytes(series_dir)
+    config = load_series(series_dir).config("heap")
+    assert config.blank_virtio_blk == (("queue-size", 1024),) and config.kept_disks == ("05.0",)
+    assert "blank disks at 05.0, 06.0 (queue-size=1024); keep-san sanboot of 05.0 first" in config.describe()
+    save_series(load_series(series_dir))
+    assert all_bytes(series_dir) == before
 
 
 def test_two_configs_may_not_share_a_name(series_dir: Path) -> None:

@@ -12,7 +12,7 @@ from fixtures.repos import commit_files, git_out, make_project, make_upstream
 from patchkit.errors import MissingInputError, UpstreamError
 from patchkit.pin import BuildSettings, RomIds, load_pin
 from patchkit.store import Store
-from patchkit.upstream import mirror_path, vendor, vendor_report
+from patchkit.upstream import vendor, vendor_report
 
 
 def test_load_pin_of_the_project() -> None:
@@ -74,10 +74,10 @@ def test_vendor_from_local_mirror(tmp_path: Path, isolated_cache: Path, store: S
     up = make_upstream(tmp_path / "up")
     pin = load_pin(make_project(tmp_path / "p", up.path, up.base, latest=up.commits[-1]))
     with pytest.raises(MissingInputError, match=r"run `patchkit vendor`"):
-        mirror_path(store, pin)
+        store.imported_mirror(pin.name)
     messages: list[str] = []
     report = vendor_report(store, pin, str(up.path), messages.append)
-    assert report.path == isolated_cache / "upstream" / "gpxe.git" == mirror_path(store, pin)
+    assert report.path == isolated_cache / "upstream" / "gpxe.git" == store.imported_mirror(pin.name)
     assert report.latest_present
     assert git_out(report.path, "rev-parse", "--is-bare-repository") == "true"
     assert git_out(report.path, "rev-parse", "master") == up.commits[-1]

@@ -9,7 +9,8 @@ from typing import Literal
 
 from patchkit.guests import Guest
 from patchkit.qemu.cmdline import Drive, MachineSpec, Nic, check_spec, reference_spec
-from patchkit.series.model import Config, Hold, InjectError, qemu_value
+from patchkit.qemu.faults import Hold, InjectError
+from patchkit.series.model import Config, qemu_value
 from patchkit.store import atomic_write
 
 BLANK_DISK_BYTES = 8 << 20
@@ -38,6 +39,7 @@ class Layout:
     strict_boot: bool = True
     readonly: bool = False
     properties: tuple[tuple[str, str], ...] = ()
+    blank_properties: tuple[tuple[str, str], ...] = ()  # of the blank disks (not the BIOS's)
     inject_error: InjectError | None = None
     hold: Hold | None = None
 
@@ -49,6 +51,7 @@ class Layout:
                    blank_addrs=config.blank_disks, boot_floppy=guest.boot_floppy(), bios_addrs=config.bios_disks,
                    machine=config.machine, strict_boot=config.boot == "strict", readonly=config.readonly,
                    properties=tuple((k, qemu_value(v)) for k, v in config.virtio_blk),
+                   blank_properties=tuple((k, qemu_value(v)) for k, v in config.blank_virtio_blk),
                    inject_error=config.inject_error, hold=config.hold or guest.hold)
 
 
@@ -69,7 +72,8 @@ def machine_spec(run_dir: Path, disk: Path, rom: Path | None, accel: str, layout
             f.truncate(BLANK_DISK_BYTES)
         busy = n >= len(layout.blank_addrs)
         drives.append(Drive(blank, pci_addr=addr, blank=True,
-                            bootindex=first_busy + n - len(layout.blank_addrs) if busy else None))
+                            bootindex=first_busy + n - len(layout.blank_addrs) if busy else None,
+                            properties=() if busy else layout.blank_properties))
     if layout.guest_addr in ("ide", "floppy"):
         drives.append(Drive(disk, interface="ide" if layout.guest_addr == "ide" else "floppy", bootindex=1,
                             readonly=layout.readonly, format=disk_format))

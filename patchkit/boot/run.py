@@ -1,21 +1,15 @@
 """One boot, start to verdict: a run directory, the guest's run disk, the session, the disk checks.
 
 Artifacts of each run are in ``runs/<id>/`` of the store: serial.log (raw),
-screen.txt (rendered screens, each kept before the guest cleared it), failure.png
-and end.png, seabios.log (SeaBIOS's debug port), qemu-cmdline.txt, qemu-stderr.log,
-<<<<<<< HEAD
-reproduce.sh (the boot by hand, patchkit.boot.reproduce), timings.json (seconds
-from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt, [ctrl_b_again, retyped,]
-sanboot, boot_sector, success, power_off, total), result.json, and the run disk
-when the run failed. The verdict comes from the serial markers, then from the
-guest's own checks of its run disk.
-=======
-timings.json (seconds from QEMU's start: gpxe_post, gpxe_banner, gpxe_prompt,
-[ctrl_b_again, retyped,] sanboot, boot_sector, success, power_off, total), result.json,
-the run disk when the run failed, and with ``trace`` QEMU's translation log
-(translated.log, for patchkit.coverage). The verdict comes from the serial markers, then
+screen.txt (rendered screens, each kept before the guest cleared it), marker.png (the
+screen when the guest's marker showed), failure.png and end.png, seabios.log (SeaBIOS's
+debug port), qemu-cmdline.txt, qemu-stderr.log, reproduce.sh (the boot by hand,
+patchkit.boot.reproduce), timings.json (seconds from QEMU's start: gpxe_post, gpxe_banner,
+gpxe_prompt, [ctrl_b_again, retyped,] sanboot, boot_sector, success, power_off, total),
+result.json (the verdict, and the figures the guest and the harness measured: held_read_s,
+requests_per_call), the run disk when the run failed, and with ``trace`` QEMU's translation
+log (translated.log, for patchkit.coverage). The verdict comes from the serial markers, then
 from the guest's own checks of its run disk.
->>>>>>> main
 """
 
 from __future__ import annotations
@@ -60,6 +54,7 @@ class BootOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     kvm_failed: bool = False  # QEMU reported a KVM internal error (retry on TCG)
+    figures: dict[str, float] = field(default_factory=dict)  # measured, never asserted on (held_read_s, ...)
 
 
 LABEL_MAX = 80  # characters of a run directory's label (the guest, or config-guest)
@@ -78,12 +73,13 @@ def new_run_dir(runs: Path, label: str) -> Path:
 
 def boot_guest(guest: Guest, *, rom: Path | None, root_path: str = DEFAULT_ROOT_PATH, accel: str = "tcg",
                timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT, layout: Layout = Layout(),
-               gpxe_commands: Sequence[str] = (), exit_after_sanboot: bool = False, expect_token: str | None = None,
-               expect_refusal: str | None = None, expect_failure: str | None = None) -> BootOutcome:
+               gpxe_commands: Sequence[str] = (), exit_after_sanboot: bool = False, after_sanboot: str = "exit",
+               expect_token: str | None = None, expect_refusal: str | None = None,
+               expect_failure: str | None = None) -> BootOutcome:
     """boot_guest_async, run to its end (^C stops QEMU and raises KeyboardInterrupt)."""
     return run_interruptibly(boot_guest_async(
         guest, rom=rom, root_path=root_path, accel=accel, timeout=timeout, stall_timeout=stall_timeout,
-        layout=layout, gpxe_commands=gpxe_commands, exit_after_sanboot=exit_after_sanboot,
+        layout=layout, gpxe_commands=gpxe_commands, exit_after_sanboot=exit_after_sanboot, after_sanboot=after_sanboot,
         expect_token=expect_token, expect_refusal=expect_refusal, expect_failure=expect_failure))
 
 
@@ -98,6 +94,7 @@ async def boot_guest_async(
     layout: Layout = Layout(),
     gpxe_commands: Sequence[str] = (),
     exit_after_sanboot: bool = False,
+    after_sanboot: str = "exit",
     expect_token: str | None = None,
     expect_refusal: str | None = None,
     expect_failure: str | None = None,
@@ -109,9 +106,9 @@ async def boot_guest_async(
 
     ``gpxe_commands`` are typed at the gPXE prompt before `sanboot`. With
     ``exit_after_sanboot`` sanboot is expected to return to the prompt (its disk is
-    not bootable); `exit` then leaves gPXE and the BIOS boots the next device (the
-    keep-san set-up: a virtio disk that does not boot for sanboot, then the guest or the
-    layout's boot floppy). ``expect_token``
+    not bootable); ``after_sanboot`` (`exit`) is typed then: gPXE exits and the BIOS boots the
+    next device (the keep-san set-up: a virtio disk that does not boot for sanboot, then the
+    guest or the layout's boot floppy), or gPXE runs another command (`imgexec` of an image). ``expect_token``
     (default: the run's own token) is the token whose success marker counts, so a
     mismatch is a negative control. ``accel`` "auto" retries on TCG after a KVM error.
     With ``expect_refusal`` (a regex) the boot passes only when sanboot returns to the
@@ -125,7 +122,7 @@ async def boot_guest_async(
     if refusal is not None and (rom is None or exit_after_sanboot):
         raise PatchkitError("a refusal is checked at the gPXE prompt: it needs a ROM and a sanboot that boots")
     failure = re.compile(expect_failure) if expect_failure is not None else None
-    script = Script(root_path, list(gpxe_commands), exit_after_sanboot, refusal, failure, layout.hold)
+    script = Script(root_path, list(gpxe_commands), exit_after_sanboot, refusal, failure, layout.hold, after_sanboot)
     label = label or guest.name
     memory = memory_mib or guest.memory_mib
     outcome = await _boot_once(guest, rom, script, first, timeout, stall_timeout, layout, expect_token, label,
@@ -163,10 +160,13 @@ async def boot_planned_async(guest: Guest, *, rom: Path | None, config: Config |
     config = config or Config(name=IMPLICIT_CONFIG, guests=(guest.name,))
     if rom is None and plan.needs_gpxe:
         raise PatchkitError(f"the {guest.name} guest runs gPXE commands: it needs a ROM (not --reference)")
+    kept = ("set keep-san 1", *(f"sanboot virtio_blk:PCI00:{addr}" for addr in config.kept_disks))
     return await boot_guest_async(
         guest, rom=rom, root_path=plan.root_path or root_path or config.root_path, accel=accel, timeout=timeout,
-        stall_timeout=stall_timeout, layout=Layout.for_cell(config, guest), gpxe_commands=plan.commands,
-        exit_after_sanboot=plan.exit_after_sanboot, expect_refusal=config.expect_refusal,
+        stall_timeout=stall_timeout, layout=Layout.for_cell(config, guest),
+        gpxe_commands=(*(kept if config.kept_disks else ()), *plan.commands),
+        exit_after_sanboot=plan.exit_after_sanboot, after_sanboot=plan.after_sanboot,
+        expect_refusal=config.expect_refusal,
         expect_failure=config.expect_failure,
         label=guest.name if config.name == IMPLICIT_CONFIG else f"{config.name}-{guest.name}", trace=trace,
         memory_mib=memory_mib or config.memory)
@@ -190,7 +190,10 @@ async def _boot_once(guest: Guest, rom: Path | None, script: Script, accel: str,
                            guest.success_marker(expect_token or token),
                            drive_id(spec, disk) if layout.guest_addr != "aoe" else "")
         passed, reason = await session.run()
-    outcome = BootOutcome(passed, reason, spec.accel, run_dir, session.timings, kvm_failed=session.kvm_failed)
+    serial = run_dir / "serial.log"
+    figures = {**session.figures, **guest.figures(serial.read_text(errors="replace") if serial.is_file() else "")}
+    outcome = BootOutcome(passed, reason, spec.accel, run_dir, session.timings, kvm_failed=session.kvm_failed,
+                          figures=figures)
     # A refused sanboot never started the guest, a guest reporting a fault stopped half-way:
     # neither left its own checks on the disk.
     expected_stop = script.refusal is not None or script.failure is not None

@@ -22,8 +22,8 @@ from qemu.qmp import QMPError
 from patchkit.guests import Guest
 from patchkit.qemu.cmdline import MachineSpec
 from patchkit.qemu.console import Pattern, Wait
+from patchkit.qemu.faults import Hold
 from patchkit.qemu.machine import KEY_HOLD_MS, Machine
-from patchkit.series.model import Hold
 from patchkit.store import atomic_write
 
 STEP_TIMEOUT = 30.0  # for one gPXE prompt step (banner, prompt, echo), within the overall timeout
@@ -69,6 +69,7 @@ class Script:
     refusal: re.Pattern[str] | None = None  # sanboot must return with a message matching this
     failure: re.Pattern[str] | None = None  # the guest must report a failure matching this
     hold: Hold | None = None  # a request to hold back at the guest's markers
+    after_sanboot: str = "exit"  # typed once sanboot returned (exit_after_sanboot)
 
 
 class _Failed(Exception):
@@ -96,6 +97,8 @@ class Session:
             self.failures += (SEABIOS_DISK_BOOT,)
             self.boot_markers = tuple(m for m in BOOT_MARKERS if m != SEABIOS_DISK_BOOT)
         self.timings: dict[str, float] = {}
+        self.figures: dict[str, float] = {}  # measured by the harness (requests_per_call)
+        self.counted: list[int | None] = []  # the guest disk's read requests at the guest's count markers
         self.kvm_failed = False
         self.deadline = 0.0
         self.machine: Machine
@@ -108,20 +111,24 @@ class Session:
             self.deadline = time.monotonic() + self.timeout
             watcher = asyncio.create_task(self._watch())
             holder = asyncio.create_task(self._hold()) if self.script.hold is not None else None
+            counter = asyncio.create_task(self._count()) if self.guest.count is not None else None
             try:
                 if self.spec.rom is not None:
                     since = await self._drive_gpxe()
                 else:
                     since = 0
                 reason = await self._await_guest(since)
+                self._check_count()
                 passed = True
             except _Failed as failure:
-                reason = str(failure)
+                reason = str(failure) + self._count_note()
                 await machine.screendump(self.run_dir / "failure.png")
             except (QMPError, OSError, EOFError) as exc:  # QEMU went away under us
                 reason = f"lost control of QEMU ({type(exc).__name__}: {exc}); see qemu-stderr.log"
             finally:
                 watcher.cancel()
+                if counter is not None:
+                    counter.cancel()
                 if holder is not None:
                     holder.cancel()
                     await self._release_held()
@@ -199,7 +206,7 @@ class Session:
         failed = await self._expect([GPXE_SANBOOT_FAILED], "sanboot to return (\"Could not boot from\")", echoed)
         self._mark("sanboot_returned")
         wait = await self._expect([GPXE_PROMPT], "the gPXE> prompt after sanboot returned", failed.end, prompt=True)
-        return await self._type("exit", wait.end)
+        return await self._type(self.script.after_sanboot, wait.end)
 
     async def _type(self, command: str, since: int) -> int:
         """Type ``command``, check gPXE echoed it, press Enter; the offset after the echo.
@@ -285,6 +292,8 @@ class Session:
                               f"refused the disk (/{refusal.pattern}/)")
             if failure is not None:
                 raise _Failed(f"the guest passed, but it should have reported a failure (/{failure.pattern}/)")
+            # The screen at the marker: end.png comes after the guest powered off (a black screen, debian-system).
+            await self.machine.screendump(self.run_dir / "marker.png")
             await self._await_power_off()
             return f"marker seen after {self.timings['success']:.1f} s"
 
@@ -302,6 +311,41 @@ class Session:
             since = wait.end
             self._mark(mark)
             await self.machine.send_key(hold.key)
+
+    async def _count(self) -> None:
+        """At the guest's ``before`` and ``after`` markers read the disk's request count and press the key
+        (the guest waits for each); figure ``requests_per_call`` is the difference."""
+        count = self.guest.count
+        assert count is not None
+        since = 0
+        for marker in (count.before, count.after):
+            wait = await self.machine.console.wait_for([marker], timeout=self.timeout, since=since)
+            if not wait.matched:
+                return
+            since = wait.end
+            self.counted.append(await self.machine.read_requests(self.disk_node))
+            if len(self.counted) == 2 and None not in self.counted:
+                self.figures["requests_per_call"] = float(self.counted[1] or 0) - float(self.counted[0] or 0)
+            await self.machine.send_key(count.key)
+
+    def _count_note(self) -> str:
+        """For a run that failed otherwise: what the counted call took, when that is not what was expected."""
+        took, count = self.figures.get("requests_per_call"), self.guest.count
+        if took is None or count is None or took == count.expected:
+            return ""
+        return f"; and its counted INT 13h call took {took:g} virtio requests, expected {count.expected}"
+
+    def _check_count(self) -> None:
+        """_Failed unless the guest's counted call took the requests its RequestCount expects."""
+        count = self.guest.count
+        if count is None:
+            return
+        took = self.figures.get("requests_per_call")
+        if took is None:
+            raise _Failed(f"the disk's requests were not counted at \"{count.before}\" and \"{count.after}\" "
+                          f"(block statistics of {self.disk_node}: {self.counted})")
+        if took != count.expected:
+            raise _Failed(f"the guest's counted INT 13h call took {took:g} virtio requests, expected {count.expected}")
 
     async def _release_held(self) -> None:
         """Let a request still held go (and drop an unused breakpoint), so QEMU can quit.
@@ -350,7 +394,11 @@ class Session:
             self.machine.console.abort("QEMU stopped with an internal error (KVM could not run the guest)")
         elif status in ("shutdown", "guest-panicked"):
             await asyncio.sleep(0.5)  # let the console read the last output first
-            self.machine.console.abort(f"the guest stopped (QMP status {status}): it powered off, reset or crashed")
+            if self.machine.shutdown_reason == "guest-reset":  # -no-reboot: a reset stops QEMU
+                self.machine.console.abort("the machine reset (a triple fault, or the guest asked for a reset)")
+            else:
+                self.machine.console.abort(f"the guest stopped (QMP status {status}): it powered off, reset or "
+                                           "crashed")
         # EXITED: QEMU is gone and the console reports end of file
 
     async def _failure_text(self, wait: Wait) -> str:

@@ -32,6 +32,13 @@ _LINK_ERROR = re.compile(r"undefined (?:reference|symbol)|\*\*\* ")
 _NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded")
 
 
+def tree_settings(settings: MakeSettings) -> MakeSettings:
+    """The settings that decide whether a tree must be cleaned: all but the embedded images, which
+    gPXE's Makefile tracks itself (embedded.o depends on the files and on bin/.embedded.list)."""
+    make_args = [arg for arg in settings["make_args"] if not arg.startswith("EMBEDDED_IMAGE=")]
+    return MakeSettings(make_args=make_args, embedded=[], toolchain=settings["toolchain"])
+
+
 def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say: Progress,
                  context: str | None = None) -> tuple[float, bool]:
     """Run make for ``target`` in ``src`` (cleaning first if the settings changed); return (seconds, full).
@@ -43,13 +50,13 @@ def make_in_tree(src: Path, settings: MakeSettings, target: str, log: Path, say:
     state_file = src / "bin" / TREE_STATE
     _forget_interrupted_make(src, say)
     state = read_json(state_file)
-    if state.get("settings") != settings:
+    if state.get("settings") != tree_settings(settings):
         why = "the tree was last built with other settings" if state else "no record of how this tree was built"
         say(f"make clean ({why})")
         if run_logged(["make", "clean"], log, cwd=src) != 0:
             raise BuildError(f"make clean failed in {src}; the log is {log}", hint="remove the tree and apply again")
     full = not any((src / "bin").glob("*.o"))
-    atomic_write(state_file, json.dumps({"settings": settings}))
+    atomic_write(state_file, json.dumps({"settings": tree_settings(settings)}))
     jobs = os.cpu_count() or 1
     say(f"make -j{jobs} {target} in {src}" + (" (clean tree)" if full else " (incremental)"))
     counts = src / "bin" / OBJECTS

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from patchkit.cli.base import cli, rev_option, series_argument
+from patchkit.cli.base import cli, echo, rev_option, series_argument
 from patchkit.project import Project
 from patchkit.report.data import gather
 from patchkit.report.mail import mail_report
@@ -38,7 +38,7 @@ def report_cmd(project: Project, series: str | None, rev: int | None, output: Pa
                            smtp={"server": smtp_server, "port": smtp_port, "encryption": smtp_encryption,
                                  "user": smtp_user, "sender": sender})
         if dry_run:
-            click.echo(sent.as_bytes().decode("utf-8", "replace"), nl=False)
+            echo(sent.as_bytes().decode("utf-8", "replace"), nl=False)
         else:
             click.echo(f"sent {sent.message['Message-ID']} in reply to {sent.message['In-Reply-To']} "
                        f"via {sent.server}")

@@ -14,6 +14,7 @@ from patchkit.cli.base import cli, next_step, progress, rev_option, series_argum
 from patchkit.guests.image import BOOT_FAILURES, DEFAULT_EXPECT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ImageSpec
 from patchkit.project import Project
 from patchkit.series.io import MAX_MEMORY, MIN_MEMORY
+from patchkit.triage.bisect import bisect_cell, failing_cells
 from patchkit.triage.flaky import RERUNS
 from patchkit.validate import run_tests
 
@@ -50,7 +51,7 @@ class Seconds(click.ParamType[float]):
 @click.option("--image-dir", "image_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               envvar="PATCHKIT_IMAGE_DIRS",
               help="A directory outside the project that the manifest's [[images]] and the backing files of an "
-                   "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: space-separated). Default: only the project "
+                   "image may be in (repeatable; PATCHKIT_IMAGE_DIRS: colon-separated). Default: only the project "
                    "and the image's own directory.")
 @click.option("--image-format", type=click.Choice(["raw", "qcow2"]),
               help="--image's format, opened so and never guessed (default: qemu-img's guess, then its backing "
@@ -80,9 +81,14 @@ class Seconds(click.ParamType[float]):
 @click.option("--reruns", type=click.IntRange(min=0), default=RERUNS, show_default=True,
               help="Boot a cell whose boots all failed again, up to this many times, until one passes: a cell that "
                    "failed and passed on the same ROM is FLAKY.")
+@click.option("--bisect", "bisect", is_flag=True,
+              help="For each cell that failed every boot, find the patch that broke it (as `patchkit bisect`).")
 @click.option("--memory", "memory_mib", type=click.IntRange(MIN_MEMORY, MAX_MEMORY), metavar="MIB",
               help=f"The machine's memory for every boot (default: the configuration's `memory`, else the guest's: "
                    f"128 MiB for the built-in small guests, {DEFAULT_MEMORY} for --image and [[images]]).")
+@click.option("--fresh", is_flag=True,
+              help="Boot every cell, also those an earlier revision passed with a byte-identical ROM (whose passes "
+                   "are otherwise carried over: same ROM, guest image, configuration and QEMU).")
 @click.option("--reference", is_flag=True, help="Let SeaBIOS boot the disks natively (no ROM), for comparison.")
 @click.option("--root-path", help="What to type after `sanboot` (default: the configuration's, "
                                    "virtio_blk:PCI00:04.0; a bare virtio_blk: boots the first usable virtio disk).")
@@ -92,7 +98,8 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
                  image_dirs: tuple[Path, ...], image_format: Literal["raw", "qcow2"] | None, backing_anywhere: bool,
                  configs: tuple[str, ...], matrix: bool, jobs: int | None,
                  cluster: str | None, coverage: bool, rom: Path | None, accel: str, timeout: float | None,
-                 stall_timeout: float, reruns: int, memory_mib: int | None, reference: bool,
+                 stall_timeout: float, reruns: int, bisect: bool, memory_mib: int | None, fresh: bool,
+                 reference: bool,
                  root_path: str | None) -> int:
     """Boot each guest from its virtio disk through SERIES' ROM (`sanboot`), and record the results.
 
@@ -132,10 +139,18 @@ def test_command(project: Project, series: str | None, rev: int | None, guests: 
                         matrix=matrix, jobs=jobs, cluster=cluster, coverage=coverage, rom=rom, accel=accel,
                         timeout=timeout, stall_timeout=stall_timeout, reference=reference, root_path=root_path,
                         user_images=images, image_dirs=image_dirs, reruns=reruns, progress=progress,
-                        result_line=click.echo, steps=steps_shown(), memory_mib=memory_mib)
+                        result_line=click.echo, steps=steps_shown(), memory_mib=memory_mib, fresh=fresh)
     failed = [f"{r.key.config}/{r.key.guest}" for r in results if not r.passed]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} boots failed: {', '.join(failed)}", err=True)
+        if bisect and (rom or reference or rev is not None or images):
+            click.echo("note: --bisect bisects the series' current revision: not with --rom, --reference, --rev "
+                       "or --image", err=True)
+        elif bisect:
+            for cell in failing_cells(results):
+                found = bisect_cell(project, series, cell, jobs=jobs or 2, cluster=cluster, accel=accel,
+                                    progress=lambda m: click.echo(m, err=True))
+                click.echo(found.summary())
         next_step("read the FAIL lines' run directories (serial.log, screen.txt), fix, then test again")
         return 1
     next_step("patchkit report (the page), patchkit send-email --dry-run (what would be mailed)")

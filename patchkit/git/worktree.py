@@ -15,7 +15,6 @@ from patchkit.git.state import SWITCH, interrupted_switch, read_record, read_sta
 from patchkit.pin import Pin
 from patchkit.progress import Progress
 from patchkit.store import Store, build_dir, file_lock
-from patchkit.upstream import mirror_path
 
 
 def branch_name(series: str, version: int) -> str:
@@ -37,7 +36,7 @@ def tree_lock(path: Path, progress: Progress | None = None) -> AbstractContextMa
 
 def work_tree(store: Store, pin: Pin, name: str | None = None) -> Path:
     """The work tree ``trees/<name>/`` (default: the pin's name): cloned from the mirror, or refreshed."""
-    mirror = mirror_path(store, pin)
+    mirror = store.imported_mirror(pin.name)
     path = store.tree(name or pin.name)
     with tree_lock(path):
         if (path / ".git").is_dir():

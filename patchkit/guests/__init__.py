@@ -9,9 +9,11 @@ from patchkit.guests.freedos_installed import FreedosInstalledGuest
 from patchkit.guests.probe import (
     AoeKeepSanProbeGuest,
     HoldReadProbeGuest,
+    KeepSanBootProbeGuest,
     KeepSanProbeGuest,
     KeepSanResetProbeGuest,
     ProbeGuest,
+    RequestsProbeGuest,
 )
 from patchkit.store import Store
 
@@ -23,14 +25,16 @@ IMAGE_GUESTS: dict[str, type[Guest]] = {
     "freedos-installed": FreedosInstalledGuest,
     "debian-system": DebianSystemGuest,
 }
-# Runs of the probe's image after a sanboot that returns with keep-san set (virtio, then AoE, then after a reset).
+# Runs of the probe's image after a sanboot that returns with keep-san set (virtio, AoE, after a reset, then
+# booting gPXE's embedded loader).
 KEEP_SAN_GUESTS: dict[str, type[Guest]] = {
     "keepsan": KeepSanProbeGuest,
     "keepsan-aoe": AoeKeepSanProbeGuest,
     "keepsan-reset": KeepSanResetProbeGuest,
+    "keepsan-boot": KeepSanBootProbeGuest,
 }
 # Probe runs whose harness must act on the device at the probe's markers (probe.HOLD_READY ...).
-HARNESS_GUESTS: dict[str, type[Guest]] = {"probe-hold": HoldReadProbeGuest}
+HARNESS_GUESTS: dict[str, type[Guest]] = {"probe-hold": HoldReadProbeGuest, "probe-requests": RequestsProbeGuest}
 
 GUEST_NAMES = tuple(IMAGE_GUESTS)
 KEEP_SAN_NAMES = tuple(KEEP_SAN_GUESTS)

@@ -18,14 +18,26 @@ from typing import ClassVar, Literal
 
 from patchkit.errors import GuestError, MissingInputError, PatchkitError
 from patchkit.progress import Progress, quiet
+from patchkit.qemu.faults import Hold
 from patchkit.run import run
-from patchkit.series.model import Hold
 from patchkit.store import Store, atomic_write, build_dir, file_lock, sha256_file, sparse_digest
 
 DISK_NAME = "disk.img"
 SPARSE_NAME = f"{DISK_NAME}.sparse-sha256"  # beside the image: its sparse digest, which checks a run disk quickly
 _SPARSE_DIGESTS: dict[str, str] = {}  # an image's recorded hash -> the sparse digest of that content, found here
 TOKEN_RE = re.compile(r"[A-Za-z0-9-]{1,40}")
+
+
+@dataclass(frozen=True)
+class RequestCount:
+    """The guest disk's read requests counted around one guest call: when the guest prints ``before``
+    and ``after`` the harness reads QEMU's block statistics (QMP query-blockstats, rd_operations) and
+    presses ``key`` (the guest waits for each). The run fails unless the difference is ``expected``."""
+
+    before: str
+    after: str
+    expected: int = 1
+    key: str = "spc"  # a QEMU key code
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,13 @@ class Sanboot:
     root_path: str | None = None  # None: the command's --root-path
     disk: str = "04.0"  # the guest disk: a virtio slot, or "aoe" (served over the NIC, see qemu.aoe)
     exit_after_sanboot: bool = False  # the disk does not boot: `exit` once sanboot returns, the BIOS boots A:
+    after_sanboot: str = "exit"  # what is typed once sanboot returned (e.g. `imgexec` of an embedded image)
+    embedded: str | None = None  # an image the ROM carries (Guest.embedded_image): the run's ROM is built for it
+
+    @property
+    def own_rom(self) -> bool:
+        """Whether the guest boots through a ROM of its own (a NIC ROM, or one carrying an embedded image)."""
+        return self.nic_rom or self.embedded is not None
     nic_rom: bool = False  # through the series' NIC ROM (the pin's base_target) instead of its virtio-blk ROM
 
     @property
@@ -57,6 +76,7 @@ class Guest(abc.ABC):
     matches_screen: ClassVar[bool] = False
     sanboot: ClassVar[Sanboot] = Sanboot()
     hold: ClassVar[Hold | None] = None  # a request the harness holds back at the guest's markers
+    count: ClassVar[RequestCount | None] = None  # requests the harness counts at the guest's markers
     self_contained: ClassVar[bool] = False  # its image is built from patchkit's own sources: `test` builds it
     disk_shapes: ClassVar[tuple[str, ...]] = ()  # names accepted by variant(disk_shape=...)
     _pinned_image_dir: Path | None = None  # see pin_image_dir()
@@ -98,6 +118,10 @@ class Guest(abc.ABC):
 
     def boot_floppy(self) -> Path | None:
         """An image for A: that the BIOS boots after gPXE (see Sanboot.exit_after_sanboot), or None."""
+        return None
+
+    def embedded_image(self) -> Path | None:
+        """A file the ROM under test must carry as a gPXE embedded image (EMBEDDED_IMAGE), or None."""
         return None
 
     def base_image(self) -> Path:
@@ -203,6 +227,11 @@ class Guest(abc.ABC):
         known = f" (its shapes: {', '.join(self.disk_shapes)})" if self.disk_shapes else ""
         raise PatchkitError(f"the {self.name} guest cannot run on {wanted}{known}",
                             hint="run configurations with disk shapes or read-only disks on the probe guest")
+
+    def figures(self, serial: str) -> dict[str, float]:
+        """Figures the guest measured and printed on serial (``serial``: the run's whole output), for the
+        run's result.json; none by default. They are reported, never asserted on."""
+        return {}
 
     def success_marker(self, token: str) -> str | re.Pattern[str]:
         """What the guest prints on serial when every check passed (a substring or a regular expression)."""

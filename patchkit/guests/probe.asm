@@ -11,6 +11,10 @@
 ;   LBA SCRATCH_LBA .. end     where the write checks write, with KEY = WRITE_KEY
 ; TOTAL_SECTORS is the disk size in sectors.
 ;
+; Every transfer (ext_io, chs_io) calls INT 13h with interrupts enabled, and the last check,
+; int13-returns-with-interrupts-enabled, fails if any returned with them disabled: a BIOS returns
+; the caller's interrupt flag, and boot code that waits for the timer tick after a read relies on it.
+;
 ; Assembled with -DTEST_DRIVE=N the probe tests BIOS drive N instead of its boot drive: the
 ; keep-san floppy (this file at LBA 0 .. PROG_SECTORS of a floppy) tests drive 0x80, the SAN
 ; disk gPXE kept, which then carries the layout above from TOKEN_LBA on. With -DUNCHECKED_END
@@ -33,6 +37,8 @@
 ;   -DRESET_DEVICE (with TEST_DRIVE) the keep-san floppy that resets the virtio-blk device first,
 ;                  as an OS driver does, then expects drive calls to fail at once (reset_checks).
 ;   -DHOLD_READ    a read the harness holds back at the probe's markers (hold_checks).
+;   -DCOUNT_REQUESTS  one 127-sector AH=42 read between two markers at which the harness counts
+;                  the disk's requests (count_checks).
 
         cpu     586
         bits    16
@@ -51,6 +57,12 @@ TOTAL_HI        equ TOTAL_SECTORS >> 32
 HI_MULT         equ 0x9E3779B9          ; the stamp's multiplier for the LBA's high dword
 %endif
 PART_ENTRY      equ 0x7C00 + 446        ; the partition table's first entry, loaded with this program
+%ifdef HOLD_READ
+%define HARNESS                         ; waits for the harness's keys (wait_key)
+%endif
+%ifdef COUNT_REQUESTS
+%define HARNESS
+%endif
 
 ; SET_LBA value: [io_lba] (and [io_lba_hi] on a BIG disk) = the 64-bit value.
 %macro SET_LBA 1
@@ -88,6 +100,8 @@ BUF_S           equ 0x5000          ; one-sector buffer for the token and result
 TPUT_TICKS      equ 9               ; BIOS ticks (~0.5 s) per throughput sample
 TICK_WAIT_KCYCLES equ 0x100000     ; ~0.3-1 s of TSC: longer without a BIOS tick = timer stopped
 COM1            equ 0x3F8
+TIMED_OUT       equ 0x80                ; INT 13h status: the drive did not answer (timeout)
+NOT_READY       equ 0xAA                ; INT 13h status: drive not ready (gone, or taken over)
 
 ; ---------------------------------------------------------------- stage 1 (MBR)
 start:
@@ -274,9 +288,48 @@ ext_io:
         mov     dl, [drive]
         mov     ah, [io_op]
         mov     al, 0
+        sti
         int     0x13
+        call    note_if
         pop     dx
         pop     si
+        ret
+
+; note_if: count an INT 13h call that returned with interrupts disabled (flags and registers kept).
+; A BIOS returns the caller's interrupt flag: code that waits for the timer tick after a disk read
+; (boot loaders do) would hang otherwise. report_if turns the count into a check.
+note_if:
+        pushf
+        push    ax
+        pushf
+        pop     ax
+        test    ax, 0x200
+        jnz     .enabled
+        inc     dword [if_cleared]
+.enabled:
+        pop     ax
+        popf
+        ret
+
+; report_if: the check int13-returns-with-interrupts-enabled, once (the detail: how many calls
+; returned with interrupts disabled).
+report_if:
+        cmp     byte [if_reported], 0
+        jne     .done
+        mov     byte [if_reported], 1
+        pushad
+        mov     si, n_if
+        mov     eax, [if_cleared]
+        test    eax, eax
+        jz      .ok
+        mov     di, s_if_cleared
+        call    fail
+        jmp     .out
+.ok:
+        call    ok
+.out:
+        popad
+.done:
         ret
 
 ; chs_io: converts [io_lba] with the geometry AH=08 reported.
@@ -304,7 +357,9 @@ chs_io:
         xor     bx, bx
         mov     ah, [io_op]
         mov     al, [io_count]
+        sti
         int     0x13
+        call    note_if
         pop     dx
         pop     cx
         pop     bx
@@ -535,6 +590,9 @@ main:
 %endif
 %ifdef HOLD_READ
         jmp     hold_checks
+%endif
+%ifdef COUNT_REQUESTS
+        jmp     count_checks
 %endif
 
         ; AH=41: extensions present, fixed-disk access subset.
@@ -819,15 +877,7 @@ main:
         mov     word [io_count], 127
         mov     dword [io_lba], DATA_LBA + 5000
         mov     si, n_ext_read_aligned
-        sti
         call    read_check
-        pushf                           ; a note, not a failure: BIOSes differ here
-        pop     ax
-        test    ax, 0x200
-        jnz     .if_kept
-        mov     si, s_if_note
-        call    puts
-.if_kept:
 
 %ifdef BIG
         ; above 2 TiB (2^32 sectors): AH=42 passes the LBA's high dword, and a read across
@@ -1171,9 +1221,10 @@ reset_virtio:
         stc
         ret
 
-; quick_failure: AH=[io_op] (0x42 or 0x43) of one sector at DATA_LBA, which must fail within
-; RESET_TICKS BIOS ticks (of TSC time); report as SI (the detail is the ticks it took). A note
-; names the call first: if it hangs, the log shows which.
+; quick_failure: AH=[io_op] (0x42 or 0x43) of one sector at DATA_LBA, which must fail with status
+; AAh (drive not ready: the device was taken over) within RESET_TICKS BIOS ticks (of TSC time);
+; report as SI (the detail is the status, or the ticks it took). A note names the call first: if
+; it hangs, the log shows which.
 quick_failure:
         push    si
         mov     si, s_calling_note
@@ -1190,16 +1241,26 @@ quick_failure:
         mov     ebp, eax
         call    ext_io
         pushf
+        push    ax
         call    kcycles
         sub     eax, ebp
         xor     edx, edx
         div     dword [kcycles_per_tick]
+        mov     ebx, eax                ; ticks the call took
+        pop     ax
         popf
         jc      .failed
         xor     eax, eax
         mov     di, s_no_error
         jmp     fail
 .failed:
+        cmp     ah, NOT_READY
+        je      .not_ready
+        movzx   eax, ah
+        mov     di, s_status
+        jmp     fail
+.not_ready:
+        mov     eax, ebx
         cmp     eax, RESET_TICKS
         jbe     .quick
         mov     di, s_slow_ticks
@@ -1216,14 +1277,16 @@ quick_failure:
 ; sectors into a buffer whose next sector is a canary: that read is held. It must fail (the
 ; driver's timeout), must not have touched the canary, and after HOLD_RETURNED (the harness
 ; lifts the limit, then presses a key) the buffer must not change for HOLD_WATCH_TICKS: a
-; driver that left the request with the device lets it write the caller's memory later.
+; driver that left the request with the device lets it write the caller's memory later. Then
+; the held call's status must have been 80h (timed out) and a later read must fail with AAh
+; (drive not ready). The held call's duration is printed ("PROBE held-read-kcycles K T": TSC
+; kcycles, and kcycles a BIOS tick) for the host to report.
 ; Nothing is written to the disk (the device may be unusable after the timeout).
 HOLD_LBA        equ DATA_LBA + 7000
 HOLD_COUNT      equ 8
 HOLD_BYTES      equ (HOLD_COUNT + 1) * 512
 HOLD_CANARY     equ 0xC5
 HOLD_WATCH_TICKS equ 55                 ; about 3 s
-HOLD_KEY_TICKS  equ 1092                ; a minute for the harness to act
 
 hold_checks:
         call    read_token
@@ -1257,6 +1320,7 @@ hold_checks:
         push    ax
         call    kcycles
         sub     eax, ebp
+        mov     [held_kcycles], eax
         xor     edx, edx
         div     dword [kcycles_per_tick]
         mov     ebx, eax                ; ticks the call took
@@ -1282,17 +1346,28 @@ hold_checks:
         jmp     .canary
 .failed:
         push    si
+        mov     cl, ah
         mov     si, s_hold_status
         call    puts
-        movzx   eax, ah
+        movzx   eax, cl
         call    put_hex
         mov     si, s_hold_ticks
         call    puts
         mov     eax, ebx
         call    put_dec
         call    put_crlf
+        mov     si, s_held_read         ; the call's duration for the host: kcycles and kcycles a tick
+        call    puts
+        mov     eax, [held_kcycles]
+        call    put_dec
+        call    put_space
+        mov     eax, [kcycles_per_tick]
+        call    put_dec
+        call    put_crlf
         pop     si
         call    ok
+        mov     [held_status], cl       ; checked once the buffer checks are done (.after)
+        mov     byte [held_failed], 1
 .canary:
         mov     si, n_hold_canary
         push    es
@@ -1340,8 +1415,43 @@ hold_checks:
         sub     ax, cx
         mov     di, s_changed_at
         call    fail
-        jmp     finish.verdict
+        jmp     .after
 .unchanged:
+        call    ok
+.after:
+        ; a held call that failed must say the drive did not answer (80h), and later calls must
+        ; fail at once with AAh (drive not ready): the device was reset under the timed-out request
+        cmp     byte [held_failed], 0
+        je      finish.verdict
+        mov     si, n_hold_status
+        movzx   eax, byte [held_status]
+        cmp     al, TIMED_OUT
+        je      .timed_out
+        mov     di, s_status
+        call    fail
+        jmp     .after_call
+.timed_out:
+        call    ok
+.after_call:
+        mov     byte [io_op], 0x42
+        mov     word [io_seg], BUF_A
+        mov     word [io_count], 1
+        mov     dword [io_lba], HOLD_LBA
+        mov     si, n_after_timeout
+        call    ext_io
+        jc      .after_failed
+        xor     eax, eax
+        mov     di, s_no_error
+        call    fail
+        jmp     finish.verdict
+.after_failed:
+        cmp     ah, NOT_READY
+        je      .after_ok
+        movzx   eax, ah
+        mov     di, s_status
+        call    fail
+        jmp     finish.verdict
+.after_ok:
         call    ok
         jmp     finish.verdict
 .no_ticks:
@@ -1350,6 +1460,35 @@ hold_checks:
         mov     di, s_stopped
         call    fail
         jmp     finish.verdict
+%endif
+
+%ifdef COUNT_REQUESTS
+; ---------------------------------------------------------------- virtio requests per INT 13h call
+; The harness counts the disk's read requests (QMP query-blockstats) at COUNT_BEFORE and at
+; COUNT_AFTER, pressing a key after each; between them the probe makes one AH=42 read of
+; COUNT_SECTORS sectors (checked against the stamps), so the difference is that call's requests.
+; Nothing is written to the disk.
+COUNT_SECTORS   equ 127
+
+count_checks:
+        call    read_token
+        jc      finish.no_token
+        mov     si, s_count_before
+        call    wait_key
+        jc      finish.verdict
+        mov     byte [io_op], 0x42
+        mov     word [io_seg], BUF_B
+        mov     word [io_count], COUNT_SECTORS
+        mov     dword [io_lba], DATA_LBA + 5000
+        mov     si, n_count_read
+        call    read_check
+        mov     si, s_count_after
+        call    wait_key
+        jmp     finish.verdict
+%endif
+
+%ifdef HARNESS
+HOLD_KEY_TICKS  equ 1092                ; a minute for the harness to act
 
 ; wait_key: print the line at SI (a marker for the harness), then wait up to HOLD_KEY_TICKS for
 ; a key (INT 16h) and take it; CF set (and a failure counted) if none came.
@@ -1380,6 +1519,7 @@ wait_key:
 ; finish: read the token, write the result sector, print the verdict, power off.
 ; The token sector is read to BUF_S:0000; the result is built at BUF_S:0200.
 finish:
+        call    report_if
         call    read_token
         jc      .no_token
 
@@ -1419,6 +1559,7 @@ finish:
         call    fail
 %endif
 .verdict:
+        call    report_if
         cmp     dword [failures], 0
         jne     .failed
         mov     si, s_pass
@@ -1555,7 +1696,8 @@ n_tput:         db "throughput", 0
 n_result:       db "result-sector", 0
 n_ticks:        db "bios-timer", 0
 s_stopped:      db "tick-count-stopped", 0
-s_if_note:      db "PROBE note INT 13h returned with interrupts disabled", 13, 10, 0
+n_if:           db "int13-returns-with-interrupts-enabled", 0
+s_if_cleared:   db "calls-returning-with-if-clear", 0
 %ifdef UNCHECKED_END
 s_end_note:     db "PROBE note reads past the end not checked (UNCHECKED_END)", 13, 10, 0
 %endif
@@ -1595,9 +1737,19 @@ n_hold_primer:  db "held-read-primer", 0
 n_hold_fails:   db "held-read-fails", 0
 n_hold_canary:  db "held-read-canary-intact", 0
 n_hold_unchanged: db "held-read-buffer-unchanged-after-return", 0
+n_hold_status:  db "held-read-status-timed-out", 0
+n_after_timeout: db "read-after-timeout-not-ready", 0
+s_held_read:    db "PROBE held-read-kcycles ", 0
+s_changed_at:   db "changed-at-offset", 0
+%endif
+%ifdef COUNT_REQUESTS
+s_count_before: db "PROBE count-before: count the disk's requests, then press a key", 13, 10, 0
+s_count_after:  db "PROBE count-after: count the disk's requests, then press a key", 13, 10, 0
+n_count_read:   db "ext-read-127-counted", 0
+%endif
+%ifdef HARNESS
 n_hold_key:     db "hold-key-from-harness", 0
 s_no_key:       db "no-key", 0
-s_changed_at:   db "changed-at-offset", 0
 %endif
 %ifdef BIG
 n_across_2t:    db "ext-read-across-2t", 0
@@ -1611,12 +1763,17 @@ pat_key:        dd 0
 io_lba:         dd 0
 cyl_sectors:    dd 0
 kcycles_per_tick: dd 0
+if_cleared:     dd 0
+held_kcycles:   dd 0
 io_count:       dw 0
 io_seg:         dw 0
 cyls:           dw 0
 heads:          dw 0
 spt:            dw 0
 io_op:          db 0
+if_reported:    db 0
+held_status:    db 0
+held_failed:    db 0
         align   4
 dap:            times 16 db 0
 edd:            times 0x42 db 0

@@ -3,7 +3,9 @@
 probe.asm is assembled at image build time with this module's disk layout. Every
 data sector is stamped with its LBA so reads are checked; the write checks use a
 scratch region at the end of the disk. The probe reports each check on COM1, a
-throughput figure per transfer size, and writes a result sector the host checks.
+throughput figure per transfer size, and writes a result sector the host checks. Its last
+check fails if any INT 13h transfer returned with interrupts disabled (a BIOS returns the
+caller's interrupt flag).
 
 The image directory also holds the keep-san floppy: the same program assembled to
 test drive 0x80 (KeepSanProbeGuest). keep-san's users sanboot a disk that does not
@@ -30,9 +32,9 @@ from typing import ClassVar
 
 from patchkit.errors import PatchkitError
 from patchkit.guests import asm, disk
-from patchkit.guests.base import Guest, Sanboot
+from patchkit.guests.base import Guest, RequestCount, Sanboot
 from patchkit.progress import Progress
-from patchkit.series.model import Hold
+from patchkit.qemu.faults import Hold
 from patchkit.store import Store, sparse_digest
 
 RECIPE_VERSION = "5"
@@ -50,6 +52,7 @@ SAN_DRIVE = 0x80  # the BIOS drive the keep-san floppy tests
 FLOPPY_NAME = "keepsan-floppy.img"
 AOE_FLOPPY_NAME = "aoe-keepsan-floppy.img"
 RESET_FLOPPY_NAME = "keepsan-reset-floppy.img"
+LOADER_NAME = "bzloader"  # bzloader.asm assembled (gPXE names an embedded image by its file name)
 # probe-hold's markers (probe.asm, HOLD_READ): at HOLD_READY the harness throttles the drive's
 # reads to a byte per second (HOLD_THROTTLE) and presses a key; the probe's one-sector primer
 # read passes and fills the throttle's bucket, so its read of HOLD_COUNT sectors at HOLD_LBA is
@@ -64,6 +67,11 @@ HOLD_THROTTLE = "block_set_io_throttle {drive} 0 1 0 0 0 0"
 HOLD_RELEASE = "block_set_io_throttle {drive} 0 0 0 0 0 0"
 HOLD_LBA = DATA_LBA + 7000
 HOLD_COUNT = 8
+# probe-requests' markers (probe.asm, COUNT_REQUESTS): the harness counts the disk's read requests
+# at each (RequestCount); between them the probe makes one 127-sector AH=42 read.
+COUNT_BEFORE = "PROBE count-before"
+COUNT_AFTER = "PROBE count-after"
+_HELD_READ = re.compile(r"PROBE held-read-kcycles (\d+) (\d+)")
 FLOPPY_BYTES = 1474560  # 1.44 MB: 80 cylinders x 2 heads x 18 sectors
 FLOPPY_TRACK_SECTORS = 18  # the loader reads its stage 2 from the first track
 BIOS_TICK_HZ = 1193182 / 65536
@@ -263,7 +271,7 @@ class ProbeGuest(Guest):
     def image_key(self) -> str:
         floppies = [sorted(aoe_floppy_defines().items()), sorted(reset_floppy_defines().items())]
         h = hashlib.sha256(RECIPE_VERSION.encode() + b"\0" + repr(floppies).encode())
-        h.update(asm.sources_key("probe.asm").encode())
+        h.update(asm.sources_key("probe.asm", "bzloader.asm").encode())
         if self.is_variant:
             h.update(repr((sorted(self.program_defines().items()), self.layout)).encode())
         return h.hexdigest()[:16]
@@ -278,6 +286,8 @@ class ProbeGuest(Guest):
                                                   aoe_floppy_defines())
                 reset_floppy_program = asm.assemble("probe.asm", Path(tmp) / "probe-reset-floppy.bin",
                                                     reset_floppy_defines())
+                loader = asm.assemble("bzloader.asm", Path(tmp) / LOADER_NAME,
+                                      {"TOKEN_LBA": TOKEN_LBA, "DATA_LBA": DATA_LBA})
         stage2 = program[disk.SECTOR:]
         if len(stage2) > (TOKEN_LBA - 1) * disk.SECTOR:
             raise ValueError(f"probe program is {len(program)} bytes: it would overlap the token sector")
@@ -297,6 +307,8 @@ class ProbeGuest(Guest):
             _write_floppy(out.with_name(FLOPPY_NAME), floppy_program)
             _write_floppy(out.with_name(AOE_FLOPPY_NAME), aoe_floppy_program)
             _write_floppy(out.with_name(RESET_FLOPPY_NAME), reset_floppy_program)
+            out.with_name(LOADER_NAME).write_bytes(loader)
+            out.with_name(LOADER_NAME).chmod(0o444)
 
     def image_digest(self, image: Path) -> str:
         """A shaped image's hash covers its size and its non-zero sectors (it is sparse: never read it all)."""
@@ -397,7 +409,7 @@ class KeepSanProbeGuest(ProbeGuest):
             f.write(bytes(2))
         return disk_path
 
-    def boot_floppy(self) -> Path:
+    def boot_floppy(self) -> Path | None:
         """The probe assembled to test drive SAN_DRIVE, on a boot floppy (read only: boot a copy)."""
         return self.base_image().with_name(FLOPPY_NAME)
 
@@ -420,9 +432,10 @@ class AoeKeepSanProbeGuest(KeepSanProbeGuest):
 class KeepSanResetProbeGuest(KeepSanProbeGuest):
     """keep-san, then the probe from A: resets the virtio-blk device as an OS driver taking it over does.
 
-    Drive 0x80 (gPXE's kept drive) must then fail INT 13h reads and writes within about a
-    second each (issue 9, defect 3: v2 waits for its request timeout). The probe reads its
-    token before the reset and writes nothing to the disk.
+    Drive 0x80 (gPXE's kept drive) must then fail INT 13h reads and writes with status AAh (drive
+    not ready; issue 18, defect 4: v3 returns 04) within about a second each (issue 9, defect 3:
+    v2 waits for its request timeout). The probe reads its token before the reset and writes
+    nothing to the disk.
     """
 
     name = "keepsan-reset"
@@ -435,6 +448,34 @@ class KeepSanResetProbeGuest(KeepSanProbeGuest):
         return self.base_image().with_name(RESET_FLOPPY_NAME)
 
 
+class KeepSanBootProbeGuest(KeepSanProbeGuest):
+    """keep-san, then gPXE boots an image that reads the kept drive (issue 18, defect 1).
+
+    `set keep-san 1`, a sanboot of the probe disk without its boot signature returns with the
+    drive kept, then `imgexec bzloader` runs patchkit's tiny bzImage (bzloader.asm, embedded in
+    the ROM under test: embedded_image()). gPXE shuts its devices down before it jumps to a
+    kernel, as before memdisk or an installer; the loader's real-mode setup then reads drive
+    0x80 (AH=42, AH=48, AH=02) and checks the token and the stamps, prints the success marker and
+    powers off. A driver that let its device go with the others fails a call, or the machine
+    resets (a triple fault stops QEMU: -no-reboot). It writes nothing to the disk.
+    """
+
+    name = "keepsan-boot"
+    sanboot = Sanboot(commands=("set keep-san 1",), exit_after_sanboot=True, after_sanboot=f"imgexec {LOADER_NAME}",
+                      embedded=LOADER_NAME)
+
+    @property
+    def writes_disk(self) -> bool:
+        return False
+
+    def boot_floppy(self) -> None:
+        return None
+
+    def embedded_image(self) -> Path:
+        """The loader, beside the probe's image (read only)."""
+        return self.base_image().with_name(LOADER_NAME)
+
+
 class HoldReadProbeGuest(ProbeGuest):
     """The probe for a run whose disk holds a request back (the timeout cell, issue 9 defect 2).
 
@@ -443,13 +484,16 @@ class HoldReadProbeGuest(ProbeGuest):
     presses a key; after a primer read the probe's read of HOLD_COUNT sectors at HOLD_LBA must
     fail (the driver's timeout) without touching the canary sector after its buffer; at
     HOLD_RETURNED the harness lifts the throttle (HOLD_RELEASE) and presses a key, and the buffer
-    must stay as the call left it for about 3 s. It writes nothing to the disk. Without a harness
-    that acts on the markers it fails ("hold-key-from-harness no-key") after a minute.
+    must stay as the call left it for about 3 s. Then the held call's status must have been 80h
+    (timed out) and a later read must fail with AAh (drive not ready), the statuses the cover
+    promises (issue 18, defect 4). It writes nothing to the disk. Without a harness that acts on
+    the markers it fails ("hold-key-from-harness no-key") after a minute. figures() reports how long
+    the held call took (``held_read_s``).
     """
 
     name = "probe-hold"
     build_command = "patchkit guest build probe-hold"
-    hold = Hold(at=HOLD_READY, release=HOLD_RETURNED, via="throttle")  # the harness acts on its markers
+    hold: ClassVar[Hold | None] = Hold(at=HOLD_READY, release=HOLD_RETURNED, via="throttle")  # acted on at its markers
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
@@ -473,3 +517,36 @@ class HoldReadProbeGuest(ProbeGuest):
     def variant(self, disk_shape: str | None = None, read_only: bool = False) -> Guest:
         """None: the held read is checked on the default disk (Guest.variant's refusal)."""
         return Guest.variant(self, disk_shape, read_only)
+
+    def figures(self, serial: str) -> dict[str, float]:
+        """``held_read_s``: how long the held call took before it returned, as the probe measured it (TSC
+        kcycles over kcycles a BIOS tick, at 18.2 ticks a second)."""
+        if (found := _HELD_READ.search(serial)) is None or int(found.group(2)) == 0:
+            return {}
+        return {"held_read_s": round(int(found.group(1)) / int(found.group(2)) / BIOS_TICK_HZ, 2)}
+
+
+class RequestsProbeGuest(HoldReadProbeGuest):
+    """The probe counting virtio requests per INT 13h call (the cover: "normally one").
+
+    Its own image (the default disk, the program assembled with COUNT_REQUESTS): it reads its
+    token, prints COUNT_BEFORE and waits for a key; the harness reads the disk's request count
+    and presses a key; the probe reads 127 sectors with one AH=42 call (checked), prints
+    COUNT_AFTER and waits; the harness counts again. The run fails unless that call took one
+    request. It writes nothing to the disk.
+    """
+
+    name = "probe-requests"
+    build_command = "patchkit guest build probe-requests"
+    hold = None
+    count = RequestCount(before=COUNT_BEFORE, after=COUNT_AFTER, expected=1)
+
+    def __init__(self, store: Store) -> None:
+        ProbeGuest.__init__(self, store)
+        self.build_command = RequestsProbeGuest.build_command
+
+    def program_defines(self) -> dict[str, int]:
+        return {**ProbeGuest.program_defines(self), "COUNT_REQUESTS": 1}
+
+    def figures(self, serial: str) -> dict[str, float]:
+        return {}

@@ -28,6 +28,7 @@ from patchkit.review.carry import PatchTrailers
 from patchkit.series.io import load_version
 from patchkit.series.model import Config, Patch, Series
 from patchkit.store import TestResult
+from patchkit.table import table
 from patchkit.triage.flaky import Flake, verdict
 
 Latest = dict[tuple[str, str], TestResult]  # (configuration, guest) -> the newest result
@@ -77,7 +78,7 @@ def result_problems(series: Series, latest: Latest, flaky: Flakes | None = None)
         elif not result.passed:
             problems.append(f"{cell}: failed ({result.reason})")
     roms = {latest[c].key.rom_sha256 for c in cells
-            if c in latest and latest[c].passed and not guest_class(c[1]).sanboot.nic_rom}
+            if c in latest and latest[c].passed and not guest_class(c[1]).sanboot.own_rom}
     if len(roms) > 1:
         problems.append("the guests passed with different ROMs (" + ", ".join(sorted(s[:12] for s in roms)) + ")")
     return problems
@@ -225,10 +226,7 @@ def _guest_lines(series: Series, revision: str, latest: dict[str, TestResult], f
         rows.append((guest, verdict(r, flaky.get(guest)), r.key.accel,
                      f"{boot:.1f} s" if boot is not None else "-",
                      f"{r.rom_size} bytes, sha256 {r.key.rom_sha256[:12]}" if r.key.rom_sha256 else "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = [f"Tested with `patchkit test` on this revision ({revision[:12]}):"]
-    for row in rows:
-        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+    lines = [f"Tested with `patchkit test` on this revision ({revision[:12]}):", *table(rows, indent="  ")]
     qemu = sorted({r.key.qemu_version for r in latest.values() if r.key.qemu_version})
     if qemu:
         lines.append(f"  (QEMU {', '.join(qemu)})")

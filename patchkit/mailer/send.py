@@ -20,11 +20,12 @@ from patchkit.coverage.gate import coverage_problems
 from patchkit.errors import MailError, PatchkitError
 from patchkit.git.apply import ApplyResult, apply_series
 from patchkit.git.cmd import git
+from patchkit.git.config import git_config, read_sender
 from patchkit.git.worktree import tag
 from patchkit.mailer.gate import Flakes, GateResult, Latest, check, tested_section
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import Envelope, Mail, new_message_ids, render_series
-from patchkit.mailer.smtp import DeliveryInDoubt, git_config, read_sender
+from patchkit.mailer.smtp import DeliveryInDoubt
 from patchkit.mailer.transport import Settings, connect, read_transport
 from patchkit.progress import Progress
 from patchkit.project import Project

@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from patchkit.git.config import git_config_all, lookup
 from patchkit.mailer.program import ProgramSettings, ProgramTransport
-from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, git_config_all, lookup, read_settings
+from patchkit.mailer.smtp import SmtpConnection, SmtpSettings, read_settings
 
 
 class Transport(Protocol):

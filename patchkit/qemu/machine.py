@@ -110,6 +110,7 @@ class Machine:
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._exited = asyncio.Event()  # set when the QEMU process has ended
+        self.shutdown_reason = ""  # the SHUTDOWN event's reason once heard (e.g. guest-reset, guest-shutdown)
         self._asking: set[asyncio.Task[object]] = set()  # QMP questions in flight (see _ask)
 
     async def __aenter__(self) -> Machine:
@@ -180,7 +181,9 @@ class Machine:
         once QEMU has ended, if the monitor closed first."""
         try:
             while (status := await self.status()) not in wanted:
-                await listener.get()
+                event = await listener.get()
+                if event.get("event") == "SHUTDOWN" and isinstance(data := event.get("data"), dict):
+                    self.shutdown_reason = str(data.get("reason", ""))
         except (QMPError, OSError, EOFError):  # the monitor closed: QEMU is exiting
             await self._exited.wait()
             return EXITED
@@ -200,6 +203,15 @@ class Machine:
         """A human monitor command (e.g. ``qemu-io disk0 "break read_aio tag"``); what the monitor answered."""
         reply = await self._ask("human-monitor-command", {"command-line": command})
         return str(reply)
+
+    async def read_requests(self, drive: str) -> int | None:
+        """How many read requests the guest made of the -drive ``drive`` so far (QMP query-blockstats'
+        rd_operations); None when QEMU reports no such drive."""
+        reply = await self._qmp.execute("query-blockstats")
+        for entry in reply if isinstance(reply, list) else []:
+            if isinstance(entry, dict) and entry.get("device") == drive:
+                return int(entry.get("stats", {}).get("rd_operations", 0))
+        return None
 
     async def send_key(self, *qcodes: str, hold_ms: int = KEY_HOLD_MS) -> None:
         """Press ``qcodes`` together, then release them ``hold_ms`` later (e.g. send_key("ctrl", "b"))."""

@@ -25,6 +25,7 @@ from patchkit.series.io import available_versions, load_version
 from patchkit.series.model import IMPLICIT_CONFIG, Series
 from patchkit.store import Store, TestResult, atomic_write
 from patchkit.triage.flaky import Flake, flakes
+from patchkit.triage.logdiff import Divergence, compare_runs, last_pass
 
 BUILD_RECORDS = "each-patch"  # builds/each-patch/<series>/<revision>.json
 
@@ -53,6 +54,8 @@ class Matrix:
     cells: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
     planned: set[tuple[str, str]] = field(default_factory=set)  # (guest, config) the manifest asks for
     flaky: dict[tuple[str, str], Flake] = field(default_factory=dict)  # (guest, config): failed and passed on one ROM
+    # (guest, config) whose newest run failed: the last passing run's id and the logs' first divergences from it
+    changed: dict[tuple[str, str], tuple[str, list[Divergence]]] = field(default_factory=dict)
     adhoc: int = 0  # runs of `test --image` left out: a user's own images are not the series' cells
 
     @property
@@ -103,6 +106,7 @@ def gather(project: Project, series: Series, version: int | None = None, *, with
     revision = v.revision_hash()
     with project.store.results() as results:
         history = results.for_revision(series.name, revision)
+        everything = results.for_series(series.name)
     builds = load_builds(project.store, series.name, revision)
     previous = [n for n in available_versions(series) if n < number]
     range_text, range_note = None, "no earlier version"
@@ -124,7 +128,7 @@ def gather(project: Project, series: Series, version: int | None = None, *, with
     except PatchkitError as exc:
         coverage_note = f"not available: {exc.message}"
     return ReportData(
-        series=v, revision=revision, matrix=matrix(v, history), builds=builds,
+        series=v, revision=revision, matrix=matrix(v, history, everything), builds=builds,
         build_note="" if builds else f"not recorded for this revision (`patchkit build --each-patch {series.name}`)",
         range_diff=range_text, range_note=range_note, review=reviews(project.store, series).get(number),
         bench=bench, bench_note=bench_note, cover=re.sub(r"\n{3,}", "\n\n", cover_text(v, "")),
@@ -137,7 +141,7 @@ def result_config(result: TestResult) -> str:
     return result.key.config or IMPLICIT_CONFIG
 
 
-def matrix(series: Series, history: list[TestResult]) -> Matrix:
+def matrix(series: Series, history: list[TestResult], everything: list[TestResult] | None = None) -> Matrix:
     """Rows: the configurations' guests, then any other guest tested; columns: configurations. Runs of
     `test --image` (guest ``image:FILE``) are only counted."""
     configs = [c.name for c in series.test_configs()]
@@ -156,6 +160,11 @@ def matrix(series: Series, history: list[TestResult]) -> Matrix:
             m.guests.append(r.key.guest)
         m.cells.setdefault((r.key.guest, config), []).append(_run(r, config))
     m.flaky = {(guest, config): flake for (config, guest), flake in flakes(history).items()}
+    for (guest, config), runs in m.cells.items():  # a failing newest run: what changed since the last pass
+        newest = runs[0].result
+        if not newest.passed and (passed := last_pass(everything or history, newest)) is not None:
+            m.changed[guest, config] = (Path(passed.run_dir).name,
+                                        compare_runs(Path(passed.run_dir), Path(newest.run_dir)))
     return m
 
 
@@ -165,7 +174,8 @@ def _run(result: TestResult, config: str) -> Run:
     def have(name: str) -> Path | None:
         return d / name if d is not None and (d / name).is_file() else None
 
-    shot = (have("failure.png") if not result.passed else None) or have("end.png") or have("failure.png")
+    # A pass shows the screen at its marker (end.png may be black: the guest powered off), a failure its failure.
+    shot = (have("failure.png") if not result.passed else have("marker.png")) or have("end.png") or have("failure.png")
     return Run(result, config, shot, have("serial.log"), have("screen.txt"))
 
 

@@ -24,9 +24,10 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
 from patchkit.errors import MailError
+from patchkit.git.config import read_sender
 from patchkit.mailer.journal import Journal, JournalError, SendState
 from patchkit.mailer.render import POLICY, Envelope
-from patchkit.mailer.smtp import DeliveryInDoubt, read_sender
+from patchkit.mailer.smtp import DeliveryInDoubt
 from patchkit.mailer.text import set_text_body, wrap
 from patchkit.mailer.transport import Settings, connect, read_transport
 from patchkit.project import Project
@@ -34,6 +35,7 @@ from patchkit.report.data import Matrix, ReportData, Run, gather
 from patchkit.series.io import available_versions
 from patchkit.series.model import Series
 from patchkit.store import Store
+from patchkit.table import table
 
 
 @dataclass
@@ -249,7 +251,7 @@ def matrix_table(m: Matrix) -> list[str]:
     header = ("configuration", "guest", "result")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     if sum(widths) + 4 <= REPORT_WIDTH:
-        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+        return table([header, *rows])
     lines: list[str] = []
     guest_width = min(widths[1], 24)
     for config, guest, result in rows:

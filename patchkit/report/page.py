@@ -21,17 +21,22 @@ from patchkit.review.comments import diff_lines
 from patchkit.series.model import Patch
 from patchkit.store import atomic_write
 from patchkit.triage.flaky import Flake
+from patchkit.triage.logdiff import Divergence
 
 CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:78rem;padding:0 1rem 3rem;color:#1d1d1f}
 h1{margin:1rem 0 .2rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
 nav a{margin-right:1rem}.meta{color:#666;font-size:90%}
-pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font:13px/1.35 ui-monospace,monospace;border-radius:4px}
+pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font:13px/1.35 ui-monospace,monospace;border-radius:4px;
+tab-size:8;-moz-tab-size:8}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.35rem .5rem;vertical-align:top;text-align:left}
-.wide{overflow-x:auto}table.matrix td{min-width:14rem}
+.wide{overflow-x:auto}table.matrix td{min-width:12rem}
+table.grid td,table.grid th{padding:.1rem .35rem;font-size:12px;white-space:nowrap}
+table.grid a{text-decoration:none;color:inherit}table.grid td.pass{background:#2e7d32;color:#fff}
+table.grid td.fail{background:#c62828;color:#fff}table.grid td.flaky{background:#f9a825}
 td.pass{background:#e9f7ec}td.fail{background:#fdecec}td.flaky{background:#fff4d6}td.none{color:#888}
 .verdict{font-weight:700}td.pass .verdict{color:#176f2c}td.fail .verdict{color:#b3261e}
-img.shot{display:block;width:320px;max-width:100%;image-rendering:pixelated;border:1px solid #999;margin:.3rem 0}
+img.shot{display:block;width:240px;max-width:100%;image-rendering:pixelated;border:1px solid #999;margin:.3rem 0}
 .diff .add{color:#176f2c;background:#e6ffec}.diff .del{color:#b3261e;background:#ffebe9}
 .diff .hunk{color:#6639ba}.diff .file{font-weight:700}.diff .ln{color:#999;user-select:none}
 article.patch{border:1px solid #ddd;border-radius:6px;padding:0 1rem 1rem;margin:1.2rem 0}
@@ -54,6 +59,7 @@ def write_report(data: ReportData, out: Path) -> Path:
             _copy_artifacts(run, out)
     page = out / "index.html"
     atomic_write(page, render(data))
+    page.chmod(0o644)  # readable by others, as the copied artifacts beside it
     return page
 
 
@@ -70,7 +76,7 @@ def render(data: ReportData) -> str:
         (f"<header><h1>{escape(title)}</h1><p class=\"meta\">revision <code>{data.revision[:12]}</code> · base "
          f"<code>{escape(s.base[:12])}</code> ({escape(s.upstream)}){sent} · "
          f"report made {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>"),
-        NAV,
+        NAV, _summary(data.matrix),
         _cover(data), _matrix(data.matrix), _patches(data), _range_diff(data), _bench(data),
         "</body></html>\n",
     ]
@@ -94,19 +100,49 @@ def _matrix(m: Matrix) -> str:
     if m.adhoc:
         note += (f"<p class=\"meta\">{m.adhoc} run(s) of your own images (<code>patchkit test --image</code>) are not "
                  "part of the series' matrix and are left out (<code>patchkit status</code> lists them)</p>")
-    head = "".join(f"<th scope=\"col\">{escape(c)}</th>" for c in m.configs)
+    # Configurations as rows, guests as columns: 20 configurations do not fit side by side, a handful of guests do.
+    head = "".join(f"<th scope=\"col\">{escape(g)}</th>" for g in m.guests)
     rows = []
-    for guest in m.guests:
+    for config in m.configs:
         cells = "".join(_cell(guest, config, m.cells.get((guest, config), []), (guest, config) in m.planned,
-                              m.flaky.get((guest, config)))
-                        for config in m.configs)
-        rows.append(f"<tr><th scope=\"row\">{escape(guest)}</th>{cells}</tr>")
+                              m.flaky.get((guest, config)), m.changed.get((guest, config)))
+                        for guest in m.guests)
+        rows.append(f"<tr><th scope=\"row\">{escape(config)}</th>{cells}</tr>")
     return (f"<section id=\"matrix\"><h2>Test matrix</h2>{note}<div class=\"wide\"><table class=\"matrix\"><thead>"
-            f"<tr><th>guest</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>")
+            f"<tr><th>configuration</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>")
 
 
-def _cell(guest: str, config: str, runs: list[Run], planned: bool, flake: Flake | None) -> str:
-    attrs = f"data-guest=\"{escape(guest)}\" data-config=\"{escape(config)}\""
+def _summary(m: Matrix) -> str:
+    """Every cell as a coloured mark with its boot time, linking to its details in the matrix: one screen."""
+    if not m.cells:
+        return ""
+    head = "".join(f"<th scope=\"col\">{escape(g)}</th>" for g in m.guests)
+    rows = []
+    for config in m.configs:
+        marks = []
+        for guest in m.guests:
+            runs = m.cells.get((guest, config), [])
+            if not runs:
+                marks.append(f"<td class=\"none\">{'not tested' if (guest, config) in m.planned else ''}</td>")
+                continue
+            r = runs[0].result
+            verdict = "flaky" if (guest, config) in m.flaky else "pass" if r.passed else "fail"
+            boot = r.timings.get("success")
+            shown = {"pass": "✓", "fail": "✗", "flaky": "~"}[verdict] + (f" {float(boot):.1f} s" if boot else "")
+            marks.append(f"<td class=\"{verdict}\"><a href=\"#{_cell_id(guest, config)}\" "
+                         f"title=\"{escape(guest)} on {escape(config)}: {verdict}\">{shown}</a></td>")
+        rows.append(f"<tr><th scope=\"row\">{escape(config)}</th>{''.join(marks)}</tr>")
+    return (f"<section id=\"summary\"><table class=\"grid\"><thead><tr><th>configuration</th>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></section>")
+
+
+def _cell_id(guest: str, config: str) -> str:
+    return escape(f"cell-{config}-{guest}")
+
+
+def _cell(guest: str, config: str, runs: list[Run], planned: bool, flake: Flake | None,
+          changed: tuple[str, list[Divergence]] | None) -> str:
+    attrs = f"id=\"{_cell_id(guest, config)}\" data-guest=\"{escape(guest)}\" data-config=\"{escape(config)}\""
     if not runs:
         return f"<td class=\"none\" {attrs}>{'not tested' if planned else '-'}</td>"
     newest = runs[0]
@@ -115,6 +151,10 @@ def _cell(guest: str, config: str, runs: list[Run], planned: bool, flake: Flake 
     if flake is not None:
         body.append(f"<div class=\"meta\">{escape(flake.describe())}</div>")
     body.append(_run_detail(newest, guest, config, shot=True))
+    if changed is not None:
+        since, found = changed
+        lines = "".join(f"<li>{escape(d.describe())}</li>" for d in found) or "<li>no difference in the logs</li>"
+        body.append(f"<div class=\"meta\">what changed since the last pass ({escape(since)}):</div><ul>{lines}</ul>")
     if len(runs) > 1:
         items = "".join(f"<li>{'PASS' if r.result.passed else 'FAIL'} {_run_detail(r, guest, config, shot=False)}</li>"
                         for r in runs[1:])

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from patchkit.errors import MailError, SeriesError
+from patchkit.git.config import read_sender
 from patchkit.git.patchid import patch_id
-from patchkit.mailer.smtp import read_sender
 from patchkit.project import Project
 from patchkit.review.thread import Review, reviews
 from patchkit.review.trailers import Collected, Trailer, merge, message_trailers, with_trailers

@@ -27,18 +27,16 @@ import unidiff
 from patchkit.errors import SeriesError
 from patchkit.guests import GUEST_NAMES, HARNESS_NAMES, KEEP_SAN_NAMES
 from patchkit.qemu.cmdline import PCI_ADDR, property_problem, slot_problem
+from patchkit.qemu.faults import HOLD_VIAS, Hold, InjectError
 from patchkit.qemu.machine import typable
 from patchkit.series.model import (
     BOOT_MODES,
     DEFAULT_DISK_ADDR,
     DEFAULT_ROOT_PATH,
-    HOLD_VIAS,
     MACHINES,
     Config,
     CoverageGate,
-    Hold,
     ImageEntry,
-    InjectError,
     Patch,
     Series,
     VersionInfo,
@@ -57,7 +55,7 @@ MIN_MEMORY, MAX_MEMORY = 16, 16384  # MiB: SeaBIOS and gPXE need a little; TCG g
 _IMAGE_KEYS = ("name", "path", "expect", "fail", "timeout", "format", "memory")
 _CONFIG_KEYS = ("name", "required", "guests", "machine", "boot", "root_path", "disk_addr", "blank_disks",
                 "bios_disks", "virtio_blk", "readonly", "disk_shape", "expect_refusal", "inject_error", "hold",
-                "expect_failure", "memory")
+                "expect_failure", "memory", "blank_virtio_blk", "kept_disks")
 # blkdebug events a fault may name (QEMU's BlkdebugEvent values for guest requests).
 _BLKDEBUG_EVENTS = ("read_aio", "write_aio", "flush_to_disk")
 MAX_ERRNO = 133  # Linux's highest errno (EHWPOISON)
@@ -561,7 +559,15 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
         for addr in addrs:
             if problem := slot_problem(machine, addr):
                 raise t.fail(key, problem)
-    properties = _properties(t)
+    properties, blank_properties = _properties(t, "virtio_blk"), _properties(t, "blank_virtio_blk")
+    if blank_properties and not blank:
+        raise t.fail("blank_virtio_blk", "'blank_virtio_blk' sets properties of the blank disks: add `blank_disks`")
+    kept = t.addrs("kept_disks")
+    for addr in kept:
+        if addr not in blank:
+            raise t.fail("kept_disks", f"kept disk {addr} is not one of the blank disks "
+                                       f"({', '.join(blank) or 'none'}): a kept disk is a blank one sanbooted "
+                                       "with keep-san before the guest's disk")
     root_path = t.get("root_path", str, DEFAULT_ROOT_PATH)
     if not root_path or not root_path.isprintable() or " " in root_path or not typable(root_path):
         raise t.fail("root_path", f"'root_path' must be one word typed after `sanboot` (letters, digits and the "
@@ -582,6 +588,7 @@ def _config(t: _ConfigTable, manifest_guests: list[str], image_names: list[str])
         root_path=root_path, disk_addr=disk_addr, blank_disks=blank, bios_disks=busy, virtio_blk=properties,
         readonly=t.get("readonly", bool, False), disk_shape=shape, expect_refusal=refusal,
         inject_error=_inject_error(t), hold=_hold(t), expect_failure=failure, memory=memory,
+        blank_virtio_blk=blank_properties, kept_disks=kept,
     )
 
 
@@ -637,14 +644,14 @@ def _hold(t: _ConfigTable) -> Hold | None:
     return hold
 
 
-def _properties(t: _ConfigTable) -> tuple[tuple[str, int | str | bool], ...]:
-    """``virtio_blk = { ... }``: names on the allow-list, values of their kind."""
-    table = t.get("virtio_blk", dict, {})
+def _properties(t: _ConfigTable, key: str) -> tuple[tuple[str, int | str | bool], ...]:
+    """``virtio_blk = { ... }`` (or ``blank_virtio_blk``): names on the allow-list, values of their kind."""
+    table = t.get(key, dict, {})
     for name, value in table.items():
         if not isinstance(value, (int, str, bool)):
-            raise t.fail("virtio_blk", f"virtio_blk.{name} must be a number, a string or a boolean, got {value!r}")
+            raise t.fail(key, f"{key}.{name} must be a number, a string or a boolean, got {value!r}")
         if problem := property_problem(name, qemu_value(value)):
-            raise t.fail("virtio_blk", problem)
+            raise t.fail(key, problem)
     return tuple(table.items())
 
 
@@ -658,7 +665,7 @@ def _config_data(config: Config, manifest_guests: list[str]) -> dict[str, Any]:
         value = getattr(config, key)
         if value == getattr(defaults, key):
             continue
-        if key == "virtio_blk":
+        if key in ("virtio_blk", "blank_virtio_blk"):
             data[key] = dict(value)
         elif isinstance(value, (InjectError, Hold)):
             data[key] = {k: v for k, v in vars(value).items() if v is not None}

@@ -16,14 +16,13 @@ from datetime import datetime
 from pathlib import Path
 
 from patchkit.errors import SeriesError
+from patchkit.qemu.faults import Hold as Hold, InjectError as InjectError  # a configuration's faults
 
 DEFAULT_ROOT_PATH = "virtio_blk:PCI00:04.0"
 DEFAULT_DISK_ADDR = "04.0"
 MACHINES = ("pc", "q35")
 BOOT_MODES = ("strict", "default")  # default: QEMU's own (non-strict) boot order
 IMPLICIT_CONFIG = "pc"  # the one configuration of a manifest without [[configs]]
-HOLD_VIAS = ("throttle", "blkdebug")
-HOLD_TAG = "patchkit-hold"  # the blkdebug breakpoint of a held request
 
 _TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):\s+(.+)$")
 _DIFF_PATH = re.compile(r"^diff --git a/(.+) b/(.+)$")
@@ -103,59 +102,14 @@ class VersionInfo:
 
 
 @dataclass(frozen=True)
-class InjectError:
-    """A device fault through QEMU's blkdebug driver: ``event`` requests (touching ``sector``,
-    when given) fail with ``errno``; ``once``: only the first."""
-
-    event: str = "read_aio"
-    errno: int = 5  # EIO
-    sector: int | None = None
-    once: bool = False
-
-    def describe(self) -> str:
-        where = f" at sector {self.sector}" if self.sector is not None else ""
-        return f"{self.event} fails with errno {self.errno}{where}{' once' if self.once else ''}"
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A request held back: when the guest prints ``at`` the harness holds the disk's next request
-    and presses ``key``; when it prints ``release`` it lets the request go and presses ``key`` again.
-    The guest waits for each key, so its request never races the hold.
-
-    ``via`` "throttle" limits the drive's reads to a byte per second (a request after a one-sector
-    primer waits; a device reset drains it at once); "blkdebug" breaks on the next ``event``
-    (exact, but a device reset while it is held deadlocks QEMU 7.2: the drain waits for it and
-    the monitor that would resume it stops answering).
-    """
-
-    at: str
-    release: str
-    via: str = "throttle"
-    event: str = "read_aio"  # blkdebug only
-    key: str = "spc"  # a QEMU key code
-
-    def monitor_commands(self, drive: str) -> tuple[str, str, tuple[str, ...]]:
-        """Human-monitor commands on ``drive``: to hold, to release, and to release at the run's end."""
-        if self.via == "blkdebug":
-            resume = f'qemu-io {drive} "resume {HOLD_TAG}"'
-            return f'qemu-io {drive} "break {self.event} {HOLD_TAG}"', resume, (
-                f'qemu-io {drive} "remove_break {HOLD_TAG}"', resume)
-        lift = f"block_set_io_throttle {drive} 0 0 0 0 0 0"
-        return f"block_set_io_throttle {drive} 0 1 0 0 0 0", lift, (lift,)
-
-    def describe(self) -> str:
-        what = f"the first {self.event}" if self.via == "blkdebug" else "reads throttled"
-        return f"{what} after \"{self.at}\" held until \"{self.release}\" ({self.via})"
-
-
-@dataclass(frozen=True)
 class Config:
     """One machine configuration the series is tested on (a ``[[configs]]`` table of series.toml).
 
     ``blank_disks`` are extra zero-filled virtio disks (slot.fn on bus 0); ``bios_disks`` are
     blank disks with a bootindex after the ROM, so SeaBIOS drives them itself ("busy" devices).
-    ``virtio_blk`` holds virtio-blk-pci properties of the guest disk as (name, TOML value) pairs.
+    ``virtio_blk`` holds virtio-blk-pci properties of the guest disk as (name, TOML value) pairs,
+    ``blank_virtio_blk`` those of the blank disks; ``kept_disks`` (blank disks) are sanbooted with
+    `set keep-san 1` before the guest disk, so gPXE keeps them open as SAN drives.
     With ``expect_refusal`` (a regex) a cell passes only when sanboot returns to the gPXE prompt
     with a message matching it; with ``expect_failure`` only when the guest reports a failure
     (its failure marker's line) matching it: a fault that ends the boot cleanly, not a hang.
@@ -178,6 +132,8 @@ class Config:
     inject_error: InjectError | None = None
     hold: Hold | None = None
     expect_failure: str | None = None
+    blank_virtio_blk: tuple[tuple[str, int | str | bool], ...] = ()  # properties of every blank disk
+    kept_disks: tuple[str, ...] = ()  # blank disks sanbooted with keep-san (each returns) before the guest's
     memory: int | None = None  # MiB; None: the guest's own
 
     def describe(self) -> str:
@@ -189,7 +145,11 @@ class Config:
         if self.virtio_blk:
             parts.append(",".join(f"{k}={qemu_value(v)}" for k, v in self.virtio_blk))
         if self.blank_disks:
-            parts.append(f"blank disks at {', '.join(self.blank_disks)}")
+            blank_properties = ",".join(f"{k}={qemu_value(v)}" for k, v in self.blank_virtio_blk)
+            parts.append(f"blank disks at {', '.join(self.blank_disks)}"
+                         + (f" ({blank_properties})" if blank_properties else ""))
+        if self.kept_disks:
+            parts.append(f"keep-san sanboot of {', '.join(self.kept_disks)} first")
         if self.bios_disks:
             parts.append(f"disks driven by SeaBIOS at {', '.join(self.bios_disks)}")
         parts.append(f"sanboot {self.root_path}")

@@ -6,10 +6,11 @@ scratch tree, ``trees/<series>.bisect/``, rewriting only changed files (as ``bui
 --each-patch`` does), and cached by content key. Steps at which the pin's target does not
 build yet (no source declares its PCI ids) cannot boot the cell and are left out; the first
 step that builds it is the bisection's base. The tip is booted first (a cell passing there
-has nothing to bisect), then the base: a cell that fails there is a base failure, blamed on
-no patch. Otherwise a binary search between them; the first bad step then fails ``confirm``
-boots out of ``confirm`` and its parent passes ``confirm`` out of ``confirm`` (as KernelCI
-confirms), else the bisection is not confirmed (a flake, see patchkit.triage.flaky).
+has nothing to bisect), then the base (at once): a cell that fails there ``confirm`` times
+out of ``confirm`` is a base failure, blamed on no patch. Otherwise a binary search between
+them; the first bad step then fails ``confirm`` boots out of ``confirm`` and its parent
+passes as many (as KernelCI confirms), else the bisection is not confirmed (a flake, see
+patchkit.triage.flaky).
 Boots run here (``jobs`` at a time) or as tasks of a Dask cluster; the outcome is recorded
 as JSON in the cache (``triage/<series>/<config>-<guest>.json``).
 """
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,10 +34,11 @@ from patchkit.cluster.engine import Cluster, connect
 from patchkit.errors import PatchkitError
 from patchkit.git.apply import apply_series
 from patchkit.git.worktree import tree_lock
-from patchkit.matrix import Cell, plan_cells
-from patchkit.progress import Progress
+from patchkit.matrix import Cell, cell_named
+from patchkit.progress import Progress, Steps
 from patchkit.project import Project
-from patchkit.store import atomic_write
+from patchkit.store import TestResult, atomic_write
+from patchkit.triage.logdiff import compare_runs
 
 CONFIRM = 3  # boots that must agree at the first bad step and at its parent
 
@@ -67,6 +69,7 @@ class Bisection:
     base_failure: bool = False
     passes_at_tip: bool = False
     confirmed: bool = False
+    changed: list[str] = field(default_factory=list)  # the logs' first divergences, first bad against its parent
 
     def summary(self) -> str:
         """The one line a user reads first."""
@@ -75,7 +78,11 @@ class Bisection:
         if self.base_failure:
             base = self.steps[0]
             why = f" (steps before it do not build the ROM: {', '.join(self.untestable)})" if self.untestable else ""
-            return f"{self.cell}: base failure, it fails already at {base}{why}: no patch after it is the culprit"
+            boots = self.boots[base]
+            state = (f"fails {boots.count(False)} of {len(boots)}" if self.confirmed
+                     else f"NOT confirmed (a flake?): fails {boots.count(False)} of {len(boots)}")
+            return (f"{self.cell}: base failure, it fails already at {base}{why}: no patch after it is the culprit; "
+                    f"{state}")
         assert self.first_bad is not None and self.parent is not None
         bad, good = self.boots[self.first_bad], self.boots[self.parent]
         state = (f"confirmed: fails {bad.count(False)} of {len(bad)}, {self.parent} passes "
@@ -96,7 +103,7 @@ def bisect_cell(project: Project, series_name: str | None, cell_name: str, *, co
     if confirm < 1:
         raise PatchkitError("--confirm must be at least 1")
     series = project.series(series_name)
-    cell = _cell(project, series_name, cell_name)
+    cell = cell_named(project.store, series.test_configs(), cell_name)
     steps = _steps(project, series_name, since, progress)
     roms: dict[str, BuiltRom | None] = {}
 
@@ -105,68 +112,75 @@ def bisect_cell(project: Project, series_name: str | None, cell_name: str, *, co
             roms[step.label] = _rom_at(project, series.name, step, progress)
         return roms[step.label]
 
-    # The bisection's base: the first step that builds the target (the tip must).
+    # The bisection's base: the first step that builds the target (the tip must), or the earlier version.
     tip = steps[-1]
     if rom(tip) is None:
         raise PatchkitError(f"the tip of {series.name} does not build {project.pin.build.target}: nothing to boot")
-    untestable = []
-    first = 0
-    while rom(steps[first]) is None:
-        untestable.append(steps[first].label)
-        first += 1
-    steps = steps[first:]
+    head = steps[:1] if since is not None else []  # an earlier version's whole series: built by version
+    rest, untestable = steps[len(head):], []
+    while rom(rest[0]) is None:  # once a step builds the target, the later ones do
+        untestable.append(rest.pop(0).label)
+    steps = head + rest
     result = Bisection(series.name, cell.name, [s.label for s in steps], untestable=untestable)
+    # At most: the tip and the base, a halving per step, then the confirmations of the two ends.
+    most = 2 + max(0, len(steps) - 2).bit_length() + 2 * max(0, confirm - 1)
+    counter = Steps(most, progress)
     with _booter(project, cell, jobs, cluster, accel, progress) as boot:
 
-        def check(step: Step, times: int = 1) -> bool:
-            built = rom(step)
-            assert built is not None
-            outcomes = boot([(step.label, built)] * times)
-            for outcome in outcomes:
-                result.boots.setdefault(step.label, []).append(outcome.passed)
-                result.runs.setdefault(step.label, []).append(str(outcome.run_dir))
-                progress(f"  {step.label}: {'pass' if outcome.passed else 'FAIL'} ({outcome.reason[:100]})")
-            return all(o.passed for o in outcomes)
+        def check(wanted: list[Step]) -> list[bool]:
+            """Boot each of ``wanted`` (at once, as jobs or workers allow), record the verdicts."""
+            if not wanted:
+                return []
+            built = []
+            for step in wanted:
+                if (found := rom(step)) is None:
+                    raise PatchkitError(f"{step.label} does not build {project.pin.build.target}: it cannot boot "
+                                        f"{cell.name}", hint="bisect from a version whose series builds it")
+                built.append((step.label, found))
+            outcomes = boot(built)
+            for (label, _), outcome in zip(built, outcomes, strict=True):
+                result.boots.setdefault(label, []).append(outcome.passed)
+                result.runs.setdefault(label, []).append(str(outcome.run_dir))
+                counter.total = max(counter.total, counter.done + 1)
+                counter.step(f"{label}: {'pass' if outcome.passed else 'FAIL'} ({outcome.reason[:100]})")
+            return [o.passed for o in outcomes]
 
         progress(f"bisecting {cell.name} over {len(steps)} step(s) of {series.name}: {steps[0].label} .. {tip.label}")
-        if check(tip):
+        tip_passes, *base_passes = check([tip, *steps[:1]] if len(steps) > 1 else [tip])
+        if tip_passes:
             result.passes_at_tip = True
             return _record(project, result)
-        if len(steps) == 1 or not check(steps[0]):
+        if not any(base_passes):
             result.base_failure = True
+            check([steps[0]] * (confirm - 1))
+            result.confirmed = not any(result.boots[steps[0].label])
             return _record(project, result)
         good, bad = 0, len(steps) - 1  # good passed, bad failed
         while bad - good > 1:
             mid = (good + bad) // 2
-            if check(steps[mid]):
+            if check([steps[mid]])[0]:
                 good = mid
             else:
                 bad = mid
         result.first_bad, result.parent, result.subject = steps[bad].label, steps[good].label, steps[bad].subject
         progress(f"confirming: {confirm} boot(s) each of {steps[bad].label} and {steps[good].label}")
-        need = [(steps[bad], confirm - len(result.boots[steps[bad].label])),
-                (steps[good], confirm - len(result.boots[steps[good].label]))]
-        built = [(step.label, rom(step)) for step, times in need for _ in range(max(0, times))]
-        for (label, _), outcome in zip(built, boot([(lb, r) for lb, r in built if r is not None]), strict=True):
-            result.boots[label].append(outcome.passed)
-            result.runs[label].append(str(outcome.run_dir))
-            progress(f"  {label}: {'pass' if outcome.passed else 'FAIL'} ({outcome.reason[:100]})")
+        check([steps[bad]] * (confirm - len(result.boots[steps[bad].label]))
+              + [steps[good]] * (confirm - len(result.boots[steps[good].label])))
         result.confirmed = (not any(result.boots[result.first_bad]) and all(result.boots[result.parent]))
+        passing = [d for d, ok in zip(result.runs[result.parent], result.boots[result.parent], strict=True) if ok]
+        if passing:
+            found = compare_runs(Path(passing[-1]), Path(result.runs[result.first_bad][-1]))
+            result.changed = [d.describe() for d in found]
+            progress(f"what changed from {result.parent} to {result.first_bad}:"
+                     + ("".join(f"\n  {line}" for line in result.changed) or " no difference in the logs"))
     return _record(project, result)
 
 
-def _cell(project: Project, series_name: str | None, name: str) -> Cell:
-    """The manifest's cell ``config/guest`` (a bare guest: on the first configuration)."""
-    configs = project.series(series_name).test_configs()
-    config_name, _, guest = name.rpartition("/")
-    config = next((c for c in configs if c.name == (config_name or configs[0].name)), None)
-    if config is None:
-        raise PatchkitError(f"no configuration {config_name!r} in the manifest",
-                            hint=f"name a cell as CONFIG/GUEST, CONFIG one of {', '.join(c.name for c in configs)}")
-    plan = plan_cells(project.store, [config], [guest], False)
-    if not plan.cells:
-        raise PatchkitError(f"{name}: {next(iter(plan.unrunnable.values()), 'no such cell')}")
-    return plan.cells[0]
+def failing_cells(results: Sequence[TestResult]) -> list[str]:
+    """The cells ("config/guest") of ``results`` that failed every boot (a FLAKY cell has no culprit)."""
+    passed = {(r.key.config, r.key.guest) for r in results if r.passed}
+    return list(dict.fromkeys(f"{r.key.config}/{r.key.guest}" for r in results
+                              if (r.key.config, r.key.guest) not in passed))
 
 
 def _steps(project: Project, series_name: str | None, since: int | None, progress: Progress) -> list[Step]:
