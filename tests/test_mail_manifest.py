@@ -76,3 +76,21 @@ def test_version_new_keeps_the_hand_layout(mail_project: MailProject) -> None:
     assert "# keeps an eye on virtio" in after and "{ queue-size = 128 }   # inline table" in after
     info = mail_project.series().version_info(3)
     assert info is not None and info.changelog == "- change number 3\n- and another\n"
+
+
+def test_versions_written_as_an_inline_array_stay_one(mail_project: MailProject) -> None:
+    text = write_hand_manifest(mail_project)
+    start, end = text.index("# Version history."), text.index("[[configs]]")
+    inline = 'versions = [{ number = 1, changelog = "Initial posting." }, { number = 2, changelog = "- two\\n" }]\n'
+    before = text[:text.index("\n[[configs]]")].replace("version = 2\n", "version = 2\n" + inline)
+    before = before.replace(text[start:end].rstrip("\n"), "") + "\n" + text[end:]
+    manifest = mail_project.root / "series" / "demo" / "series.toml"
+    manifest.write_text(before)
+    status, out = mail_project.cli("version", "new", "--changelog", "three")
+    assert status == 0, out
+    after = manifest.read_text()
+    assert '{ number = 2, changelog = "- two\\n" }, {number = 3, changelog = "three\\n"}]\n' in after
+    added = ', {number = 3, changelog = "three\\n"}'
+    assert after.replace("version = 3\n", "version = 2\n").replace(added, "") == before
+    info = mail_project.series().version_info(3)
+    assert info is not None and info.changelog == "three\n"

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.cli import run_patchkit
 from fixtures.guests import transcript
 from fixtures.roms import PROJECT_ROOT, SERIES, version_rom
 
@@ -125,3 +126,13 @@ def test_the_loader_reads_only_a_drive_gpxe_kept(inputs_cache: Path, gpxe_mirror
                          exit_after_sanboot=True, after_sanboot=plan.after_sanboot)
     assert not outcome.passed
     assert "PATCHKIT-FAIL bzloader: ah42-token-sector" in outcome.reason, outcome.reason
+
+
+def test_a_rom_given_by_path_cannot_run_the_embedded_loader(inputs_cache: Path, store: Store,
+                                                            base_rom: Path) -> None:
+    built("keepsan-boot", store)
+    done = run_patchkit("test", "--rom", str(base_rom), "--config", "keepsan-boot", "--accel", "tcg",
+                        cache=inputs_cache, merged=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert ("keepsan-boot/keepsan-boot: it boots bzloader, embedded in the series' ROM when patchkit builds it: "
+            "not with --rom") in done.stderr

@@ -193,3 +193,37 @@ def test_matrix_reads_the_config_field_when_results_have_one(sent_series: SentSe
     assert [r.result.passed for r in m.cells[("freedos", "pc")]] == [True, False]  # newest first
     assert [r.config for r in m.cells[("freedos", "q35")]] == ["q35"]
     assert ("probe", "pc") in m.planned and ("probe", "q35") not in m.planned  # an empty q35 cell shows "-"
+
+
+def test_the_matrix_marks_a_flaky_cell_and_what_changed_in_a_failing_one(sent_series: SentSeries,
+                                                                          tmp_path: Path) -> None:
+    from patchkit.report.data import matrix
+    from patchkit.report.page import _matrix
+
+    s = sent_series.mp.series()
+    runs = {}
+    logs = {"passed": "gPXE> sanboot\nPROBE start drive 0x80\n", "failed": "gPXE> sanboot\nBoot failed\n"}
+    for name, text in logs.items():
+        runs[name] = tmp_path / name
+        runs[name].mkdir()
+        (runs[name] / "serial.log").write_text(text)
+    freedos = ResultKey(s.name, "r", "ab" * 32, "freedos", "", "7.2.0", "tcg")
+    probe = ResultKey(s.name, "r", "ab" * 32, "probe", "", "7.2.0", "tcg")
+    results = [StoredResult(freedos, True, "marker seen", "", created=3.0),
+               StoredResult(freedos, False, "no marker", "", created=2.0),
+               StoredResult(probe, False, "no marker", str(runs["failed"]), created=5.0)]
+    earlier = StoredResult(replace_revision(probe, "q"), True, "marker seen", str(runs["passed"]), created=4.0)
+    m = matrix(s, results, [*results, earlier])
+    assert list(m.flaky) == [("freedos", "pc")]
+    since, [found] = m.changed["probe", "pc"]
+    assert since == "passed" and found.describe() == ("serial.log line 2: passing run 'PROBE start drive 0x#', "
+                                                      "this run 'Boot failed'")
+    html = _matrix(m)
+    assert '<td class="flaky"' in html and "FLAKY: 1 pass, 1 FAIL on ROM abababababab (FAIL pass)" in html
+    assert "what changed since the last pass (passed)" in html
+
+
+def replace_revision(key: ResultKey, revision: str) -> ResultKey:
+    from dataclasses import replace
+
+    return replace(key, revision=revision)

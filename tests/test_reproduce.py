@@ -5,6 +5,7 @@ they were; a passing run's script passes with the run's own token (the negative 
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -24,6 +25,8 @@ from patchkit.store import Store, sha256_file
 pytestmark = pytest.mark.boot
 
 STEP = 120.0  # seconds for each thing awaited on the terminal (TCG on a loaded machine)
+# SeaBIOS's serial console redraws: cursor moves (and the characters written again after one) come and go
+ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()c][A-Z0-9]?")
 
 
 @pytest.fixture
@@ -43,10 +46,10 @@ def by_hand(script: Path, typed: str, until: str) -> str:
     def wait(text: str) -> bool:
         nonlocal seen
         end = time.monotonic() + STEP
-        while text.encode() not in seen and time.monotonic() < end and proc.poll() is None:
+        while text.encode() not in ESCAPES.sub(b"", seen) and time.monotonic() < end and proc.poll() is None:
             if select.select([out], [], [], 1)[0]:
                 seen += os.read(out.fileno(), 65536)
-        return text.encode() in seen
+        return text.encode() in ESCAPES.sub(b"", seen)
 
     try:
         if wait("for the gPXE command line"):
@@ -65,7 +68,7 @@ def by_hand(script: Path, typed: str, until: str) -> str:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return seen.decode("utf-8", "replace")
+    return ESCAPES.sub(b"", seen).decode("utf-8", "replace")
 
 
 def test_a_failing_runs_reproducer_reaches_the_same_failure(probe: Guest, series_rom: Path) -> None:
@@ -78,8 +81,8 @@ def test_a_failing_runs_reproducer_reaches_the_same_failure(probe: Guest, series
     start = sha256_file(outcome.run_dir / START_DISK)
     text = script.read_text()
     assert "sanboot virtio_blk:PCI00:04.0" in text and "fd=" not in text and str(series_rom) in text
-    shown = by_hand(script, "sanboot virtio_blk:PCI00:04.0", "Input/output error")
-    assert "Could not boot from virtio_blk:PCI00:04.0: Input/output error" in shown, shown[-2000:]
+    shown = by_hand(script, "sanboot virtio_blk:PCI00:04.0", "Input/output")
+    assert "Could not boot from virtio_blk:PCI00:04.0: Input/output" in shown, shown[-2000:]
     assert "PATCHKIT-PASS" not in shown
     assert sha256_file(base) == before and sha256_file(outcome.run_dir / START_DISK) == start
 

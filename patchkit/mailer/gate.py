@@ -24,10 +24,9 @@ from patchkit.errors import MailError
 from patchkit.guests import guest_class
 from patchkit.guests.image import ADHOC_PREFIX
 from patchkit.mailer.text import wrap
-from patchkit.matrix import summary_table
 from patchkit.review.carry import PatchTrailers
 from patchkit.series.io import load_version
-from patchkit.series.model import Patch, Series
+from patchkit.series.model import Config, Patch, Series
 from patchkit.store import TestResult
 from patchkit.table import table
 from patchkit.triage.flaky import Flake, verdict
@@ -188,8 +187,8 @@ def tested_section(series: Series, revision: str, latest: Latest, gate: GateResu
                    coverage: str | None = None, flaky: Flakes | None = None) -> str:
     """The cover letter's Tested section, from the stored results for this revision.
 
-    Without ``[[configs]]``: a row per guest. With them: the configuration x guest
-    matrix, the ROM and QEMU, then each configuration described in one line. ``coverage``
+    Without ``[[configs]]``: a row per guest. With them: a row per configuration (its guests
+    grouped by verdict), the ROM and QEMU, then each configuration described (wrapped at 72). ``coverage``
     (the changed-line figure, when measured) is one more line. Runs of `test --image` are left
     out: a user's own images (their private file names) are not what the series was tested on.
     """
@@ -234,18 +233,34 @@ def _guest_lines(series: Series, revision: str, latest: dict[str, TestResult], f
     return lines
 
 
+def config_rows(configs: Sequence[Config], verdicts: Mapping[tuple[str, str], str]) -> list[str]:
+    """The matrix for a 78-column mail reader: a row per configuration, its guests grouped by verdict
+    (``pass: freedos, probe; FAIL: debian``), wrapped under the configuration's name."""
+    width = min(max(len(c.name) for c in configs), 24)
+    lines = []
+    for config in configs:
+        groups: dict[str, list[str]] = {}
+        for (name, guest), word in verdicts.items():
+            if name == config.name:
+                groups.setdefault(word, []).append(guest)
+        text = "; ".join(f"{word}: {', '.join(guests)}" for word, guests in groups.items()) or "no guests"
+        optional = "" if config.required else "(optional) "
+        lines += wrap(f"{config.name.ljust(width)}  {optional}{text}", indent="  ", hanging=" " * (width + 4))
+    return lines
+
+
 def _matrix_lines(series: Series, revision: str, latest: Latest, flaky: Flakes) -> list[str]:
     configs = series.test_configs()
     known = {c.name for c in configs}
     verdicts: dict[tuple[str, str], str] = {}
     for config in configs:
         for guest in config.guests:
-            verdicts[config.name, guest] = "not tested" if config.required else "-"
+            verdicts[config.name, guest] = "not tested" if config.required else "not run"
     for (config_name, guest), r in latest.items():
         if config_name in known:
             verdicts[config_name, guest] = verdict(r, flaky.get((config_name, guest)))
     lines = [f"Tested with `patchkit test --matrix` on this revision ({revision[:12]}):"]
-    lines += ["  " + line for line in summary_table(configs, verdicts)]
+    lines += config_rows(configs, verdicts)
     shown = [r for (c, _), r in latest.items() if c in known]
     roms = sorted({(r.rom_size, r.key.rom_sha256) for r in shown if r.key.rom_sha256})
     qemu = sorted({f"{r.key.qemu_version}, {r.key.accel}" for r in shown if r.key.qemu_version})

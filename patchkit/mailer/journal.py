@@ -19,30 +19,15 @@ last line (power lost mid-write) is ignored on read and closed before the next r
 
 from __future__ import annotations
 
-import errno
-import json
-import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from patchkit.errors import MailError
+from patchkit.journal import JournalError as JournalError, JournalFile
 from patchkit.mailer.smtp import DeliveryInDoubt
 from patchkit.mailer.transport import Transport
-from patchkit.store import Store, file_lock
-
-
-class JournalError(MailError):
-    """The send journal could not be written."""
-
-    def __init__(self, path: Path, exc: OSError) -> None:
-        self.path = path
-        self.reason = exc.strerror or str(exc)
-        super().__init__(f"cannot write the send journal {path}: {self.reason}",
-                         hint=f"free space in {path.parent} (or fix its permissions), then run again")
+from patchkit.store import Store
 
 
 def journal_path(store: Store, series: str, version: int) -> Path:
@@ -78,11 +63,8 @@ class SendState:
         return [m for m in self.message_ids if m not in self.accepted]
 
 
-class Journal:
+class Journal(JournalFile):
     """Append-only JSON-lines log of one series version's sends."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
 
     @classmethod
     def for_version(cls, store: Store, series: str, version: int) -> Journal:
@@ -91,45 +73,6 @@ class Journal:
     @classmethod
     def for_report(cls, store: Store, series: str, version: int) -> Journal:
         return cls(report_journal_path(store, series, version))
-
-    @contextmanager
-    def locked(self) -> Iterator[Journal]:
-        """Hold the journal's lock: one send of a series version at a time."""
-        with file_lock(self.path.with_suffix(".lock")):
-            yield self
-
-    def append(self, record: dict[str, Any]) -> None:
-        """Durably append one record (adds ``time``); JournalError when it cannot be written."""
-        line = json.dumps({**record, "time": time.time()}, sort_keys=True) + "\n"
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    line = "\n" + line  # end a torn line first, so this record stays whole
-                data = line.encode("utf-8")
-                if os.write(fd, data) != len(data):
-                    raise OSError(errno.ENOSPC, "short write", str(self.path))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise JournalError(self.path, exc) from exc
-
-    def records(self) -> list[dict[str, Any]]:
-        """All whole records, oldest first."""
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line: the write it belonged to never completed
-        return out
 
     def start(self, revision: str, message_ids: list[str], subjects: list[str], forced_reason: str | None,
               problems: list[str] | None = None, to: list[str] | None = None, cc: list[str] | None = None) -> None:

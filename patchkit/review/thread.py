@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from patchkit.errors import SeriesError
-from patchkit.mailer.journal import Journal
+from patchkit.journal import JournalFile
 from patchkit.review.comments import Comment, Place, comments
 from patchkit.review.mailbox import RawMail, read_paths
 from patchkit.review.message import Mail, MalformedMail, parse_mail
@@ -136,7 +136,7 @@ def sent_messages(store: Store, series_names: list[str]) -> dict[str, Sent]:
             m = re.fullmatch(r"v(\d+)\.journal", path.name)
             if not m:
                 continue
-            for rec in Journal(path).records():
+            for rec in JournalFile(path).records():
                 if rec.get("event") == "start":
                     for i, mid in enumerate(rec.get("message_ids", [])):
                         out[mid] = Sent(name, int(m.group(1)), i)

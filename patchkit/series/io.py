@@ -757,10 +757,12 @@ def _edit_versions(doc: tomlkit.TOMLDocument, versions: list[dict[str, Any]]) ->
     for number, entry in wanted.items():
         table = have.get(number)
         if table is None:
-            table = tomlkit.table()
+            inline = isinstance(tables, tomlkit.items.Array)  # `versions = [{ ... }]`, written by hand
+            table = tomlkit.inline_table() if inline else tomlkit.table()
             for key, value in entry.items():
-                table[key] = _like(None, value)
-            table.add(tomlkit.nl())
+                table[key] = value if inline else _like(None, value)
+            if not inline:
+                table.add(tomlkit.nl())
             tables.append(table)
             continue
         for key, value in entry.items():
