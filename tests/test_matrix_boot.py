@@ -12,11 +12,14 @@ parallel, records their configurations and stops every QEMU on SIGTERM.
 from __future__ import annotations
 
 import re
+import shutil
 import signal
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import tomli_w
 from fixtures.cli import run_patchkit, start_patchkit
 from fixtures.guests import guest_or_skip, transcript
 from fixtures.processes import kill_processes_in, processes_in, reaped, signal_and_wait, wait_until
@@ -218,3 +221,26 @@ def test_a_request_never_released_stalls_the_boot(probe: Guest, series_rom: Path
     assert "released" not in outcome.timings
     assert '"remove_break patchkit-hold"' in (outcome.run_dir / "monitor.log").read_text()  # resumed, QEMU quit
     assert processes_in(outcome.run_dir) == []
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_an_optional_configuration_the_matrix_cannot_run_leaves_it_complete(
+        inputs_cache: Path, store: Store, series_rom: Path, tmp_path: Path, required: bool) -> None:
+    # keepsan-aoe is optional because it needs root: where it cannot run, the matrix still
+    # succeeds, saying NOT RUN; a required configuration that cannot run fails it (the control).
+    # A ROM given by path cannot run a guest embedded in the series' ROM, wherever the test runs.
+    guest_or_skip("probe", store)
+    root = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "gpxe-tree", root / "gpxe-tree")
+    shutil.copytree(PROJECT_ROOT / "series" / SERIES, root / "series" / SERIES)
+    manifest = root / "series" / SERIES / "series.toml"
+    data = tomllib.loads(manifest.read_text())
+    data["guests"] = ["probe"]
+    data["configs"] = [{"name": "pc"}, {"name": "embedded", "guests": ["keepsan-boot"], "required": required}]
+    data.pop("images", None)
+    manifest.write_text(tomli_w.dumps(data))
+    done = run_patchkit("-C", root, "test", "--matrix", "--rom", series_rom, "--accel", "tcg", "--reruns", "0",
+                        cache=inputs_cache, merged=False)
+    assert "NOT RUN embedded/keepsan-boot: it boots bzloader" in done.stderr + done.stdout, done.stderr
+    assert re.search(r"^PASS probe on pc\b", done.stdout, re.M), done.stdout
+    assert done.returncode == (1 if required else 0), done.stderr
