@@ -1,8 +1,8 @@
 """`patchkit test --cluster` on a real Dask scheduler and two workers, separate processes on 127.0.0.1.
 
 Each worker starts with an empty PATCHKIT_CACHE of its own and fetches what it lacks from
-the client. The cluster gives the verdicts a local run gives (v2's ROM: one cell passes, two
-fail), records them under the same keys plus the worker; a worker killed mid-boot has its
+the client. The cluster gives the verdicts a local run gives (v2's ROM: three cells failing
+for different reasons), records them under the same keys plus the worker; a worker killed mid-boot has its
 task run again on the other and the cell recorded once; the cells a worker without QEMU
 takes go to the other, and it is named once (when no worker can boot, every cell is not
 run, naming it); SIGTERM to the command stops the boots on the workers. No QEMU is left on
@@ -144,7 +144,8 @@ def recorded(project: Project) -> list[store.TestResult]:
         return results.for_series(SERIES)
 
 
-V2_CONFIGS = ("q35-bare", "readonly", "queue-1024")  # v2 passes the first, fails the others (README)
+# v2 fails each for its own reason: q35-bare only on v2's interrupt flag (fixed by v4's patch 4/6).
+V2_CONFIGS = ("q35-bare", "readonly", "queue-1024")
 
 
 def test_the_cluster_gives_a_local_runs_verdicts_under_the_same_keys(inputs_cache: Path, project: Project,
@@ -157,11 +158,14 @@ def test_the_cluster_gives_a_local_runs_verdicts_under_the_same_keys(inputs_cach
                       cluster=two_workers.address, reruns=0, progress=lines.append)
 
     def verdicts(results: list[store.TestResult]) -> dict[str, tuple[bool, str]]:
-        """Pass or fail and the reason, without the run's own timings and token."""
-        return {r.key.config: (r.passed, re.sub(r"\d+(\.\d+)? s\b|PATCHKIT-PASS \w+", "*", r.reason)) for r in results}
+        """Pass or fail and the reason, without the run's own timings, token, and how many INT 13h calls
+        returned with interrupts disabled (v2 returns its handler's flags; that count varies from run to run)."""
+        volatile = r"\d+(\.\d+)? s\b|PATCHKIT-PASS \w+|(?<=calls-returning-with-if-clear )[0-9a-f]+"
+        return {r.key.config: (r.passed, re.sub(volatile, "*", r.reason)) for r in results}
 
     assert verdicts(there) == verdicts(here)
-    assert {c: v[0] for c, v in verdicts(there).items()} == {"q35-bare": True, "readonly": False, "queue-1024": False}
+    assert {c: v[0] for c, v in verdicts(there).items()} == {"q35-bare": False, "readonly": False, "queue-1024": False}
+    assert "int13-returns-with-interrupts-enabled" in verdicts(there)["q35-bare"][1]
     assert {r.key for r in there} == {r.key for r in here}  # same series, revision, ROM, image, QEMU, accel, config
     assert {r.worker for r in here} == {""}
     assert {r.worker for r in there} == {"w1", "w2"}  # both idle when the cells were sent: each took some
