@@ -131,6 +131,7 @@ def connect(address: str) -> Iterator[Cluster]:
         from distributed import Client
     except ImportError as exc:
         raise ClusterError(f"--cluster needs Dask distributed ({exc})", hint=INSTALL_HINT) from exc
+    _quiet_dask()
     probe(address)  # a wrong address fails here, in seconds: Dask itself waits and leaves a 60 s close behind
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
@@ -144,21 +145,19 @@ def connect(address: str) -> Iterator[Cluster]:
                                hint=f"start workers with `dask worker {address}` on machines with patchkit "
                                     "and QEMU") from exc
         cluster = Cluster(client, address)
-        # A lost scheduler is our one line, not Dask's reconnect tracebacks (patchkit -v shows them): Dask sets
-        # its loggers' levels one by one, so each is quietened, and restored on leaving.
-        quiet = [] if logging.getLogger().isEnabledFor(logging.DEBUG) else [
-            logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
-            if name == "distributed" or name.startswith("distributed.")]
-        levels = [log.level for log in quiet]
-        for log in quiet:
-            log.setLevel(logging.CRITICAL)
-        try:
-            yield cluster
-        finally:
-            for log, level in zip(quiet, levels, strict=True):
-                log.setLevel(level)
+        yield cluster
     finally:
         client.close(timeout=CONNECT_TIMEOUT if client.status == "running" else LOST_CLOSE_TIMEOUT)
+
+
+def _quiet_dask() -> None:
+    """A lost scheduler is our one line, not Dask's reconnect tracebacks (also from its threads, until the process
+    ends): Dask sets its loggers' levels one by one, so each is quietened; patchkit -v leaves them be."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def probe(address: str) -> None:
