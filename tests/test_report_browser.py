@@ -164,6 +164,22 @@ def test_report_of_v3_renders_matrix_and_screenshots_in_chromium(sent_series: Se
     assert count(rows, (0x2E, 0x7D, 0x32)) > 100 and count(rows, (0xC6, 0x28, 0x28)) > 100  # on the first screen
     assert (out / "index.html").stat().st_mode & 0o777 == 0o644
 
+    # No horizontal scroll at 1280 wide: a copy of the page writes its laid-out width into the DOM;
+    # the control, a copy with a 2000-pixel block, measures wider.
+    def laid_out_width(extra: str) -> int:
+        measured = out / "measured.html"
+        measured.write_text(html.replace("</body>", f"{extra}<script>document.body.dataset.scrollWidth = "
+                                                    "document.documentElement.scrollWidth;</script></body>"),
+                            encoding="utf-8")
+        dom = run([chromium, *flags, "--window-size=1280,800", "--dump-dom", measured.as_uri()],
+                  timeout=120).stdout.decode()
+        found = re.search(r'data-scroll-width="(\d+)"', dom)
+        assert found is not None, dom[-500:]
+        return int(found[1])
+
+    assert laid_out_width("") <= 1280
+    assert laid_out_width('<div style="width:2000px">wide</div>') > 1280
+
     shot = tmp_path / "page.png"
     run([chromium, *flags, "--window-size=1200,2000", f"--screenshot={shot}", (out / "index.html").as_uri()],
         timeout=120)
