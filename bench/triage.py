@@ -26,6 +26,7 @@ from pathlib import Path
 from patchkit.git.apply import apply_series
 from patchkit.project import Project
 from patchkit.run import run
+from patchkit.series.io import new_version as freeze
 from patchkit.store import Store
 from patchkit.triage.bisect import bisect_cell
 from patchkit.validate import run_tests
@@ -57,10 +58,13 @@ def shared_cache(cache: Path, real: Store) -> Store:
     return Store(cache)
 
 
-def broken_project(root: Path, store: Store, extra_manifest: str = "") -> Project:
-    """This repository's pin and series with EXTRA after its patches, in ``root``, on ``store``."""
+def broken_project(root: Path, store: Store, extra_manifest: str = "", new_version: bool = False) -> Project:
+    """This repository's pin and series with EXTRA after its patches, in ``root``, on ``store``; with
+    ``new_version``, the current version is frozen first and EXTRA goes into the next one."""
     shutil.copytree(ROOT / "gpxe-tree", root / "gpxe-tree")
     shutil.copytree(ROOT / "series" / SERIES, root / "series" / SERIES)
+    if new_version:
+        freeze(Project(root, store).series(SERIES), "Fixture patches after the current version.\n")
     tree = apply_series(Project(root, store), SERIES).tree
     manifest = root / "series" / SERIES / "series.toml"
     text = manifest.read_text()
