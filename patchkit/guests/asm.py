@@ -15,9 +15,9 @@ def source_dir() -> Path:
 
 
 def sources_key(*names: str) -> str:
-    """Hash of the named sources and acpi-off.asm (which they include)."""
+    """Hash of the named sources and the shared ones they include (acpi-off.asm, serial-out.asm)."""
     h = hashlib.sha256()
-    for name in (*names, "acpi-off.asm"):
+    for name in (*names, "acpi-off.asm", "serial-out.asm"):
         h.update(name.encode() + b"\0" + (source_dir() / name).read_bytes())
     return h.hexdigest()
 

@@ -131,33 +131,7 @@ start:
 
 %include "acpi-off.asm"
 
-; putc: write AL to COM1 (polling the transmit-holding-register-empty bit).
-putc:
-        push    dx
-        push    ax
-        mov     dx, COM1 + 5
-.wait:
-        in      al, dx
-        test    al, 0x20
-        jz      .wait
-        pop     ax
-        mov     dx, COM1
-        out     dx, al
-        pop     dx
-        ret
-
-; puts: write the zero-terminated string at DS:SI.
-puts:
-        push    ax
-.next:
-        lodsb
-        test    al, al
-        jz      .done
-        call    putc
-        jmp     .next
-.done:
-        pop     ax
-        ret
+%include "serial-out.asm"
 
 msg_load_failed: db "PATCHKIT-FAIL probe loader: INT 13h AH=02 failed", 13, 10, 0
 drive:  db      0
@@ -184,29 +158,6 @@ put_dec:
         ret
 
 dec_buf: times 11 db 0                  ; 4294967295 and its terminator
-
-; put_hex: EAX as 0x%08x.
-put_hex:
-        pushad
-        mov     ebx, eax
-        mov     al, '0'
-        call    putc
-        mov     al, 'x'
-        call    putc
-        mov     cx, 8
-.digit:
-        rol     ebx, 4
-        mov     al, bl
-        and     al, 0x0F
-        add     al, '0'
-        cmp     al, '9'
-        jbe     .out
-        add     al, 'a' - '9' - 1
-.out:
-        call    putc
-        loop    .digit
-        popad
-        ret
 
 put_space:
         push    ax
